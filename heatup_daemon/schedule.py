@@ -1,0 +1,107 @@
+"""Schedules: parsing an admin's text into a schedule, and (pure) fire-time maths.
+
+Nothing here reads the clock or a global random source: the moment and the random number
+generator are arguments, so every function is deterministic under test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from apscheduler.triggers.cron import CronTrigger
+
+from heatup_daemon.errors import InvalidValue
+
+UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_INTERVAL_S: Final = 10
+MAX_INTERVAL_S: Final = 366 * 86400
+MAX_SPEC_LENGTH: Final = 100
+
+_INTERVAL_RE: Final = re.compile(r"(?:[0-9]{1,7}[smhd])+")
+_INTERVAL_PART_RE: Final = re.compile(r"([0-9]+)([smhd])")
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSchedule:
+    """Every ``seconds`` seconds from an anchor."""
+
+    seconds: int
+
+    @property
+    def text(self) -> str:
+        return format_interval(self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A five-field crontab expression (minute hour day month day-of-week)."""
+
+    expression: str
+
+    @property
+    def text(self) -> str:
+        return self.expression
+
+
+Schedule = IntervalSchedule | CronSchedule
+
+
+def format_interval(seconds: int) -> str:
+    """The shortest text ``parse_schedule`` reads back as ``seconds`` (``5400`` -> ``1h30m``)."""
+    parts = []
+    remaining = seconds
+    for unit, size in sorted(UNIT_SECONDS.items(), key=lambda item: -item[1]):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def parse_schedule(spec: str) -> Schedule:
+    """Parse an interval (``90s``, ``15m``, ``6h``, ``1d``, ``1h30m``) or a crontab line.
+
+    Raises ``InvalidValue`` with a one-line reason for anything else; never another exception.
+    """
+    text = " ".join(spec.split())
+    if not text:
+        raise InvalidValue("schedule is empty: give an interval like 6h or a cron expression")
+    if len(text) > MAX_SPEC_LENGTH:
+        raise InvalidValue(f"schedule is longer than {MAX_SPEC_LENGTH} characters")
+    if " " not in text:
+        return _parse_interval(text)
+    return _parse_cron(text)
+
+
+def _parse_interval(text: str) -> IntervalSchedule:
+    lowered = text.lower()
+    if not _INTERVAL_RE.fullmatch(lowered):
+        raise InvalidValue(
+            f"schedule {text!r} is neither an interval (90s, 15m, 6h, 1d, 1h30m) "
+            "nor a five-field cron expression"
+        )
+    seconds = sum(
+        int(count) * UNIT_SECONDS[unit] for count, unit in _INTERVAL_PART_RE.findall(lowered)
+    )
+    if not MIN_INTERVAL_S <= seconds <= MAX_INTERVAL_S:
+        raise InvalidValue(
+            f"schedule {text!r} is an interval of {seconds} s; allowed: "
+            f"{format_interval(MIN_INTERVAL_S)} to {format_interval(MAX_INTERVAL_S)}"
+        )
+    return IntervalSchedule(seconds)
+
+
+def _parse_cron(text: str) -> CronSchedule:
+    fields = text.split(" ")
+    if len(fields) != 5:
+        raise InvalidValue(
+            f"schedule {text!r} is neither an interval (90s, 15m, 6h, 1d, 1h30m) nor a cron "
+            f"expression: it has {len(fields)} fields, cron has five "
+            "(minute hour day month day-of-week)"
+        )
+    try:
+        CronTrigger.from_crontab(text, timezone="UTC")
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidValue(f"schedule {text!r} is not a valid cron expression: {exc}") from None
+    return CronSchedule(text)
