@@ -1,0 +1,435 @@
+"""One typed, frozen settings object for the whole daemon.
+
+Sources, lowest to highest precedence:
+
+1. built-in defaults (the shipped ``config.toml`` states each of them);
+2. a TOML file: ``--config``, else ``$HEATUP_CONFIG``, else ``/etc/heatup/config.toml`` if it
+   exists;
+3. environment variables ``HEATUP_<SECTION>__<KEY>`` (``HEATUP_NODE_NAME`` for top-level keys);
+4. credential files named ``gateway.token``, ``llm.api_key``, ``api.token`` in systemd's
+   ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=`` in ``heatup.service``).
+
+Secrets are refused in the TOML file: it is usually world-readable and kept in version control.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, Self
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from heatup_daemon.errors import ConfigError, InvalidValue
+from heatup_daemon.pool import DEFAULT_POOL
+from heatup_daemon.validation import show, validate_channel
+
+ENV_PREFIX: Final = "HEATUP_"
+CONFIG_PATH_ENV: Final = "HEATUP_CONFIG"
+SYSTEM_CONFIG_PATH: Final = Path("/etc/heatup/config.toml")
+SECRET_KEYS: Final = ("gateway.token", "llm.api_key", "api.token")
+MASK: Final = "********"
+
+_DRIVERS: Final = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def default_database_url() -> str:
+    """``heatup.db`` in systemd's ``$STATE_DIRECTORY`` when set, else in the working directory."""
+    state_dirs = os.environ.get("STATE_DIRECTORY", "")
+    base = Path(state_dirs.split(":")[0]) if state_dirs else Path.cwd()
+    return f"sqlite+aiosqlite:///{base / 'heatup.db'}"
+
+
+def normalize_database_url(value: str) -> str:
+    """Give the URL its async driver (``postgresql://`` means asyncpg) or raise ``ValueError``."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL (e.g. postgresql://host/db)") from None
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ValueError(
+            f"unsupported database {url.drivername!r}; use sqlite:///PATH or postgresql://..."
+        )
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def masked_database_url(value: str) -> str:
+    url: URL = make_url(value)
+    return url.render_as_string(hide_password=True)
+
+
+def _check_range(name: str, low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"{name}_min_s ({low}) must not exceed {name}_max_s ({high})")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(default_factory=default_database_url)
+    pool_size: int = Field(default=10, ge=1, le=200)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite URL; ``None`` for other databases and ``:memory:``."""
+        database = make_url(self.url).database if self.is_sqlite else None
+        return Path(database) if database and database != ":memory:" else None
+
+
+class GatewaySettings(_Section):
+    base_url: str = "http://127.0.0.1:8081"
+    token: SecretStr | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_deadline_s: float = Field(default=30.0, gt=0, le=600)
+    retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=60)
+    retry_backoff_max_s: float = Field(default=8.0, ge=0, le=600)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            raise ValueError("not a URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+
+class LLMSettings(_Section):
+    base_url: str | None = None
+    model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200)
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=20.0, gt=0, le=600)
+    max_retries: int = Field(default=1, ge=0, le=10)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    daily_token_budget: int = Field(default=200_000, ge=0)
+    breaker_failures: int = Field(default=3, ge=1, le=1000)
+    breaker_cooloff_s: float = Field(default=300.0, ge=0, le=86400)
+
+    @property
+    def configured(self) -> bool:
+        """An LLM is used when it has an endpoint or a key; otherwise the fallback plans."""
+        return self.base_url is not None or self.api_key is not None
+
+
+class PlannerSettings(_Section):
+    read_min_s: float = Field(default=5.0, ge=0, le=3600)
+    read_max_s: float = Field(default=45.0, ge=0, le=3600)
+    idle_min_s: float = Field(default=5.0, ge=0, le=3600)
+    idle_max_s: float = Field(default=30.0, ge=0, le=3600)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range("planner.read", self.read_min_s, self.read_max_s)
+        _check_range("planner.idle", self.idle_min_s, self.idle_max_s)
+        return self
+
+
+class ExecutorSettings(_Section):
+    time_scale: float = Field(default=1.0, ge=0, le=100)
+    delay_min_s: float = Field(default=3.0, ge=0, le=3600)
+    delay_max_s: float = Field(default=10.0, ge=0, le=3600)
+    long_pause_chance: float = Field(default=0.1, ge=0, le=1)
+    long_pause_min_s: float = Field(default=5.0, ge=0, le=3600)
+    long_pause_max_s: float = Field(default=10.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range("executor.delay", self.delay_min_s, self.delay_max_s)
+        _check_range("executor.long_pause", self.long_pause_min_s, self.long_pause_max_s)
+        return self
+
+
+class SchedulerSettings(_Section):
+    reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
+    misfire_grace_seconds: float = Field(default=300.0, ge=0, le=86400)
+    max_concurrent_runs: int = Field(default=100, ge=1, le=100_000)
+    stale_run_seconds: float = Field(default=120.0, gt=0, le=86400)
+    heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stale(self) -> Self:
+        if self.heartbeat_seconds * 2 > self.stale_run_seconds:
+            raise ValueError(
+                f"scheduler.heartbeat_seconds ({self.heartbeat_seconds}) must be at most half "
+                f"of scheduler.stale_run_seconds ({self.stale_run_seconds}), or live runs "
+                "would be reaped"
+            )
+        return self
+
+
+class HistorySettings(_Section):
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    auto_register: bool = False
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Self:
+        if not self.is_loopback and self.token is None:
+            raise ValueError(
+                f"api.host {self.host!r} is not a loopback address, so api.token is required "
+                "(set HEATUP_API__TOKEN or the credential file api.token)"
+            )
+        return self
+
+
+class ServiceSettings(_Section):
+    stop_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ChannelEntry(_Section):
+    username: str
+    title: str | None = None
+    category: str | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        try:
+            spec = validate_channel(
+                username=data.get("username"),
+                title=data.get("title"),
+                category=data.get("category"),
+                description=data.get("description"),
+            )
+        except InvalidValue as exc:
+            raise ValueError(str(exc)) from None
+        return {**data, "username": spec.username}
+
+
+DEFAULT_CHANNELS: Final = tuple(
+    ChannelEntry(username=username, title=title, category=category, description=description)
+    for username, title, category, description in DEFAULT_POOL
+)
+
+
+class Settings(BaseSettings):
+    """Everything heatup reads from its configuration. Build it with ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    node_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: tuple[ChannelEntry, ...]) -> tuple[ChannelEntry, ...]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.username in seen:
+                raise ValueError(f"channel @{entry.username} is listed twice")
+            seen.add(entry.username)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file's values arrive as init arguments (its path is known only at run
+        # time), so they rank lowest; credential files rank highest.
+        return (CredentialsSource(settings_cls), env_settings, init_settings)
+
+
+class CredentialsSource(PydanticBaseSettingsSource):
+    """Secrets from files named by their dotted key in ``$CREDENTIALS_DIRECTORY``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole directory
+
+    def __call__(self) -> dict[str, Any]:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            return {}
+        values: dict[str, Any] = {}
+        for key in SECRET_KEYS:
+            path = Path(directory) / key
+            try:
+                secret = path.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"credential file {path} cannot be read: {exc}") from None
+            section, name = key.split(".")
+            values.setdefault(section, {})[name] = secret
+        return values
+
+
+def resolve_config_path(explicit: Path | None) -> Path | None:
+    """The TOML file to read: ``--config``, ``$HEATUP_CONFIG``, the system file, or none."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_PATH_ENV)
+    if from_env:
+        return Path(from_env)
+    return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        table = data.get(section)
+        if isinstance(table, dict) and name in table:
+            env = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+            raise ConfigError(
+                f"config file {path}: {key} is a secret and is not read from config.toml; "
+                f"set {env} or put it in the credential file {key}"
+            )
+    return data
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    """Build the settings from every source, or raise ``ConfigError`` naming each bad key."""
+    path = resolve_config_path(config_path)
+    data = read_config_file(path) if path is not None else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        origin = f" (config file {path})" if path is not None else ""
+        raise ConfigError("\n".join(_describe(exc)) + origin) from None
+
+
+def _describe(exc: ValidationError) -> Iterator[str]:
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(settings)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            yield f"config key {key}: unknown key; allowed here: {_allowed_keys(error['loc'])}"
+        elif _is_secret(key):
+            yield f"config key {key}: {message}"
+        elif isinstance(error.get("input"), Mapping):
+            # A section-wide rule: its message names the keys; the input holds the section.
+            yield f"config key {key}: {message}"
+        else:
+            yield f"config key {key}: value {show(error.get('input'))} is not allowed: {message}"
+
+
+def _is_secret(key: str) -> bool:
+    return any(key == secret or key.startswith(secret + ".") for secret in SECRET_KEYS)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        annotation = model.model_fields.get(str(part))
+        field_type = annotation.annotation if annotation is not None else None
+        if isinstance(field_type, type) and issubclass(field_type, BaseModel):
+            model = field_type
+        else:
+            break
+    return ", ".join(model.model_fields)
+
+
+def effective_settings(settings: Settings) -> Iterator[tuple[str, Mapping[str, object]]]:
+    """Each section's settings as plain values, secrets masked, for ``check-config``."""
+    top: dict[str, object] = {}
+    sections: list[tuple[str, Mapping[str, object]]] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            sections.append((name, _masked(name, value)))
+        elif name != "channels":
+            top[name] = value
+    yield "", top
+    yield from sections
+
+
+def _masked(section: str, model: BaseModel) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for key in type(model).model_fields:
+        value = getattr(model, key)
+        if isinstance(value, SecretStr):
+            value = MASK
+        elif section == "database" and key == "url":
+            value = masked_database_url(value)
+        values[key] = value
+    return values
