@@ -1,0 +1,230 @@
+"""SQLAlchemy models: the schema heatup's migrations build, constraint for constraint.
+
+Admin-owned columns of ``sessions`` and ``channels`` may be edited by hand while heatup runs;
+the database enforces what it can (CHECK, UNIQUE, foreign keys) and heatup validates the rest
+when it reads a row (``heatup_daemon.validation``), recording why in ``invalid_reason``.
+Every datetime is timezone-aware UTC in Python.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import JSON, TypeDecorator
+
+SESSION_STATES: Final = ("active", "needs_attention")
+RUN_TRIGGERS: Final = ("schedule", "api", "cli")
+RUN_STATUSES: Final = ("running", "succeeded", "partial", "failed", "interrupted", "skipped")
+PLAN_SOURCES: Final = ("llm", "fallback")
+ACTION_KINDS: Final = ("join_channel", "read_messages", "browse_dialogs", "idle")
+ACTION_OUTCOMES: Final = ("ok", "failed", "skipped")
+
+# SQLite has no 64-bit autoincrement type: only INTEGER PRIMARY KEY is an alias of the rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: heatup stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # written by hand into SQLite
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), server_default=func.now(), nullable=False)
+
+
+class SessionRow(Base):
+    """A registered session. Admins own the first group of columns, heatup the second."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint("gateway_session_id >= 1", name="gateway_id_positive"),
+        CheckConstraint("jitter_seconds >= 0", name="jitter_not_negative"),
+        CheckConstraint(_in("state", SESSION_STATES), name="state"),
+        Index("ix_sessions_next_run_at", "next_run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Admin-owned.
+    gateway_session_id: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), nullable=False)
+    schedule: Mapped[str] = mapped_column(String(100), nullable=False)
+    jitter_seconds: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC", nullable=False)
+    # heatup-owned.
+    state: Mapped[str] = mapped_column(String(20), server_default="active", nullable=False)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    # The admin columns (schedule, jitter, timezone) next_run_at was computed from; a
+    # difference means an admin edited the row and the next slot must be recomputed.
+    applied_schedule: Mapped[str | None] = mapped_column(Text)
+    next_nominal_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cooldown_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class ChannelRow(Base):
+    """A channel of the admin-curated pool. ``username`` is lower case, without ``@``."""
+
+    __tablename__ = "channels"
+    __table_args__ = (
+        CheckConstraint("length(username) >= 4 AND length(username) <= 32", name="username_length"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    title: Mapped[str | None] = mapped_column(String(128))
+    category: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), nullable=False)
+    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the gateway reports the channel unusable for several sessions.
+    flagged_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class SessionChannelRow(Base):
+    """A pool channel a session has joined."""
+
+    __tablename__ = "session_channels"
+
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RunRow(Base):
+    """One warm-up run. Scheduled runs are unique per (session, nominal slot)."""
+
+    __tablename__ = "warmup_runs"
+    __table_args__ = (
+        UniqueConstraint("session_id", "scheduled_for"),
+        CheckConstraint(_in("trigger", RUN_TRIGGERS), name="trigger"),
+        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        CheckConstraint(
+            f"plan_source IS NULL OR {_in('plan_source', PLAN_SOURCES)}", name="source"
+        ),
+        CheckConstraint(
+            "(trigger = 'schedule') = (scheduled_for IS NOT NULL)", name="slot_iff_scheduled"
+        ),
+        Index("ix_warmup_runs_gateway_session_id_started_at", "gateway_session_id", "started_at"),
+        Index("ix_warmup_runs_status_heartbeat_at", "status", "heartbeat_at"),
+        Index("ix_warmup_runs_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Kept (as NULL) when an admin removes the session, so its history survives.
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"))
+    gateway_session_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    # The nominal slot time (without jitter) for scheduled runs; NULL for api and cli runs.
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the run was due (the jittered slot time, or the request time).
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    plan_source: Mapped[str | None] = mapped_column(String(16))
+    plan_model: Mapped[str | None] = mapped_column(String(200))
+    plan: Mapped[Any | None] = mapped_column(JSON)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(128), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+
+    actions: Mapped[list[ActionRow]] = relationship(
+        back_populates="run", order_by="ActionRow.seq", passive_deletes=True
+    )
+
+
+class ActionRow(Base):
+    """One executed action of a run, written as soon as the action ends."""
+
+    __tablename__ = "warmup_actions"
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq"),
+        CheckConstraint(_in("kind", ACTION_KINDS), name="kind"),
+        CheckConstraint(_in("outcome", ACTION_OUTCOMES), name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("warmup_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    planned_duration_s: Mapped[float | None] = mapped_column(Float)
+    actual_duration_s: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_text: Mapped[str | None] = mapped_column(String(500))
+    gateway_latency_s: Mapped[float | None] = mapped_column(Float)
+
+    run: Mapped[RunRow] = relationship(back_populates="actions")

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.db import migrate
+from heatup_daemon.db.engine import create_engine
+from heatup_daemon.db.repository import Repository
+from tests.databases import (
+    TEST_DATABASE_ENV,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_server_url,
+)
+
+BACKENDS = ["sqlite"] + (["postgresql"] if postgres_server_url() else [])
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's HEATUP_* variables, credentials or working directory."""
+    for name in list(os.environ):
+        if name.startswith("HEATUP_") and name != TEST_DATABASE_ENV:
+            monkeypatch.delenv(name)
+    for name in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("heatup_daemon.config.SYSTEM_CONFIG_PATH", tmp_path / "no-system.toml")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: SQLite always, PostgreSQL too when HEATUP_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    server = postgres_server_url()
+    assert server is not None
+    url = create_postgres_database(server)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(server, url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on an empty database; the test fails if it leaves a connection checked out."""
+    engine = create_engine(DatabaseSettings(url=database_url))
+    try:
+        yield engine
+        checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        assert checked_out == 0, f"the test leaked {checked_out} database connection(s)"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def repository(engine: AsyncEngine) -> Repository:
+    """A repository on a database migrated to head."""
+    await migrate.upgrade(engine)
+    return Repository(engine)
+
+
+def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def checked(*args: object, **kwargs: object) -> None:
+        before = asyncio.all_tasks()
+        await test(*args, **kwargs)
+        current = asyncio.current_task()
+        leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+        for task in leaked:
+            task.cancel()
+        assert not leaked, f"the test left tasks running: {leaked}"
+
+    return checked
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every async test fails if it leaves a task running."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _fail_on_leaked_tasks(item.obj)
