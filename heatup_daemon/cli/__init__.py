@@ -1,0 +1,67 @@
+"""The ``heatup`` command.
+
+Exit codes: 0 success; 1 the work failed (database unreachable, schema not migrated);
+2 bad input (arguments, configuration, a value breaking a rule, an unknown or duplicate id),
+reported as one line on stderr with no traceback and nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from heatup_daemon import __version__
+from heatup_daemon.cli import admin, registry
+from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_USAGE, Parser
+from heatup_daemon.errors import (
+    AlreadyExists,
+    BadRevision,
+    ConfigError,
+    DatabaseUnavailable,
+    InvalidValue,
+    NotFound,
+    SchemaNotAtHead,
+)
+
+USAGE_ERRORS = (ConfigError, InvalidValue, NotFound, AlreadyExists, BadRevision)
+FAILURES = (DatabaseUnavailable, SchemaNotAtHead)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="heatup", description="Keeps Telegram sessions active on a schedule.")
+    parser.add_argument("--version", action="version", version=f"heatup {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="TOML configuration (default: $HEATUP_CONFIG, else /etc/heatup/config.toml)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    admin.add_parsers(commands)
+    registry.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except USAGE_ERRORS as exc:
+        return _fail(EXIT_USAGE, exc)
+    except FAILURES as exc:
+        return _fail(EXIT_FAILURE, exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`heatup sessions list | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    return code
+
+
+def _fail(code: int, exc: Exception) -> int:
+    sys.stderr.write(f"heatup: error: {exc}\n")
+    return code

@@ -1,0 +1,55 @@
+"""What every command shares: the settings, a ready repository, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+from heatup_daemon.config import Settings, load_settings
+from heatup_daemon.db.engine import create_engine
+from heatup_daemon.db.repository import Repository
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def with_repository(
+    settings: Settings, work: Callable[[Repository], Awaitable[T]], *, ready: bool = True
+) -> T:
+    """Run ``work`` with a repository on the configured database, then close the engine.
+
+    With ``ready`` (the default) the database must be reachable and at the newest schema.
+    """
+
+    async def run() -> T:
+        engine = create_engine(settings.database)
+        try:
+            repository = Repository(engine)
+            if ready:
+                await repository.ensure_ready()
+            return await work(repository)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def say(message: str) -> None:
+    sys.stdout.write(message + "\n")

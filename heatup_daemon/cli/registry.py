@@ -1,0 +1,195 @@
+"""``heatup sessions ...`` and ``heatup channels ...``: the registry admins keep."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from heatup_daemon.cli.common import EXIT_OK, say, settings_of, with_repository
+from heatup_daemon.cli.output import print_json, print_table
+from heatup_daemon.db.repository import ChannelView, Repository, SessionView
+from heatup_daemon.validation import (
+    parse_gateway_id,
+    parse_username,
+    validate_channel,
+    validate_session,
+)
+
+SESSION_COLUMNS = (
+    "GATEWAY ID", "LABEL", "ENABLED", "STATE", "SCHEDULE", "JITTER", "TIMEZONE",
+    "NEXT RUN", "LAST RUN", "PROBLEM",
+)  # fmt: skip
+CHANNEL_COLUMNS = ("USERNAME", "CATEGORY", "TITLE", "ENABLED", "PROBLEM")
+
+
+def add_parsers(commands: Any) -> None:
+    sessions = commands.add_parser("sessions", help="register and manage sessions")
+    sub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = sub.add_parser("add", help="register a session")
+    add.add_argument("--gateway-id", required=True, help="the session's id in the gateway")
+    add.add_argument("--schedule", required=True, help="interval (90s, 15m, 6h, 1d) or cron")
+    add.add_argument("--jitter", type=int, default=0, help="seconds of random delay per run")
+    add.add_argument("--timezone", default="UTC", help="IANA time zone of a cron schedule")
+    add.add_argument("--label", help="free text for admins")
+    add.add_argument("--disabled", action="store_true", help="register without scheduling")
+    add.set_defaults(handler=sessions_add)
+
+    listing = sub.add_parser("list", help="list registered sessions")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=sessions_list)
+
+    show = sub.add_parser("show", help="show one session")
+    show.add_argument("id", metavar="ID", help="gateway session id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=sessions_show)
+
+    for name, handler, text in (
+        ("enable", sessions_enable, "schedule a session again (clears needs_attention)"),
+        ("disable", sessions_disable, "stop scheduling a session"),
+        ("remove", sessions_remove, "unregister a session (its history stays)"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("id", metavar="ID", help="gateway session id")
+        command.set_defaults(handler=handler)
+
+    channels = commands.add_parser("channels", help="manage the channel pool")
+    sub = channels.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = sub.add_parser("add", help="add a public channel to the pool")
+    add.add_argument("username", metavar="@USERNAME")
+    add.add_argument("--category", help="interest category, e.g. news")
+    add.add_argument("--title", help="display title")
+    add.add_argument("--description", help="one line about the channel")
+    add.set_defaults(handler=channels_add)
+
+    listing = sub.add_parser("list", help="list the pool")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=channels_list)
+
+    for name, handler, text in (
+        ("disable", channels_disable, "stop using a channel in plans"),
+        ("enable", channels_enable, "use a disabled channel again"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("username", metavar="@USERNAME")
+        command.set_defaults(handler=handler)
+
+
+def session_row(view: SessionView) -> tuple[object, ...]:
+    problem = view.invalid_reason or (
+        f"{view.state}: {view.state_reason}" if view.state != "active" else None
+    )
+    return (
+        view.gateway_session_id, view.label, view.enabled, view.state, view.schedule,
+        view.jitter_seconds, view.timezone, view.next_run_at, view.last_run_at, problem,
+    )  # fmt: skip
+
+
+def print_sessions(views: list[SessionView]) -> None:
+    print_table(SESSION_COLUMNS, [session_row(view) for view in views])
+
+
+def sessions_add(args: argparse.Namespace) -> int:
+    spec = validate_session(
+        gateway_session_id=args.gateway_id,
+        schedule=args.schedule,
+        jitter_seconds=args.jitter,
+        timezone=args.timezone,
+        label=args.label,
+    )
+    settings = settings_of(args)
+    view = with_repository(settings, lambda repo: repo.add_session(spec, enabled=not args.disabled))
+    say(f"registered session {view.gateway_session_id} ({view.schedule}, {view.timezone})")
+    return EXIT_OK
+
+
+def sessions_list(args: argparse.Namespace) -> int:
+    views = with_repository(settings_of(args), Repository.list_sessions)
+    if args.json:
+        print_json(views)
+    else:
+        print_sessions(views)
+    return EXIT_OK
+
+
+def sessions_show(args: argparse.Namespace) -> int:
+    gateway_id = parse_gateway_id(args.id)
+    view = with_repository(settings_of(args), lambda repo: repo.get_session(gateway_id))
+    if args.json:
+        print_json(view)
+    else:
+        print_table(("FIELD", "VALUE"), list(_fields(view)))
+    return EXIT_OK
+
+
+def _fields(view: SessionView | ChannelView) -> list[tuple[str, object]]:
+    return [(name, getattr(view, name)) for name in view.__slots__]
+
+
+def _set_session_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    gateway_id = parse_gateway_id(args.id)
+    with_repository(settings_of(args), lambda repo: repo.set_session_enabled(gateway_id, enabled))
+    say(f"session {gateway_id} {'enabled' if enabled else 'disabled'}")
+    return EXIT_OK
+
+
+def sessions_enable(args: argparse.Namespace) -> int:
+    return _set_session_enabled(args, True)
+
+
+def sessions_disable(args: argparse.Namespace) -> int:
+    return _set_session_enabled(args, False)
+
+
+def sessions_remove(args: argparse.Namespace) -> int:
+    gateway_id = parse_gateway_id(args.id)
+    with_repository(settings_of(args), lambda repo: repo.remove_session(gateway_id))
+    say(f"session {gateway_id} removed; its run history is kept")
+    return EXIT_OK
+
+
+def channels_add(args: argparse.Namespace) -> int:
+    spec = validate_channel(
+        username=args.username,
+        title=args.title,
+        category=args.category,
+        description=args.description,
+    )
+    with_repository(settings_of(args), lambda repo: repo.add_channel(spec))
+    say(f"channel @{spec.username} added to the pool")
+    return EXIT_OK
+
+
+def channels_list(args: argparse.Namespace) -> int:
+    views = with_repository(settings_of(args), Repository.list_channels)
+    if args.json:
+        print_json(views)
+        return EXIT_OK
+    rows = [
+        (
+            f"@{view.username}",
+            view.category,
+            view.title,
+            view.enabled,
+            view.invalid_reason or view.flagged_reason,
+        )
+        for view in views
+    ]
+    print_table(CHANNEL_COLUMNS, rows)
+    return EXIT_OK
+
+
+def _set_channel_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    username = parse_username(args.username)
+    with_repository(settings_of(args), lambda repo: repo.set_channel_enabled(username, enabled))
+    say(f"channel @{username} {'enabled' if enabled else 'disabled'}")
+    return EXIT_OK
+
+
+def channels_disable(args: argparse.Namespace) -> int:
+    return _set_channel_enabled(args, False)
+
+
+def channels_enable(args: argparse.Namespace) -> int:
+    return _set_channel_enabled(args, True)
