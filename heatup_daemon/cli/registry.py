@@ -16,9 +16,17 @@ from heatup_daemon.validation import (
 )
 
 SESSION_COLUMNS = (
-    "GATEWAY ID", "LABEL", "ENABLED", "STATE", "SCHEDULE", "JITTER", "TIMEZONE",
-    "NEXT RUN", "LAST RUN", "PROBLEM",
-)  # fmt: skip
+    "GATEWAY ID",
+    "LABEL",
+    "ENABLED",
+    "STATE",
+    "SCHEDULE",
+    "JITTER",
+    "TIMEZONE",
+    "NEXT RUN",
+    "LAST RUN",
+    "PROBLEM",
+)
 CHANNEL_COLUMNS = ("USERNAME", "CATEGORY", "TITLE", "ENABLED", "PROBLEM")
 
 
@@ -81,9 +89,17 @@ def session_row(view: SessionView) -> tuple[object, ...]:
         f"{view.state}: {view.state_reason}" if view.state != "active" else None
     )
     return (
-        view.gateway_session_id, view.label, view.enabled, view.state, view.schedule,
-        view.jitter_seconds, view.timezone, view.next_run_at, view.last_run_at, problem,
-    )  # fmt: skip
+        view.gateway_session_id,
+        view.label,
+        view.enabled,
+        view.state,
+        view.schedule,
+        view.jitter_seconds,
+        view.timezone,
+        view.next_run_at,
+        view.last_run_at,
+        problem,
+    )
 
 
 def print_sessions(views: list[SessionView]) -> None:
