@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, Self
 
-import httpx
+import httpx2
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -128,8 +128,8 @@ class GatewaySettings(_Section):
     @classmethod
     def _base_url(cls, value: str) -> str:
         try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL:
+            url = httpx2.URL(value)
+        except httpx2.InvalidURL:
             raise ValueError("not a URL") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http:// or https:// URL with a host")

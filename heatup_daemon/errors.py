@@ -40,3 +40,86 @@ class AlreadyExists(HeatupError):
 
 class BadRevision(HeatupError):
     """A schema revision named by an admin does not exist or cannot be reached."""
+
+
+# --- The session gateway ---------------------------------------------------------------
+# One class per row of GATEWAY.md's outcome table. ``code`` is the short, secret-free code
+# recorded in warmup_actions.error_code; ``str(error)`` is a short, secret-free excerpt.
+
+
+class GatewayError(HeatupError):
+    """A gateway call did not succeed. Subclasses say how."""
+
+    code: str = "GATEWAY_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class FloodWait(GatewayError):
+    """Telegram asks for a pause: no call for this session for ``seconds``."""
+
+    code = "FLOOD_WAIT"
+
+    def __init__(self, seconds: int, message: str) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class SessionGone(GatewayError):
+    """The session's account is deleted, revoked or deactivated; ``reason`` says which."""
+
+    code = "SESSION_GONE"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SessionFrozen(SessionGone):
+    """The session's account is frozen; handled like a lost session, reason ``frozen``."""
+
+    code = "SESSION_FROZEN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("frozen", message)
+
+
+class ChannelUnavailable(GatewayError):
+    """The channel cannot be used (``code``: USERNAME_NOT_OCCUPIED, CHANNEL_PRIVATE, ...)."""
+
+
+class TooManyChannels(GatewayError):
+    """The session has joined as many channels as Telegram allows."""
+
+    code = "CHANNELS_TOO_MUCH"
+
+
+class GatewayUnavailable(GatewayError):
+    """A transient failure (5xx, 429, timeout, reset, non-JSON body) outlived the retries."""
+
+    code = "transient"
+
+
+class GatewayAuthFailed(GatewayError):
+    """The gateway refused heatup's secret (HTTP 401/403)."""
+
+    code = "auth_failed"
+
+
+class UnknownSession(GatewayError):
+    """The gateway has no session with this id (HTTP 404)."""
+
+    code = "unknown_session"
+
+
+class RequestRejected(GatewayError):
+    """The gateway rejected the request as malformed (HTTP 422): a bug on heatup's side."""
+
+    code = "rejected"
+
+
+class RpcFailed(GatewayError):
+    """Any other failure: ``code`` is Telegram's error code or the HTTP status."""

@@ -1,0 +1,314 @@
+"""``HttpGateway``: the session gateway over HTTP (GATEWAY.md).
+
+One ``httpx2.AsyncClient`` per process, bounded by ``gateway.max_connections``. Transient
+failures (5xx, 429, timeouts, resets, bodies that are not JSON) are retried with capped
+exponential backoff and full jitter until ``gateway.retry_attempts`` or
+``gateway.retry_deadline_s`` runs out; nothing else is retried.
+
+Secrets stay out of everything this module produces: the bearer token lives only in the
+client's default headers, the session body is reduced to a few fields as it arrives, and
+error messages are excerpts with the token redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx2
+
+from heatup_daemon.clock import Clock, SystemClock
+from heatup_daemon.config import GatewaySettings
+from heatup_daemon.errors import (
+    GatewayAuthFailed,
+    GatewayError,
+    GatewayUnavailable,
+    InvalidValue,
+    RequestRejected,
+    RpcFailed,
+    UnknownSession,
+)
+from heatup_daemon.gateway import tl
+from heatup_daemon.gateway.outcomes import excerpt, rpc_result
+from heatup_daemon.validation import parse_gateway_id, parse_username
+
+log = logging.getLogger(__name__)
+
+# What heatup asks the gateway to do inside one invoke. sleep_threshold 0: the gateway does
+# not sleep through flood waits itself, so every one reaches heatup and becomes a cooldown.
+INVOKE_RETRIES: Final = 3
+INVOKE_TIMEOUT_S: Final = 15
+INVOKE_SLEEP_THRESHOLD_S: Final = 0
+DIALOGS_LIMIT: Final = 20
+HISTORY_LIMIT: Final = 20
+
+# (operation, outcome, seconds) for each HTTP attempt; the metrics module subscribes.
+RequestObserver = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """The few facts heatup reads from the gateway's session record."""
+
+    id: int
+    status: int | None
+    deleted: bool
+    delete_reason: str | None
+    frozen: bool
+    spamblock: bool
+
+    @classmethod
+    def from_body(cls, body: Any) -> SessionInfo:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), int):
+            raise RpcFailed("unexpected gateway answer for a session", code="BAD_ANSWER")
+        status = body.get("status")
+        reason = body.get("delete_reason")
+        return cls(
+            id=body["id"],
+            status=status if isinstance(status, int) else None,
+            deleted=body.get("deleted") is True,
+            delete_reason=excerpt(reason) if isinstance(reason, str) else None,
+            frozen=body.get("frozen") is True,
+            spamblock=body.get("spamblock") is True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    channel: tl.ChannelRef
+    message_count: int
+    max_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    deadline_s: float
+    backoff_initial_s: float
+    backoff_max_s: float
+
+    @classmethod
+    def of(cls, settings: GatewaySettings) -> RetryPolicy:
+        return cls(
+            attempts=settings.retry_attempts,
+            deadline_s=settings.retry_deadline_s,
+            backoff_initial_s=settings.retry_backoff_initial_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+        )
+
+    def backoff_s(self, failures: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max, initial * 2**(failures-1))]."""
+        cap = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (failures - 1))
+        return rng.uniform(0, cap)
+
+
+class _Transient(Exception):
+    """A failure worth retrying. ``outcome`` is a metric label from a small fixed set."""
+
+    def __init__(self, outcome: str, detail: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.retry_after_s = retry_after_s
+
+
+class HttpGateway:
+    """The gateway client. Construct one per process and ``aclose()`` it at shutdown."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        observe: RequestObserver | None = None,
+    ) -> None:
+        self._settings = settings
+        self._policy = RetryPolicy.of(settings)
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._observe = observe
+        token = settings.token.get_secret_value() if settings.token else ""
+        self._secrets = (token,) if token else ()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx2.AsyncClient(
+            base_url=f"{settings.base_url}/api/external",
+            headers=headers,
+            limits=httpx2.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            timeout=self._timeout(settings.read_timeout_s),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.auth_failing = False
+
+    def _timeout(self, budget_s: float) -> httpx2.Timeout:
+        read = max(min(self._settings.read_timeout_s, budget_s), 0.001)
+        connect = max(min(self._settings.connect_timeout_s, budget_s), 0.001)
+        return httpx2.Timeout(connect=connect, read=read, write=read, pool=read)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- operations ---------------------------------------------------------------------
+
+    async def session_info(self, uid: int) -> SessionInfo:
+        path = f"/sessions/{_uid(uid)}"
+        info: SessionInfo = await self._request(
+            "GET", path, "session_info", read=SessionInfo.from_body
+        )
+        return info
+
+    async def join_channel(self, uid: int, username: str) -> None:
+        chat_id = f"@{parse_username(username)}"
+        payload = {"method": "join_chat", "params": {"chat_id": chat_id}}
+        await self._rpc(uid, "join_chat", "join_channel", payload)
+
+    async def browse_dialogs(self, uid: int, limit: int = DIALOGS_LIMIT) -> int:
+        """Fetch the dialog list; return how many dialogs it held."""
+        return tl.parse_dialog_count(await self._invoke(uid, "get_dialogs", tl.get_dialogs(limit)))
+
+    async def resolve_channel(self, uid: int, username: str) -> tl.ChannelRef:
+        name = parse_username(username)
+        result = await self._invoke(uid, "resolve_username", tl.resolve_username(name))
+        return tl.parse_resolved_channel(result, name)
+
+    async def read_history(
+        self, uid: int, username: str, limit: int = HISTORY_LIMIT
+    ) -> HistoryRead:
+        """Resolve a channel, fetch its recent messages and mark them read."""
+        channel = await self.resolve_channel(uid, username)
+        query = tl.get_history(channel.channel_id, channel.access_hash, limit)
+        ids = tl.parse_message_ids(await self._invoke(uid, "get_history", query))
+        max_id = max(ids, default=None)
+        if max_id is not None:
+            query = tl.read_history(channel.channel_id, channel.access_hash, max_id)
+            await self._invoke(uid, "read_history", query)
+        return HistoryRead(channel, len(ids), max_id)
+
+    async def set_idle(self, uid: int, idle: bool) -> None:
+        """Mark the session idle (``True``) or busy (``False``) in the gateway."""
+        path = f"/sessions/{_uid(uid)}/{'idle' if idle else 'stop-idle'}"
+        await self._request("POST", path, "idle" if idle else "stop_idle")
+
+    # --- transport ----------------------------------------------------------------------
+
+    async def _invoke(self, uid: int, operation: str, query: str) -> Any:
+        params = {
+            "query": query,
+            "retries": INVOKE_RETRIES,
+            "timeout": INVOKE_TIMEOUT_S,
+            "sleep_threshold": INVOKE_SLEEP_THRESHOLD_S,
+        }
+        return await self._rpc(uid, "invoke", operation, {"method": "invoke", "params": params})
+
+    async def _rpc(self, uid: int, method: str, operation: str, payload: dict[str, Any]) -> Any:
+        path = f"/sessions/{_uid(uid)}/rpc/{method}"
+        return await self._request(
+            "POST", path, operation, payload, read=lambda body: rpc_result(body, self._secrets)
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        payload: dict[str, Any] | None = None,
+        read: Callable[[Any], Any] = lambda body: body,
+    ) -> Any:
+        """One call with retries of transient failures; ``read`` turns the JSON body into
+        the result or raises the ``GatewayError`` it describes."""
+        clock, policy = self._clock, self._policy
+        deadline = clock.monotonic() + policy.deadline_s
+        failures = 0
+        while True:
+            started = clock.monotonic()
+            try:
+                result = read(
+                    await self._attempt(method, path, operation, payload, deadline - started)
+                )
+            except _Transient as transient:
+                self._record(operation, transient.outcome, started)
+                failures += 1
+                delay = max(policy.backoff_s(failures, self._rng), transient.retry_after_s)
+                if failures >= policy.attempts or clock.monotonic() + delay >= deadline:
+                    raise GatewayUnavailable(
+                        f"{operation}: gateway unavailable after {failures} attempt(s), "
+                        f"last: {transient}"
+                    ) from None
+                await clock.sleep(delay)
+            except GatewayError as error:
+                self._record(operation, type(error).__name__, started)
+                raise
+            else:
+                self._record(operation, "ok", started)
+                return result
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        payload: dict[str, Any] | None,
+        budget_s: float,
+    ) -> Any:
+        try:
+            response = await self._client.request(
+                method, path, json=payload, timeout=self._timeout(budget_s)
+            )
+        except httpx2.TimeoutException:
+            raise _Transient("timeout", "timeout") from None
+        except httpx2.TransportError as exc:
+            raise _Transient("connection_error", type(exc).__name__) from None
+        status = response.status_code
+        if status == 429:
+            raise _Transient("http_429", "HTTP 429", _retry_after_s(response))
+        if status >= 500:
+            raise _Transient("http_5xx", f"HTTP {status}", _retry_after_s(response))
+        if status in (401, 403):
+            self._auth_failed(operation, status)
+        self._auth_ok()
+        if status == 404:
+            raise UnknownSession(f"{operation}: the gateway does not know this session")
+        if status == 422:
+            detail = excerpt(response.text, self._secrets)
+            raise RequestRejected(f"{operation}: the gateway rejected the request: {detail}")
+        if status >= 300:
+            raise RpcFailed(f"{operation}: HTTP {status}", code=f"HTTP_{status}")
+        try:
+            return response.json()
+        except ValueError:
+            raise _Transient("not_json", "the body is not JSON") from None
+
+    def _auth_failed(self, operation: str, status: int) -> None:
+        if not self.auth_failing:  # loudly once, not once per session
+            log.error("the gateway refuses heatup's token (HTTP %s): check gateway.token", status)
+        self.auth_failing = True
+        raise GatewayAuthFailed(f"{operation}: the gateway refused the token (HTTP {status})")
+
+    def _auth_ok(self) -> None:
+        if self.auth_failing:
+            log.info("the gateway accepts heatup's token again")
+        self.auth_failing = False
+
+    def _record(self, operation: str, outcome: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(operation, outcome, self._clock.monotonic() - started)
+
+
+def _uid(uid: int) -> int:
+    """A gateway session id checked before it goes into a URL: an ``int`` from 1 to 2**63-1
+    (text is refused here; only admin input is parsed from text)."""
+    if not isinstance(uid, int):
+        raise InvalidValue(f"gateway session id must be an int, got {type(uid).__name__}")
+    return parse_gateway_id(uid)
+
+
+def _retry_after_s(response: httpx2.Response) -> float:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else 0.0
