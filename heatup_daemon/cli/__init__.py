@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from heatup_daemon import __version__
-from heatup_daemon.cli import admin, registry
+from heatup_daemon.cli import admin, registry, sandbox
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_USAGE, Parser
 from heatup_daemon.errors import (
     AlreadyExists,
@@ -41,6 +41,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     admin.add_parsers(commands)
     registry.add_parsers(commands)
+    sandbox.add_parsers(commands)
     return parser
 
 

@@ -195,3 +195,10 @@ def test_demo_prepares_a_local_database(tmp_path: Path) -> None:
     again = ok(run_heatup("demo", cwd=tmp_path))  # re-running is harmless
     assert "already seeded" in again
     assert again.count("demo: ") == first.count("demo: ")
+
+
+def test_sandbox_refuses_bad_faults_and_worlds(tmp_path: Path) -> None:
+    assert_usage_error(run_heatup("sandbox", "--faults", "5xx=7"), "between 0 and 1")
+    world = tmp_path / "w.toml"
+    world.write_text("[[sessions]]\nid = -1\n")
+    assert_usage_error(run_heatup("sandbox", "--world", str(world)), "positive integer")

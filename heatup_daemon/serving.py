@@ -1,0 +1,36 @@
+"""Serving an ASGI app with uvicorn (the sandbox; the daemon's HTTP API)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+
+class ReadyServer(uvicorn.Server):
+    """A uvicorn server that calls ``on_ready`` once it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+
+def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn settings heatup uses: httptools, no access log, no server header."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        **options,
+    )
