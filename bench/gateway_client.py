@@ -22,8 +22,10 @@ from bench.common import sandbox_process
 from heatup_daemon.config import GatewaySettings
 from heatup_daemon.gateway import HttpGateway, tl
 
-BODY = {"method": "invoke", "params": {"query": tl.get_dialogs(20), "retries": 3, "timeout": 15,
-                                       "sleep_threshold": 0}}  # fmt: skip
+BODY = {
+    "method": "invoke",
+    "params": {"query": tl.get_dialogs(20), "retries": 3, "timeout": 15, "sleep_threshold": 0},
+}
 
 
 async def measure(

@@ -28,8 +28,20 @@ def assert_usage_error(result: Result, *fragments: str) -> None:
 
 def test_registry_round_trip(heatup: Heatup) -> None:
     assert "(head)" in ok(heatup("db", "upgrade"))
-    add = ["sessions", "add", "--gateway-id", "42", "--schedule", "*/30 * * * *", "--jitter",
-           "120", "--timezone", "Europe/Berlin", "--label", "berlin office"]  # fmt: skip
+    add = [
+        "sessions",
+        "add",
+        "--gateway-id",
+        "42",
+        "--schedule",
+        "*/30 * * * *",
+        "--jitter",
+        "120",
+        "--timezone",
+        "Europe/Berlin",
+        "--label",
+        "berlin office",
+    ]
     out = ok(heatup(*add))
     assert "registered session 42" in out
     ok(heatup("sessions", "add", "--gateway-id", "43", "--schedule", "6h", "--disabled"))
@@ -60,8 +72,12 @@ def test_channel_commands(heatup: Heatup) -> None:
     ok(heatup("db", "upgrade"))
     ok(heatup("channels", "add", "@NASA", "--category", "science", "--title", "NASA"))
     assert ok(heatup("channels", "list")).splitlines()[1].split() == [
-        "@nasa", "science", "NASA", "yes", "-",
-    ]  # fmt: skip
+        "@nasa",
+        "science",
+        "NASA",
+        "yes",
+        "-",
+    ]
     ok(heatup("channels", "disable", "@nasa"))
     assert json.loads(ok(heatup("channels", "list", "--json")))[0]["enabled"] is False
     ok(heatup("channels", "enable", "nasa"))
@@ -76,7 +92,7 @@ BAD_INPUT = [
     (["channels", "add", "@x'); __import__('os')#"], "not a public username"),
     (["db", "downgrade", "nosuchrev"], "nosuchrev"),
     (["--config", "/nonexistent/heatup.toml", "sessions", "list"], "does not exist"),
-]  # fmt: skip
+]
 
 
 def test_bad_input_is_one_line_and_exit_2(heatup: Heatup) -> None:
@@ -112,10 +128,11 @@ def test_unmigrated_database_is_a_clear_failure(heatup: Heatup) -> None:
 
 def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
     result = run_heatup(
-        "sessions", "list",
+        "sessions",
+        "list",
         env={"HEATUP_DATABASE__URL": "postgresql://heatup:pw-in-url@127.0.0.1:9/heatup"},
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.code == 1
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert "is not reachable" in result.stderr
@@ -142,10 +159,19 @@ def test_alembic_check_finds_no_drift_after_heatup_db_upgrade(
     ok(heatup("db", "upgrade"))
     alembic = Path(sys.executable).with_name("alembic")
     completed = subprocess.run(
-        [str(alembic), "-c", str(REPO / "alembic.ini"), "-x", f"database_url={database_url}",
-         "check"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            str(alembic),
+            "-c",
+            str(REPO / "alembic.ini"),
+            "-x",
+            f"database_url={database_url}",
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "No new upgrade operations detected" in completed.stdout
 
@@ -168,10 +194,14 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
     config = tmp_path / "heatup.toml"
     config.write_text("[scheduler]\nmax_concurrent_runs = 12\n")
     result = run_heatup(
-        "--config", str(config), "check-config",
-        env={"HEATUP_GATEWAY__TOKEN": "gw-secret-123",
-             "HEATUP_DATABASE__URL": "postgresql://u:db-secret-456@db/heatup"},
-    )  # fmt: skip
+        "--config",
+        str(config),
+        "check-config",
+        env={
+            "HEATUP_GATEWAY__TOKEN": "gw-secret-123",
+            "HEATUP_DATABASE__URL": "postgresql://u:db-secret-456@db/heatup",
+        },
+    )
     out = ok(result)
     assert f"# config file: {config}" in out
     assert "max_concurrent_runs = 12" in out

@@ -18,8 +18,10 @@ BAD_INPUT = [
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--jitter", "-5"], "jitter"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "1h", "--jitter", "3600"], "below"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--jitter", "x"], "invalid int"),
-    (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--timezone", "Nowhere/X"],
-     "time zone"),
+    (
+        ["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--timezone", "Nowhere/X"],
+        "time zone",
+    ),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--label", "a\x07b"], "control"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--label", "x" * 201], "201"),
     (["sessions", "add", "--schedule", "6h"], "--gateway-id"),
@@ -39,7 +41,7 @@ BAD_INPUT = [
     (["db", "downgrade", "nosuchrev"], "nosuchrev"),
     (["db", "upgrade", "nosuchrev"], "nosuchrev"),
     (["--config", "/nonexistent/heatup.toml", "sessions", "list"], "does not exist"),
-]  # fmt: skip
+]
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -118,10 +118,16 @@ async def test_success(gateway: HttpGateway, sandbox: Sandbox) -> None:
     assert sandbox.state(5)["idle"] is True
     ops = [(r["op"], r["outcome"], r["session"]) for r in sandbox.new_audit()]
     assert ops == [
-        ("join_chat", "ok", 5), ("join_chat", "ok", 5), ("get_dialogs", "ok", 5),
-        ("resolve_username", "ok", 5), ("resolve_username", "ok", 5), ("get_history", "ok", 5),
-        ("read_history", "ok", 5), ("stop_idle", "ok", 5), ("idle", "ok", 5),
-    ]  # fmt: skip
+        ("join_chat", "ok", 5),
+        ("join_chat", "ok", 5),
+        ("get_dialogs", "ok", 5),
+        ("resolve_username", "ok", 5),
+        ("resolve_username", "ok", 5),
+        ("get_history", "ok", 5),
+        ("read_history", "ok", 5),
+        ("stop_idle", "ok", 5),
+        ("idle", "ok", 5),
+    ]
 
 
 async def test_session_info_keeps_no_secrets(gateway: HttpGateway) -> None:
@@ -181,10 +187,15 @@ async def test_session_frozen(gateway: HttpGateway) -> None:
 
 @pytest.mark.parametrize(
     ("channel", "code"),
-    [("privatechan", "CHANNEL_PRIVATE"), ("inviteonly", "INVITE_REQUEST_SENT"),
-     ("nosuchchannel", "USERNAME_NOT_OCCUPIED"), ("neverheardof", "USERNAME_NOT_OCCUPIED"),
-     ("badusername", "USERNAME_INVALID"), ("brokenchan", "CHANNEL_INVALID")],
-)  # fmt: skip
+    [
+        ("privatechan", "CHANNEL_PRIVATE"),
+        ("inviteonly", "INVITE_REQUEST_SENT"),
+        ("nosuchchannel", "USERNAME_NOT_OCCUPIED"),
+        ("neverheardof", "USERNAME_NOT_OCCUPIED"),
+        ("badusername", "USERNAME_INVALID"),
+        ("brokenchan", "CHANNEL_INVALID"),
+    ],
+)
 async def test_channel_problems_on_join(gateway: HttpGateway, channel: str, code: str) -> None:
     with pytest.raises(ChannelUnavailable) as caught:
         await gateway.join_channel(20, channel)
@@ -193,9 +204,13 @@ async def test_channel_problems_on_join(gateway: HttpGateway, channel: str, code
 
 @pytest.mark.parametrize(
     ("channel", "code"),
-    [("privatechan", "CHANNEL_PRIVATE"), ("nosuchchannel", "USERNAME_NOT_OCCUPIED"),
-     ("badusername", "USERNAME_INVALID"), ("brokenchan", "CHANNEL_INVALID")],
-)  # fmt: skip
+    [
+        ("privatechan", "CHANNEL_PRIVATE"),
+        ("nosuchchannel", "USERNAME_NOT_OCCUPIED"),
+        ("badusername", "USERNAME_INVALID"),
+        ("brokenchan", "CHANNEL_INVALID"),
+    ],
+)
 async def test_channel_problems_on_read(gateway: HttpGateway, channel: str, code: str) -> None:
     with pytest.raises(ChannelUnavailable) as caught:
         await gateway.read_history(20, channel)
@@ -267,10 +282,15 @@ async def test_retries_recover_from_some_failures(gateway: HttpGateway, sandbox:
 async def test_retries_stop_at_the_deadline(sandbox: Sandbox, clock: FakeClock) -> None:
     sandbox.reset("5xx=1")
     client = HttpGateway(
-        settings(sandbox.url, retry_attempts=20, retry_deadline_s=3.0,
-                 retry_backoff_initial_s=0.4, retry_backoff_max_s=1.0),
+        settings(
+            sandbox.url,
+            retry_attempts=20,
+            retry_deadline_s=3.0,
+            retry_backoff_initial_s=0.4,
+            retry_backoff_max_s=1.0,
+        ),
         clock=clock,
-    )  # fmt: skip
+    )
     try:
         with pytest.raises(GatewayUnavailable):
             await client.browse_dialogs(3)
@@ -343,9 +363,16 @@ async def test_unknown_telegram_error(gateway: HttpGateway, sandbox: Sandbox) ->
 
 @pytest.mark.parametrize(
     "username",
-    ["durov'", "x') or __import__('os').system('id", "@__import__", "du(rov)", "@du rov",
-     'x"); print(1); ("', "a" * 40],
-)  # fmt: skip
+    [
+        "durov'",
+        "x') or __import__('os').system('id",
+        "@__import__",
+        "du(rov)",
+        "@du rov",
+        'x"); print(1); ("',
+        "a" * 40,
+    ],
+)
 async def test_hostile_usernames_never_reach_the_sandbox(
     gateway: HttpGateway, sandbox: Sandbox, username: str
 ) -> None:
@@ -397,6 +424,12 @@ async def test_secrets_never_reach_logs_or_errors(
         await bad.aclose()
     seen = caplog.text + "\n".join(errors)
     assert "HTTP Request" in caplog.text  # the client's own debug logging was captured
-    for secret in (TOKEN, "planted-wrong-token", "sandbox-auth-string", "sandbox-2fa",
-                   "sandbox-api-hash", "sandbox-proxy-pw"):  # fmt: skip
+    for secret in (
+        TOKEN,
+        "planted-wrong-token",
+        "sandbox-auth-string",
+        "sandbox-2fa",
+        "sandbox-api-hash",
+        "sandbox-proxy-pw",
+    ):
         assert secret not in seen

@@ -11,9 +11,12 @@ from heatup_daemon.validation import validate_channel, validate_session
 
 def spec(gateway_id: int = 1, schedule: str = "6h", **changes: object):  # type: ignore[no-untyped-def]
     values: dict[str, object] = dict(
-        gateway_session_id=gateway_id, schedule=schedule, jitter_seconds=60, timezone="UTC",
+        gateway_session_id=gateway_id,
+        schedule=schedule,
+        jitter_seconds=60,
+        timezone="UTC",
         label=None,
-    )  # fmt: skip
+    )
     values.update(changes)
     return validate_session(**values)  # type: ignore[arg-type]
 
@@ -21,8 +24,10 @@ def spec(gateway_id: int = 1, schedule: str = "6h", **changes: object):  # type:
 async def test_session_life_cycle(repository: Repository) -> None:
     view = await repository.add_session(spec(7, "*/5 * * * *", timezone="Europe/Berlin"))
     assert (view.gateway_session_id, view.schedule, view.timezone) == (
-        7, "*/5 * * * *", "Europe/Berlin",
-    )  # fmt: skip
+        7,
+        "*/5 * * * *",
+        "Europe/Berlin",
+    )
     assert view.enabled and view.state == "active" and view.created_at.tzinfo is not None
 
     with pytest.raises(AlreadyExists, match="gateway id 7 is already registered"):

@@ -129,32 +129,45 @@ def test_database_urls_get_async_drivers(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[scheduler]\nmax_concurrent_runs = 0\n",
-         "config key scheduler.max_concurrent_runs: value 0 is not allowed: Input should be "
-         "greater than or equal to 1"),
-        ("[scheduler]\nreconcile_seconds = 'soon'\n",
-         "config key scheduler.reconcile_seconds: value 'soon' is not allowed"),
-        ("[scheduler]\nreconcile = 5\n",
-         "config key scheduler.reconcile: unknown key; allowed here: reconcile_seconds,"),
+        (
+            "[scheduler]\nmax_concurrent_runs = 0\n",
+            "config key scheduler.max_concurrent_runs: value 0 is not allowed: Input should be "
+            "greater than or equal to 1",
+        ),
+        (
+            "[scheduler]\nreconcile_seconds = 'soon'\n",
+            "config key scheduler.reconcile_seconds: value 'soon' is not allowed",
+        ),
+        (
+            "[scheduler]\nreconcile = 5\n",
+            "config key scheduler.reconcile: unknown key; allowed here: reconcile_seconds,",
+        ),
         ("[schedular]\nx = 1\n", "config key schedular: unknown key; allowed here: node_name,"),
-        ("[executor]\ndelay_min_s = 20\n",
-         "executor.delay_min_s (20.0) must not exceed executor.delay_max_s (10.0)"),
+        (
+            "[executor]\ndelay_min_s = 20\n",
+            "executor.delay_min_s (20.0) must not exceed executor.delay_max_s (10.0)",
+        ),
         ("[executor]\nlong_pause_chance = 1.5\n", "config key executor.long_pause_chance"),
-        ("[scheduler]\nheartbeat_seconds = 100\n",
-         "scheduler.heartbeat_seconds (100.0) must be at most half of"),
-        ("[api]\nhost = '0.0.0.0'\n",
-         "api.host '0.0.0.0' is not a loopback address, so api.token is required"),
+        (
+            "[scheduler]\nheartbeat_seconds = 100\n",
+            "scheduler.heartbeat_seconds (100.0) must be at most half of",
+        ),
+        (
+            "[api]\nhost = '0.0.0.0'\n",
+            "api.host '0.0.0.0' is not a loopback address, so api.token is required",
+        ),
         ("[database]\nurl = 'mysql://db/x'\n", "unsupported database 'mysql'"),
         ("[database]\nurl = 'not a url'\n", "not a database URL"),
         ("[gateway]\nbase_url = 'ftp://gw'\n", "must be an http:// or https:// URL"),
         ("[llm]\nresponse_format = 'yaml'\n", "config key llm.response_format: value 'yaml'"),
-        ("[[channels]]\nusername = '@ok_name'\n[[channels]]\nusername = '@OK_NAME'\n",
-         "channel @ok_name is listed twice"),
-        ("[[channels]]\nusername = \"@x'); __import__('os')\"\n",
-         "is not a public username"),
+        (
+            "[[channels]]\nusername = '@ok_name'\n[[channels]]\nusername = '@OK_NAME'\n",
+            "channel @ok_name is listed twice",
+        ),
+        ("[[channels]]\nusername = \"@x'); __import__('os')\"\n", "is not a public username"),
         ("[service]\nlog_level = 'LOUD'\n", "config key service.log_level: value 'LOUD'"),
     ],
-)  # fmt: skip
+)
 def test_bad_values_name_key_value_and_rule(tmp_path: Path, toml: str, message: str) -> None:
     error = config_error(write(tmp_path, toml))
     assert message in error

@@ -24,8 +24,15 @@ from heatup_daemon.gateway.outcomes import (
 
 
 def failed(error: str | None, **flags: Any) -> dict[str, Any]:
-    return {"success": False, "error": error, "result": None, "session_deleted": None,
-            "session_delete_reason": None, "session_frozen": None, **flags}  # fmt: skip
+    return {
+        "success": False,
+        "error": error,
+        "result": None,
+        "session_deleted": None,
+        "session_delete_reason": None,
+        "session_frozen": None,
+        **flags,
+    }
 
 
 def raised(body: Any) -> GatewayError:
@@ -43,14 +50,17 @@ def test_success_returns_the_result() -> None:
 @pytest.mark.parametrize(
     ("error", "seconds"),
     [
-        ('Telegram says: [420 FLOOD_WAIT_X] - A wait of 73 seconds is required '
-         '(caused by "channels.JoinChannel")', 73),
+        (
+            "Telegram says: [420 FLOOD_WAIT_X] - A wait of 73 seconds is required "
+            '(caused by "channels.JoinChannel")',
+            73,
+        ),
         ("FLOOD_WAIT_120", 120),
-        ('Telegram says: [420 SLOWMODE_WAIT_X] - A wait of 9 seconds is required', 9),
+        ("Telegram says: [420 SLOWMODE_WAIT_X] - A wait of 9 seconds is required", 9),
         ("[420 FLOOD_PREMIUM_WAIT_X] - A wait of 5 seconds is required", 5),
         ("Telegram says: [420 FLOOD_WAIT_X] - try later", FLOOD_WAIT_UNKNOWN_S),
     ],
-)  # fmt: skip
+)
 def test_flood_wait(error: str, seconds: int) -> None:
     error_ = raised(failed(error))
     assert isinstance(error_, FloodWait) and error_.seconds == seconds
@@ -93,9 +103,14 @@ def test_frozen_flag_wins_even_on_success() -> None:
 
 @pytest.mark.parametrize(
     "code",
-    ["USERNAME_NOT_OCCUPIED", "USERNAME_INVALID", "CHANNEL_PRIVATE", "CHANNEL_INVALID",
-     "INVITE_REQUEST_SENT"],
-)  # fmt: skip
+    [
+        "USERNAME_NOT_OCCUPIED",
+        "USERNAME_INVALID",
+        "CHANNEL_PRIVATE",
+        "CHANNEL_INVALID",
+        "INVITE_REQUEST_SENT",
+    ],
+)
 def test_channel_problems(code: str) -> None:
     error = raised(
         failed(f'Telegram says: [400 {code}] - no (caused by "contacts.ResolveUsername")')

@@ -16,8 +16,10 @@ from heatup_daemon.sandbox.world import World, parse_world
 
 
 def test_fault_spec() -> None:
-    faults = parse_faults("latency=5-20ms, 5xx=0.1, 429=0.05,hang=0.01,drop=0.02,nonjson=0.03,"
-                          "rpc_error=0.04,seed=7,hang_s=3")  # fmt: skip
+    faults = parse_faults(
+        "latency=5-20ms, 5xx=0.1, 429=0.05,hang=0.01,drop=0.02,nonjson=0.03,"
+        "rpc_error=0.04,seed=7,hang_s=3"
+    )
     assert faults == Faults(0.005, 0.02, 0.1, 0.05, 0.01, 0.02, 0.03, 0.04, 3.0, 7)
     assert parse_faults("") == Faults()
     assert parse_faults("latency=0.2s") == Faults(latency_min_s=0.2, latency_max_s=0.2)
@@ -27,11 +29,17 @@ def test_fault_spec() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("5xx", "has no value"), ("5xx=2", "between 0 and 1"), ("5xx=x", "not a number"),
-     ("latency=fast", "latency 'fast'"), ("latency=20-5ms", "low end is above"),
-     ("teapot=1", "unknown fault 'teapot'"), ("5xx=0.6,429=0.6", "add up to more than 1"),
-     ("seed=1.5", "not a number")],
-)  # fmt: skip
+    [
+        ("5xx", "has no value"),
+        ("5xx=2", "between 0 and 1"),
+        ("5xx=x", "not a number"),
+        ("latency=fast", "latency 'fast'"),
+        ("latency=20-5ms", "low end is above"),
+        ("teapot=1", "unknown fault 'teapot'"),
+        ("5xx=0.6,429=0.6", "add up to more than 1"),
+        ("seed=1.5", "not a number"),
+    ],
+)
 def test_bad_fault_specs(spec: str, message: str) -> None:
     with pytest.raises(InvalidValue, match=message):
         parse_faults(spec)
@@ -51,9 +59,12 @@ def test_default_world() -> None:
     ids = {s.id for s in world.sessions}
     assert set(range(1, 1001)) <= ids
     assert {s.id: s.deleted for s in world.sessions if s.deleted} == {
-        9001: "REVOKED", 9002: "DEACTIVATED", 9003: "AUTH_KEY_UNREGISTERED",
-        9004: "AUTH_KEY_DUPLICATED", 9005: "PASSWORD_NEEDED",
-    }  # fmt: skip
+        9001: "REVOKED",
+        9002: "DEACTIVATED",
+        9003: "AUTH_KEY_UNREGISTERED",
+        9004: "AUTH_KEY_DUPLICATED",
+        9005: "PASSWORD_NEEDED",
+    }
     assert [s.id for s in world.sessions if s.frozen] == [9100]
     kinds = {c.username: c.kind for c in world.channels}
     assert kinds["telegram"] == "public" and kinds["privatechan"] == "private"
@@ -71,9 +82,11 @@ def test_world_file(tmp_path: Path) -> None:
     world = load_world(path)
     assert world.limits.flood_joins == 2
     assert [(s.id, s.joined, s.frozen) for s in world.sessions] == [
-        (1, ("telegram",), False), (2, ("telegram",), False), (3, ("telegram",), False),
+        (1, ("telegram",), False),
+        (2, ("telegram",), False),
+        (3, ("telegram",), False),
         (9, (), True),
-    ]  # fmt: skip
+    ]
     json_path = tmp_path / "world.json"
     json_path.write_text('{"sessions": [{"id": 4}], "channels": []}')
     assert [s.id for s in load_world(json_path).sessions] == [4]
@@ -81,14 +94,17 @@ def test_world_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [([], "a world is a table"), ({"planets": []}, "unknown keys"),
-     ({"sessions": [{"id": 0}]}, "positive integer"),
-     ({"sessions": [{"id": 1}, {"id": 1}]}, "listed twice"),
-     ({"sessions": [{"id": 1, "deleted": "NAPPING"}]}, "deleted must be one of"),
-     ({"sessions": [{"id": 1, "mood": "grumpy"}]}, "unknown session keys"),
-     ({"channels": [{"username": "x'y"}]}, "not a public username"),
-     ({"channels": [{"username": "okname", "kind": "secret"}]}, "kind must be one of")],
-)  # fmt: skip
+    [
+        ([], "a world is a table"),
+        ({"planets": []}, "unknown keys"),
+        ({"sessions": [{"id": 0}]}, "positive integer"),
+        ({"sessions": [{"id": 1}, {"id": 1}]}, "listed twice"),
+        ({"sessions": [{"id": 1, "deleted": "NAPPING"}]}, "deleted must be one of"),
+        ({"sessions": [{"id": 1, "mood": "grumpy"}]}, "unknown session keys"),
+        ({"channels": [{"username": "x'y"}]}, "not a public username"),
+        ({"channels": [{"username": "okname", "kind": "secret"}]}, "kind must be one of"),
+    ],
+)
 def test_bad_worlds(data: Any, message: str) -> None:
     with pytest.raises(InvalidValue, match=message):
         parse_world(data)
@@ -112,8 +128,9 @@ async def client() -> AsyncIterator[httpx2.AsyncClient]:
     app = SandboxApp(world, token=TOKEN)
     transport = httpx2.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx2.AsyncClient(transport=transport, base_url="http://sandbox",
-                                  headers=headers) as http:  # fmt: skip
+    async with httpx2.AsyncClient(
+        transport=transport, base_url="http://sandbox", headers=headers
+    ) as http:
         yield http
 
 
@@ -128,24 +145,40 @@ async def test_auth(client: httpx2.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "kind"),
-    [("GET", "/api/external/sessions/abc", None, 422, "int_parsing"),
-     ("GET", "/api/external/sessions/0", None, 422, "greater_than_equal"),
-     ("GET", "/api/external/sessions/77", None, 404, None),
-     ("GET", "/api/external/nothing", None, 404, None),
-     ("POST", "/api/external/sessions/1", None, 405, None),
-     ("POST", "/api/external/sessions/1/rpc/invoke", b"{not json", 422, "json_invalid"),
-     ("POST", "/api/external/sessions/1/rpc/invoke", b"[1]", 422, "model_attributes_type"),
-     ("POST", "/api/external/sessions/1/rpc/invoke", b'{"params": {}}', 422, "missing"),
-     ("POST", "/api/external/sessions/1/rpc/invoke", b'{"method": "join_chat"}', 422,
-      "literal_error"),
-     ("POST", "/api/external/sessions/1/rpc/join_chat", b'{"params": {"chat_id": "@a"}}', 422,
-      "string_pattern_mismatch"),
-     ("POST", "/api/external/sessions/1/rpc/join_chat", b"x" * 70_000, 413, None)],
-)  # fmt: skip
+    [
+        ("GET", "/api/external/sessions/abc", None, 422, "int_parsing"),
+        ("GET", "/api/external/sessions/0", None, 422, "greater_than_equal"),
+        ("GET", "/api/external/sessions/77", None, 404, None),
+        ("GET", "/api/external/nothing", None, 404, None),
+        ("POST", "/api/external/sessions/1", None, 405, None),
+        ("POST", "/api/external/sessions/1/rpc/invoke", b"{not json", 422, "json_invalid"),
+        ("POST", "/api/external/sessions/1/rpc/invoke", b"[1]", 422, "model_attributes_type"),
+        ("POST", "/api/external/sessions/1/rpc/invoke", b'{"params": {}}', 422, "missing"),
+        (
+            "POST",
+            "/api/external/sessions/1/rpc/invoke",
+            b'{"method": "join_chat"}',
+            422,
+            "literal_error",
+        ),
+        (
+            "POST",
+            "/api/external/sessions/1/rpc/join_chat",
+            b'{"params": {"chat_id": "@a"}}',
+            422,
+            "string_pattern_mismatch",
+        ),
+        ("POST", "/api/external/sessions/1/rpc/join_chat", b"x" * 70_000, 413, None),
+    ],
+)
 async def test_malformed_requests(
-    client: httpx2.AsyncClient, method: str, path: str, body: bytes | None, status: int,
+    client: httpx2.AsyncClient,
+    method: str,
+    path: str,
+    body: bytes | None,
+    status: int,
     kind: str | None,
-) -> None:  # fmt: skip
+) -> None:
     response = await client.request(method, path, content=body)
     assert response.status_code == status
     if kind is not None:
