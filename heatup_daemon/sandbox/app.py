@@ -14,22 +14,17 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 from heatup_daemon.errors import InvalidValue
+from heatup_daemon.sandbox.asgi import Receive, Reply, Scope, Send, lifespan, read_body, send_json
 from heatup_daemon.sandbox.faults import FaultDraw, Faults, parse_faults
 from heatup_daemon.sandbox.telegram import Answer, Telegram, telegram_error
 from heatup_daemon.sandbox.world import World, default_world
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-MAX_BODY_BYTES: Final = 64 * 1024
 # The gateway's own pattern for join_chat's chat_id (looser than heatup's check).
 CHAT_ID_RE: Final = re.compile(r"(((https://)?t\.me/)|@)?([A-z][A-z0-9_]{3,31})")
 _SESSION_PATH: Final = re.compile(
@@ -49,24 +44,6 @@ _INVOKE_OPERATIONS: Final = (
     ("ReadHistory", "read_history"),
 )
 _NOT_JSON: Final = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-
-
-class Reply:
-    """A response and what the audit log says about it."""
-
-    __slots__ = ("body", "channel", "headers", "outcome", "status")
-
-    def __init__(
-        self,
-        status: int,
-        body: Any,
-        outcome: str,
-        *,
-        channel: str | None = None,
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> None:
-        self.status, self.body, self.outcome = status, body, outcome
-        self.channel, self.headers = channel, headers
 
 
 def _validation_error(loc: list[Any], kind: str, msg: str, value: Any) -> Reply:
@@ -103,26 +80,26 @@ class SandboxApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, on_shutdown=self.close)
             return
         if scope["type"] != "http":
             return
-        body, too_large = await _read_body(receive)
+        body, too_large = await read_body(receive)
         path: str = scope["path"]
         if path == "/healthz":
-            await _send(send, Reply(200, {"status": "ok"}, "ok"))
+            await send_json(send, Reply(200, {"status": "ok"}, "ok"))
             return
         if too_large:
-            await _send(send, Reply(413, {"detail": "Request body too large"}, "invalid"))
+            await send_json(send, Reply(413, {"detail": "Request body too large"}, "invalid"))
             return
         if not self._authorized(scope):
             reply = _unauthorized(scope)
             if not path.startswith("/_sandbox/"):
                 self._record(path, _uid_of(path), body, reply)
-            await _send(send, reply)
+            await send_json(send, reply)
             return
         if path.startswith("/_sandbox/"):
-            await _send(send, self._control(scope["method"], path, body))
+            await send_json(send, self._control(scope["method"], path, body))
             return
         await self._gateway(scope, receive, send, body)
 
@@ -141,7 +118,7 @@ class SandboxApp:
             return
         reply = self._route(scope["method"], path, body, rpc_error=fault == "rpc_error")
         self._record(path, uid, body, reply, during_flood)
-        await _send(send, reply)
+        await send_json(send, reply)
 
     def _route(self, method: str, path: str, body: bytes, *, rpc_error: bool) -> Reply:
         match = _SESSION_PATH.fullmatch(path)
@@ -284,16 +261,6 @@ class SandboxApp:
         if self._audit_file is not None:
             self._audit_file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
 
 def _rpc(answer: Answer) -> Reply:
     return Reply(200, answer.body, answer.outcome, channel=answer.channel)
@@ -345,37 +312,11 @@ def _json_object(body: bytes) -> dict[str, Any] | Reply:
     return payload
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"", False
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size <= MAX_BODY_BYTES:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), size > MAX_BODY_BYTES
-
-
-async def _send(send: Send, reply: Reply) -> None:
-    payload = json.dumps(reply.body, separators=(",", ":")).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *reply.headers,
-    ]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
 async def _inject(fault: str, send: Send, receive: Receive, hang_s: float) -> None:
     if fault == "5xx":
-        await _send(send, Reply(503, {"detail": "Service Unavailable"}, fault))
+        await send_json(send, Reply(503, {"detail": "Service Unavailable"}, fault))
     elif fault == "429":
-        await _send(
+        await send_json(
             send,
             Reply(429, {"detail": "Too Many Requests"}, fault, headers=((b"retry-after", b"1"),)),
         )
