@@ -173,6 +173,14 @@ class RunRow(Base):
         Index("ix_warmup_runs_gateway_session_id_started_at", "gateway_session_id", "started_at"),
         Index("ix_warmup_runs_status_heartbeat_at", "status", "heartbeat_at"),
         Index("ix_warmup_runs_started_at", "started_at"),
+        # One run in flight per session, whichever process or trigger starts it.
+        Index(
+            "uq_warmup_runs_one_running",
+            "session_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

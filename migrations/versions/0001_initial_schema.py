@@ -144,6 +144,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_warmup_runs_started_at", "warmup_runs", ["started_at"])
     op.create_index("ix_warmup_runs_status_heartbeat_at", "warmup_runs", ["status", "heartbeat_at"])
+    running = sa.text("status = 'running'")
+    op.create_index(
+        "uq_warmup_runs_one_running",
+        "warmup_runs",
+        ["session_id"],
+        unique=True,
+        sqlite_where=running,
+        postgresql_where=running,
+    )
     op.create_table(
         "warmup_actions",
         sa.Column("id", BigId, nullable=False),

@@ -101,9 +101,24 @@ async def test_one_run_per_session_and_slot(engine: AsyncEngine) -> None:
     # Runs started by the API or the CLI have no slot and may repeat.
     async with engine.begin() as connection:
         for _ in range(2):
+            values = _run(session_id, trigger="api", scheduled_for=None, status="succeeded")
+            await connection.execute(insert(RunRow).values(**values))
+
+
+async def test_one_running_run_per_session(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)
+    session_id = await _insert_session(engine)
+    async with engine.begin() as connection:
+        await connection.execute(insert(RunRow).values(**_run(session_id)))
+    later = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
             await connection.execute(
                 insert(RunRow).values(**_run(session_id, trigger="api", scheduled_for=None))
             )
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE warmup_runs SET status = 'succeeded'"))
+        await connection.execute(insert(RunRow).values(**_run(session_id, scheduled_for=later)))
 
 
 @pytest.mark.parametrize(
