@@ -123,3 +123,18 @@ class RequestRejected(GatewayError):
 
 class RpcFailed(GatewayError):
     """Any other failure: ``code`` is Telegram's error code or the HTTP status."""
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+class AlreadyRunning(HeatupError):
+    """The session has a run in flight; a second one may not start."""
+
+
+class DuplicateSlot(HeatupError):
+    """This scheduled slot of the session has been run (or skipped) already."""
+
+
+class SessionNotRunnable(HeatupError):
+    """The session may not run now (disabled, needs attention, cooling down, invalid)."""
