@@ -1,0 +1,124 @@
+"""The built-in planner: varied, valid, pool-only plans without an LLM.
+
+Used when no LLM is configured, when it fails or answers junk, when the daily token budget
+is spent and while the circuit breaker is open. Its plans meet the same rules as validated
+LLM plans (3-7 actions, joins only of unjoined pool channels, reads only of joined ones,
+durations within bounds, at least one join while unjoined channels remain) and vary from
+run to run: length, order, channels and categories are drawn from the injected RNG.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Final
+
+from heatup_daemon.config import PlannerSettings
+from heatup_daemon.planner.model import (
+    MAX_ACTIONS,
+    MIN_ACTIONS,
+    Action,
+    Plan,
+    PlanContext,
+    PoolChannel,
+)
+
+# Relative weight of each kind for the slots that are not joins.
+_KIND_WEIGHTS: Final = (("read_messages", 5), ("browse_dialogs", 2), ("idle", 2))
+_SECOND_JOIN_CHANCE: Final = 0.3
+# Per plan: browse or idle at most twice; read one channel at most twice, never back to back.
+_MAX_SAME_KIND: Final = 2
+_MAX_READS_PER_CHANNEL: Final = 2
+
+
+class FallbackPlanner:
+    def __init__(self, bounds: PlannerSettings, rng: random.Random | None = None) -> None:
+        self._bounds = bounds
+        self._rng = rng or random.Random(bounds.seed)
+
+    def plan(self, context: PlanContext, reason: str) -> Plan:
+        """A plan for ``context``; ``reason`` says why the fallback plans this run."""
+        return Plan(self.actions(context), "fallback", fallback_reason=reason)
+
+    def actions(self, context: PlanContext) -> tuple[Action, ...]:
+        rng = self._rng
+        count = rng.randint(MIN_ACTIONS, MAX_ACTIONS)
+        joined = [c for c in context.pool if c.username in context.joined]
+        to_join = self._joins(context, joined)
+        join_slots = set(rng.sample(range(count), len(to_join)))
+        if to_join and not joined:
+            # Nothing to read yet: join early so that the rest of the plan can read.
+            join_slots.discard(max(join_slots))
+            join_slots.add(min(rng.choice((0, 1)), min(join_slots, default=count)))
+        actions: list[Action] = []
+        for slot in range(count):
+            if slot in join_slots:
+                channel = to_join.pop(0)
+                joined.append(channel)
+                actions.append(Action("join_channel", channel.username, None, _about(channel)))
+            else:
+                actions.append(self._other(joined, actions))
+        return tuple(actions)
+
+    def _joins(self, context: PlanContext, joined: list[PoolChannel]) -> list[PoolChannel]:
+        """One or two unjoined channels, preferring categories the session lacks."""
+        unjoined = list(context.unjoined)
+        if not unjoined:
+            return []
+        wanted = 1 + (len(unjoined) > 1 and self._rng.random() < _SECOND_JOIN_CHANCE)
+        have = Counter(c.category for c in joined)
+        picks: list[PoolChannel] = []
+        for _ in range(wanted):
+            weights = [1.0 / (1 + have[c.category]) for c in unjoined]
+            choice = self._rng.choices(unjoined, weights)[0]
+            unjoined.remove(choice)
+            have[choice.category] += 1
+            picks.append(choice)
+        return picks
+
+    def _other(self, joined: list[PoolChannel], so_far: list[Action]) -> Action:
+        rng = self._rng
+        readable = self._readable(joined, so_far)
+        previous = so_far[-1].kind if so_far else None
+        done: Counter[str] = Counter(a.kind for a in so_far)
+        kinds: list[tuple[str, int]] = []
+        for kind, weight in _KIND_WEIGHTS:
+            if kind == "read_messages":
+                usable = bool(readable)  # limited per channel instead
+            else:
+                usable = kind != previous and done[kind] < _MAX_SAME_KIND
+            if usable:
+                kinds.append((kind, weight))
+        kinds = kinds or [("idle", 1)]
+        kind = rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
+        bounds = self._bounds
+        if kind == "read_messages":
+            channel = rng.choice(readable)
+            duration = round(rng.uniform(bounds.read_min_s, bounds.read_max_s), 1)
+            return Action(
+                "read_messages", channel.username, duration, f"catch up on {_name(channel)}"
+            )
+        if kind == "idle":
+            duration = round(rng.uniform(bounds.idle_min_s, bounds.idle_max_s), 1)
+            return Action("idle", None, duration, "a short break")
+        return Action("browse_dialogs", None, None, "look through the chat list")
+
+    @staticmethod
+    def _readable(joined: list[PoolChannel], so_far: list[Action]) -> list[PoolChannel]:
+        """Joined channels this plan may read next: unread ones if any, else ones read less
+        than the limit, and never the channel read just before."""
+        reads = Counter(a.channel for a in so_far if a.kind == "read_messages")
+        last = so_far[-1].channel if so_far and so_far[-1].kind == "read_messages" else None
+        allowed = [
+            c for c in joined if reads[c.username] < _MAX_READS_PER_CHANNEL and c.username != last
+        ]
+        fresh = [c for c in allowed if not reads[c.username]]
+        return fresh or allowed
+
+
+def _name(channel: PoolChannel) -> str:
+    return channel.title or f"@{channel.username}"
+
+
+def _about(channel: PoolChannel) -> str:
+    return f"follow {_name(channel)}" + (f" ({channel.category})" if channel.category else "")

@@ -1,0 +1,133 @@
+"""Turning whatever an LLM answered into a valid plan, or deciding it leaves too little.
+
+Rules (DESIGN section 6): unknown actions are dropped; channels must be enabled pool
+channels; a join names a channel not joined yet, a read one already joined (or joined
+earlier in the same plan); durations are clamped to the configured bounds; at most
+``MAX_ACTIONS`` are kept; a plan with fewer than ``MIN_ACTIONS`` usable actions is refused;
+a plan without a join while unjoined pool channels remain gets one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Final
+
+from heatup_daemon.config import PlannerSettings
+from heatup_daemon.errors import InvalidValue
+from heatup_daemon.planner.model import (
+    ACTION_KINDS,
+    CHANNEL_KINDS,
+    MAX_ACTIONS,
+    MAX_REASON_LENGTH,
+    MIN_ACTIONS,
+    Action,
+    ActionKind,
+    PlanContext,
+)
+from heatup_daemon.validation import parse_username
+
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class UnusablePlan(ValueError):
+    """The answer leaves too little to run; the message says why."""
+
+
+def actions_of(text: str) -> list[Any]:
+    """The list of action objects in an LLM's JSON text (``{"actions": [...]}`` or a bare
+    list); raise ``UnusablePlan`` if there is none."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise UnusablePlan("the answer is not JSON") from None
+    if isinstance(data, dict):
+        data = data.get("actions", data.get("action_plan"))
+    if not isinstance(data, list):
+        raise UnusablePlan("the answer has no list of actions")
+    return data
+
+
+def validate_actions(
+    items: list[Any], context: PlanContext, bounds: PlannerSettings
+) -> tuple[tuple[Action, ...], list[str]]:
+    """The usable actions of ``items`` and a note for each one dropped or changed.
+
+    Raises ``UnusablePlan`` when fewer than ``MIN_ACTIONS`` remain.
+    """
+    pool = {channel.username for channel in context.pool}
+    joined = set(context.joined) & pool
+    actions: list[Action] = []
+    notes: list[str] = []
+    for index, item in enumerate(items[: MAX_ACTIONS * 3]):
+        try:
+            action = _action(item, pool, joined, bounds)
+        except InvalidValue as exc:
+            notes.append(f"action {index + 1} dropped: {exc}")
+            continue
+        if action.kind == "join_channel" and action.channel:
+            joined.add(action.channel)
+        actions.append(action)
+    if len(items) > MAX_ACTIONS * 3:
+        notes.append(
+            f"{len(items) - MAX_ACTIONS * 3} actions beyond the first {MAX_ACTIONS * 3} ignored"
+        )
+    if len(actions) > MAX_ACTIONS:
+        notes.append(f"{len(actions) - MAX_ACTIONS} actions beyond {MAX_ACTIONS} dropped")
+        actions = actions[:MAX_ACTIONS]
+    if len(actions) < MIN_ACTIONS:
+        raise UnusablePlan(f"only {len(actions)} usable actions; at least {MIN_ACTIONS} needed")
+    if context.unjoined and not any(a.kind == "join_channel" for a in actions):
+        channel = _first_unplanned(context, actions)
+        actions = [Action("join_channel", channel, None, "new channel from the pool"), *actions]
+        actions = actions[:MAX_ACTIONS]
+        notes.append(f"added a join of @{channel}: unjoined pool channels remain")
+    return tuple(actions), notes
+
+
+def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings) -> Action:
+    if not isinstance(item, dict):
+        raise InvalidValue("not an object")
+    kind = item.get("action")
+    if kind not in ACTION_KINDS:
+        raise InvalidValue(f"unknown action {str(kind)[:40]!r}")
+    checked: ActionKind = kind
+    reason = _reason(item.get("reason"))
+    channel = None
+    if checked in CHANNEL_KINDS:
+        channel = parse_username(item.get("channel", item.get("channel_username")))
+        if channel not in pool:
+            raise InvalidValue(f"@{channel} is not an enabled pool channel")
+        if checked == "join_channel" and channel in joined:
+            raise InvalidValue(f"@{channel} is joined already")
+        if checked == "read_messages" and channel not in joined:
+            raise InvalidValue(f"@{channel} is not joined, so it cannot be read")
+    duration = None
+    if checked == "read_messages":
+        duration = clamp(item.get("duration_seconds"), bounds.read_min_s, bounds.read_max_s)
+    elif checked == "idle":
+        duration = clamp(item.get("duration_seconds"), bounds.idle_min_s, bounds.idle_max_s)
+    return Action(checked, channel, duration, reason)
+
+
+def clamp(value: Any, low: float, high: float) -> float:
+    """``value`` within [low, high]; the middle when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return round((low + high) / 2, 1)
+    return round(min(max(float(value), low), high), 1)
+
+
+def _reason(value: Any) -> str:
+    if not isinstance(value, str):
+        return ""
+    text = _CONTROL_RE.sub(" ", value).strip()
+    return text[:MAX_REASON_LENGTH]
+
+
+def _first_unplanned(context: PlanContext, actions: list[Action]) -> str:
+    planned = {a.channel for a in actions}
+    for channel in context.unjoined:
+        if channel.username not in planned:
+            return channel.username
+    return context.unjoined[0].username

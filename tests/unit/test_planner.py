@@ -1,0 +1,270 @@
+"""The fallback planner and the validation of LLM answers: whatever comes in, a valid plan
+(or a clear refusal) comes out."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from heatup_daemon.config import PlannerSettings
+from heatup_daemon.planner.fallback import FallbackPlanner
+from heatup_daemon.planner.llm import CircuitBreaker, TokenBudget, system_prompt, user_prompt
+from heatup_daemon.planner.model import PlanContext, PoolChannel
+from heatup_daemon.planner.validate import UnusablePlan, actions_of, clamp, validate_actions
+from heatup_daemon.testing import FakeClock
+from tests.plans import assert_valid_plan
+
+BOUNDS = PlannerSettings()
+NOW = datetime(2026, 11, 26, 21, 40, tzinfo=UTC)
+CATEGORIES = ["news", "tech", "science", "music", None]
+
+usernames = st.from_regex(r"[a-z][a-z0-9_]{3,12}", fullmatch=True)
+
+
+@st.composite
+def contexts(draw: st.DrawFn) -> PlanContext:
+    names = draw(st.lists(usernames, min_size=1, max_size=30, unique=True))
+    pool = tuple(PoolChannel(n, draw(st.sampled_from(CATEGORIES))) for n in names)
+    joined = frozenset(draw(st.sets(st.sampled_from(names))))
+    return PlanContext(7, pool, joined, NOW)
+
+
+def context(joined: int = 0, size: int = 10) -> PlanContext:
+    pool = tuple(PoolChannel(f"chan{i:02d}", CATEGORIES[i % 4]) for i in range(size))
+    return PlanContext(7, pool, frozenset(c.username for c in pool[:joined]), NOW)
+
+
+@given(contexts(), st.integers())
+def test_fallback_plans_are_always_valid(ctx: PlanContext, seed: int) -> None:
+    actions = FallbackPlanner(BOUNDS, random.Random(seed)).actions(ctx)
+    assert_valid_plan(actions, ctx, BOUNDS)
+
+
+def test_fallback_joins_only_unjoined_and_reads_only_joined() -> None:
+    ctx = context(joined=3)
+    planner = FallbackPlanner(BOUNDS, random.Random(5))
+    for _ in range(200):
+        for action in planner.actions(ctx):
+            if action.kind == "join_channel":
+                assert action.channel not in ctx.joined
+    everything = context(joined=10)
+    for _ in range(200):
+        actions = planner.actions(everything)
+        assert all(a.kind != "join_channel" for a in actions)  # nothing left to join
+
+
+def test_fallback_varies_across_seeds() -> None:
+    ctx = context(joined=4)
+    plans = {FallbackPlanner(BOUNDS, random.Random(seed)).actions(ctx) for seed in range(50)}
+    assert len(plans) >= 45
+    lengths = {len(plan) for plan in plans}
+    assert lengths == {3, 4, 5, 6, 7}
+    kinds_first = {plan[0].kind for plan in plans}
+    assert len(kinds_first) >= 3
+
+
+def test_fallback_is_reproducible_with_a_seed() -> None:
+    ctx = context(joined=2)
+    first = [FallbackPlanner(BOUNDS, random.Random(9)).actions(ctx) for _ in range(3)]
+    assert first[0] == first[1] == first[2]
+
+
+def test_fallback_reads_vary() -> None:
+    ctx = context(joined=5)
+    planner = FallbackPlanner(BOUNDS, random.Random(1))
+    for _ in range(300):
+        reads = [a.channel for a in planner.actions(ctx) if a.kind == "read_messages"]
+        assert all(a != b for a, b in itertools.pairwise(reads))
+        assert all(reads.count(channel) <= 2 for channel in reads)
+
+
+def test_fallback_with_nothing_joined_joins_early() -> None:
+    planner = FallbackPlanner(BOUNDS, random.Random(3))
+    for _ in range(100):
+        actions = planner.actions(context(joined=0))
+        assert "join_channel" in (actions[0].kind, actions[1].kind)
+
+
+def llm_item(kind: str, channel: str | None = None, seconds: Any = None) -> dict[str, Any]:
+    return {"action": kind, "channel": channel, "duration_seconds": seconds, "reason": "r"}
+
+
+def test_validation_keeps_good_actions_and_notes_the_rest() -> None:
+    ctx = context(joined=2)
+    items = [
+        llm_item("join_channel", "@chan05"),
+        llm_item("read_messages", "@chan05", 1e9),  # clamped
+        llm_item("send_message", "@chan00"),  # outside the vocabulary
+        llm_item("read_messages", "@notinpool"),
+        llm_item("join_channel", "@chan00"),  # joined already
+        llm_item("read_messages", "@chan09"),  # not joined
+        llm_item("idle", None, -4),  # clamped
+        "junk",
+        llm_item("browse_dialogs"),
+        llm_item("read_messages", "@x'); __import__('os')", 5),
+    ]
+    actions, notes = validate_actions(items, ctx, BOUNDS)
+    assert [(a.kind, a.channel) for a in actions] == [
+        ("join_channel", "chan05"),
+        ("read_messages", "chan05"),
+        ("idle", None),
+        ("browse_dialogs", None),
+    ]
+    assert actions[1].duration_s == BOUNDS.read_max_s
+    assert actions[2].duration_s == BOUNDS.idle_min_s
+    assert len(notes) == 6
+    assert any("unknown action 'send_message'" in note for note in notes)
+    assert any("not an enabled pool channel" in note for note in notes)
+
+
+def test_validation_adds_a_join_when_unjoined_channels_remain() -> None:
+    ctx = context(joined=2)
+    items = [
+        llm_item("browse_dialogs"),
+        llm_item("read_messages", "@chan00", 10),
+        llm_item("idle", None, 10),
+    ]
+    actions, notes = validate_actions(items, ctx, BOUNDS)
+    assert actions[0].kind == "join_channel" and actions[0].channel not in ctx.joined
+    assert "added a join" in notes[-1]
+
+
+def test_validation_truncates_and_refuses() -> None:
+    ctx = context(joined=10)
+    many = [llm_item("browse_dialogs"), llm_item("idle", None, 9)] * 6
+    actions, notes = validate_actions(many, ctx, BOUNDS)
+    assert len(actions) == 7 and "5 actions beyond 7 dropped" in notes[-1]
+    with pytest.raises(UnusablePlan, match="only 2 usable actions"):
+        validate_actions(many[:2], ctx, BOUNDS)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[", "not JSON"),
+        ('{"plan": 1}', "no list of actions"),
+        ("42", "no list of actions"),
+        ("[" * 5000 + "]" * 5000, "not JSON"),
+    ],
+)
+def test_answers_without_actions(text: str, message: str) -> None:
+    with pytest.raises(UnusablePlan, match=message):
+        actions_of(text)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+near_valid = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(
+            ["join_channel", "read_messages", "browse_dialogs", "idle", "react", "", None]
+        ),
+        "channel": st.one_of(
+            st.none(), st.sampled_from([f"@chan{i:02d}" for i in range(12)]), st.text(max_size=40)
+        ),
+        "duration_seconds": st.one_of(
+            st.none(),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(),
+            st.text(max_size=5),
+        ),
+        "reason": st.one_of(st.none(), st.text(max_size=300)),
+    }
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        json_values.map(json.dumps),
+        st.lists(st.one_of(near_valid, json_values), max_size=25).map(
+            lambda items: json.dumps({"actions": items})
+        ),
+    ),
+    st.integers(min_value=0, max_value=10),
+)
+def test_any_llm_answer_gives_a_valid_plan_or_a_refusal(text: str, joined: int) -> None:
+    ctx = context(joined=joined)
+    try:
+        actions, _ = validate_actions(actions_of(text), ctx, BOUNDS)
+    except UnusablePlan:
+        return  # the planner uses the fallback
+    assert_valid_plan(actions, ctx, BOUNDS)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (10, 10.0),
+        (1, 5.0),
+        (1000, 45.0),
+        (None, 25.0),
+        ("7", 25.0),
+        (True, 25.0),
+        (float("nan"), 25.0),
+        (float("inf"), 25.0),
+        (12.345, 12.3),
+    ],
+)
+def test_clamp(value: Any, expected: float) -> None:
+    assert clamp(value, 5.0, 45.0) == expected
+
+
+def test_token_budget_resets_each_utc_day() -> None:
+    clock = FakeClock(NOW)
+    budget = TokenBudget(1000, clock)
+    budget.spend(600)
+    assert budget.allows()
+    budget.spend(500)
+    assert not budget.allows() and budget.spent_today() == 1100
+    clock.advance(timedelta(hours=3).total_seconds())  # past midnight UTC
+    assert budget.allows() and budget.spent_today() == 0
+    assert not TokenBudget(0, clock).allows()  # 0: no LLM calls at all
+
+
+def test_circuit_breaker() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failures=3, cooloff_s=60, clock=clock)
+    breaker.failure()
+    breaker.failure()
+    assert breaker.allows()
+    breaker.failure()
+    assert not breaker.allows() and breaker.is_open
+    clock.advance(59)
+    assert not breaker.allows()
+    clock.advance(2)
+    assert breaker.allows()  # half-open: one trial
+    breaker.failure()
+    assert not breaker.allows()  # the trial failed: open again
+    clock.advance(61)
+    breaker.success()
+    assert breaker.allows() and breaker.consecutive_failures == 0
+
+
+def test_prompt_carries_the_context() -> None:
+    ctx = PlanContext(
+        7,
+        (PoolChannel("bbcnews", "news"), PoolChannel("nasa", "science")),
+        frozenset({"nasa"}),
+        NOW,
+        ("Wed 09:00 succeeded; read @nasa",),
+    )
+    text = user_prompt(ctx)
+    assert "Thursday 21:40" in text
+    assert "news: @bbcnews" in text and "science: @nasa*" in text
+    assert "Wed 09:00 succeeded; read @nasa" in text
+    assert "5-45 s" in system_prompt(BOUNDS) and "JSON" in system_prompt(BOUNDS)
