@@ -9,6 +9,7 @@ from typing import Any
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of
 from heatup_daemon.sandbox import SandboxApp, default_world, load_world, parse_faults
 from heatup_daemon.sandbox.faults import describe
+from heatup_daemon.sandbox.llm_stub import SCENARIOS, LLMStubApp
 
 
 def add_parsers(commands: Any) -> None:
@@ -19,6 +20,12 @@ def add_parsers(commands: Any) -> None:
     sandbox.add_argument("--audit-log", type=Path, help="append a JSON line per request here")
     sandbox.add_argument("--faults", default="", help='e.g. "latency=5-20ms,5xx=0.05,seed=1"')
     sandbox.set_defaults(handler=run_sandbox)
+
+    stub = commands.add_parser("llm-stub", help="run an OpenAI-compatible stub LLM")
+    stub.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    stub.add_argument("--port", type=int, default=8082, help="port (default: 8082)")
+    stub.add_argument("--scenario", default="good", choices=SCENARIOS, help="how it answers")
+    stub.set_defaults(handler=run_llm_stub)
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
@@ -39,9 +46,23 @@ def run_sandbox(args: argparse.Namespace) -> int:
         lambda: say(ready),
     )
     try:
+        return _serve(server)
+    finally:
+        app.close()
+
+
+def run_llm_stub(args: argparse.Namespace) -> int:
+    from heatup_daemon.serving import ReadyServer, server_config
+
+    app = LLMStubApp(args.scenario)
+    ready = f"heatup llm-stub on http://{args.host}:{args.port}/v1: scenario {args.scenario}"
+    config = server_config(app, args.host, args.port, loop="uvloop", lifespan="on")
+    return _serve(ReadyServer(config, lambda: say(ready)))
+
+
+def _serve(server: Any) -> int:
+    try:
         server.run()
     except SystemExit:  # uvicorn's own exit when it cannot bind; it has said why
         return EXIT_FAILURE
-    finally:
-        app.close()
     return EXIT_OK if server.started else EXIT_FAILURE
