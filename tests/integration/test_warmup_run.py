@@ -1,0 +1,311 @@
+"""Whole runs: runner, executor and HTTP gateway client against ``heatup sandbox`` in its own
+process, on a real database. The history a run writes must equal what the sandbox saw."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import text
+
+from heatup_daemon.clock import SystemClock
+from heatup_daemon.config import Settings
+from heatup_daemon.db.registry import SessionView
+from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.runs import RunView
+from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable
+from heatup_daemon.parts import Parts, build_parts
+from heatup_daemon.planner.model import Action, Plan, PlanContext
+from heatup_daemon.runner import Runner
+from heatup_daemon.testing import sandbox_process
+from heatup_daemon.validation import validate_channel, validate_session
+
+# Per gateway operation, what one action asks of the sandbox, in order.
+CALLS = {
+    "join_channel": ["join_chat"],
+    "read_messages": ["resolve_username", "get_history", "read_history"],
+    "browse_dialogs": ["get_dialogs"],
+    "idle": [],
+}
+TRANSIENT = {"5xx", "429", "hang", "drop", "nonjson"}
+
+
+class Sandbox:
+    def __init__(self, url: str, audit: Path) -> None:
+        self.url, self.audit_path = url, audit
+        self._http = httpx2.Client(base_url=url)
+        self._seen = 0
+
+    def reset(self, faults: str = "") -> None:
+        self._http.post("/_sandbox/reset").raise_for_status()
+        self._http.put("/_sandbox/faults", json={"faults": faults}).raise_for_status()
+        self._seen = len(self._all())
+
+    def _all(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self._all()[self._seen :]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    audit = tmp_path_factory.mktemp("sandbox") / "audit.jsonl"
+    with sandbox_process("--audit-log", str(audit)) as url:
+        control = Sandbox(url, audit)
+        yield control
+        control.close()
+
+
+def settings_for(sandbox: Sandbox) -> Settings:
+    return Settings(
+        node_name="test-node",
+        gateway={
+            "base_url": sandbox.url,
+            "retry_attempts": 3,
+            "retry_backoff_initial_s": 0.001,
+            "retry_backoff_max_s": 0.002,
+            "read_timeout_s": 2,
+        },
+        executor={"time_scale": 0},
+        planner={"seed": 11},
+    )
+
+
+@pytest.fixture
+async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Parts]:
+    sandbox.reset()
+    settings = settings_for(sandbox)
+    await repository.seed_channels(settings.channels)
+    built = build_parts(settings, repository, SystemClock())
+    yield built
+    await built.aclose()
+
+
+async def register(repository: Repository, gateway_id: int) -> SessionView:
+    spec = validate_session(
+        gateway_session_id=gateway_id,
+        schedule="6h",
+        jitter_seconds=0,
+        timezone="Europe/Berlin",
+        label=None,
+    )
+    return await repository.add_session(spec)
+
+
+class ScriptedPlanner:
+    def __init__(self, *actions: Action) -> None:
+        self.actions = actions
+
+    async def plan(self, context: PlanContext) -> Plan:
+        return Plan(self.actions, "fallback", fallback_reason="scripted")
+
+
+def scripted(parts: Parts, repository: Repository, *actions: Action) -> Runner:
+    return Runner(repository, ScriptedPlanner(*actions), parts.executor, SystemClock(), "test-node")
+
+
+ATTEMPTS = 3  # gateway.retry_attempts in settings_for
+# The error code an action records for the sandbox's final outcome of its failing call.
+RECORDED_CODE = {
+    "session_deleted": "SESSION_GONE",
+    "session_frozen": "SESSION_FROZEN",
+    "AUTH_KEY_UNREGISTERED": "SESSION_GONE",
+    "SESSION_REVOKED": "SESSION_GONE",
+    "USER_DEACTIVATED": "SESSION_GONE",
+    "USER_DEACTIVATED_BAN": "SESSION_GONE",
+}
+
+
+def _call(audit: list[dict[str, Any]], pos: int, operation: str, session: int) -> tuple[str, int]:
+    """Consume the attempts of one gateway call; its final outcome and the next position."""
+    for _ in range(ATTEMPTS):
+        entry = audit[pos]
+        pos += 1
+        assert (entry["op"], entry["session"]) == (operation, session), entry
+        if entry["outcome"] not in TRANSIENT:
+            return entry["outcome"], pos
+    return "transient", pos
+
+
+def assert_history_matches_audit(runs: list[RunView], audit: list[dict[str, Any]]) -> None:
+    """Walk every action in order and consume exactly the sandbox records it caused."""
+    pos = 0
+    for run in sorted(runs, key=lambda r: (r.gateway_session_id, r.id)):
+        for action in run.actions:
+            final = "ok"
+            for operation in CALLS[action.kind]:
+                final, pos = _call(audit, pos, operation, run.gateway_session_id)
+                if final != "ok":
+                    break
+            if final == "ok":
+                assert action.outcome == "ok", action
+            else:
+                assert action.outcome == "failed", (action, final)
+                assert action.error_code == RECORDED_CODE.get(final, final), (action, final)
+    assert pos == len(audit), f"the sandbox saw {len(audit) - pos} calls the history lacks"
+
+
+async def test_history_equals_the_audit_log(
+    repository: Repository, parts: Parts, sandbox: Sandbox
+) -> None:
+    sessions = [await register(repository, uid) for uid in (21, 22, 23)]
+    for _ in range(3):
+        for session in sessions:
+            result = await parts.runner.run(session, "cli")
+            assert result.outcome.status == "succeeded", result.outcome
+    runs = [run for s in sessions for run in await repository.history(s.gateway_session_id)]
+    assert len(runs) == 9 and all(run.plan_source == "fallback" for run in runs)
+    assert sum(len(run.actions) for run in runs) >= 27
+    audit = sandbox.audit()
+    assert len(audit) >= 9
+    # Runs of one session are sequential; sort the audit by session, keeping time order.
+    by_session = sorted(audit, key=lambda entry: entry["session"])
+    assert_history_matches_audit(runs, by_session)
+
+
+async def test_history_equals_the_audit_log_under_transient_faults(
+    repository: Repository, parts: Parts, sandbox: Sandbox
+) -> None:
+    sandbox.reset("5xx=0.25,nonjson=0.05,seed=5")
+    session = await register(repository, 31)
+    for _ in range(6):
+        await parts.runner.run(session, "cli")
+    runs = await repository.history(31)
+    audit = sandbox.audit()
+    assert any(entry["outcome"] in TRANSIENT for entry in audit)
+    assert_history_matches_audit(runs, audit)
+
+
+async def test_joins_are_remembered_and_planned_around(
+    repository: Repository, parts: Parts
+) -> None:
+    session = await register(repository, 41)
+    joined: set[str] = set()
+    for _ in range(4):
+        result = await parts.runner.run(session, "cli")
+        planned = {a.channel for a in result.plan.actions if a.kind == "join_channel"}
+        assert not planned & joined  # never joins a channel twice
+        joined |= {
+            a.channel
+            for a in result.outcome.actions
+            if a.kind == "join_channel" and a.outcome == "ok" and a.channel
+        }
+    context = await repository.plan_context(session, SystemClock().now())
+    assert context.joined == joined and len(joined) >= 4
+    assert len(context.recent_runs) == 3 and "succeeded" in context.recent_runs[0]
+
+
+async def test_flood_wait_cools_the_session_down(
+    repository: Repository, parts: Parts, sandbox: Sandbox
+) -> None:
+    session = await register(repository, 51)
+    joins = [
+        Action("join_channel", name)
+        for name in ("telegram", "durov", "tginfo", "nasa", "natgeo", "python", "espn")
+    ]
+    result = await scripted(parts, repository, *joins).run(session, "cli")
+    assert result.outcome.status == "partial"
+    assert [a.outcome for a in result.outcome.actions] == ["ok"] * 5 + ["failed"]
+    view = await repository.get_session(51)
+    assert view.cooldown_until is not None and view.last_run_at is not None
+    assert (
+        72 <= (view.cooldown_until - result.outcome.actions[-1].finished_at).total_seconds() <= 74
+    )
+    audit = sandbox.audit()
+    assert [e["outcome"] for e in audit] == ["ok"] * 5 + ["FLOOD_WAIT"]
+    assert not any(e["during_flood"] for e in audit)
+    with pytest.raises(SessionNotRunnable, match="cooling down until"):
+        await parts.runner.run(view, "cli")
+    assert len(sandbox.audit()) == 6  # no call while the wait lasts
+
+
+@pytest.mark.parametrize(
+    ("uid", "reason"), [(9001, "REVOKED"), (9100, "frozen"), (9202, "SESSION_REVOKED")]
+)
+async def test_lost_sessions_need_attention(
+    repository: Repository, parts: Parts, uid: int, reason: str
+) -> None:
+    session = await register(repository, uid)
+    plan = (Action("browse_dialogs"), Action("join_channel", "telegram"), Action("idle", None, 5))
+    result = await scripted(parts, repository, *plan).run(session, "cli")
+    assert result.outcome.status == "failed" and len(result.outcome.actions) == 1
+    view = await repository.get_session(uid)
+    assert view.state == "needs_attention" and reason in (view.state_reason or "")
+    with pytest.raises(SessionNotRunnable, match="needs attention"):
+        await parts.runner.run(view, "cli")
+    enabled = await repository.set_session_enabled(uid, True)  # the admin's re-enable
+    assert enabled.state == "active"
+
+
+async def test_channel_problems_continue_and_flag_the_channel(
+    repository: Repository, parts: Parts
+) -> None:
+    for name in ("privatechan", "inviteonly"):
+        spec = validate_channel(username=name, title=None, category="odd", description=None)
+        await repository.add_channel(spec)
+    plan = (
+        Action("join_channel", "privatechan"),
+        Action("join_channel", "inviteonly"),
+        Action("browse_dialogs"),
+    )
+    for uid in (61, 62, 63):
+        session = await register(repository, uid)
+        result = await scripted(parts, repository, *plan).run(session, "cli")
+        assert result.outcome.status == "partial"
+        codes = [a.error_code for a in result.outcome.actions]
+        assert codes == ["CHANNEL_PRIVATE", "INVITE_REQUEST_SENT", None]
+    flags = {c.username: c.flagged_reason for c in await repository.list_channels()}
+    assert (
+        flags["privatechan"] is not None
+        and "CHANNEL_PRIVATE for 3 sessions" in flags["privatechan"]
+    )
+    assert flags["inviteonly"] is not None and flags["telegram"] is None
+    context = await repository.plan_context(session, SystemClock().now())
+    assert "privatechan" not in {c.username for c in context.pool}  # flagged: not planned
+
+
+async def test_runs_refused_before_anything_is_written(
+    repository: Repository, parts: Parts, sandbox: Sandbox
+) -> None:
+    session = await register(repository, 71)
+    await repository.set_session_enabled(71, False)
+    with pytest.raises(SessionNotRunnable, match="disabled"):
+        await parts.runner.run(await repository.get_session(71), "api")
+    await repository.set_session_enabled(71, True)
+    async with repository.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO warmup_runs (session_id, gateway_session_id, trigger, due_at, status, "
+                "node, started_at) VALUES (:id, 71, 'api', :now, 'running', 'other', :now)"
+            ),
+            {"id": session.id, "now": SystemClock().now().replace(tzinfo=None)},
+        )
+    with pytest.raises(AlreadyRunning, match="in flight"):
+        await parts.runner.run(session, "cli")
+    assert len(await repository.history(71)) == 1
+    assert sandbox.audit() == []
+
+
+async def test_a_run_row_tells_the_whole_story(repository: Repository, parts: Parts) -> None:
+    session = await register(repository, 81)
+    result = await parts.runner.run(session, "cli")
+    run = await repository.get_run(result.run_id)
+    assert (run.status, run.trigger, run.node, run.plan_source) == (
+        "succeeded",
+        "cli",
+        "test-node",
+        "fallback",
+    )
+    assert run.finished_at is not None and run.heartbeat_at is not None
+    assert run.plan["fallback_reason"] == "no LLM configured"
+    assert [a["action"] for a in run.plan["actions"]] == [a.kind for a in result.plan.actions]
+    assert [a.seq for a in run.actions] == list(range(1, len(result.plan.actions) + 1))
+    assert all(a.gateway_latency_s is not None for a in run.actions if a.kind != "idle")
