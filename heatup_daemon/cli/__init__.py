@@ -13,20 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from heatup_daemon import __version__
-from heatup_daemon.cli import admin, registry, sandbox
+from heatup_daemon.cli import admin, registry, sandbox, warmup
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_USAGE, Parser
 from heatup_daemon.errors import (
     AlreadyExists,
+    AlreadyRunning,
     BadRevision,
     ConfigError,
     DatabaseUnavailable,
     InvalidValue,
     NotFound,
     SchemaNotAtHead,
+    SessionNotRunnable,
 )
 
 USAGE_ERRORS = (ConfigError, InvalidValue, NotFound, AlreadyExists, BadRevision)
-FAILURES = (DatabaseUnavailable, SchemaNotAtHead)
+FAILURES = (DatabaseUnavailable, SchemaNotAtHead, SessionNotRunnable, AlreadyRunning)
 
 
 def build_parser() -> Parser:
@@ -42,6 +44,7 @@ def build_parser() -> Parser:
     admin.add_parsers(commands)
     registry.add_parsers(commands)
     sandbox.add_parsers(commands)
+    warmup.add_parsers(commands)
     return parser
 
 

@@ -1,0 +1,150 @@
+"""``heatup warmup`` (one run in the foreground) and ``heatup history``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of, with_repository
+from heatup_daemon.cli.output import format_time, print_json, print_table
+from heatup_daemon.clock import SystemClock
+from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.runs import ActionRecord, RunView
+from heatup_daemon.planner.model import Action, Plan
+from heatup_daemon.validation import parse_gateway_id
+
+ACTION_COLUMNS = ("#", "ACTION", "CHANNEL", "SECONDS", "OUTCOME", "ERROR")
+
+
+def add_parsers(commands: Any) -> None:
+    warmup = commands.add_parser("warmup", help="run one warm-up now, in the foreground")
+    warmup.add_argument("id", metavar="GATEWAY_ID", help="gateway session id")
+    warmup.add_argument("--dry-run", action="store_true", help="print the plan; call nothing")
+    warmup.add_argument(
+        "--time-scale", type=_time_scale, help="multiply every wait (e.g. 0.1; 0: no waits)"
+    )
+    warmup.set_defaults(handler=run_warmup)
+
+    history = commands.add_parser("history", help="a session's recent runs and their actions")
+    history.add_argument("id", metavar="GATEWAY_ID", help="gateway session id")
+    history.add_argument("--limit", type=int, default=10, help="runs to show (default 10)")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=show_history)
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
+    return value
+
+
+def run_warmup(args: argparse.Namespace) -> int:
+    from heatup_daemon.parts import build_parts
+
+    gateway_id = parse_gateway_id(args.id)
+    settings = settings_of(args)
+    if args.time_scale is not None:
+        executor = ExecutorSettings(
+            **{**settings.executor.model_dump(), "time_scale": args.time_scale}
+        )
+        settings = settings.model_copy(update={"executor": executor})
+    clock = SystemClock()
+
+    async def work(repository: Repository) -> int:
+        session = await repository.get_session(gateway_id)
+        await repository.seed_channels(settings.channels)  # an empty pool only, as at start
+        parts = build_parts(settings, repository, clock)
+        try:
+            if args.dry_run:
+                context = await repository.plan_context(session, clock.now())
+                _print_plan(await parts.planner.plan(context))
+                return EXIT_OK
+
+            async def on_plan(run_id: int, plan: Plan) -> None:
+                say(f"run {run_id} for session {gateway_id}")
+                _print_plan(plan)
+                say("")
+
+            def on_action(record: ActionRecord) -> None:
+                say(_action_line(record))
+                sys.stdout.flush()
+
+            result = await parts.runner.run(session, "cli", on_plan=on_plan, on_action=on_action)
+        finally:
+            await parts.aclose()
+        outcome = result.outcome
+        say(
+            f"\nrun {result.run_id} {outcome.status}: {len(outcome.actions)} actions "
+            f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, "
+            f"{outcome.count('skipped')} skipped)" + (f"; {outcome.error}" if outcome.error else "")
+        )
+        return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+
+    return with_repository(settings, work)
+
+
+def _print_plan(plan: Plan) -> None:
+    source = plan.source + (f" ({plan.model})" if plan.model else "")
+    if plan.fallback_reason:
+        source += f": {plan.fallback_reason}"
+    say(f"plan from {source}, {plan.prompt_tokens + plan.completion_tokens} tokens")
+    for index, action in enumerate(plan.actions, start=1):
+        say(f"  {index}. {_describe(action)}")
+    for note in plan.notes:
+        say(f"  note: {note}")
+
+
+def _describe(action: Action) -> str:
+    parts: list[str] = [action.kind]
+    if action.channel:
+        parts.append(f"@{action.channel}")
+    if action.duration_s is not None:
+        parts.append(f"for {action.duration_s:g} s")
+    if action.reason:
+        parts.append(f"({action.reason})")
+    return " ".join(parts)
+
+
+def _action_line(record: ActionRecord) -> str:
+    where = f"@{record.channel}" if record.channel else "-"
+    seconds = f"{record.actual_duration_s:.2f}s" if record.actual_duration_s is not None else "-"
+    error = f"  {record.error_code}: {record.error_text}" if record.error_code else ""
+    return f"  {record.seq}. {record.kind:15s} {where:22s} {seconds:>8s}  {record.outcome}{error}"
+
+
+def show_history(args: argparse.Namespace) -> int:
+    gateway_id = parse_gateway_id(args.id)
+    runs = with_repository(settings_of(args), lambda repo: repo.history(gateway_id, args.limit))
+    if args.json:
+        print_json(runs)
+        return EXIT_OK
+    if not runs:
+        say(f"no runs recorded for session {gateway_id}")
+    for run in runs:
+        _print_run(run)
+    return EXIT_OK
+
+
+def _print_run(run: RunView) -> None:
+    source = run.plan_source or "-"
+    if run.plan_model:
+        source += f" ({run.plan_model})"
+    say(
+        f"run {run.id}  {format_time(run.started_at)}  {run.trigger}  {run.status}  "
+        f"plan: {source}  node: {run.node}" + (f"\n  {run.error}" if run.error else "")
+    )
+    rows = [
+        (a.seq, a.kind, f"@{a.channel}" if a.channel else None,
+         None if a.actual_duration_s is None else f"{a.actual_duration_s:.2f}", a.outcome,
+         f"{a.error_code}: {a.error_text}" if a.error_code else None)
+        for a in run.actions
+    ]  # fmt: skip
+    if rows:
+        print_table(ACTION_COLUMNS, rows)
+    say("")
