@@ -18,18 +18,31 @@ from heatup_daemon.schedule import (
 
 @pytest.mark.parametrize(
     ("spec", "seconds"),
-    [("90s", 90), ("15m", 900), ("6h", 21600), ("1d", 86400), ("1h30m", 5400), ("2H", 7200),
-     (" 6h ", 21600), ("10s", 10), ("366d", 366 * 86400)],
-)  # fmt: skip
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("6h", 21600),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("2H", 7200),
+        (" 6h ", 21600),
+        ("10s", 10),
+        ("366d", 366 * 86400),
+    ],
+)
 def test_intervals(spec: str, seconds: int) -> None:
     assert parse_schedule(spec) == IntervalSchedule(seconds)
 
 
 @pytest.mark.parametrize(
     ("spec", "expression"),
-    [("*/5 * * * *", "*/5 * * * *"), ("0 9 * * mon-fri", "0 9 * * mon-fri"),
-     ("0   3  1 * *", "0 3 1 * *"), ("30 */6 * * *", "30 */6 * * *")],
-)  # fmt: skip
+    [
+        ("*/5 * * * *", "*/5 * * * *"),
+        ("0 9 * * mon-fri", "0 9 * * mon-fri"),
+        ("0   3  1 * *", "0 3 1 * *"),
+        ("30 */6 * * *", "30 */6 * * *"),
+    ],
+)
 def test_cron(spec: str, expression: str) -> None:
     assert parse_schedule(spec) == CronSchedule(expression)
 

@@ -34,9 +34,19 @@ def test_queries_match_gateway_md() -> None:
 
 @pytest.mark.parametrize(
     "username",
-    ["durov'", "x') or __import__('os').system('id", "@__import__", "du(rov)", 'du"rov',
-     "durov\\", "durov\n", "", "a" * 40, "@dur ov"],
-)  # fmt: skip
+    [
+        "durov'",
+        "x') or __import__('os').system('id",
+        "@__import__",
+        "du(rov)",
+        'du"rov',
+        "durov\\",
+        "durov\n",
+        "",
+        "a" * 40,
+        "@dur ov",
+    ],
+)
 def test_hostile_usernames_never_become_queries(username: str) -> None:
     with pytest.raises(InvalidValue):
         tl.resolve_username(username)
@@ -101,9 +111,15 @@ def test_forbidden_channel() -> None:
 
 @pytest.mark.parametrize(
     "answer",
-    [None, True, {"_": "types.Updates"}, {**RESOLVED, "chats": []},
-     {**RESOLVED, "chats": [{**CHANNEL, "access_hash": "x"}]}, {"result": {"result": RESOLVED}}],
-)  # fmt: skip
+    [
+        None,
+        True,
+        {"_": "types.Updates"},
+        {**RESOLVED, "chats": []},
+        {**RESOLVED, "chats": [{**CHANNEL, "access_hash": "x"}]},
+        {"result": {"result": RESOLVED}},
+    ],
+)
 def test_unusable_resolve_answers(answer: Any) -> None:
     with pytest.raises(RpcFailed) as caught:
         tl.parse_resolved_channel(answer, "durov")
@@ -112,9 +128,13 @@ def test_unusable_resolve_answers(answer: Any) -> None:
 
 HISTORY = {
     "_": "types.messages.ChannelMessages",
-    "messages": [{"_": "types.Message", "id": 1234}, {"_": "Message", "id": 1233},
-                 {"_": "types.MessageService", "id": True}, "junk"],
-}  # fmt: skip
+    "messages": [
+        {"_": "types.Message", "id": 1234},
+        {"_": "Message", "id": 1233},
+        {"_": "types.MessageService", "id": True},
+        "junk",
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -132,9 +152,11 @@ def test_history_of_another_type() -> None:
 
 @pytest.mark.parametrize(
     ("answer", "count"),
-    [({"_": "types.messages.Dialogs", "dialogs": [{}, {}]}, 2),
-     ({"result": {"_": "messages.DialogsSlice", "dialogs": [{}], "count": 9}}, 1),
-     ({"_": "types.messages.DialogsNotModified", "count": 3}, 0)],
-)  # fmt: skip
+    [
+        ({"_": "types.messages.Dialogs", "dialogs": [{}, {}]}, 2),
+        ({"result": {"_": "messages.DialogsSlice", "dialogs": [{}], "count": 9}}, 1),
+        ({"_": "types.messages.DialogsNotModified", "count": 3}, 0),
+    ],
+)
 def test_dialog_shapes(answer: Any, count: int) -> None:
     assert tl.parse_dialog_count(answer) == count

@@ -89,18 +89,38 @@ def test_long_values_are_shortened_in_messages() -> None:
 
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [("@durov", "durov"), ("durov", "durov"), ("@Tech_News1", "tech_news1"),
-     ("@" + "a" * 32, "a" * 32)],
-)  # fmt: skip
+    [
+        ("@durov", "durov"),
+        ("durov", "durov"),
+        ("@Tech_News1", "tech_news1"),
+        ("@" + "a" * 32, "a" * 32),
+    ],
+)
 def test_usernames(given: str, canonical: str) -> None:
     assert parse_username(given) == canonical
 
 
 @pytest.mark.parametrize(
     "given",
-    ["@abc", "@1abc", "@_abcd", "@" + "a" * 33, "@@durov", "@du rov", "@durov'", "@dur-ov",
-     "@durov)", "@__import__", "@durov\n", "@\uff44\uff55\uff52\uff4f\uff56", "", "@", None, 42],
-)  # fmt: skip
+    [
+        "@abc",
+        "@1abc",
+        "@_abcd",
+        "@" + "a" * 33,
+        "@@durov",
+        "@du rov",
+        "@durov'",
+        "@dur-ov",
+        "@durov)",
+        "@__import__",
+        "@durov\n",
+        "@\uff44\uff55\uff52\uff4f\uff56",
+        "",
+        "@",
+        None,
+        42,
+    ],
+)
 def test_hostile_or_malformed_usernames(given: object) -> None:
     with pytest.raises(InvalidValue, match="not a public username"):
         parse_username(given)
