@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from random import Random
 from typing import Final
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from heatup_daemon.errors import InvalidValue
 
@@ -105,3 +109,63 @@ def _parse_cron(text: str) -> CronSchedule:
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidValue(f"schedule {text!r} is not a valid cron expression: {exc}") from None
     return CronSchedule(text)
+
+
+# --- fire times ---------------------------------------------------------------------------
+#
+# A session's slots are the fire times of an APScheduler trigger built *without* jitter:
+# the nominal times. Jitter is added to each slot separately, uniformly in [0, jitter),
+# clamped so that a jittered time never reaches the next nominal time. The nominal times
+# never move, however earlier slots were jittered: APScheduler 3's IntervalTrigger, given
+# the jittered time as its previous fire time, would drift by the jitter every slot.
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One scheduled run: its nominal time and the jittered time it is due."""
+
+    nominal: datetime
+    due: datetime
+
+
+def make_trigger(schedule: Schedule, timezone: tzinfo, anchor: datetime) -> BaseTrigger:
+    """The APScheduler trigger of ``schedule``. Interval slots are ``anchor`` plus whole
+    periods, counted in absolute seconds (so in UTC: no DST jumps); cron fields are read in
+    ``timezone``."""
+    if isinstance(schedule, IntervalSchedule):
+        return IntervalTrigger(seconds=schedule.seconds, start_date=anchor, timezone=UTC)
+    return CronTrigger.from_crontab(schedule.expression, timezone=timezone)
+
+
+def first_nominal_at_or_after(trigger: BaseTrigger, moment: datetime) -> datetime:
+    fire: datetime | None = trigger.get_next_fire_time(None, moment)
+    if fire is None:  # pragma: no cover - interval and crontab triggers never end
+        raise ValueError("the schedule has no further fire time")
+    return fire.astimezone(UTC)
+
+
+def nominal_after(trigger: BaseTrigger, nominal: datetime) -> datetime:
+    """The nominal slot that follows ``nominal``."""
+    fire: datetime | None = trigger.get_next_fire_time(nominal, nominal)
+    if fire is None:  # pragma: no cover
+        raise ValueError("the schedule has no further fire time")
+    return fire.astimezone(UTC)
+
+
+def jittered(trigger: BaseTrigger, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
+    """``nominal`` with its jitter: uniform in [0, min(jitter_s, gap to the next slot))."""
+    if jitter_s <= 0:
+        return Slot(nominal, nominal)
+    gap_s = (nominal_after(trigger, nominal) - nominal).total_seconds()
+    window_s = min(float(jitter_s), gap_s - 0.001)
+    return Slot(nominal, nominal + timedelta(seconds=rng.uniform(0, max(window_s, 0.0))))
+
+
+def slot_at_or_after(trigger: BaseTrigger, moment: datetime, jitter_s: float, rng: Random) -> Slot:
+    """The first slot whose nominal time is at or after ``moment``."""
+    return jittered(trigger, first_nominal_at_or_after(trigger, moment), jitter_s, rng)
+
+
+def slot_after(trigger: BaseTrigger, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
+    """The slot following the one at ``nominal``."""
+    return jittered(trigger, nominal_after(trigger, nominal), jitter_s, rng)

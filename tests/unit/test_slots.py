@@ -1,0 +1,94 @@
+"""Fire times: jitter spread uniformly, nominal times that never drift, clamps, time zones."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from random import Random
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from heatup_daemon.schedule import (
+    CronSchedule,
+    IntervalSchedule,
+    make_trigger,
+    slot_after,
+    slot_at_or_after,
+)
+
+ANCHOR = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+
+
+def test_jitter_is_uniform_within_the_window() -> None:
+    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    rng = Random(20261126)
+    slot = slot_at_or_after(trigger, ANCHOR, 600, rng)
+    offsets = []
+    for _ in range(20_000):
+        offsets.append((slot.due - slot.nominal).total_seconds())
+        slot = slot_after(trigger, slot.nominal, 600, rng)
+    assert 0 <= min(offsets) and max(offsets) < 600
+    bins = [0] * 10
+    for offset in offsets:
+        bins[int(offset // 60)] += 1
+    expected = len(offsets) / 10
+    chi_square = sum((count - expected) ** 2 / expected for count in bins)
+    assert chi_square < 27.9  # 9 degrees of freedom: p = 0.001
+
+
+def test_no_drift_over_a_thousand_slots() -> None:
+    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    rng = Random(1)
+    slots = [slot_at_or_after(trigger, ANCHOR, 600, rng)]
+    for _ in range(999):
+        slots.append(slot_after(trigger, slots[-1].nominal, 600, rng))
+    assert [s.nominal for s in slots] == [ANCHOR + timedelta(hours=k) for k in range(1000)]
+    assert all(a.due < b.nominal for a, b in itertools.pairwise(slots))
+    assert sum(1 for s in slots if s.due > s.nominal) == 1000  # jitter was applied
+
+
+def test_jitter_never_reaches_the_next_nominal_time() -> None:
+    # A cron period (5 min) shorter than the jitter (1 h): the jitter is clamped.
+    trigger = make_trigger(CronSchedule("*/5 * * * *"), UTC, ANCHOR)
+    rng = Random(3)
+    slot = slot_at_or_after(trigger, ANCHOR, 3600, rng)
+    for _ in range(2000):
+        following = slot_after(trigger, slot.nominal, 3600, rng)
+        assert slot.nominal <= slot.due < following.nominal
+        assert following.nominal - slot.nominal == timedelta(minutes=5)
+        slot = following
+
+
+def test_zero_jitter_is_exact() -> None:
+    trigger = make_trigger(IntervalSchedule(90), UTC, ANCHOR)
+    slot = slot_at_or_after(trigger, ANCHOR + timedelta(seconds=100), 0, Random(1))
+    assert slot.nominal == slot.due == ANCHOR + timedelta(seconds=180)
+
+
+def test_slots_after_a_gap_stay_on_the_grid() -> None:
+    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    later = ANCHOR + timedelta(days=3, minutes=17)
+    slot = slot_at_or_after(trigger, later, 0, Random(1))
+    assert slot.nominal == ANCHOR + timedelta(days=3, hours=1)
+
+
+def test_cron_reads_the_sessions_time_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    trigger = make_trigger(CronSchedule("0 9 * * *"), berlin, ANCHOR)
+    winter = slot_at_or_after(trigger, datetime(2026, 1, 10, tzinfo=UTC), 0, Random(1))
+    summer = slot_at_or_after(trigger, datetime(2026, 7, 10, tzinfo=UTC), 0, Random(1))
+    assert winter.nominal == datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
+    assert summer.nominal == datetime(2026, 7, 10, 7, 0, tzinfo=UTC)
+    assert winter.nominal.tzinfo is UTC
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "UTC"])
+def test_intervals_are_absolute_across_dst(zone: str) -> None:
+    start = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)  # DST changes follow in both zones
+    trigger = make_trigger(IntervalSchedule(3600), ZoneInfo(zone), start)
+    slot = slot_at_or_after(trigger, start, 0, Random(1))
+    for _ in range(48):
+        following = slot_after(trigger, slot.nominal, 0, Random(1))
+        assert following.nominal - slot.nominal == timedelta(hours=1)
+        slot = following
