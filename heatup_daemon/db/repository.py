@@ -1,14 +1,15 @@
 """The repository: every database operation heatup performs, and the only code that opens a
-database session. Its parts live beside it: ``registry`` (sessions, channels) and ``runs``
-(runs, actions, session state heatup owns)."""
+database session. Its parts live beside it: ``registry`` (sessions, channels), ``runs``
+(runs, actions, session state heatup owns) and ``scheduling`` (reconcile, claims, reaping)."""
 
 from __future__ import annotations
 
 from heatup_daemon.db.registry import ChannelView, RegistryStore, SessionView
 from heatup_daemon.db.runs import ActionView, RunStore, RunView
+from heatup_daemon.db.scheduling import SchedulingStore
 
 __all__ = ["ActionView", "ChannelView", "Repository", "RunView", "SessionView"]
 
 
-class Repository(RegistryStore, RunStore):
+class Repository(RegistryStore, RunStore, SchedulingStore):
     """All of heatup's database operations over one engine. Construct once per process."""
