@@ -11,8 +11,9 @@
   ``needs_attention`` and ends the run; after ``CHANNELS_TOO_MUCH`` the run joins nothing
   more; a gateway that refuses heatup's token ends the run.
 - The run's heartbeat is refreshed at least every ``heartbeat_s`` while it waits or acts.
-- Cancellation (shutdown, an admin's disable) stops at the next await; the action in flight
-  is recorded as failed with code ``interrupted`` and the run ends ``interrupted``.
+- A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
+  Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
+  the action in flight is recorded as failed with code ``interrupted``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from heatup_daemon.gateway import Gateway
 from heatup_daemon.planner.model import Action, Plan
 
 INTERRUPTED: Final = "interrupted"
+STOPPED: Final = "heatup stopped before the rest of the plan"
 
 
 class RunRecorder(Protocol):
@@ -73,7 +75,8 @@ class RunOutcome:
         return sum(1 for a in self.actions if a.outcome == outcome)
 
 
-ActionObserver = Callable[[ActionRecord], None]
+# Hears of each action as soon as its row is written (live output, metrics).
+ActionObserver = Callable[[RunTarget, ActionRecord], None]
 
 
 class _Stop(Exception):
@@ -99,13 +102,21 @@ class Executor:
         self.rng = rng or random.Random()
 
     async def execute(
-        self, target: RunTarget, plan: Plan, on_action: ActionObserver | None = None
+        self,
+        target: RunTarget,
+        plan: Plan,
+        on_action: ActionObserver | None = None,
+        stop: asyncio.Event | None = None,
     ) -> RunOutcome:
+        """Carry out ``plan``. Once ``stop`` is set, the action in progress finishes and the
+        run ends ``interrupted`` (a graceful shutdown)."""
         run = _Run(self, target, on_action)
         try:
             for seq, action in enumerate(plan.actions, start=1):
                 if seq > 1:
                     await run.stay(self.pause_s())
+                if stop is not None and stop.is_set():
+                    return RunOutcome(INTERRUPTED, STOPPED, tuple(run.records))
                 await run.perform(seq, action)
         except _Stop as stop:
             return run.outcome(str(stop))
@@ -275,4 +286,4 @@ class _Run:
         await self.executor.recorder.record_action(self.target.run_id, record)
         self.records.append(record)
         if self.on_action is not None:
-            self.on_action(record)
+            self.on_action(self.target, record)

@@ -73,6 +73,7 @@ class Runner:
         due_at: datetime | None = None,
         on_plan: PlanObserver | None = None,
         on_action: ActionObserver | None = None,
+        stop: asyncio.Event | None = None,
     ) -> RunResult:
         """Run ``session`` now. Raises ``SessionNotRunnable`` or ``AlreadyRunning`` (nothing
         written), ``DuplicateSlot`` for a scheduled slot that already ran."""
@@ -97,10 +98,17 @@ class Runner:
             context = await self._repository.plan_context(session, now)
             plan = await self._planner.plan(context)
             await self._repository.set_run_plan(run_id, plan)
+            log.info(
+                "run %d started: %d actions planned by %s",
+                run_id,
+                len(plan.actions),
+                plan.source,
+                extra={"session": session.gateway_session_id, "run": run_id},
+            )
             if on_plan is not None:
                 await on_plan(run_id, plan)
             target = RunTarget(run_id, session.id, session.gateway_session_id)
-            outcome = await self._executor.execute(target, plan, on_action)
+            outcome = await self._executor.execute(target, plan, on_action, stop)
             status, error = outcome.status, outcome.error
             return RunResult(run_id, plan, outcome)
         except asyncio.CancelledError:

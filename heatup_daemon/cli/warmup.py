@@ -12,6 +12,7 @@ from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.db.runs import ActionRecord, RunView
+from heatup_daemon.executor import RunTarget
 from heatup_daemon.planner.model import Action, Plan
 from heatup_daemon.validation import parse_gateway_id
 
@@ -71,7 +72,7 @@ def run_warmup(args: argparse.Namespace) -> int:
                 _print_plan(plan)
                 say("")
 
-            def on_action(record: ActionRecord) -> None:
+            def on_action(_target: RunTarget, record: ActionRecord) -> None:
                 say(_action_line(record))
                 sys.stdout.flush()
 

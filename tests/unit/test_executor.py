@@ -219,3 +219,19 @@ async def test_cancellation_records_the_action_in_flight() -> None:
         ("read_messages", "failed", "interrupted"),
     ]
     assert len(h.gateway.calls) == 2  # the browse never happened
+
+
+async def test_a_graceful_stop_finishes_the_current_action() -> None:
+    h = Harness()
+    stop = asyncio.Event()
+
+    class StoppingGateway(FakeGateway):
+        async def join_channel(self, uid: int, username: str) -> None:
+            await super().join_channel(uid, username)
+            stop.set()  # the stop arrives while the first action is in progress
+
+    h.executor.gateway = h.gateway = StoppingGateway()
+    outcome = await h.executor.execute(TARGET, plan(JOIN_A, READ_A, BROWSE), stop=stop)
+    assert outcome.status == "interrupted" and "stopped" in (outcome.error or "")
+    assert h.outcomes() == [("join_channel", "ok", None)]
+    assert len(h.gateway.calls) == 1
