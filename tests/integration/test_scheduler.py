@@ -1,0 +1,299 @@
+"""The scheduler's promises on a real database (SQLite and PostgreSQL), with a scripted
+gateway and a fake clock: slots, restarts, admin edits, cooldowns, bounds, two claimers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text, update
+
+from heatup_daemon.config import ExecutorSettings, PlannerSettings, SchedulerSettings
+from heatup_daemon.db.models import SessionRow
+from heatup_daemon.db.registry import SessionView
+from heatup_daemon.db.repository import Repository
+from heatup_daemon.executor import Executor
+from heatup_daemon.planner.fallback import FallbackPlanner
+from heatup_daemon.planner.model import Plan, PlanContext
+from heatup_daemon.runner import Runner
+from heatup_daemon.scheduler import Scheduler
+from heatup_daemon.testing import FakeClock, FakeGateway
+from heatup_daemon.validation import validate_session
+
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+class Fallback:
+    def __init__(self) -> None:
+        self._planner = FallbackPlanner(PlannerSettings(), random.Random(1))
+
+    async def plan(self, context: PlanContext) -> Plan:
+        return self._planner.plan(context, "test")
+
+
+class World:
+    def __init__(self, repository: Repository, **settings: float) -> None:
+        self.repository = repository
+        self.clock = FakeClock(START)
+        self.gateway = FakeGateway()
+        executor = Executor(
+            self.gateway,
+            repository,
+            ExecutorSettings(time_scale=0),
+            clock=self.clock,
+            heartbeat_s=15,
+        )
+        self.runner = Runner(repository, Fallback(), executor, self.clock, "node-a")
+        self.settings = SchedulerSettings(**settings)
+        self.scheduler = self.make_scheduler("node-a")
+
+    def make_scheduler(self, node: str) -> Scheduler:
+        return Scheduler(
+            self.settings, self.repository, self.runner, self.clock, node, rng=random.Random(7)
+        )
+
+    async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> SessionView:
+        spec = validate_session(
+            gateway_session_id=gateway_id,
+            schedule=schedule,
+            jitter_seconds=jitter,
+            timezone="UTC",
+            label=None,
+        )
+        return await self.repository.add_session(spec)
+
+    async def settle(self) -> None:
+        tasks = list(self.scheduler.in_flight.values())
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def tick(self) -> int:
+        started = await self.scheduler.dispatch()
+        await self.settle()
+        return started
+
+    async def runs(self, gateway_id: int) -> list[tuple[str, datetime | None]]:
+        history = await self.repository.history(gateway_id, limit=100)
+        return [(run.status, run.scheduled_for) for run in reversed(history)]
+
+    async def sql(self, statement: str, **params: object) -> None:
+        async with self.repository.engine.begin() as connection:
+            await connection.execute(text(statement), params)
+
+
+@pytest.fixture
+async def world(repository: Repository) -> World:
+    await repository.seed_channels(__import__("heatup_daemon.config").config.Settings().channels)
+    return World(repository)
+
+
+async def test_a_new_session_runs_now_and_then_every_period(world: World) -> None:
+    await world.add(1, "1h")
+    await world.scheduler.prepare()
+    view = await world.repository.get_session(1)
+    assert view.next_run_at == START
+    assert await world.tick() == 1
+    assert await world.tick() == 0  # not due again
+    world.clock.advance(3600)
+    assert await world.tick() == 1
+    assert await world.runs(1) == [("succeeded", START), ("succeeded", START + timedelta(hours=1))]
+    assert (await world.repository.get_session(1)).next_run_at == START + timedelta(hours=2)
+
+
+async def test_jitter_delays_the_first_run_within_the_window(world: World) -> None:
+    await world.add(2, "1h", jitter=600)
+    await world.scheduler.prepare()
+    due = (await world.repository.get_session(2)).next_run_at
+    assert due is not None and START <= due < START + timedelta(seconds=600)
+    if due > START:
+        assert await world.tick() == 0
+    world.clock.advance((due - START).total_seconds())
+    assert await world.tick() == 1
+
+
+async def test_restart_skips_long_missed_slots_without_a_stampede(world: World) -> None:
+    for gateway_id in (11, 12, 13):
+        await world.add(gateway_id, "1h")
+    await world.add(14, "1d")
+    await world.scheduler.prepare()
+    await world.tick()  # everyone's first run
+    # The daemon is down for 5 h 10 min: 11-13 missed five slots, 14 none.
+    world.clock.advance(5 * 3600 + 600)
+    restarted = world.make_scheduler("node-a")
+    await restarted.prepare()
+    world.scheduler = restarted
+    assert await world.tick() == 0  # past the grace: skipped, not run, not all at once
+    for gateway_id in (11, 12, 13):
+        runs = await world.runs(gateway_id)
+        assert runs == [("succeeded", START), ("skipped", START + timedelta(hours=1))]
+        view = await world.repository.get_session(gateway_id)
+        assert view.next_run_at == START + timedelta(hours=6)  # on the grid, after now
+    assert await world.runs(14) == [("succeeded", START)]
+
+
+async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: World) -> None:
+    world.settings = SchedulerSettings(misfire_grace_seconds=3600)
+    world.scheduler = world.make_scheduler("node-a")
+    await world.add(21, "10m")
+    await world.scheduler.prepare()
+    await world.tick()
+    world.clock.advance(35 * 60)  # three slots missed, the oldest 25 min late
+    assert await world.tick() == 1
+    runs = await world.runs(21)
+    assert runs == [("succeeded", START), ("succeeded", START + timedelta(minutes=10))]
+    view = await world.repository.get_session(21)
+    assert view.next_run_at == START + timedelta(minutes=40)
+
+
+async def test_cooldown_moves_to_the_first_slot_after_it(world: World) -> None:
+    await world.add(31, "10m")
+    await world.scheduler.prepare()
+    view = await world.repository.get_session(31)
+    await world.repository.set_cooldown(view.id, START + timedelta(minutes=25))
+    assert await world.tick() == 0
+    assert (await world.repository.get_session(31)).next_run_at == START + timedelta(minutes=30)
+    world.clock.advance(30 * 60)
+    assert await world.tick() == 1
+
+
+async def test_at_most_max_concurrent_runs_start_in_due_order(world: World) -> None:
+    world.settings = SchedulerSettings(max_concurrent_runs=2)
+    world.scheduler = world.make_scheduler("node-a")
+    for offset, gateway_id in enumerate((41, 42, 43, 44, 45)):
+        view = await world.add(gateway_id, "1h")
+        await world.scheduler.prepare()
+        due = START - timedelta(seconds=60 - 10 * offset)  # late, within the grace
+        async with world.repository.engine.begin() as connection:
+            await connection.execute(
+                update(SessionRow)
+                .where(SessionRow.id == view.id)
+                .values(next_run_at=due, next_nominal_at=due)
+            )
+    started = await world.scheduler.dispatch()
+    assert started == 2 and len(world.scheduler.in_flight) == 2
+    assert await world.scheduler.dispatch() == 0  # full: the rest wait
+    await world.settle()
+    assert await world.tick() == 2
+    assert await world.tick() == 1
+    order = []
+    for gateway_id in (41, 42, 43, 44, 45):
+        runs = await world.repository.history(gateway_id)
+        order.append((runs[0].started_at, gateway_id))
+    assert [g for _, g in sorted(order)][:2] == [41, 42]
+
+
+async def test_two_claimers_run_each_slot_once(world: World) -> None:
+    for gateway_id in range(51, 71):
+        await world.add(gateway_id, "1h")
+    await world.scheduler.prepare()
+    other = world.make_scheduler("node-b")
+    first, second = await asyncio.gather(world.scheduler.dispatch(), other.dispatch())
+    await asyncio.gather(*world.scheduler.in_flight.values(), *other.in_flight.values())
+    assert first + second == 20
+    for gateway_id in range(51, 71):
+        assert await world.runs(gateway_id) == [("succeeded", START)]
+
+
+async def test_bad_rows_are_flagged_once_and_others_go_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.add(81, "1h")
+    await world.sql(
+        "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, enabled, "
+        "state) VALUES (82, 'every now and then', 0, 'UTC', true, 'active'), "
+        "(83, '1h', 0, 'Mars/Olympus', true, 'active')"
+    )
+    caplog.set_level(logging.WARNING)
+    await world.scheduler.prepare()
+    await world.scheduler.reconcile()
+    views = {v.gateway_session_id: v for v in await world.repository.list_sessions()}
+    assert "neither an interval" in (views[82].invalid_reason or "")
+    assert "Mars/Olympus" in (views[83].invalid_reason or "")
+    assert views[81].invalid_reason is None and views[81].next_run_at is not None
+    flagged = [r for r in caplog.records if "is not usable" in r.getMessage()]
+    assert len(flagged) == 2  # once each, though reconciled twice
+    assert await world.tick() == 1
+    # The admin fixes a row: it is scheduled at the next reconcile.
+    await world.sql("UPDATE sessions SET timezone = 'Asia/Tokyo' WHERE gateway_session_id = 83")
+    await world.scheduler.reconcile()
+    fixed = await world.repository.get_session(83)
+    assert fixed.invalid_reason is None and fixed.next_run_at is not None
+
+
+async def test_admin_schedule_edits_take_effect_at_reconcile(world: World) -> None:
+    await world.add(91, "1d")
+    await world.scheduler.prepare()
+    await world.tick()
+    assert (await world.repository.get_session(91)).next_run_at == START + timedelta(days=1)
+    await world.sql("UPDATE sessions SET schedule = '30m' WHERE gateway_session_id = 91")
+    assert await world.tick() == 0  # edited, not yet reconciled: not dispatched
+    await world.scheduler.reconcile()
+    assert (await world.repository.get_session(91)).next_run_at == START
+    await world.sql("UPDATE sessions SET label = 'renamed' WHERE gateway_session_id = 91")
+    await world.scheduler.reconcile()
+    assert (await world.repository.get_session(91)).next_run_at == START  # label: no move
+    await world.sql("UPDATE sessions SET enabled = false WHERE gateway_session_id = 91")
+    await world.scheduler.reconcile()
+    assert (await world.repository.get_session(91)).next_run_at is None
+    await world.sql("DELETE FROM sessions WHERE gateway_session_id = 91")
+    await world.scheduler.reconcile()
+    assert await world.tick() == 0
+
+
+async def test_disabling_cancels_the_run_in_flight(world: World) -> None:
+    blocker = asyncio.Event()
+
+    class SlowGateway(FakeGateway):
+        async def browse_dialogs(self, uid: int, limit: int = 20) -> int:
+            await blocker.wait()
+            return 0
+
+        async def join_channel(self, uid: int, username: str) -> None:
+            await blocker.wait()
+
+        async def read_history(self, uid: int, username: str, limit: int = 20):  # type: ignore[no-untyped-def]
+            await blocker.wait()
+
+    world.runner._executor.gateway = SlowGateway()  # type: ignore[attr-defined]
+    world.runner._executor.settings = ExecutorSettings(time_scale=0)  # type: ignore[attr-defined]
+    await world.add(101, "1h")
+    await world.scheduler.prepare()
+    assert await world.scheduler.dispatch() == 1
+    for _ in range(50):
+        await asyncio.sleep(0)
+    await world.sql("UPDATE sessions SET enabled = false WHERE gateway_session_id = 101")
+    await world.scheduler.reconcile()
+    await world.settle()
+    runs = await world.repository.history(101)
+    assert runs[0].status == "interrupted"
+
+
+async def test_a_scheduled_slot_meets_a_run_in_flight(world: World) -> None:
+    view = await world.add(111, "1h")
+    await world.scheduler.prepare()
+    await world.sql(
+        "INSERT INTO warmup_runs (session_id, gateway_session_id, trigger, due_at, status, node, "
+        "started_at) VALUES (:id, 111, 'api', :now, 'running', 'node-a', :now)",
+        id=view.id,
+        now=START.replace(tzinfo=None),
+    )
+    assert await world.tick() == 1  # claimed, then refused by the database
+    statuses = [status for status, _ in await world.runs(111)]
+    assert statuses == ["running", "skipped"]
+    skipped = (await world.repository.history(111))[0]
+    assert "in flight" in (skipped.error or "")
+
+
+async def test_stale_runs_are_reaped(world: World) -> None:
+    view = await world.add(121, "1h")
+    await world.sql(
+        "INSERT INTO warmup_runs (session_id, gateway_session_id, trigger, due_at, status, node, "
+        "started_at, heartbeat_at) VALUES (:id, 121, 'cli', :t, 'running', 'node-z', :t, :t)",
+        id=view.id,
+        t=(START - timedelta(minutes=5)).replace(tzinfo=None),
+    )
+    assert await world.scheduler.reap() == 1
+    run = (await world.repository.history(121))[0]
+    assert run.status == "interrupted" and "heartbeat" in (run.error or "")
