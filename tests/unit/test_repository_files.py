@@ -4,6 +4,7 @@ command is the one that works, and the Makefile-free quick start has exactly two
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,3 +26,17 @@ def test_quick_start_has_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert quick_start_commands()[1] in ci.splitlines()
+
+
+def test_every_package_folder_is_packaged() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "heatup_daemon").rglob("__init__.py")
+    }
+    found |= {
+        "heatup_daemon." + ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "migrations").rglob("__init__.py")
+    }
+    assert found == listed
