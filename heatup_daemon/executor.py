@@ -10,7 +10,8 @@
   session's cooldown and ends the run; a lost, frozen or unknown session is set to
   ``needs_attention`` and ends the run; after ``CHANNELS_TOO_MUCH`` the run joins nothing
   more; a gateway that refuses heatup's token ends the run.
-- The run's heartbeat is refreshed at least every ``heartbeat_s`` while it waits or acts.
+- The run's heartbeat (its lease on the session) is renewed at least every ``heartbeat_s``
+  while it waits or acts; a run whose lease was taken by the reaper stops.
 - A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
   Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
   the action in flight is recorded as failed with code ``interrupted``.
@@ -49,7 +50,7 @@ class RunRecorder(Protocol):
     """Where the executor writes what happens (the repository, or a fake in unit tests)."""
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None: ...
-    async def heartbeat(self, run_id: int, at: datetime) -> None: ...
+    async def heartbeat(self, run_id: int, at: datetime) -> bool: ...
     async def set_cooldown(self, session_id: int, until: datetime) -> None: ...
     async def mark_needs_attention(self, session_id: int, reason: str) -> None: ...
     async def record_join(self, session_id: int, channel: str, at: datetime) -> None: ...
@@ -159,7 +160,8 @@ class _Run:
     async def beat(self) -> None:
         clock = self.executor.clock
         self.last_beat = clock.monotonic()
-        await self.executor.recorder.heartbeat(self.target.run_id, clock.now())
+        if not await self.executor.recorder.heartbeat(self.target.run_id, clock.now()):
+            raise _Stop("the run lost its lease: the reaper marked it interrupted")
 
     async def stay(self, seconds: float) -> None:
         """Wait ``seconds`` (scaled), refreshing the heartbeat every heartbeat_s meanwhile."""

@@ -80,13 +80,9 @@ class Scheduler:
     # --- life cycle -------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Before the jobs start: reap the runs of this node's previous life, then apply
-        every pending admin edit."""
-        reaped = await self._repository.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds, self._node
-        )
-        if reaped:
-            log.warning("marked %d runs of a previous life interrupted", reaped)
+        """Before the jobs start: reap runs whose process died, then apply every pending
+        admin edit. (A node name is no process identity: a CLI run of the same host is alive.)"""
+        await self.reap()
         while await self.reconcile():
             pass
 
@@ -320,7 +316,7 @@ class Scheduler:
 
     async def reap(self) -> int:
         reaped = await self._repository.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds, None
+            self._clock.now(), self._settings.stale_run_seconds
         )
         if reaped:
             log.warning("marked %d runs interrupted: their process stopped", reaped)

@@ -150,12 +150,14 @@ class FakeRecorder:
         self.attention: dict[int, str] = {}
         self.joins: list[tuple[int, str]] = []
         self.channel_failures: list[tuple[str, str]] = []
+        self.reaped = False  # set to make the next heartbeat find the run reaped
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
         self.actions.append(record)
 
-    async def heartbeat(self, run_id: int, at: datetime) -> None:
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
         self.heartbeats.append(at)
+        return not self.reaped
 
     async def set_cooldown(self, session_id: int, until: datetime) -> None:
         self.cooldowns[session_id] = until

@@ -195,15 +195,23 @@ class RunStore(Store):
                 )
             )
 
-    async def heartbeat(self, run_id: int, at: datetime) -> None:
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+        """Renew the run's lease; ``False`` if it is no longer ``running`` (the reaper took
+        it: the run must stop, another may already have started)."""
         async with self._transaction() as db:
-            await db.execute(update(RunRow).where(RunRow.id == run_id).values(heartbeat_at=at))
+            result = await db.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "running")
+                .values(heartbeat_at=at)
+            )
+        return bool(getattr(result, "rowcount", 0))
 
     async def finish_run(self, run_id: int, status: str, error: str | None, at: datetime) -> None:
+        """End a ``running`` run (a run the reaper ended meanwhile keeps the reaper's end)."""
         async with self._transaction() as db:
             session_id = await db.scalar(
                 update(RunRow)
-                .where(RunRow.id == run_id)
+                .where(RunRow.id == run_id, RunRow.status == "running")
                 .values(status=status, error=error, finished_at=at, heartbeat_at=at)
                 .returning(RunRow.session_id)
             )

@@ -224,15 +224,14 @@ class SchedulingStore(Store):
             return False
         return True
 
-    async def reap_stale_runs(self, now: datetime, stale_s: float, node: str | None) -> int:
-        """Mark ``interrupted`` the running runs whose heartbeat is older than ``stale_s``,
-        and, at start-up (``node`` given), every running run of this node's previous life."""
+    async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
+        """Mark ``interrupted`` the running runs whose heartbeat is older than ``stale_s``:
+        their process died (a live run renews its heartbeat far more often)."""
         stale = RunRow.heartbeat_at < now - timedelta(seconds=stale_s)
-        condition = stale if node is None else (stale | (RunRow.node == node))
         async with self._transaction() as db:
             result = await db.execute(
                 update(RunRow)
-                .where(RunRow.status == "running", condition)
+                .where(RunRow.status == "running", stale)
                 .values(
                     status="interrupted",
                     finished_at=now,

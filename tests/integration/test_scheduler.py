@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text, update
 
-from heatup_daemon.config import ExecutorSettings, PlannerSettings, SchedulerSettings
+from heatup_daemon.config import ExecutorSettings, PlannerSettings, SchedulerSettings, Settings
 from heatup_daemon.db.models import SessionRow
 from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.runs import RunStart
 from heatup_daemon.executor import Executor
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.model import Plan, PlanContext
@@ -85,7 +86,7 @@ class World:
 
 @pytest.fixture
 async def world(repository: Repository) -> World:
-    await repository.seed_channels(__import__("heatup_daemon.config").config.Settings().channels)
+    await repository.seed_channels(Settings().channels)
     return World(repository)
 
 
@@ -297,3 +298,21 @@ async def test_stale_runs_are_reaped(world: World) -> None:
     assert await world.scheduler.reap() == 1
     run = (await world.repository.history(121))[0]
     assert run.status == "interrupted" and "heartbeat" in (run.error or "")
+
+
+async def test_a_reaped_run_keeps_its_end(world: World) -> None:
+    view = await world.add(131, "1h")
+    run_id = await world.repository.start_run(
+        RunStart(
+            session_id=view.id,
+            gateway_session_id=131,
+            trigger="cli",
+            due_at=START,
+            started_at=START - timedelta(minutes=5),
+            node="node-z",
+        )
+    )
+    assert await world.scheduler.reap() == 1
+    assert not await world.repository.heartbeat(run_id, START)
+    await world.repository.finish_run(run_id, "succeeded", None, START)
+    assert (await world.repository.get_run(run_id)).status == "interrupted"

@@ -235,3 +235,11 @@ async def test_a_graceful_stop_finishes_the_current_action() -> None:
     assert outcome.status == "interrupted" and "stopped" in (outcome.error or "")
     assert h.outcomes() == [("join_channel", "ok", None)]
     assert len(h.gateway.calls) == 1
+
+
+async def test_a_run_whose_lease_was_reaped_stops() -> None:
+    h = Harness(heartbeat_s=5)
+    h.recorder.reaped = True
+    outcome = await h.run(JOIN_A, Action("read_messages", "chan_a", 40.0), BROWSE)
+    assert outcome.status == "partial" and "lost its lease" in (outcome.error or "")
+    assert [c[0] for c in h.gateway.calls] == ["join_channel", "read_history"]
