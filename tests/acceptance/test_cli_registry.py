@@ -217,14 +217,19 @@ def test_check_config_reports_bad_values(tmp_path: Path) -> None:
     assert_usage_error(result, "config key executor.time_scale: value -1 is not allowed")
 
 
-def test_demo_prepares_a_local_database(tmp_path: Path) -> None:
-    first = ok(run_heatup("demo", cwd=tmp_path))
+def test_demo_shows_runs_live_then_a_summary(tmp_path: Path) -> None:
+    result = run_heatup("demo", "--duration", "12", cwd=tmp_path)
+    assert result.code == 0, result.stdout + result.stderr
+    out = result.stdout
     assert (tmp_path / "heatup-demo.db").exists()
-    assert "channel pool: 24 channels added" in first
-    assert "demo: cron, every 2 minutes" in first
-    again = ok(run_heatup("demo", cwd=tmp_path))  # re-running is harmless
-    assert "already seeded" in again
-    assert again.count("demo: ") == first.count("demo: ")
+    assert "started:" in out and "succeeded" in out  # runs start and finish live
+    assert "join_channel" in out  # and each action shows as it ends
+    summary = out.split("summary (all runs in the demo database):", 1)[1]
+    lines = {line.split()[0]: line for line in summary.splitlines() if line[:1].isdigit()}
+    assert set(lines) == {"1", "2", "3", "4", "9001"}
+    assert "needs_attention" in lines["9001"]  # the revoked account is set aside
+    again = run_heatup("demo", "--duration", "1", cwd=tmp_path)  # re-running is harmless
+    assert again.code == 0, again.stderr
 
 
 def test_sandbox_refuses_bad_faults_and_worlds(tmp_path: Path) -> None:
