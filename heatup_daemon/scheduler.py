@@ -36,7 +36,7 @@ from heatup_daemon.clock import Clock
 from heatup_daemon.config import SchedulerSettings
 from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.scheduling import ChangedRow, DueSession
+from heatup_daemon.db.scheduling import RECONCILE_BATCH, Applied, ChangedRow, DueSession
 from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, InvalidValue, SessionNotRunnable
 from heatup_daemon.executor import ActionObserver
 from heatup_daemon.runner import Runner
@@ -83,8 +83,8 @@ class Scheduler:
         """Before the jobs start: reap runs whose process died, then apply every pending
         admin edit. (A node name is no process identity: a CLI run of the same host is alive.)"""
         await self.reap()
-        while await self.reconcile():
-            pass
+        while await self.reconcile() == RECONCILE_BATCH:
+            pass  # a full batch: more rows may be waiting
 
     def start(self) -> None:
         aps = AsyncIOScheduler(timezone=UTC)
@@ -159,11 +159,10 @@ class Scheduler:
 
     async def reconcile(self) -> int:
         """Apply changed rows; cancel runs of sessions no longer runnable. Returns how many
-        rows were applied (more may be waiting when it returns the batch size)."""
+        rows were looked at (more may be waiting when it returns the batch size)."""
         now = self._clock.now()
         rows = await self._repository.changed_sessions()
-        for row in rows:
-            await self._apply(row, now)
+        await self._repository.apply_schedules([self._decide(row, now) for row in rows])
         for session_id in await self._repository.not_runnable(frozenset(self.in_flight)):
             task = self.in_flight.get(session_id)
             if task is not None:
@@ -174,7 +173,7 @@ class Scheduler:
                 task.cancel()
         return len(rows)
 
-    async def _apply(self, row: ChangedRow, now: datetime) -> None:
+    def _decide(self, row: ChangedRow, now: datetime) -> Applied:
         try:
             spec = validate_session(
                 gateway_session_id=row.gateway_session_id,
@@ -192,26 +191,17 @@ class Scheduler:
                     reason,
                     extra={"session_row": row.id},
                 )
-            await self._repository.apply_schedule(
-                row, invalid_reason=reason, next_nominal_at=row.next_nominal_at, next_run_at=None
-            )
-            return
+            return Applied(row, reason, row.next_nominal_at, None)
         if row.invalid_reason:
             log.info(
                 "session row %d is usable again", row.id, extra={"session": spec.gateway_session_id}
             )
-        slot: Slot | None = None
-        if row.enabled and row.state == "active":
-            keep_grid = row.next_nominal_at is not None and not row.schedule_changed
-            anchor = row.next_nominal_at if keep_grid and row.next_nominal_at else now
-            trigger = self._trigger(spec, anchor)
-            slot = slot_at_or_after(trigger, now, spec.jitter_seconds, self._rng)
-        await self._repository.apply_schedule(
-            row,
-            invalid_reason=None,
-            next_nominal_at=slot.nominal if slot else row.next_nominal_at,
-            next_run_at=slot.due if slot else None,
-        )
+        if not (row.enabled and row.state == "active"):
+            return Applied(row, None, row.next_nominal_at, None)
+        keep_grid = row.next_nominal_at is not None and not row.schedule_changed
+        anchor = row.next_nominal_at if keep_grid and row.next_nominal_at else now
+        slot = slot_at_or_after(self._trigger(spec, anchor), now, spec.jitter_seconds, self._rng)
+        return Applied(row, None, slot.nominal, slot.due)
 
     @staticmethod
     def _trigger(spec: SessionSpec, anchor: datetime) -> BaseTrigger:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import String, and_, case, cast, func, literal, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from heatup_daemon.db.models import RunRow, SessionRow
+from heatup_daemon.db.models import RunRow, SessionRow, UTCDateTime
 from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.store import Store
 
@@ -32,6 +32,7 @@ KEY_FIELDS: Final = (
     "state",
     "label",
 )
+RECONCILE_BATCH: Final = 10_000
 # The fields whose change moves the session's slots; the rest only re-validate.
 SCHEDULE_FIELDS: Final = ("schedule", "jitter_seconds", "timezone")
 
@@ -87,6 +88,16 @@ class ChangedRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """What reconciling a changed row decided."""
+
+    row: ChangedRow
+    invalid_reason: str | None
+    next_nominal_at: datetime | None
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class DueSession:
     view: SessionView
     next_nominal_at: datetime
@@ -94,7 +105,7 @@ class DueSession:
 
 
 class SchedulingStore(Store):
-    async def changed_sessions(self, limit: int = 5000) -> list[ChangedRow]:
+    async def changed_sessions(self, limit: int = RECONCILE_BATCH) -> list[ChangedRow]:
         key = admin_key().label("key")
         async with self._transaction() as db:
             rows = await db.execute(
@@ -134,27 +145,34 @@ class SchedulingStore(Store):
                 for r in rows
             ]
 
-    async def apply_schedule(
-        self,
-        row: ChangedRow,
-        *,
-        invalid_reason: str | None,
-        next_nominal_at: datetime | None,
-        next_run_at: datetime | None,
-    ) -> bool:
-        """Store the outcome of reconciling ``row``, unless it changed again meanwhile."""
-        async with self._transaction() as db:
-            result = await db.execute(
-                update(SessionRow)
-                .where(SessionRow.id == row.id, admin_key() == row.key)
-                .values(
-                    applied_schedule=row.key,
-                    invalid_reason=invalid_reason,
-                    next_nominal_at=next_nominal_at,
-                    next_run_at=next_run_at,
-                )
+    async def apply_schedules(self, results: list[Applied]) -> int:
+        """Store the outcome of reconciling a batch of rows in one transaction; a row edited
+        again meanwhile is left for the next pass. Returns how many rows were stored."""
+        if not results:
+            return 0
+        statement = (
+            update(SessionRow)
+            .where(SessionRow.id == bindparam("row_id"), admin_key() == bindparam("row_key"))
+            .values(
+                applied_schedule=bindparam("row_key"),
+                invalid_reason=bindparam("reason"),
+                next_nominal_at=bindparam("nominal", type_=UTCDateTime()),
+                next_run_at=bindparam("due", type_=UTCDateTime()),
             )
-        return bool(getattr(result, "rowcount", 0))
+        )
+        parameters = [
+            {
+                "row_id": r.row.id,
+                "row_key": r.row.key,
+                "reason": r.invalid_reason,
+                "nominal": r.next_nominal_at,
+                "due": r.next_run_at,
+            }
+            for r in results
+        ]
+        async with self.engine.begin() as connection:
+            result = await connection.execute(statement, parameters)
+        return int(getattr(result, "rowcount", len(results)))
 
     async def due_sessions(
         self, now: datetime, limit: int, exclude: frozenset[int] = frozenset()
