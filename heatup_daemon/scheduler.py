@@ -41,7 +41,7 @@ from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, InvalidValue, Se
 from heatup_daemon.executor import ActionObserver
 from heatup_daemon.runner import Runner
 from heatup_daemon.schedule import Slot, make_trigger, slot_after, slot_at_or_after
-from heatup_daemon.validation import SessionSpec, validate_session
+from heatup_daemon.validation import SessionSpec, validate_session_row
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +175,7 @@ class Scheduler:
 
     def _decide(self, row: ChangedRow, now: datetime) -> Applied:
         try:
-            spec = validate_session(
-                gateway_session_id=row.gateway_session_id,
-                schedule=row.schedule,
-                jitter_seconds=row.jitter_seconds,
-                timezone=row.timezone,
-                label=row.label,
-            )
+            spec = validate_session_row(row)
         except InvalidValue as exc:
             reason = str(exc)
             if reason != row.invalid_reason:  # once per distinct problem, not every pass
@@ -228,13 +222,7 @@ class Scheduler:
         view, nominal, due = item.view, item.next_nominal_at, item.next_run_at
         now = self._clock.now()
         try:
-            spec = validate_session(
-                gateway_session_id=view.gateway_session_id,
-                schedule=view.schedule,
-                jitter_seconds=view.jitter_seconds,
-                timezone=view.timezone,
-                label=view.label,
-            )
+            spec = validate_session_row(view)
         except InvalidValue:
             return 0  # edited since reconciled; the next reconcile flags it
         trigger = self._trigger(spec, nominal)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.models import ChannelRow, SessionRow
-from heatup_daemon.db.store import Store
+from heatup_daemon.db.store import Store, view_of
 from heatup_daemon.errors import AlreadyExists, NotFound
 from heatup_daemon.validation import ChannelSpec, SessionSpec
 
@@ -40,22 +40,7 @@ class SessionView:
 
     @classmethod
     def of(cls, row: SessionRow) -> SessionView:
-        return cls(
-            id=row.id,
-            gateway_session_id=row.gateway_session_id,
-            label=row.label,
-            enabled=bool(row.enabled),
-            schedule=row.schedule,
-            jitter_seconds=row.jitter_seconds,
-            timezone=row.timezone,
-            state=row.state,
-            state_reason=row.state_reason,
-            invalid_reason=row.invalid_reason,
-            next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            cooldown_until=row.cooldown_until,
-            created_at=row.created_at,
-        )
+        return view_of(cls, row, enabled=bool(row.enabled))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +56,7 @@ class ChannelView:
 
     @classmethod
     def of(cls, row: ChannelRow) -> ChannelView:
-        return cls(
-            id=row.id,
-            username=row.username,
-            title=row.title,
-            category=row.category,
-            description=row.description,
-            enabled=bool(row.enabled),
-            invalid_reason=row.invalid_reason,
-            flagged_reason=row.flagged_reason,
-        )
+        return view_of(cls, row, enabled=bool(row.enabled))
 
 
 class RegistryStore(Store):

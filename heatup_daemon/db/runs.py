@@ -19,7 +19,7 @@ from heatup_daemon.db.models import (
     SessionRow,
 )
 from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.store import Store
+from heatup_daemon.db.store import Store, view_of
 from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, NotFound
 from heatup_daemon.planner.model import Plan, PlanContext, PoolChannel
 
@@ -47,19 +47,7 @@ class ActionRecord:
 
     @classmethod
     def of(cls, row: ActionRow) -> ActionRecord:
-        return cls(
-            seq=row.seq,
-            kind=row.kind,
-            channel=row.channel,
-            planned_duration_s=row.planned_duration_s,
-            actual_duration_s=row.actual_duration_s,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            outcome=row.outcome,
-            error_code=row.error_code,
-            error_text=row.error_text,
-            gateway_latency_s=row.gateway_latency_s,
-        )
+        return view_of(cls, row)
 
 
 ActionView = ActionRecord
@@ -99,26 +87,7 @@ class RunView:
 
     @classmethod
     def of(cls, row: RunRow, actions: tuple[ActionRecord, ...]) -> RunView:
-        return cls(
-            id=row.id,
-            session_id=row.session_id,
-            gateway_session_id=row.gateway_session_id,
-            trigger=row.trigger,
-            scheduled_for=row.scheduled_for,
-            due_at=row.due_at,
-            status=row.status,
-            plan_source=row.plan_source,
-            plan_model=row.plan_model,
-            plan=row.plan,
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=row.completion_tokens,
-            node=row.node,
-            started_at=row.started_at,
-            heartbeat_at=row.heartbeat_at,
-            finished_at=row.finished_at,
-            error=row.error,
-            actions=actions,
-        )
+        return view_of(cls, row, actions=actions)
 
 
 class RunStore(Store):

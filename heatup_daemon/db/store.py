@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,6 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from heatup_daemon.config import masked_database_url
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.errors import DatabaseUnavailable
+
+V = TypeVar("V")
+
+
+def view_of(view_class: type[V], row: Any, **overrides: Any) -> V:
+    """A frozen view built from the same-named attributes of an ORM row."""
+    names = (f.name for f in fields(view_class))  # type: ignore[arg-type]
+    values = {name: getattr(row, name) for name in names if name not in overrides}
+    return view_class(**values, **overrides)
 
 
 class Store:

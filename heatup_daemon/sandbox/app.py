@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import re
@@ -158,19 +159,9 @@ class SandboxApp:
         return self._invoke(state, payload, rpc_error)
 
     def _join(self, state: Any, payload: dict[str, Any], rpc_error: bool) -> Reply:
-        if payload.get("method", "join_chat") != "join_chat":
-            return _validation_error(
-                ["body", "method"],
-                "literal_error",
-                "Input should be 'join_chat'",
-                payload.get("method"),
-            )
-        params = payload.get("params")
-        chat_id = params.get("chat_id") if isinstance(params, dict) else None
-        if not isinstance(chat_id, str):
-            return _validation_error(
-                ["body", "params", "chat_id"], "missing", "Field required", params
-            )
+        chat_id = _rpc_param(payload, "join_chat", "chat_id")
+        if isinstance(chat_id, Reply):
+            return chat_id
         match = CHAT_ID_RE.fullmatch(chat_id)
         if match is None:
             return _validation_error(
@@ -182,26 +173,13 @@ class SandboxApp:
         username = match.group(4).lower()
         if rpc_error:
             return _rpc(telegram_error("MSG_ID_INVALID", "channels.JoinChannel"))
-        return _rpc(
-            self.telegram.rpc(
-                state, lambda: self.telegram.join(state, username), "channels.JoinChannel"
-            )
-        )
+        join = functools.partial(self.telegram.join, state, username)
+        return _rpc(self.telegram.rpc(state, join, "channels.JoinChannel"))
 
     def _invoke(self, state: Any, payload: dict[str, Any], rpc_error: bool) -> Reply:
-        if payload.get("method", "invoke") != "invoke":
-            return _validation_error(
-                ["body", "method"],
-                "literal_error",
-                "Input should be 'invoke'",
-                payload.get("method"),
-            )
-        params = payload.get("params")
-        query = params.get("query") if isinstance(params, dict) else None
-        if not isinstance(query, str):
-            return _validation_error(
-                ["body", "params", "query"], "missing", "Field required", params
-            )
+        query = _rpc_param(payload, "invoke", "query")
+        if isinstance(query, Reply):
+            return query
         if rpc_error:
             return _rpc(telegram_error("MSG_ID_INVALID", "sandbox"))
         return _rpc(self.telegram.rpc(state, lambda: self.telegram.invoke(state, query), "invoke"))
@@ -260,6 +238,22 @@ class SandboxApp:
             self.audit.append(record)
         if self._audit_file is not None:
             self._audit_file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def _rpc_param(payload: dict[str, Any], method: str, name: str) -> str | Reply:
+    """The text parameter ``name`` of an RPC task body for ``method``, or the 422 reply."""
+    if payload.get("method", method) != method:
+        return _validation_error(
+            ["body", "method"],
+            "literal_error",
+            f"Input should be {method!r}",
+            payload.get("method"),
+        )
+    params = payload.get("params")
+    value = params.get(name) if isinstance(params, dict) else None
+    if not isinstance(value, str):
+        return _validation_error(["body", "params", name], "missing", "Field required", params)
+    return value
 
 
 def _rpc(answer: Answer) -> Reply:
