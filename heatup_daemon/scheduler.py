@@ -5,7 +5,8 @@ hundred thousand sessions cost three jobs and their rows:
 
 - **reconcile** (every ``scheduler.reconcile_seconds``): rows admins inserted or edited (the
   database finds them, see ``db.scheduling``) are validated once; a usable, enabled, active
-  one gets its next slot; an unusable one gets ``invalid_reason`` and a log line, once.
+  one gets its next slot; an unusable one gets ``invalid_reason`` and a log line, once. The
+  channel pool (small) is checked whole; plans never use a channel with ``invalid_reason``.
   Runs of sessions that were disabled, deleted or set aside meanwhile are cancelled.
 - **dispatch** (every ``scheduler.dispatch_interval_seconds``): due sessions are claimed in
   due order, at most as many as ``scheduler.max_concurrent_runs`` leaves room for; each
@@ -163,6 +164,11 @@ class Scheduler:
         now = self._clock.now()
         rows = await self._repository.changed_sessions()
         await self._repository.apply_schedules([self._decide(row, now) for row in rows])
+        for username, reason in await self._repository.check_channels():
+            if reason is None:
+                log.info("channel row %r is usable again", username)
+            else:
+                log.warning("channel row %r is not usable: %s", username, reason)
         for session_id in await self._repository.not_runnable(frozenset(self.in_flight)):
             task = self.in_flight.get(session_id)
             if task is not None:

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.models import ChannelRow, SessionRow
 from heatup_daemon.db.store import Store, view_of
-from heatup_daemon.errors import AlreadyExists, NotFound
-from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
+from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +170,32 @@ class RegistryStore(Store):
             ]
             db.add_all(rows)
             return len(rows)
+
+    async def check_channels(self) -> list[tuple[str, str | None]]:
+        """Validate every pool row (admins may write them by hand); store each verdict that
+        changed in ``invalid_reason`` and return those (username, reason) pairs."""
+        changed: list[tuple[str, str | None]] = []
+        async with self._transaction() as db:
+            for row in await db.scalars(select(ChannelRow)):
+                reason = channel_problem(row)
+                if reason != row.invalid_reason:
+                    row.invalid_reason = reason
+                    changed.append((str(row.username), reason))
+        return changed
+
+
+def channel_problem(row: ChannelRow) -> str | None:
+    """Why a ``channels`` row cannot be used, or ``None``. Usernames are stored canonical
+    (lower case, no ``@``): plans, joins and the history name channels that way."""
+    try:
+        spec = validate_channel(
+            username=row.username,
+            title=row.title,
+            category=row.category,
+            description=row.description,
+        )
+    except InvalidValue as exc:
+        return str(exc)
+    if spec.username != row.username:
+        return f"username {row.username!r} must be stored as {spec.username!r}"
+    return None

@@ -316,3 +316,28 @@ async def test_a_reaped_run_keeps_its_end(world: World) -> None:
     assert not await world.repository.heartbeat(run_id, START)
     await world.repository.finish_run(run_id, "succeeded", None, START)
     assert (await world.repository.get_run(run_id)).status == "interrupted"
+
+
+async def test_bad_channel_rows_are_flagged_once_and_never_planned(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.sql(
+        "INSERT INTO channels (username, enabled) VALUES ('x''y_z', true), ('@Handmade_Chan', true)"
+    )
+    caplog.set_level(logging.WARNING)
+    await world.scheduler.reconcile()
+    await world.scheduler.reconcile()
+    flags = {c.username: c.invalid_reason for c in await world.repository.list_channels()}
+    assert "not a public username" in (flags["x'y_z"] or "")
+    assert "must be stored as 'handmade_chan'" in (flags["@Handmade_Chan"] or "")
+    assert flags["telegram"] is None
+    assert len([r for r in caplog.records if "channel row" in r.getMessage()]) == 2
+    view = await world.add(141, "1h")
+    context = await world.repository.plan_context(view, START)
+    assert {"x'y_z", "@Handmade_Chan"}.isdisjoint(c.username for c in context.pool)
+    await world.sql(
+        "UPDATE channels SET username = 'handmade_chan' WHERE username = '@Handmade_Chan'"
+    )
+    await world.scheduler.reconcile()
+    flags = {c.username: c.invalid_reason for c in await world.repository.list_channels()}
+    assert flags["handmade_chan"] is None  # fixed by the admin: usable again
