@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
+from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.db.runs import ActionRecord
@@ -243,6 +244,7 @@ class _Run:
         """Apply GATEWAY.md's consequence of ``error``; return why the run stops, if it does."""
         recorder, session_id = self.executor.recorder, self.target.session_id
         if isinstance(error, FloodWait):
+            metrics.FLOOD_WAIT_SECONDS.inc(error.seconds)
             until = self.executor.clock.now() + timedelta(seconds=error.seconds)
             await recorder.set_cooldown(session_id, until)
             return f"flood wait of {error.seconds} s: cooling down until {until:%Y-%m-%d %H:%M:%S}Z"
@@ -286,6 +288,8 @@ class _Run:
             gateway_latency_s=None if latency is None else round(latency, 4),
         )
         await self.executor.recorder.record_action(self.target.run_id, record)
+        metrics.ACTIONS.labels(record.kind, record.outcome).inc()
+        metrics.ACTION_DURATION.labels(record.kind).observe(record.actual_duration_s or 0.0)
         self.records.append(record)
         if self.on_action is not None:
             self.on_action(self.target, record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import Settings
 from heatup_daemon.db.repository import Repository
@@ -29,7 +30,7 @@ class Parts:
 
 def build_parts(settings: Settings, repository: Repository, clock: Clock) -> Parts:
     seed = settings.planner.seed
-    gateway = HttpGateway(settings.gateway, clock=clock)
+    gateway = HttpGateway(settings.gateway, clock=clock, observe=metrics.observe_gateway)
     fallback = FallbackPlanner(settings.planner, random.Random(seed))
     planner = LLMPlanner(settings.llm, settings.planner, fallback, clock)
     executor = Executor(

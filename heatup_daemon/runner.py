@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.repository import Repository
@@ -92,11 +93,13 @@ class Runner:
             scheduled_for=scheduled_for,
         )
         run_id = await self._repository.start_run(start)
+        started = self._clock.monotonic()
         status = "failed"
         error: str | None = "the run ended unexpectedly"
         try:
             context = await self._repository.plan_context(session, now)
             plan = await self._planner.plan(context)
+            metrics.PLANS.labels(plan.source).inc()
             await self._repository.set_run_plan(run_id, plan)
             log.info(
                 "run %d started: %d actions planned by %s",
@@ -121,3 +124,5 @@ class Runner:
         finally:
             finish = self._repository.finish_run(run_id, status, error, self._clock.now())
             await asyncio.shield(finish)
+            metrics.RUNS.labels(status, trigger).inc()
+            metrics.RUN_DURATION.labels(status).observe(self._clock.monotonic() - started)

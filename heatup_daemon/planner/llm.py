@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import openai
 
+from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import LLMSettings, PlannerSettings
 from heatup_daemon.planner.fallback import FallbackPlanner
@@ -131,6 +132,7 @@ class LLMPlanner:
         self._settings = settings
         self._bounds = bounds
         self._fallback = fallback
+        self._clock = clock
         self.budget = TokenBudget(settings.daily_token_budget, clock)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooloff_s, clock)
         self._response_format: dict[str, Any] = (
@@ -163,14 +165,19 @@ class LLMPlanner:
             {"role": "user", "content": user_prompt(context)},
         ]
         prompt_tokens = completion_tokens = 0
+        started = self._clock.monotonic()
         try:
             completion = await self._complete(client, messages)
             if completion.usage is not None:
                 prompt_tokens = completion.usage.prompt_tokens
                 completion_tokens = completion.usage.completion_tokens
             self.budget.spend(prompt_tokens + completion_tokens)
+            metrics.LLM_TOKENS.labels("prompt").inc(prompt_tokens)
+            metrics.LLM_TOKENS.labels("completion").inc(completion_tokens)
             actions, notes = self._read(completion, context)
         except (openai.OpenAIError, UnusablePlan) as exc:
+            metrics.LLM_REQUESTS.labels(_outcome(exc)).inc()
+            metrics.LLM_LATENCY.observe(self._clock.monotonic() - started)
             self.breaker.failure()
             reason = _describe(exc)
             log.warning("LLM planning failed, using the fallback: %s", reason)
@@ -179,6 +186,8 @@ class LLMPlanner:
             return replace(
                 fallback, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
+        metrics.LLM_REQUESTS.labels("ok").inc()
+        metrics.LLM_LATENCY.observe(self._clock.monotonic() - started)
         self.breaker.success()
         return Plan(
             actions,
@@ -220,6 +229,19 @@ class LLMPlanner:
             raise UnusablePlan(f"the model refused: {str(refusal)[:100]}")
         items = actions_of(choice.message.content or "")
         return validate_actions(items, context, self._bounds)
+
+
+def _outcome(exc: BaseException) -> str:
+    """A metric label for a failed LLM call, from a small fixed set."""
+    if isinstance(exc, UnusablePlan):
+        return "unusable_answer"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APIStatusError):
+        return "http_error"
+    return "connection_error" if isinstance(exc, openai.APIConnectionError) else "error"
 
 
 def _describe(exc: BaseException) -> str:
