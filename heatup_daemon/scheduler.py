@@ -33,6 +33,7 @@ from typing import Any, Final
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
+from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import SchedulerSettings
 from heatup_daemon.db.registry import SessionView
@@ -70,7 +71,7 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._on_fatal = on_fatal
         self._on_action = on_action
-        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self.in_flight: dict[int, asyncio.Task[Any]] = {}
         self.stop_runs = asyncio.Event()
         self.last_error: str | None = None
         self._stopping = False
@@ -106,6 +107,17 @@ class Scheduler:
             )
         aps.start()
         self._aps = aps
+
+    @property
+    def running(self) -> bool:
+        """The dispatcher is running (started and not stopping)."""
+        return self._aps is not None and self._aps.running and not self._stopping
+
+    def adopt(self, session_id: int, task: asyncio.Task[Any]) -> None:
+        """Count a run started elsewhere (the API) as in flight: dispatch leaves its session
+        alone, and a stop waits for it like for any other."""
+        self.in_flight[session_id] = task
+        task.add_done_callback(functools.partial(self._forget, session_id))
 
     async def stop(self, timeout_s: float) -> None:
         """Stop claiming; let runs in flight finish their current action for up to
@@ -243,16 +255,18 @@ class Scheduler:
         late_s = (now - due).total_seconds()
         if late_s > self._settings.misfire_grace_seconds:
             reason = f"missed by {late_s:.0f} s (heatup was not running); the schedule goes on"
-            await repository.record_skipped(view, nominal, due, reason, self._node, now)
+            if await repository.record_skipped(view, nominal, due, reason, self._node, now):
+                metrics.RUNS.labels("skipped", "schedule").inc()
             log.info("slot skipped: %s", reason, extra={"session": view.gateway_session_id})
             return 0
-        task = asyncio.create_task(self._run(view, nominal, due), name=f"run-{view.id}")
-        self.in_flight[view.id] = task
-        task.add_done_callback(functools.partial(self._forget, view.id))
+        self.adopt(view.id, asyncio.create_task(self._run(view, nominal, due)))
         return 1
 
-    def _forget(self, session_id: int, _task: asyncio.Task[None]) -> None:
-        self.in_flight.pop(session_id, None)
+    def _forget(self, session_id: int, task: asyncio.Task[Any]) -> None:
+        if self.in_flight.get(session_id) is task:
+            del self.in_flight[session_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("run task of session row %d ended with %r", session_id, task.exception())
 
     def _following(
         self, trigger: BaseTrigger, nominal: datetime, now: datetime, jitter: int
@@ -266,6 +280,7 @@ class Scheduler:
 
     async def _run(self, view: SessionView, nominal: datetime, due: datetime) -> None:
         lag_s = (self._clock.now() - due).total_seconds()
+        metrics.DISPATCH_LAG.observe(max(lag_s, 0.0))
         session = view.gateway_session_id
         try:
             result = await self._runner.run(
@@ -277,9 +292,11 @@ class Scheduler:
                 on_action=self._on_action,
             )
         except (AlreadyRunning, SessionNotRunnable) as exc:
-            await self._repository.record_skipped(
+            skipped = await self._repository.record_skipped(
                 view, nominal, due, str(exc), self._node, self._clock.now()
             )
+            if skipped:
+                metrics.RUNS.labels("skipped", "schedule").inc()
         except DuplicateSlot:
             log.info("slot already run by another process", extra={"session": session})
         except asyncio.CancelledError:

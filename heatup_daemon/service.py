@@ -2,16 +2,16 @@
 
 Start: the database must be reachable and at the newest schema (else exit 1 with the
 reason); on SQLite, no other daemon may hold the database; the channel pool is seeded if
-empty; the runs of this node's previous life are reaped and pending admin edits applied;
-then the scheduler's jobs start and systemd hears ``READY=1``.
+empty; stale runs are reaped and pending admin edits applied; the scheduler's jobs start;
+the HTTP API listens; then systemd hears ``READY=1``.
 
 While running: ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stuck
 loop gets restarted) and a one-line ``STATUS=``. A scheduler job failing for a minute or a
 background task dying stops the daemon with exit 1.
 
-Stop (SIGTERM, SIGINT): ``STOPPING=1``; no new claims; runs in flight finish their current
-action, for up to ``service.stop_timeout_s``; the rest are cancelled and recorded
-``interrupted``; exit 0.
+Stop (SIGTERM, SIGINT): ``STOPPING=1``; no new claims or API runs (503); runs in flight
+finish their current action, for up to ``service.stop_timeout_s``; the rest are cancelled and
+recorded ``interrupted``; the API closes last; exit 0.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Any, Final
 
+from heatup_daemon.api import ApiState, create_app
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import DatabaseSettings, Settings
 from heatup_daemon.db.engine import create_engine
@@ -34,6 +35,7 @@ from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHe
 from heatup_daemon.executor import ActionObserver
 from heatup_daemon.parts import build_parts
 from heatup_daemon.scheduler import Scheduler
+from heatup_daemon.serving import ReadyServer, server_config
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,10 @@ async def _serve(
                 started = await scheduler.run_once()
                 log.info("--once: %d runs started and finished", started)
                 return EXIT_OK
-            return await _until_stopped(settings, scheduler, repository, notifier, fatal, on_ready)
+            api = ApiState(
+                settings, repository, parts.runner, scheduler, lambda: parts.gateway.auth_failing
+            )
+            return await _until_stopped(settings, scheduler, api, notifier, fatal, on_ready)
         finally:
             await parts.aclose()
     finally:
@@ -138,14 +143,30 @@ async def _serve(
 async def _until_stopped(
     settings: Settings,
     scheduler: Scheduler,
-    repository: Repository,
+    api: ApiState,
     notifier: Notifier,
     fatal: asyncio.Future[BaseException],
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> int:
     await scheduler.prepare()
     scheduler.start()
-    running = _Running(scheduler, repository, notifier, fatal)
+    listening = asyncio.Event()
+    server = ReadyServer(
+        server_config(create_app(api), settings.api.host, settings.api.port, lifespan="off"),
+        listening.set,
+        embedded=True,
+    )
+    serving = asyncio.create_task(server.serve(), name="api")
+    waiting = asyncio.create_task(listening.wait())
+    await asyncio.wait([waiting, serving], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if server.started:
+        log.info("the API listens on http://%s:%d", settings.api.host, settings.api.port)
+    else:
+        log.error("the API cannot listen on %s:%d", settings.api.host, settings.api.port)
+        await scheduler.stop(0)
+        return EXIT_FAILURE
+    running = _Running(scheduler, api.repository, notifier, fatal, serving)
     running.start_background()
     notifier.ready(await running.status())
     log.info("heatup is running as node %s", settings.node_name)
@@ -160,8 +181,11 @@ async def _until_stopped(
         len(scheduler.in_flight),
         settings.service.stop_timeout_s,
     )
+    api.accepting = False
     await scheduler.stop(settings.service.stop_timeout_s)
     await running.stop_background()
+    server.should_exit = True
+    await asyncio.gather(serving, return_exceptions=True)
     log.info("heatup stopped")
     return EXIT_FAILURE if failure is not None else EXIT_OK
 
@@ -175,11 +199,13 @@ class _Running:
         repository: Repository,
         notifier: Notifier,
         fatal: asyncio.Future[BaseException],
+        serving: asyncio.Task[None],
     ) -> None:
         self._scheduler = scheduler
         self._repository = repository
         self._notifier = notifier
         self._fatal = fatal
+        self._serving = serving
         self._background: list[asyncio.Task[None]] = []
 
     async def status(self) -> str:
@@ -197,7 +223,7 @@ class _Running:
         if interval_s is not None:
             watchdog = self._ping_watchdog(interval_s)
             self._background.append(asyncio.create_task(watchdog, name="watchdog"))
-        for task in self._background:
+        for task in (*self._background, self._serving):
             task.add_done_callback(self._died)
 
     async def stop_background(self) -> None:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 
 
 class ReadyServer(uvicorn.Server):
-    """A uvicorn server that calls ``on_ready`` once it listens."""
+    """A uvicorn server that calls ``on_ready`` once it listens. ``embedded``: it runs inside
+    a program that handles SIGTERM/SIGINT itself, so it installs no signal handlers."""
 
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_ready: Callable[[], None], *, embedded: bool = False
+    ) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._embedded = embedded
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self._embedded:
+            yield
+            return
+        with super().capture_signals():
+            yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

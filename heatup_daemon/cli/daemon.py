@@ -65,12 +65,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
     settings = _demo_settings(args.config)
     configure_logging("INFO", json_lines=False)
-    say(f"heatup demo: database {settings.database.sqlite_path}, time scale {DEMO_TIME_SCALE}")
+    say(
+        f"heatup demo: database {settings.database.sqlite_path}, time scale {DEMO_TIME_SCALE}, "
+        f"API on http://127.0.0.1:{settings.api.port}"
+    )
     say("runs start within seconds; Ctrl-C stops the demo and prints a summary\n")
     return uvloop.run(_demo(settings, args.duration))
 
 
 def _demo_settings(config: Path | None) -> Settings:
+    from heatup_daemon.testing import free_port
+
     base = load_settings(config)
     return Settings.model_validate(
         {
@@ -84,6 +89,7 @@ def _demo_settings(config: Path | None) -> Settings:
             },
             "service": {**base.service.model_dump(), "stop_timeout_s": 5.0},
             "gateway": {"base_url": "http://127.0.0.1:9"},  # replaced by the sandbox's
+            "api": {"host": "127.0.0.1", "port": free_port()},
         }
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy import String, and_, bindparam, case, cast, func, literal, selec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from heatup_daemon.db.models import RunRow, SessionRow, UTCDateTime
+from heatup_daemon.db.models import ChannelRow, RunRow, SessionRow, UTCDateTime
 from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.store import Store
 
@@ -273,7 +273,8 @@ class SchedulingStore(Store):
             return set(session_ids) - set(runnable)
 
     async def session_counts(self) -> dict[str, int]:
-        """Counts for the status line: scheduled, invalid, needing attention, all."""
+        """Counts for the status line and the gauges."""
+        runnable = and_(SessionRow.enabled.is_(True), SessionRow.invalid_reason.is_(None))
         async with self._transaction() as db:
             row = (
                 await db.execute(
@@ -281,13 +282,25 @@ class SchedulingStore(Store):
                         func.count(),
                         func.count(SessionRow.next_run_at),
                         func.count(SessionRow.invalid_reason),
-                        func.sum(case((SessionRow.state == "needs_attention", 1), else_=0)),
+                        _count(and_(runnable, SessionRow.state == "active")),
+                        _count(and_(runnable, SessionRow.state == "needs_attention")),
+                        _count(
+                            and_(SessionRow.enabled.is_(False), SessionRow.invalid_reason.is_(None))
+                        ),
                     )
                 )
             ).one()
+            invalid_channels = await db.scalar(select(func.count(ChannelRow.invalid_reason)))
         return {
             "sessions": row[0],
             "scheduled": row[1],
             "invalid": row[2],
-            "needs_attention": int(row[3] or 0),
+            "active": int(row[3] or 0),
+            "needs_attention": int(row[4] or 0),
+            "disabled": int(row[5] or 0),
+            "invalid_channels": int(invalid_channels or 0),
         }
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.sum(case((condition, 1), else_=0))
