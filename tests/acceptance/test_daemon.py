@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
-from heatup_daemon.testing import sandbox_process
+from heatup_daemon.testing import free_port, sandbox_process
 from tests.acceptance.conftest import HEATUP, REPO, Heatup
 
 FAST = {
@@ -71,6 +71,7 @@ class Daemon:
             **FAST,
             "HEATUP_DATABASE__URL": database_url,
             "HEATUP_GATEWAY__BASE_URL": gateway_url,
+            "HEATUP_API__PORT": str(free_port()),  # every daemon serves its API
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,319 @@
+"""The daemon's HTTP API and metrics, against a running ``heatup run``: every route and error
+code, auth off loopback, promtool, a real Prometheus scraping it, schemathesis on its own
+OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
+from tests.acceptance.conftest import HEATUP, REPO
+
+TOKEN = "api-token-for-tests"
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+
+
+class Daemon:
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
+
+
+def start_daemon(folder: Path, gateway: str, **env: str) -> Daemon:
+    database = folder / "api.db"
+    base = {
+        **os.environ,
+        "HEATUP_DATABASE__URL": f"sqlite:///{database}",
+        "HEATUP_GATEWAY__BASE_URL": gateway,
+        "HEATUP_EXECUTOR__TIME_SCALE": "0",
+        "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.2",
+    }
+    subprocess.run([str(HEATUP), "db", "upgrade"], env=base, check=True, capture_output=True)
+    for gateway_id in (5, 6, 7):
+        subprocess.run(
+            [
+                str(HEATUP),
+                "sessions",
+                "add",
+                "--gateway-id",
+                str(gateway_id),
+                "--schedule",
+                "1d",
+                "--jitter",
+                "80000",
+            ],
+            env=base,
+            check=True,
+            capture_output=True,
+        )
+    port = free_port()
+    log = folder / "daemon.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(HEATUP), "run"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**base, "HEATUP_API__PORT": str(port), **env},
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(f"{url}/healthz", process)
+    return Daemon(url, process, log)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    with sandbox_process() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, gateway: str) -> Iterator[Daemon]:
+    running = start_daemon(tmp_path_factory.mktemp("api"), gateway)
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture
+def api(daemon: Daemon) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=daemon.url, timeout=30) as client:
+        yield client
+
+
+def test_health_and_info(api: httpx2.Client) -> None:
+    assert api.get("/healthz").json() == {"status": "ok", "checks": {}}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "dispatcher": "ok", "gateway_auth": "ok"}
+    assert api.get("/health").json()["status"] == "healthy"
+    info = api.get("/").json()
+    assert info["service"] == "heatup" and "/warmup/{id}" in info["endpoints"]
+    listed = api.get("/sessions").json()
+    assert {s["gateway_session_id"] for s in listed} == {5, 6, 7}
+
+
+def test_warmup_answers_with_the_plan_then_refuses_a_second(api: httpx2.Client) -> None:
+    accepted = api.post("/warmup/5")
+    assert accepted.status_code == 202
+    body = accepted.json()
+    assert body["status"] == "running" and body["plan_source"] == "fallback"
+    assert 3 <= len(body["action_plan"]) <= 7
+    assert {"action", "channel", "duration_seconds", "reason"} == set(body["action_plan"][0])
+    second = api.post("/warmup/5")
+    if second.status_code != 202:  # the first may have ended already (time scale 0)
+        assert second.status_code == 409 and "in flight" in second.json()["detail"]
+    run = api.get(f"/runs/{body['run_id']}")
+    assert run.status_code == 200 and run.json()["trigger"] == "api"
+
+
+def test_warmup_sync_answers_with_the_whole_run(api: httpx2.Client) -> None:
+    done = api.post("/warmup-sync/6")
+    assert done.status_code == 200
+    run = done.json()
+    assert run["status"] in ("succeeded", "partial") and run["finished_at"] is not None
+    assert len(run["actions"]) == len(run["plan"]["actions"])
+    runs = api.get("/sessions/6/runs").json()
+    assert run["id"] in [r["id"] for r in runs]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/warmup/404404", 404),
+        ("POST", "/warmup-sync/404404", 404),
+        ("GET", "/sessions/404404/runs", 404),
+        ("GET", "/runs/999999", 404),
+        ("POST", "/warmup/abc", 422),
+        ("POST", "/warmup/0", 422),
+        ("GET", "/runs/-1", 422),
+        ("POST", f"/warmup/{2**63}", 422),
+        ("GET", "/sessions/5/runs?limit=0", 422),
+        ("DELETE", "/sessions", 405),
+    ],
+)
+def test_error_codes(api: httpx2.Client, method: str, path: str, status: int) -> None:
+    response = api.request(method, path)
+    assert response.status_code == status, response.text
+    assert "detail" in response.json()
+
+
+def test_a_session_cooling_down_is_refused(api: httpx2.Client, daemon: Daemon) -> None:
+    database = str(daemon.log.parent / "api.db")
+    subprocess.run(
+        [
+            "sqlite3",
+            database,
+            "UPDATE sessions SET cooldown_until = "
+            "'2099-01-01 00:00:00.000000' WHERE gateway_session_id = 7",
+        ],
+        check=True,
+    )
+    refused = api.post("/warmup/7")
+    assert refused.status_code == 409 and "cooling down" in refused.json()["detail"]
+
+
+def scrape(api: httpx2.Client) -> str:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def test_metrics_are_clean_under_promtool(api: httpx2.Client) -> None:
+    api.post("/warmup-sync/5")
+    text = scrape(api)
+    assert PROMTOOL is not None, "CI installs Debian's prometheus package"
+    checked = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and checked.stdout.strip() == "", checked.stdout
+    for name in (
+        "heatup_runs_total",
+        "heatup_actions_total",
+        "heatup_run_duration_seconds",
+        "heatup_action_duration_seconds",
+        "heatup_gateway_requests_total",
+        "heatup_gateway_request_duration_seconds",
+        "heatup_plans_total",
+        "heatup_llm_tokens_total",
+        "heatup_dispatch_lag_seconds",
+        "heatup_runs_in_flight",
+        "heatup_sessions",
+        "heatup_invalid_rows",
+        "heatup_flood_wait_seconds_total",
+        "heatup_ready",
+        "heatup_build_info",
+        "heatup_gateway_auth_failing",
+    ):
+        assert re.search(rf"^{name}(_bucket|_sum|_count)?[{{ ]", text, re.M), name
+    labels = set(re.findall(r"[{,](\w+)=", text))
+    assert not labels & {"session", "session_id", "gateway_session_id", "channel", "run"}
+    assert re.search(r'^heatup_sessions\{state="active"\} 3\.0$', text, re.M)
+
+
+def test_dashboard_and_rules_name_real_metrics(api: httpx2.Client) -> None:
+    exposed = set(re.findall(r"^(heatup_\w+?)(?:_bucket|_sum|_count)?[{ ]", scrape(api), re.M))
+    dashboard = json.loads((REPO / "deploy/grafana/heatup-dashboard.json").read_text())
+    rules = (REPO / "deploy/prometheus/heatup-alerts.yml").read_text()
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]] + [rules]
+    used = {re.sub(r"_bucket$", "", m) for q in queries for m in re.findall(r"heatup_\w+", q)}
+    assert used and used <= exposed, used - exposed
+
+
+def test_alert_rules_pass_their_promtool_tests() -> None:
+    assert PROMTOOL is not None, "CI installs Debian's prometheus package"
+    folder = REPO / "deploy/prometheus"
+    for args in (
+        ["check", "rules", "heatup-alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["test", "rules", "heatup-alerts.test.yml"],
+    ):
+        done = subprocess.run([PROMTOOL, *args], cwd=folder, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_real_prometheus_scrapes_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    assert PROMETHEUS is not None, "CI installs Debian's prometheus package"
+    target = daemon.url.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: heatup\n    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_healthy(f"{base}/-/ready", process, timeout_s=60)
+
+        def query(expression: str) -> list[dict[str, object]]:
+            body = httpx2.get(f"{base}/api/v1/query", params={"query": expression}).json()
+            return list(body["data"]["result"])
+
+        deadline = time.monotonic() + 30
+        while not query('up{job="heatup"} == 1') and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert query('up{job="heatup"} == 1'), "Prometheus never scraped the daemon"
+        assert query("heatup_build_info") and query("heatup_sessions")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_schemathesis_finds_no_server_error(daemon: Daemon) -> None:
+    done = subprocess.run(
+        [
+            str(HEATUP.with_name("schemathesis")),
+            "run",
+            f"{daemon.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--request-timeout",
+            "30",
+            "--suppress-health-check",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_off_loopback_every_route_but_health_and_metrics_needs_the_token(
+    tmp_path: Path, gateway: str
+) -> None:
+    daemon = start_daemon(tmp_path, gateway, HEATUP_API__HOST="0.0.0.0", HEATUP_API__TOKEN=TOKEN)
+    try:
+        with httpx2.Client(base_url=daemon.url) as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/metrics").status_code == 200
+            for path in ("/", "/readyz", "/health", "/sessions", "/runs/1"):
+                assert client.get(path).status_code == 401, path
+                wrong = client.get(path, headers={"Authorization": "Bearer nope"})
+                assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+            authorized = {"Authorization": f"Bearer {TOKEN}"}
+            assert client.get("/sessions", headers=authorized).status_code == 200
+            assert client.post("/warmup/5").status_code == 401
+    finally:
+        assert daemon.stop() == 0
+    assert TOKEN not in daemon.log.read_text()
+
+
+def test_off_loopback_without_a_token_refuses_to_start(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(HEATUP), "run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HEATUP_API__HOST": "0.0.0.0"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "api.token is required" in done.stderr and len(done.stderr.splitlines()) == 1
