@@ -12,8 +12,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
@@ -63,55 +62,6 @@ class WarmupAccepted(_Out):
     plan_model: str | None
     fallback_reason: str | None
     action_plan: list[PlannedActionOut]
-
-
-class ActionOut(_Out):
-    seq: int
-    kind: str
-    channel: str | None
-    planned_duration_s: float | None
-    actual_duration_s: float | None
-    started_at: datetime
-    finished_at: datetime
-    outcome: str
-    error_code: str | None
-    error_text: str | None
-    gateway_latency_s: float | None
-
-
-class RunOut(_Out):
-    id: int
-    gateway_session_id: int
-    trigger: str
-    scheduled_for: datetime | None
-    due_at: datetime
-    status: str
-    plan_source: str | None
-    plan_model: str | None
-    plan: Any
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    node: str
-    started_at: datetime
-    heartbeat_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    actions: list[ActionOut]
-
-
-class SessionOut(_Out):
-    gateway_session_id: int | str
-    label: str | None
-    enabled: bool
-    schedule: str
-    jitter_seconds: int
-    timezone: str
-    state: str
-    state_reason: str | None
-    invalid_reason: str | None
-    next_run_at: datetime | None
-    last_run_at: datetime | None
-    cooldown_until: datetime | None
 
 
 class ServiceInfo(_Out):
@@ -251,43 +201,39 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> WarmupAccepted:
     )
 
 
-@guarded.post("/warmup-sync/{gateway_session_id}", response_model=RunOut)
-async def warmup_sync(gateway_session_id: GatewayId, state: State) -> RunOut:
+@guarded.post("/warmup-sync/{gateway_session_id}", response_model=RunView)
+async def warmup_sync(gateway_session_id: GatewayId, state: State) -> RunView:
     """Run now and answer with the whole run when it ends."""
     task = await _start(state, gateway_session_id, None)
     await asyncio.wait([task])
     result = _raise_for(task)
-    return _run_out(await state.repository.get_run(result.run_id))
+    return await state.repository.get_run(result.run_id)
 
 
-@guarded.get("/sessions", response_model=list[SessionOut])
-async def sessions(state: State) -> list[SessionOut]:
-    return [SessionOut.model_validate(view) for view in await state.repository.list_sessions()]
+@guarded.get("/sessions", response_model=list[SessionView])
+async def sessions(state: State) -> list[SessionView]:
+    return await state.repository.list_sessions()
 
 
-@guarded.get("/sessions/{gateway_session_id}/runs", response_model=list[RunOut])
+@guarded.get("/sessions/{gateway_session_id}/runs", response_model=list[RunView])
 async def session_runs(
     gateway_session_id: GatewayId, state: State, limit: Annotated[int, Query(ge=1, le=500)] = 20
-) -> list[RunOut]:
+) -> list[RunView]:
     runs = await state.repository.history(gateway_session_id, limit)
     if not runs:
         await _session(state, gateway_session_id)  # 404 unless registered
-    return [_run_out(run) for run in runs]
+    return runs
 
 
-@guarded.get("/runs/{run_id}", response_model=RunOut)
-async def run(run_id: RunId, state: State) -> RunOut:
+@guarded.get("/runs/{run_id}", response_model=RunView)
+async def run(run_id: RunId, state: State) -> RunView:
     try:
-        return _run_out(await state.repository.get_run(run_id))
+        return await state.repository.get_run(run_id)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
 
 
 router.include_router(guarded)
-
-
-def _run_out(run: RunView) -> RunOut:
-    return RunOut.model_validate({**asdict(run), "actions": [asdict(a) for a in run.actions]})
 
 
 async def _session(state: ApiState, gateway_session_id: int) -> SessionView:
