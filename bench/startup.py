@@ -54,10 +54,15 @@ def main() -> None:
         started = time.perf_counter()
         daemon = subprocess.Popen(
             [str(HEATUP), "run"],
-            env={**env, "NOTIFY_SOCKET": str(notify_path), "HEATUP_GATEWAY__BASE_URL": gateway,
-                 "HEATUP_EXECUTOR__TIME_SCALE": "0", "HEATUP_SERVICE__LOG_LEVEL": "WARNING"},
+            env={
+                **env,
+                "NOTIFY_SOCKET": str(notify_path),
+                "HEATUP_GATEWAY__BASE_URL": gateway,
+                "HEATUP_EXECUTOR__TIME_SCALE": "0",
+                "HEATUP_SERVICE__LOG_LEVEL": "WARNING",
+            },
             stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         try:
             notify.settimeout(600)
             while b"READY=1" not in notify.recv(4096):
@@ -67,7 +72,8 @@ def main() -> None:
             print(f"RSS at ready:                {rss_mb(daemon.pid):7.1f} MB")
             with sqlite3.connect(database) as connection:
                 scheduled = connection.execute(
-                    "SELECT count(next_run_at) FROM sessions").fetchone()[0]  # fmt: skip
+                    "SELECT count(next_run_at) FROM sessions"
+                ).fetchone()[0]
             print(f"sessions scheduled at ready: {scheduled:7d} of {count}")
             time.sleep(10)
             print(f"RSS after 10 s of running:   {rss_mb(daemon.pid):7.1f} MB")

@@ -113,15 +113,19 @@ class Executor:
         """Carry out ``plan``. Once ``stop`` is set, the action in progress finishes and the
         run ends ``interrupted`` (a graceful shutdown)."""
         run = _Run(self, target, on_action)
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
         try:
             for seq, action in enumerate(plan.actions, start=1):
-                if seq > 1:
+                if seq > 1 and not stopping():
                     await run.stay(self.pause_s())
-                if stop is not None and stop.is_set():
+                if stopping():
                     return RunOutcome(INTERRUPTED, STOPPED, tuple(run.records))
                 await run.perform(seq, action)
-        except _Stop as stop:
-            return run.outcome(str(stop))
+        except _Stop as stopped:
+            return run.outcome(str(stopped))
         return run.outcome(None)
 
     def pause_s(self) -> float:

@@ -114,8 +114,8 @@ class Scheduler:
         return self._aps is not None and self._aps.running and not self._stopping
 
     def adopt(self, session_id: int, task: asyncio.Task[Any]) -> None:
-        """Count a run started elsewhere (the API) as in flight: dispatch leaves its session
-        alone, and a stop waits for it like for any other."""
+        """Count a run task as in flight, whether dispatched here or started by the API:
+        dispatch leaves its session alone, and a stop waits for it like for any other."""
         self.in_flight[session_id] = task
         task.add_done_callback(functools.partial(self._forget, session_id))
 

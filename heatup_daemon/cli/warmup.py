@@ -141,11 +141,16 @@ def _print_run(run: RunView) -> None:
         f"plan: {source}  node: {run.node}" + (f"\n  {run.error}" if run.error else "")
     )
     rows = [
-        (a.seq, a.kind, f"@{a.channel}" if a.channel else None,
-         None if a.actual_duration_s is None else f"{a.actual_duration_s:.2f}", a.outcome,
-         f"{a.error_code}: {a.error_text}" if a.error_code else None)
+        (
+            a.seq,
+            a.kind,
+            f"@{a.channel}" if a.channel else None,
+            None if a.actual_duration_s is None else f"{a.actual_duration_s:.2f}",
+            a.outcome,
+            f"{a.error_code}: {a.error_text}" if a.error_code else None,
+        )
         for a in run.actions
-    ]  # fmt: skip
+    ]
     if rows:
         print_table(ACTION_COLUMNS, rows)
     say("")
