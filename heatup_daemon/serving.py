@@ -47,3 +47,10 @@ def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Con
         log_level="warning",
         **options,
     )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,17 @@ import httpx2
 
 from heatup_daemon.db.runs import ActionRecord
 from heatup_daemon.gateway import ChannelRef, HistoryRead, SessionInfo
+from heatup_daemon.serving import free_port
+
+__all__ = [
+    "FakeClock",
+    "FakeGateway",
+    "FakeRecorder",
+    "free_port",
+    "heatup_server",
+    "sandbox_process",
+    "wait_until_healthy",
+]
 
 
 class FakeClock:
@@ -44,13 +54,6 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.advance(seconds)
         await asyncio.sleep(0)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
