@@ -156,6 +156,8 @@ def test_a_session_cooling_down_is_refused(api: httpx2.Client, daemon: Daemon) -
     subprocess.run(
         [
             "sqlite3",
+            "-cmd",
+            ".timeout 10000",
             database,
             "UPDATE sessions SET cooldown_until = "
             "'2099-01-01 00:00:00.000000' WHERE gateway_session_id = 7",

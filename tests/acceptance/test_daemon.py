@@ -49,7 +49,8 @@ class SQL:
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         if parsed.drivername.startswith("sqlite"):
-            self.command = ["sqlite3", str(parsed.database)]
+            # .timeout: wait for the daemon's write lock instead of failing with SQLITE_BUSY.
+            self.command = ["sqlite3", "-cmd", ".timeout 10000", str(parsed.database)]
             self.true = "1"
         else:
             plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
