@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from heatup_daemon.config import DatabaseSettings
@@ -22,6 +23,10 @@ from tests.databases import (
 )
 
 BACKENDS = ["sqlite"] + (["postgresql"] if postgres_server_url() else [])
+
+# No per-example deadline: a busy CI machine must not turn a slow example into a failure.
+settings.register_profile("heatup", deadline=None)
+settings.load_profile("heatup")
 
 
 @pytest.fixture(autouse=True)
