@@ -319,3 +319,17 @@ def test_off_loopback_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "api.token is required" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_auto_register_takes_an_unknown_session(tmp_path: Path, gateway: str) -> None:
+    daemon = start_daemon(tmp_path, gateway, HEATUP_API__AUTO_REGISTER="true")
+    try:
+        with httpx2.Client(base_url=daemon.url, timeout=30) as client:
+            accepted = client.post("/warmup/42")
+            assert accepted.status_code == 202, accepted.text
+            registered = {s["gateway_session_id"]: s for s in client.get("/sessions").json()}
+            assert registered[42]["label"] == "registered by the API"
+            assert registered[42]["schedule"] == "1d" and registered[42]["enabled"] is True
+            assert client.post("/warmup/0").status_code == 422  # still only valid ids
+    finally:
+        assert daemon.stop() == 0
