@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.schedule import CronSchedule, IntervalSchedule, Schedule, parse_schedule
+from heatup_daemon.schedule import IntervalSchedule, Schedule, parse_schedule
 
 MAX_GATEWAY_ID: Final = 2**63 - 1
 MAX_LABEL_LENGTH: Final = 200
@@ -112,10 +112,6 @@ class SessionSpec:
     @property
     def schedule_text(self) -> str:
         return self.schedule.text
-
-    @property
-    def is_cron(self) -> bool:
-        return isinstance(self.schedule, CronSchedule)
 
 
 def validate_session(

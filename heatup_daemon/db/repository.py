@@ -5,10 +5,10 @@ database session. Its parts live beside it: ``registry`` (sessions, channels), `
 from __future__ import annotations
 
 from heatup_daemon.db.registry import ChannelView, RegistryStore, SessionView
-from heatup_daemon.db.runs import ActionView, RunStore, RunView
+from heatup_daemon.db.runs import ActionRecord, RunStore, RunView
 from heatup_daemon.db.scheduling import SchedulingStore
 
-__all__ = ["ActionView", "ChannelView", "Repository", "RunView", "SessionView"]
+__all__ = ["ActionRecord", "ChannelView", "Repository", "RunView", "SessionView"]
 
 
 class Repository(RegistryStore, RunStore, SchedulingStore):

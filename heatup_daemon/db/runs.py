@@ -50,9 +50,6 @@ class ActionRecord:
         return view_of(cls, row)
 
 
-ActionView = ActionRecord
-
-
 @dataclass(frozen=True, slots=True)
 class RunStart:
     session_id: int

@@ -16,7 +16,6 @@ ACTION_KINDS: Final[tuple[ActionKind, ...]] = (
     "idle",
 )
 CHANNEL_KINDS: Final = frozenset({"join_channel", "read_messages"})
-TIMED_KINDS: Final = frozenset({"read_messages", "idle"})
 MIN_ACTIONS: Final = 3
 MAX_ACTIONS: Final = 7
 MAX_REASON_LENGTH: Final = 200

@@ -38,7 +38,6 @@ def test_usable_rows(values: dict[str, Any]) -> None:
 def test_spec_carries_parsed_values() -> None:
     spec = validate_session(**row(schedule=" 0  9 * * * ", timezone="Asia/Tokyo"))
     assert spec.schedule == CronSchedule("0 9 * * *")
-    assert spec.is_cron
     assert validate_session(**row()).schedule == IntervalSchedule(21600)
 
 
