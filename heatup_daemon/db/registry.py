@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.models import ChannelRow, SessionRow
-from heatup_daemon.db.store import Store, view_of
+from heatup_daemon.db.store import Store, rows_affected, view_of
 from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
 from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
 
@@ -108,7 +108,7 @@ class RegistryStore(Store):
                 .where(SessionRow.gateway_session_id == gateway_session_id)
                 .values(**values)
             )
-        if getattr(result, "rowcount", 0) == 0:
+        if rows_affected(result) == 0:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
         return await self.get_session(gateway_session_id)
 
@@ -118,7 +118,7 @@ class RegistryStore(Store):
             result = await db.execute(
                 delete(SessionRow).where(SessionRow.gateway_session_id == gateway_session_id)
             )
-        if getattr(result, "rowcount", 0) == 0:
+        if rows_affected(result) == 0:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
 
     # --- channels -------------------------------------------------------------------
@@ -147,7 +147,7 @@ class RegistryStore(Store):
             result = await db.execute(
                 update(ChannelRow).where(ChannelRow.username == username).values(enabled=enabled)
             )
-        if getattr(result, "rowcount", 0) == 0:
+        if rows_affected(result) == 0:
             raise NotFound(f"channel @{username} is not in the pool")
 
     async def seed_channels(self, entries: Iterable[ChannelEntry]) -> int:

@@ -19,7 +19,7 @@ from heatup_daemon.db.models import (
     SessionRow,
 )
 from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.store import Store, view_of
+from heatup_daemon.db.store import Store, rows_affected, view_of
 from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, NotFound
 from heatup_daemon.planner.model import Plan, PlanContext, PoolChannel
 
@@ -170,7 +170,7 @@ class RunStore(Store):
                 .where(RunRow.id == run_id, RunRow.status == "running")
                 .values(heartbeat_at=at)
             )
-        return bool(getattr(result, "rowcount", 0))
+        return bool(rows_affected(result))
 
     async def finish_run(self, run_id: int, status: str, error: str | None, at: datetime) -> None:
         """End a ``running`` run (a run the reaper ended meanwhile keeps the reaper's end)."""

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.db.models import ChannelRow, RunRow, SessionRow, UTCDateTime
 from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.store import Store
+from heatup_daemon.db.store import Store, rows_affected
 
 KEY_SEPARATOR: Final = "\x1f"
 KEY_FIELDS: Final = (
@@ -172,7 +172,7 @@ class SchedulingStore(Store):
         ]
         async with self.engine.begin() as connection:
             result = await connection.execute(statement, parameters)
-        return int(getattr(result, "rowcount", len(results)))
+        return rows_affected(result)
 
     async def due_sessions(
         self, now: datetime, limit: int, exclude: frozenset[int] = frozenset()
@@ -209,7 +209,7 @@ class SchedulingStore(Store):
                 .where(SessionRow.id == session_id, SessionRow.next_nominal_at == expected_nominal)
                 .values(next_nominal_at=nominal, next_run_at=due)
             )
-        return bool(getattr(result, "rowcount", 0))
+        return bool(rows_affected(result))
 
     async def record_skipped(
         self,
@@ -256,7 +256,7 @@ class SchedulingStore(Store):
                     error="the process running it stopped (heartbeat lost)",
                 )
             )
-        return int(getattr(result, "rowcount", 0))
+        return rows_affected(result)
 
     async def not_runnable(self, session_ids: frozenset[int]) -> set[int]:
         """Which of ``session_ids`` are now disabled, not active, invalid or deleted."""

@@ -24,6 +24,11 @@ def view_of(view_class: type[V], row: Any, **overrides: Any) -> V:
     return view_class(**values, **overrides)
 
 
+def rows_affected(result: Any) -> int:
+    """How many rows an UPDATE or DELETE touched (a driver may not say: then 0)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 class Store:
     """Database operations over one engine. Construct once per process."""
 
