@@ -243,3 +243,18 @@ async def test_a_run_whose_lease_was_reaped_stops() -> None:
     outcome = await h.run(JOIN_A, Action("read_messages", "chan_a", 40.0), BROWSE)
     assert outcome.status == "partial" and "lost its lease" in (outcome.error or "")
     assert [c[0] for c in h.gateway.calls] == ["join_channel", "read_history"]
+
+
+async def test_each_action_is_written_before_the_next_one_starts() -> None:
+    h = Harness()
+    written_before: list[int] = []
+
+    class WatchingGateway(FakeGateway):
+        async def _call(self, operation: str, uid: int, channel: str | None = None) -> None:
+            written_before.append(len(h.recorder.actions))
+            await super()._call(operation, uid, channel)
+
+    h.executor.gateway = h.gateway = WatchingGateway()
+    await h.run(JOIN_A, BROWSE, READ_A, IDLE, BROWSE)
+    # The nth gateway call (actions 1, 2, 3 and 5) finds every earlier action's row written.
+    assert written_before == [0, 1, 2, 4]
