@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -19,10 +18,9 @@ import pytest
 
 from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP, REPO
+from tests.tools import tool
 
 TOKEN = "api-token-for-tests"
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
 
 
 class Daemon:
@@ -178,9 +176,8 @@ def scrape(api: httpx2.Client) -> str:
 def test_metrics_are_clean_under_promtool(api: httpx2.Client) -> None:
     api.post("/warmup-sync/5")
     text = scrape(api)
-    assert PROMTOOL is not None, "CI installs Debian's prometheus package"
     checked = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True
+        [tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True
     )
     assert checked.returncode == 0 and checked.stdout.strip() == "", checked.stdout
     for name in (
@@ -217,19 +214,17 @@ def test_dashboard_and_rules_name_real_metrics(api: httpx2.Client) -> None:
 
 
 def test_alert_rules_pass_their_promtool_tests() -> None:
-    assert PROMTOOL is not None, "CI installs Debian's prometheus package"
     folder = REPO / "deploy/prometheus"
     for args in (
         ["check", "rules", "heatup-alerts.yml"],
         ["check", "config", "prometheus.yml"],
         ["test", "rules", "heatup-alerts.test.yml"],
     ):
-        done = subprocess.run([PROMTOOL, *args], cwd=folder, capture_output=True, text=True)
+        done = subprocess.run([tool("promtool"), *args], cwd=folder, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_real_prometheus_scrapes_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
-    assert PROMETHEUS is not None, "CI installs Debian's prometheus package"
     target = daemon.url.removeprefix("http://")
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -240,7 +235,7 @@ def test_a_real_prometheus_scrapes_the_daemon(daemon: Daemon, tmp_path: Path) ->
     port = free_port()
     process = subprocess.Popen(
         [
-            PROMETHEUS,
+            tool("prometheus"),
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",

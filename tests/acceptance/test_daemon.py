@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from heatup_daemon.testing import free_port, sandbox_process
 from tests.acceptance.conftest import HEATUP, REPO, Heatup
+from tests.tools import tool
 
 FAST = {
     "HEATUP_SCHEDULER__RECONCILE_SECONDS": "0.5",
@@ -50,11 +50,11 @@ class SQL:
         parsed = make_url(url)
         if parsed.drivername.startswith("sqlite"):
             # .timeout: wait for the daemon's write lock instead of failing with SQLITE_BUSY.
-            self.command = ["sqlite3", "-cmd", ".timeout 10000", str(parsed.database)]
+            self.command = [tool("sqlite3"), "-cmd", ".timeout 10000", str(parsed.database)]
             self.true = "1"
         else:
             plain = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-            self.command = ["psql", plain, "-At", "-v", "ON_ERROR_STOP=1", "-c"]
+            self.command = [tool("psql"), plain, "-At", "-v", "ON_ERROR_STOP=1", "-c"]
             self.true = "t"
 
     def __call__(self, statement: str) -> list[list[str]]:
@@ -343,8 +343,7 @@ def test_an_unmigrated_database_is_refused(tmp_path: Path, gateway_url: str) -> 
 
 
 def test_the_unit_file_verifies_and_is_hardened(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "CI installs systemd (systemd-analyze)"
+    analyze = tool("systemd-analyze")
     unit = (REPO / "heatup.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "StateDirectory=heatup" in unit
     local = tmp_path / "heatup.service"

@@ -20,7 +20,7 @@ def test_quick_start_has_two_commands() -> None:
     commands = quick_start_commands()
     assert len(commands) == 2
     assert commands[0].endswith("heatup demo")
-    assert "pytest" in commands[1]
+    assert commands[1] == "tests/run"
 
 
 def test_ci_runs_the_readme_test_command() -> None:
