@@ -287,6 +287,18 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret of the configuration, to be masked wherever it might appear."""
+        values = [
+            secret.get_secret_value()
+            for secret in (self.gateway.token, self.llm.api_key, self.api.token)
+            if secret is not None
+        ]
+        password = make_url(self.database.url).password
+        if password:
+            values.append(str(password))
+        return tuple(values)
+
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, value: tuple[ChannelEntry, ...]) -> tuple[ChannelEntry, ...]:

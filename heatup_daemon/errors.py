@@ -22,8 +22,14 @@ class InvalidValue(HeatupError, ValueError):
     """
 
 
+class InvalidState(InvalidValue):
+    """A value in one of heatup's own columns of a row is unusable (written by hand):
+    heatup looks at the row again on every reconcile pass until it is fixed."""
+
+
 class DatabaseUnavailable(HeatupError):
-    """The database cannot be reached or used."""
+    """The database cannot be reached or used for now (down, restarting, locked, out of
+    connections). Transient: heatup waits and tries again; it never exits for it."""
 
 
 class SchemaNotAtHead(HeatupError):
@@ -125,6 +131,22 @@ class RpcFailed(GatewayError):
     """Any other failure: ``code`` is Telegram's error code or the HTTP status."""
 
 
+# --- planning -------------------------------------------------------------------------------
+
+
+class PlannerUnavailable(HeatupError):
+    """The LLM could not give a usable plan (timeout, HTTP error, junk). ``outcome`` is a
+    metric label; the tokens an unusable answer cost still count."""
+
+    def __init__(
+        self, message: str, outcome: str, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+
+
 # --- runs -------------------------------------------------------------------------------
 
 
@@ -132,9 +154,10 @@ class AlreadyRunning(HeatupError):
     """The session has a run in flight; a second one may not start."""
 
 
-class DuplicateSlot(HeatupError):
-    """This scheduled slot of the session has been run (or skipped) already."""
-
-
 class SessionNotRunnable(HeatupError):
-    """The session may not run now (disabled, needs attention, cooling down, invalid)."""
+    """The session may not run now. ``refusal`` names the rule (``session.admit``):
+    ``invalid``, ``disabled``, ``needs_attention`` or ``cooling_down``."""
+
+    def __init__(self, message: str, refusal: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal

@@ -2,16 +2,20 @@
 
 - Between actions: a pause uniform in ``executor.delay_min_s..delay_max_s``, plus, with
   ``executor.long_pause_chance``, an extra one in ``long_pause_min_s..long_pause_max_s``;
-  ``read_messages`` and ``idle`` last their ``duration_s``. ``executor.time_scale`` multiplies
-  every wait (0: no waiting at all).
+  ``read_messages`` and ``idle`` last their ``duration_seconds``. ``executor.time_scale``
+  multiplies every wait (0: no waiting at all).
 - Each action's row is written as soon as the action ends, so a crash loses at most the
   action in flight.
 - Outcomes follow GATEWAY.md: a failed action does not stop the run; a flood wait sets the
   session's cooldown and ends the run; a lost, frozen or unknown session is set to
   ``needs_attention`` and ends the run; after ``CHANNELS_TOO_MUCH`` the run joins nothing
   more; a gateway that refuses heatup's token ends the run.
-- The run's heartbeat (its lease on the session) is renewed at least every ``heartbeat_s``
-  while it waits or acts; a run whose lease was taken by the reaper stops.
+- A join whose answer never came (the gateway stayed unavailable) is checked with a
+  read-only call: recorded ``ok`` if the session is a member, ``failed`` if not, and
+  ``unknown`` if the check fails too; never ``failed`` when it happened.
+- The run holds a lease on its session (its heartbeat): renewed at least every
+  ``heartbeat_s`` while it waits, and confirmed before every gateway call, so a run the
+  reaper took (or one that cannot reach the database) makes no call.
 - A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
   Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
   the action in flight is recorded as failed with code ``interrupted``.
@@ -21,64 +25,45 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import Final
 
-from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import ExecutorSettings
-from heatup_daemon.db.runs import ActionRecord
+from heatup_daemon.enums import ActionKind, Outcome, RunStatus
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
     GatewayAuthFailed,
     GatewayError,
+    GatewayUnavailable,
     InvalidValue,
     SessionGone,
     TooManyChannels,
     UnknownSession,
 )
+from heatup_daemon.events import RunObserver
 from heatup_daemon.gateway import Gateway
-from heatup_daemon.planner.model import Action, Plan
+from heatup_daemon.logs import log_context
+from heatup_daemon.planner.model import Plan, PlannedAction
+from heatup_daemon.stores import ActionRecord, Run, RunRecorder
 
 INTERRUPTED: Final = "interrupted"
 STOPPED: Final = "heatup stopped before the rest of the plan"
-
-
-class RunRecorder(Protocol):
-    """Where the executor writes what happens (the repository, or a fake in unit tests)."""
-
-    async def record_action(self, run_id: int, record: ActionRecord) -> None: ...
-    async def heartbeat(self, run_id: int, at: datetime) -> bool: ...
-    async def set_cooldown(self, session_id: int, until: datetime) -> None: ...
-    async def mark_needs_attention(self, session_id: int, reason: str) -> None: ...
-    async def record_join(self, session_id: int, channel: str, at: datetime) -> None: ...
-    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RunTarget:
-    run_id: int
-    session_id: int
-    gateway_session_id: int
+LEASE_LOST: Final = "the run lost its lease: the reaper marked it interrupted"
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     """How a run ended: ``status`` for ``warmup_runs.status``, ``error`` for its error."""
 
-    status: str
+    status: RunStatus
     error: str | None
     actions: tuple[ActionRecord, ...]
 
-    def count(self, outcome: str) -> int:
-        return sum(1 for a in self.actions if a.outcome == outcome)
-
-
-# Hears of each action as soon as its row is written (live output, metrics).
-ActionObserver = Callable[[RunTarget, ActionRecord], None]
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for a in self.actions if a.outcome is outcome)
 
 
 class _Stop(Exception):
@@ -91,28 +76,32 @@ class Executor:
         gateway: Gateway,
         recorder: RunRecorder,
         settings: ExecutorSettings,
+        observer: RunObserver,
         *,
         clock: Clock,
         heartbeat_s: float,
         rng: random.Random | None = None,
     ) -> None:
-        self.gateway = gateway
-        self.recorder = recorder
-        self.settings = settings
-        self.clock = clock
-        self.heartbeat_s = heartbeat_s
-        self.rng = rng or random.Random()
+        self._gateway = gateway
+        self._recorder = recorder
+        self._settings = settings
+        self._observer = observer
+        self._clock = clock
+        self._heartbeat_s = heartbeat_s
+        self._rng = rng or random.Random()
 
-    async def execute(
-        self,
-        target: RunTarget,
-        plan: Plan,
-        on_action: ActionObserver | None = None,
-        stop: asyncio.Event | None = None,
-    ) -> RunOutcome:
+    async def execute(self, run: Run, plan: Plan, stop: asyncio.Event | None = None) -> RunOutcome:
         """Carry out ``plan``. Once ``stop`` is set, the action in progress finishes and the
         run ends ``interrupted`` (a graceful shutdown)."""
-        run = _Run(self, target, on_action)
+        state = _Run(
+            run,
+            self._gateway,
+            self._recorder,
+            self._observer,
+            self._clock,
+            self._heartbeat_s,
+            self._settings.time_scale,
+        )
 
         def stopping() -> bool:
             return stop is not None and stop.is_set()
@@ -120,16 +109,16 @@ class Executor:
         try:
             for seq, action in enumerate(plan.actions, start=1):
                 if seq > 1 and not stopping():
-                    await run.stay(self.pause_s())
+                    await state.stay(self.pause_s())
                 if stopping():
-                    return RunOutcome(INTERRUPTED, STOPPED, tuple(run.records))
-                await run.perform(seq, action)
+                    return RunOutcome(RunStatus.INTERRUPTED, STOPPED, tuple(state.records))
+                await state.perform(seq, action)
         except _Stop as stopped:
-            return run.outcome(str(stopped))
-        return run.outcome(None)
+            return state.outcome(str(stopped))
+        return state.outcome(None)
 
     def pause_s(self) -> float:
-        settings, rng = self.settings, self.rng
+        settings, rng = self._settings, self._rng
         pause = rng.uniform(settings.delay_min_s, settings.delay_max_s)
         if rng.random() < settings.long_pause_chance:
             pause += rng.uniform(settings.long_pause_min_s, settings.long_pause_max_s)
@@ -140,126 +129,161 @@ class _Run:
     """The state of one run in flight."""
 
     def __init__(
-        self, executor: Executor, target: RunTarget, on_action: ActionObserver | None
+        self,
+        run: Run,
+        gateway: Gateway,
+        recorder: RunRecorder,
+        observer: RunObserver,
+        clock: Clock,
+        heartbeat_s: float,
+        time_scale: float,
     ) -> None:
-        self.executor = executor
-        self.target = target
-        self.on_action = on_action
+        self.run = run
+        self.gateway = gateway
+        self.recorder = recorder
+        self.observer = observer
+        self.clock = clock
+        self.heartbeat_s = heartbeat_s
+        self.time_scale = time_scale
         self.records: list[ActionRecord] = []
         self.joins_blocked = False
-        self.last_beat = executor.clock.monotonic()
+        # The lease was taken when the run's row was written (planning came in between).
+        held_s = max((clock.now() - run.started_at).total_seconds(), 0.0)
+        self.last_beat = clock.monotonic() - held_s
+
+    @property
+    def gateway_id(self) -> int:
+        return self.run.session.gateway_session_id
 
     def outcome(self, stopped: str | None) -> RunOutcome:
-        ok = sum(1 for r in self.records if r.outcome == "ok")
+        ok = sum(1 for r in self.records if r.outcome is Outcome.OK)
         total = len(self.records)
         if stopped is not None:
-            status = "partial" if ok else "failed"
+            status = RunStatus.PARTIAL if ok else RunStatus.FAILED
             error: str | None = stopped
         elif ok == total:
-            status, error = "succeeded", None
+            status, error = RunStatus.SUCCEEDED, None
         else:
-            status = "partial" if ok else "failed"
+            status = RunStatus.PARTIAL if ok else RunStatus.FAILED
             error = f"{total - ok} of {total} actions did not succeed"
         return RunOutcome(status, error, tuple(self.records))
 
     async def beat(self) -> None:
-        clock = self.executor.clock
-        self.last_beat = clock.monotonic()
-        if not await self.executor.recorder.heartbeat(self.target.run_id, clock.now()):
-            raise _Stop("the run lost its lease: the reaper marked it interrupted")
+        if not await self.recorder.heartbeat(self.run.id, self.clock.now()):
+            raise _Stop(LEASE_LOST)
+        self.last_beat = self.clock.monotonic()
+
+    async def hold_lease(self) -> None:
+        """Before a gateway call: renew the lease unless it was renewed within
+        ``heartbeat_s`` (far inside ``scheduler.stale_run_seconds``)."""
+        if self.clock.monotonic() - self.last_beat >= self.heartbeat_s:
+            await self.beat()
 
     async def stay(self, seconds: float) -> None:
-        """Wait ``seconds`` (scaled), refreshing the heartbeat every heartbeat_s meanwhile."""
-        clock, heartbeat_s = self.executor.clock, self.executor.heartbeat_s
-        remaining = seconds * self.executor.settings.time_scale
+        """Wait ``seconds`` (scaled), renewing the lease every ``heartbeat_s`` meanwhile."""
+        remaining = seconds * self.time_scale
         while remaining > 0:
-            until_beat = heartbeat_s - (clock.monotonic() - self.last_beat)
+            until_beat = self.heartbeat_s - (self.clock.monotonic() - self.last_beat)
             slice_s = min(remaining, max(until_beat, 0.0))
-            await clock.sleep(slice_s)
+            await self.clock.sleep(slice_s)
             remaining -= slice_s
-            if clock.monotonic() - self.last_beat >= heartbeat_s:
-                await self.beat()
+            await self.hold_lease()
 
-    async def perform(self, seq: int, action: Action) -> None:
-        clock = self.executor.clock
-        started_at, started = clock.now(), clock.monotonic()
-        latency: float | None = None
-        code: str | None = None
-        text: str | None = None
-        stop: str | None = None
-        outcome = "ok"
-        channel_problem = False
+    async def perform(self, seq: int, action: PlannedAction) -> None:
+        with log_context(action=seq):
+            await self._perform(seq, action)
+
+    async def _perform(self, seq: int, action: PlannedAction) -> None:
+        started_at, started = self.clock.now(), self.clock.monotonic()
+        result = _Result()
         try:
-            if action.kind == "join_channel" and self.joins_blocked:
-                outcome, code = "skipped", TooManyChannels.code
-                text = "the session has joined as many channels as Telegram allows"
+            if action.action is ActionKind.JOIN_CHANNEL and self.joins_blocked:
+                result.skip(
+                    TooManyChannels.code,
+                    "the session has joined as many channels as Telegram allows",
+                )
             else:
-                latency = await self._act(action)
+                await self._act(action, result)
         except asyncio.CancelledError:
-            record = self._record(
-                seq, action, started_at, started, latency, "failed", INTERRUPTED, "cancelled"
-            )
-            await asyncio.shield(record)
+            result.fail(INTERRUPTED, "cancelled")
+            await asyncio.shield(self._record(seq, action, started_at, started, result))
             raise
         except GatewayError as error:
-            outcome, code, text = "failed", error.code, str(error)[:500]
-            channel_problem = isinstance(error, ChannelUnavailable)
-            stop = await self._react(error)
+            result.fail(error.code, str(error)[:500])
+            if action.action is ActionKind.JOIN_CHANNEL and isinstance(error, GatewayUnavailable):
+                await self._confirm_join(action, result)
+            result.stop = await self._react(error)
+            result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
-            outcome, code, text = "failed", "invalid", str(error)[:500]
-        await self._record(seq, action, started_at, started, latency, outcome, code, text)
-        if channel_problem and code is not None and action.channel is not None:
+            result.fail("invalid", str(error)[:500])
+        await self._record(seq, action, started_at, started, result)
+        if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
-            await self.executor.recorder.note_channel_failure(action.channel, code, clock.now())
-        if clock.monotonic() - self.last_beat >= self.executor.heartbeat_s:
-            await self.beat()
-        if stop is not None:
-            raise _Stop(stop)
-
-    async def _act(self, action: Action) -> float | None:
-        """Carry out ``action``; return the seconds spent in gateway calls."""
-        gateway, uid, clock = (
-            self.executor.gateway,
-            self.target.gateway_session_id,
-            self.executor.clock,
-        )
-        before = clock.monotonic()
-        if action.kind == "join_channel":
-            assert action.channel is not None
-            await gateway.join_channel(uid, action.channel)
-            latency = clock.monotonic() - before
-            await self.executor.recorder.record_join(
-                self.target.session_id, action.channel, clock.now()
+            flagged = await self.recorder.note_channel_failure(
+                action.channel, result.code, self.clock.now()
             )
-            return latency
-        if action.kind == "read_messages":
+            if flagged is not None:
+                self.observer.channel_flagged(self.run, action.channel, flagged)
+        if result.stop is not None:
+            raise _Stop(result.stop)
+
+    async def _act(self, action: PlannedAction, result: _Result) -> None:
+        """Carry out ``action``, noting in ``result`` the seconds spent in gateway calls."""
+        gateway, gateway_id, clock = self.gateway, self.gateway_id, self.clock
+        kind = action.action
+        if kind is ActionKind.IDLE:
+            await self.stay(action.duration_seconds or 0.0)  # no gateway call
+            return
+        await self.hold_lease()
+        before = clock.monotonic()
+        if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
-            await gateway.read_history(uid, action.channel)
-            latency = clock.monotonic() - before
-            await self.stay(action.duration_s or 0.0)
-            return latency
-        if action.kind == "browse_dialogs":
-            await gateway.browse_dialogs(uid)
-            return clock.monotonic() - before
-        await self.stay(action.duration_s or 0.0)  # idle: no gateway call
-        return None
+            await gateway.join_channel(gateway_id, action.channel)
+            result.latency_s = clock.monotonic() - before
+            await self.recorder.record_join(self.run.session.id, action.channel, clock.now())
+        elif kind is ActionKind.READ_MESSAGES:
+            assert action.channel is not None
+            await gateway.read_history(gateway_id, action.channel)
+            result.latency_s = clock.monotonic() - before
+            await self.stay(action.duration_seconds or 0.0)
+        else:
+            await gateway.browse_dialogs(gateway_id)
+            result.latency_s = clock.monotonic() - before
+
+    async def _confirm_join(self, action: PlannedAction, result: _Result) -> None:
+        """The join's answer was lost: ask, read-only, whether the session is a member."""
+        assert action.channel is not None
+        try:
+            await self.hold_lease()
+            member = await self.gateway.is_member(self.gateway_id, action.channel)
+        except (GatewayError, InvalidValue):
+            member = None
+        if member:
+            result.outcome, result.code = Outcome.OK, None
+            result.text = "joined (confirmed after the gateway's answer was lost)"
+            await self.recorder.record_join(self.run.session.id, action.channel, self.clock.now())
+        elif member is None:
+            result.outcome = Outcome.UNKNOWN
+            result.text = f"{result.text} (whether it joined is unknown)"[:500]
 
     async def _react(self, error: GatewayError) -> str | None:
         """Apply GATEWAY.md's consequence of ``error``; return why the run stops, if it does."""
-        recorder, session_id = self.executor.recorder, self.target.session_id
+        recorder, session_id = self.recorder, self.run.session.id
         if isinstance(error, FloodWait):
-            metrics.FLOOD_WAIT_SECONDS.inc(error.seconds)
-            until = self.executor.clock.now() + timedelta(seconds=error.seconds)
-            await recorder.set_cooldown(session_id, until)
+            now = self.clock.now()
+            until = now + timedelta(seconds=error.seconds)
+            await recorder.set_cooldown(session_id, until, error.seconds, now)
+            self.observer.cooldown_set(self.run, until, error.seconds)
             return f"flood wait of {error.seconds} s: cooling down until {until:%Y-%m-%d %H:%M:%S}Z"
-        if isinstance(error, SessionGone):
-            await recorder.mark_needs_attention(session_id, f"session {error.reason}: {error}")
-            return f"session {error.reason}: needs attention"
-        if isinstance(error, UnknownSession):
-            await recorder.mark_needs_attention(
-                session_id, "the gateway does not know this session"
+        if isinstance(error, SessionGone | UnknownSession):
+            reason = (
+                f"session {error.reason}: {error}"
+                if isinstance(error, SessionGone)
+                else "the gateway does not know this session"
             )
-            return "the gateway does not know this session: needs attention"
+            await recorder.mark_needs_attention(session_id, reason)
+            self.observer.needs_attention(self.run, reason)
+            return f"{reason[:200]}: needs attention"
         if isinstance(error, GatewayAuthFailed):
             return "the gateway refused heatup's token"
         if isinstance(error, TooManyChannels):
@@ -269,31 +293,43 @@ class _Run:
     async def _record(
         self,
         seq: int,
-        action: Action,
+        action: PlannedAction,
         started_at: datetime,
         started: float,
-        latency: float | None,
-        outcome: str,
-        code: str | None,
-        text: str | None,
+        result: _Result,
     ) -> None:
-        clock = self.executor.clock
+        clock = self.clock
         record = ActionRecord(
             seq=seq,
-            kind=action.kind,
+            kind=action.action,
             channel=action.channel,
-            planned_duration_s=action.duration_s,
+            planned_duration_s=action.duration_seconds,
             actual_duration_s=round(clock.monotonic() - started, 3),
             started_at=started_at,
             finished_at=clock.now(),
-            outcome=outcome,
-            error_code=code,
-            error_text=text,
-            gateway_latency_s=None if latency is None else round(latency, 4),
+            outcome=result.outcome,
+            error_code=result.code,
+            error_text=result.text,
+            gateway_latency_s=None if result.latency_s is None else round(result.latency_s, 4),
         )
-        await self.executor.recorder.record_action(self.target.run_id, record)
-        metrics.ACTIONS.labels(record.kind, record.outcome).inc()
-        metrics.ACTION_DURATION.labels(record.kind).observe(record.actual_duration_s or 0.0)
+        await self.recorder.record_action(self.run.id, record)
         self.records.append(record)
-        if self.on_action is not None:
-            self.on_action(self.target, record)
+        self.observer.action_ended(self.run, record)
+
+
+class _Result:
+    """What happened to one action, as it becomes known."""
+
+    def __init__(self) -> None:
+        self.outcome = Outcome.OK
+        self.code: str | None = None
+        self.text: str | None = None
+        self.latency_s: float | None = None
+        self.stop: str | None = None
+        self.channel_problem = False
+
+    def fail(self, code: str, text: str) -> None:
+        self.outcome, self.code, self.text = Outcome.FAILED, code, text
+
+    def skip(self, code: str, text: str) -> None:
+        self.outcome, self.code, self.text = Outcome.SKIPPED, code, text

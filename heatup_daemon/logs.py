@@ -1,32 +1,92 @@
-"""Logging for the daemon: one JSON object per line on stdout (journald keeps them), with the
-``session``, ``run`` and ``action`` fields where they apply; a short text form for people."""
+"""Logging for the daemon: one JSON object per line on stdout (journald keeps them); a short
+text form for people.
+
+Every line logged inside a run carries ``session`` (the gateway session id) and ``run``, and
+inside an action ``action`` (its number in the plan), whoever logs it: the runner sets them
+in the run task's context (``log_context``), so the planner's and the gateway client's
+lines carry them too. A line may add its own fields with ``extra={"fields": {...}}``.
+
+Third-party loggers (alembic, APScheduler, uvicorn, the HTTP clients, the openai SDK) stay at
+WARNING unless ``service.log_level`` is DEBUG.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
 import traceback
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-CONTEXT_FIELDS: Final = ("session", "run", "action", "session_row")
-# Libraries that would log every request or job execution at INFO.
-QUIET: Final = ("httpx2", "httpx", "httpcore2", "httpcore", "apscheduler", "openai", "uvicorn")
+from heatup_daemon.redact import redact
+
+CONTEXT_FIELDS: Final = ("session", "run", "action")
+QUIET: Final = (
+    "alembic",
+    "apscheduler",
+    "httpx2",
+    "httpx",
+    "httpcore2",
+    "httpcore",
+    "openai",
+    "uvicorn",
+    "uvicorn.access",
+    "uvicorn.error",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncio",
+)
+
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
+    "heatup_log_context",
+    default={},  # noqa: B039 - never mutated: each scope sets a new dict
+)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every line logged in this context (this task and what it awaits)."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def context_fields() -> dict[str, Any]:
+    return dict(_context.get())
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; known secrets and credential-shaped text are masked in the
+    whole line, whoever logged it."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = tuple(secrets)
+
     def format(self, record: logging.LogRecord) -> str:
+        return redact(self._entry(record), self._secrets)
+
+    def _entry(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        entry.update(_context.get())
         for field in CONTEXT_FIELDS:
             value = getattr(record, field, None)
             if value is not None:
                 entry[field] = value
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
             entry["traceback"] = "".join(traceback.format_exception(*record.exc_info))
@@ -34,15 +94,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
+        self._secrets = tuple(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self._secrets)
 
 
-def configure_logging(level: str, *, json_lines: bool = True) -> None:
+def configure_logging(level: str, *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler.setFormatter(JsonFormatter(secrets) if json_lines else TextFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(quiet)

@@ -1,14 +1,20 @@
-"""Every Prometheus metric heatup exports, defined in one place.
+"""Every Prometheus metric heatup exports, defined in one place, reached through one seam.
+
+Parts never touch a series: they report events to a ``Metrics`` object they were given (the
+runner and executor as a ``RunObserver``, the gateway client, the planner and the scheduler
+through the methods below). Gauges that need the database are set by the scheduler's
+refresh job, never computed by a scrape or a probe.
 
 Names follow the Prometheus conventions (``heatup_`` prefix, ``_total`` counters, ``_seconds``
 units). No label carries a session id or a channel name: label values come from small fixed
-sets (statuses, triggers, action kinds and outcomes, operations), so the series count does
-not grow with the number of sessions.
+sets (``enums``), so the series count does not grow with the number of sessions.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Final
 
 from prometheus_client import (
@@ -24,99 +30,13 @@ from prometheus_client import (
 )
 
 from heatup_daemon import __version__
-
-REGISTRY: Final = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
+from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.planner.model import Plan
+from heatup_daemon.stores import SKIP_CAUSES, ActionRecord, Run
 
 _FAST: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SLOW: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1200)
 
-BUILD: Final = Info("heatup_build", "heatup's version", registry=REGISTRY)
-BUILD.info({"version": __version__, "python": platform.python_version()})
-
-RUNS: Final = Counter(
-    "heatup_runs",
-    "Runs that ended, by status and trigger",
-    ["status", "trigger"],
-    registry=REGISTRY,
-)
-RUN_DURATION: Final = Histogram(
-    "heatup_run_duration_seconds",
-    "Wall time of ended runs",
-    ["status"],
-    buckets=_SLOW,
-    registry=REGISTRY,
-)
-RUNS_IN_FLIGHT: Final = Gauge(
-    "heatup_runs_in_flight", "Runs in flight in this process", registry=REGISTRY
-)
-ACTIONS: Final = Counter(
-    "heatup_actions",
-    "Executed actions, by kind and outcome",
-    ["kind", "outcome"],
-    registry=REGISTRY,
-)
-ACTION_DURATION: Final = Histogram(
-    "heatup_action_duration_seconds",
-    "Wall time of actions, stays included",
-    ["kind"],
-    buckets=_SLOW,
-    registry=REGISTRY,
-)
-GATEWAY_REQUESTS: Final = Counter(
-    "heatup_gateway_requests",
-    "HTTP attempts to the gateway, by operation and outcome",
-    ["operation", "outcome"],
-    registry=REGISTRY,
-)
-GATEWAY_LATENCY: Final = Histogram(
-    "heatup_gateway_request_duration_seconds",
-    "Latency of gateway HTTP attempts",
-    ["operation"],
-    buckets=_FAST,
-    registry=REGISTRY,
-)
-GATEWAY_AUTH_FAILING: Final = Gauge(
-    "heatup_gateway_auth_failing",
-    "1 while the gateway refuses heatup's token",
-    registry=REGISTRY,
-)
-FLOOD_WAIT_SECONDS: Final = Counter(
-    "heatup_flood_wait_seconds", "Seconds of flood wait Telegram imposed", registry=REGISTRY
-)
-LLM_REQUESTS: Final = Counter(
-    "heatup_llm_requests", "LLM planning calls, by outcome", ["outcome"], registry=REGISTRY
-)
-LLM_LATENCY: Final = Histogram(
-    "heatup_llm_request_duration_seconds",
-    "Latency of LLM planning calls",
-    buckets=_FAST,
-    registry=REGISTRY,
-)
-LLM_TOKENS: Final = Counter(
-    "heatup_llm_tokens", "LLM tokens used, by kind", ["kind"], registry=REGISTRY
-)
-PLANS: Final = Counter("heatup_plans", "Plans made, by source", ["source"], registry=REGISTRY)
-DISPATCH_LAG: Final = Histogram(
-    "heatup_dispatch_lag_seconds",
-    "Start of a scheduled run minus its due time",
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-    registry=REGISTRY,
-)
-SESSIONS: Final = Gauge(
-    "heatup_sessions",
-    "Registered sessions, by state (active, needs_attention, disabled, invalid)",
-    ["state"],
-    registry=REGISTRY,
-)
-INVALID_ROWS: Final = Gauge(
-    "heatup_invalid_rows", "Admin rows heatup cannot use, by table", ["table"], registry=REGISTRY
-)
-READY: Final = Gauge("heatup_ready", "1 when the daemon is ready (see /readyz)", registry=REGISTRY)
-
-# Series of known label values exist from the first scrape (at 0), so rates and alerts work
-# before the first event.
 LLM_OUTCOMES: Final = (
     "ok",
     "timeout",
@@ -126,20 +46,267 @@ LLM_OUTCOMES: Final = (
     "unusable_answer",
     "error",
 )
-for _source in ("llm", "fallback"):
-    PLANS.labels(_source)
-for _kind in ("prompt", "completion"):
-    LLM_TOKENS.labels(_kind)
-for _outcome in LLM_OUTCOMES:
-    LLM_REQUESTS.labels(_outcome)
+SESSION_STATES: Final = ("active", "needs_attention", "disabled", "invalid")
+JOBS: Final = ("dispatch", "reconcile", "reap", "refresh", "retention")
+JOIN_DROP_REASONS: Final = ("ramp", "channel_pace")
+RAMP_STAGES: Final = ("day_0", "days_1_2", "days_3_6", "days_7_29", "days_30_plus")
 
 
-def observe_gateway(operation: str, outcome: str, seconds: float) -> None:
-    """The gateway client's per-attempt observer."""
-    GATEWAY_REQUESTS.labels(operation, outcome).inc()
-    GATEWAY_LATENCY.labels(operation).observe(seconds)
+class Metrics:
+    """heatup's metrics in a registry of their own (a fresh one per test)."""
 
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry or CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        Info("heatup_build", "heatup's version", registry=registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        self.runs = Counter(
+            "heatup_runs",
+            "Runs that ended, by status and trigger",
+            ["status", "trigger"],
+            registry=registry,
+        )
+        self.run_duration = Histogram(
+            "heatup_run_duration_seconds",
+            "Wall time of ended runs",
+            ["status"],
+            buckets=_SLOW,
+            registry=registry,
+        )
+        self.runs_in_flight = Gauge(
+            "heatup_runs_in_flight", "Runs in flight in this process", registry=registry
+        )
+        self.actions = Counter(
+            "heatup_actions",
+            "Executed actions, by kind and outcome",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.action_duration = Histogram(
+            "heatup_action_duration_seconds",
+            "Wall time of actions, stays included",
+            ["kind"],
+            buckets=_SLOW,
+            registry=registry,
+        )
+        self.gateway_requests = Counter(
+            "heatup_gateway_requests",
+            "HTTP attempts to the gateway, by operation and outcome",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self.gateway_latency = Histogram(
+            "heatup_gateway_request_duration_seconds",
+            "Latency of gateway HTTP attempts",
+            ["operation"],
+            buckets=_FAST,
+            registry=registry,
+        )
+        self.gateway_auth_failing = Gauge(
+            "heatup_gateway_auth_failing",
+            "1 while the gateway refuses heatup's token",
+            registry=registry,
+        )
+        self.flood_wait_seconds = Counter(
+            "heatup_flood_wait_seconds",
+            "Seconds of flood wait Telegram imposed",
+            registry=registry,
+        )
+        self.llm_requests = Counter(
+            "heatup_llm_requests",
+            "LLM planning calls, by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.llm_latency = Histogram(
+            "heatup_llm_request_duration_seconds",
+            "Latency of LLM planning calls",
+            buckets=_FAST,
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "heatup_llm_tokens", "LLM tokens used, by kind", ["kind"], registry=registry
+        )
+        self.plans = Counter("heatup_plans", "Plans made, by source", ["source"], registry=registry)
+        self.joins_dropped = Counter(
+            "heatup_joins_dropped",
+            "Planned joins dropped to look after accounts, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.skipped_slots = Counter(
+            "heatup_slots_skipped",
+            "Scheduled slots recorded as skipped, by cause (late, in_flight, cooldown, coalesced)",
+            ["cause"],
+            registry=registry,
+        )
+        self.dispatch_lag = Histogram(
+            "heatup_dispatch_lag_seconds",
+            "Start of a scheduled run minus its due time",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=registry,
+        )
+        self.dispatch_pass = Histogram(
+            "heatup_dispatch_pass_seconds",
+            "Wall time of one dispatch pass (claims and starts)",
+            buckets=_FAST,
+            registry=registry,
+        )
+        self.dispatch_overruns = Counter(
+            "heatup_dispatch_overruns",
+            "Dispatch passes that took longer than scheduler.dispatch_interval_seconds",
+            registry=registry,
+        )
+        self.job_failures = Counter(
+            "heatup_job_failures",
+            "Failed passes of the scheduler's jobs, by job",
+            ["job"],
+            registry=registry,
+        )
+        self.job_overruns = Counter(
+            "heatup_job_overruns",
+            "Passes of a housekeeping job not started because the last one still ran",
+            ["job"],
+            registry=registry,
+        )
+        self.history_deleted = Counter(
+            "heatup_history_deleted_runs",
+            "Runs (with their actions) deleted by history retention",
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "heatup_sessions",
+            "Registered sessions, by state (active, needs_attention, disabled, invalid)",
+            ["state"],
+            registry=registry,
+        )
+        self.ramp_stages = Gauge(
+            "heatup_sessions_by_ramp_stage",
+            "Active sessions by the age stage of their join ramp",
+            ["stage"],
+            registry=registry,
+        )
+        self.invalid_rows = Gauge(
+            "heatup_invalid_rows",
+            "Admin rows heatup cannot use, by table",
+            ["table"],
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "heatup_ready", "1 when the daemon is ready (see /readyz)", registry=registry
+        )
+        self.database_up = Gauge(
+            "heatup_database_up", "1 while the database answers heatup", registry=registry
+        )
+        self._precreate()
 
-def exposition() -> tuple[bytes, str]:
-    """The text exposition of every heatup metric and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    def _precreate(self) -> None:
+        """Series of known label values exist from the first scrape (at 0), so rates and
+        alerts work before the first event."""
+        final = [status for status in RunStatus if status is not RunStatus.RUNNING]
+        labelled: tuple[tuple[Counter | Gauge, list[tuple[str, ...]]], ...] = (
+            (self.plans, [(source,) for source in PlanSource]),
+            (self.llm_tokens, [("prompt",), ("completion",)]),
+            (self.llm_requests, [(outcome,) for outcome in LLM_OUTCOMES]),
+            (self.runs, [(status, trigger) for status in final for trigger in Trigger]),
+            (self.actions, [(kind, result) for kind in ActionKind for result in Outcome]),
+            (self.job_failures, [(job,) for job in JOBS]),
+            (self.job_overruns, [(job,) for job in JOBS]),
+            (self.joins_dropped, [(reason,) for reason in JOIN_DROP_REASONS]),
+            (self.ramp_stages, [(stage,) for stage in RAMP_STAGES]),
+            (self.skipped_slots, [(cause,) for cause in SKIP_CAUSES]),
+        )
+        for series, label_sets in labelled:
+            for labels in label_sets:
+                series.labels(*labels)
+        self.database_up.set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition of every heatup metric and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # --- a run's events (``events.RunObserver``) ------------------------------------------
+
+    def run_started(self, run: Run, plan: Plan) -> None:
+        self.plans.labels(plan.source).inc()
+
+    def action_ended(self, run: Run, record: ActionRecord) -> None:
+        self.actions.labels(record.kind, record.outcome).inc()
+        self.action_duration.labels(record.kind).observe(record.actual_duration_s or 0.0)
+
+    def run_ended(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None,
+        actions: Sequence[ActionRecord],
+        seconds: float,
+    ) -> None:
+        self.runs.labels(status, run.trigger).inc()
+        self.run_duration.labels(status).observe(seconds)
+
+    def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
+        self.flood_wait_seconds.inc(wait_s)
+
+    def needs_attention(self, run: Run, reason: str) -> None:
+        pass  # the sessions gauge shows it at the next refresh
+
+    def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
+        pass  # the invalid and flagged rows show in the console and the channel list
+
+    # --- the gateway client, the planner, the scheduler --------------------------------
+
+    def gateway_request(self, operation: str, outcome: str, seconds: float) -> None:
+        self.gateway_requests.labels(operation, outcome).inc()
+        self.gateway_latency.labels(operation).observe(seconds)
+
+    def llm_request(self, outcome: str, seconds: float, prompt: int, completion: int) -> None:
+        self.llm_requests.labels(outcome).inc()
+        self.llm_latency.observe(seconds)
+        self.llm_tokens.labels("prompt").inc(prompt)
+        self.llm_tokens.labels("completion").inc(completion)
+
+    def join_dropped(self, reason: str, count: int = 1) -> None:
+        self.joins_dropped.labels(reason).inc(count)
+
+    def slots_skipped(self, cause: str, count: int) -> None:
+        self.runs.labels(RunStatus.SKIPPED, Trigger.SCHEDULE).inc(count)
+        self.skipped_slots.labels(cause).inc(count)
+
+    def run_dispatched(self, lag_s: float) -> None:
+        self.dispatch_lag.observe(max(lag_s, 0.0))
+
+    def dispatch_finished(self, seconds: float, overran: bool) -> None:
+        self.dispatch_pass.observe(seconds)
+        if overran:
+            self.dispatch_overruns.inc()
+
+    def job_failed(self, job: str) -> None:
+        self.job_failures.labels(job).inc()
+
+    def job_overran(self, job: str) -> None:
+        self.job_overruns.labels(job).inc()
+
+    def history_trimmed(self, runs: int) -> None:
+        self.history_deleted.inc(runs)
+
+    def set_gauges(
+        self,
+        counts: Mapping[str, int],
+        ramp_stages: Mapping[str, int],
+        in_flight: int,
+    ) -> None:
+        for state in SESSION_STATES:
+            self.sessions.labels(state).set(counts.get(state, 0))
+        self.invalid_rows.labels("sessions").set(counts.get("invalid", 0))
+        self.invalid_rows.labels("channels").set(counts.get("invalid_channels", 0))
+        for stage in RAMP_STAGES:
+            self.ramp_stages.labels(stage).set(ramp_stages.get(stage, 0))
+        self.runs_in_flight.set(in_flight)
+
+    def set_health(self, *, ready: bool, database_up: bool, gateway_auth_failing: bool) -> None:
+        self.ready.set(ready)
+        self.database_up.set(database_up)
+        self.gateway_auth_failing.set(gateway_auth_failing)

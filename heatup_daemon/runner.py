@@ -1,10 +1,17 @@
-"""One warm-up run from start to end: the same path whoever starts it (schedule, API, CLI).
+"""One warm-up run from its row to its end: the same path whoever starts it.
 
-1. the session must be runnable now (enabled, active, valid, not cooling down);
-2. the run row is inserted ``running`` (the database refuses a second run in flight);
-3. the planner plans; the plan is stored; ``on_plan`` hears of it (the API answers then);
-4. the executor carries it out, writing each action as it ends;
-5. the run is finished with its status, whatever happened (``interrupted`` on cancel).
+A run begins with its ``running`` row: a claim writes it for a scheduled slot
+(``db.scheduling``), ``Runner.start`` for the API and the CLI (refused, with nothing
+written, when ``session.admit`` says no or a run is in flight). Then ``Runner.run``:
+
+1. the planner plans (told the session's pool, joins and recent runs); the plan is stored
+   and reported (``on_plan``: the API answers then);
+2. the executor carries it out, writing each action as it ends;
+3. the run is finished with its status whatever happened (``interrupted`` on cancel), the
+   write retried until the database takes it.
+
+``RunPool`` holds the runs in flight in this process, one per session: the dispatcher's and
+the API's alike, so that a stop waits for all of them.
 """
 
 from __future__ import annotations
@@ -13,116 +20,204 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
-from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
-from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.runs import RunStart
-from heatup_daemon.errors import SessionNotRunnable
-from heatup_daemon.executor import ActionObserver, Executor, RunOutcome, RunTarget
+from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.events import RunObserver
+from heatup_daemon.executor import Executor, RunOutcome
+from heatup_daemon.logs import log_context
 from heatup_daemon.planner import Planner
+from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan
+from heatup_daemon.stores import ActionRecord, Run, RunRecorder
 
 log = logging.getLogger(__name__)
 
-PlanObserver = Callable[[int, Plan], Awaitable[None]]
+PlanObserver = Callable[[Run, Plan], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    run_id: int
+    run: Run
     plan: Plan
     outcome: RunOutcome
-
-
-def why_not_runnable(session: SessionView, now: datetime) -> str | None:
-    """Why ``session`` may not run at ``now``, or ``None`` if it may."""
-    if session.invalid_reason:
-        return f"its row is not usable: {session.invalid_reason}"
-    if not session.enabled:
-        return "it is disabled"
-    if session.state != "active":
-        return f"it needs attention ({session.state_reason or 'no reason recorded'})"
-    if session.cooldown_until is not None and session.cooldown_until > now:
-        return f"it is cooling down until {session.cooldown_until:%Y-%m-%d %H:%M:%S}Z"
-    return None
+    # The status the run row has: the outcome's, or the reaper's if it ended the run first.
+    status: RunStatus
 
 
 class Runner:
     def __init__(
         self,
-        repository: Repository,
+        recorder: RunRecorder,
         planner: Planner,
         executor: Executor,
+        observer: RunObserver,
         clock: Clock,
         node: str,
     ) -> None:
-        self._repository = repository
+        self._recorder = recorder
         self._planner = planner
         self._executor = executor
+        self._observer = observer
         self._clock = clock
         self._node = node
+        # Ends being written; they outlive a cancelled run task (see ``drain``).
+        self._finishing: set[asyncio.Future[RunStatus]] = set()
+
+    async def drain(self) -> None:
+        """Until every run's end has been written (a cancelled run's end is written after
+        its task is done)."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    async def start(self, gateway_session_id: int, trigger: Trigger) -> Run:
+        """Insert the ``running`` row of an API or CLI run (see ``RunRecorder.start_run``)."""
+        return await self._recorder.start_run(
+            gateway_session_id, trigger, self._clock.now(), self._node
+        )
 
     async def run(
         self,
-        session: SessionView,
-        trigger: str,
+        run: Run,
         *,
-        scheduled_for: datetime | None = None,
-        due_at: datetime | None = None,
         on_plan: PlanObserver | None = None,
-        on_action: ActionObserver | None = None,
         stop: asyncio.Event | None = None,
     ) -> RunResult:
-        """Run ``session`` now. Raises ``SessionNotRunnable`` or ``AlreadyRunning`` (nothing
-        written), ``DuplicateSlot`` for a scheduled slot that already ran."""
-        now = self._clock.now()
-        reason = why_not_runnable(session, now)
-        if reason is not None:
-            raise SessionNotRunnable(f"session {session.gateway_session_id} cannot run: {reason}")
-        assert isinstance(session.gateway_session_id, int)
-        start = RunStart(
-            session_id=session.id,
-            gateway_session_id=session.gateway_session_id,
-            trigger=trigger,
-            due_at=due_at or now,
-            started_at=now,
-            node=self._node,
-            scheduled_for=scheduled_for,
-        )
-        run_id = await self._repository.start_run(start)
+        """Plan and carry out ``run``, and finish its row whatever happens."""
+        with log_context(session=run.session.gateway_session_id, run=run.id):
+            return await self._run(run, on_plan, stop)
+
+    async def _run(
+        self, run: Run, on_plan: PlanObserver | None, stop: asyncio.Event | None
+    ) -> RunResult:
         started = self._clock.monotonic()
-        status = "failed"
+        status = RunStatus.FAILED
         error: str | None = "the run ended unexpectedly"
+        actions: tuple[ActionRecord, ...] = ()
         try:
-            context = await self._repository.plan_context(session, now)
-            plan = await self._planner.plan(context)
-            metrics.PLANS.labels(plan.source).inc()
-            await self._repository.set_run_plan(run_id, plan)
-            log.info(
-                "run %d started: %d actions planned by %s",
-                run_id,
-                len(plan.actions),
-                plan.source,
-                extra={"session": session.gateway_session_id, "run": run_id},
-            )
+            now = self._clock.now()
+            facts = await self._recorder.planning_facts(run.session, now)
+            plan = await self._planner.plan(plan_context(run.session, facts, now))
+            await self._recorder.set_run_plan(run.id, plan.stored())
+            self._observer.run_started(run, plan)
             if on_plan is not None:
-                await on_plan(run_id, plan)
-            target = RunTarget(run_id, session.id, session.gateway_session_id)
-            outcome = await self._executor.execute(target, plan, on_action, stop)
-            status, error = outcome.status, outcome.error
-            return RunResult(run_id, plan, outcome)
+                await on_plan(run, plan)
+            outcome = await self._executor.execute(run, plan, stop)
+            status, error, actions = outcome.status, outcome.error, outcome.actions
         except asyncio.CancelledError:
-            status, error = "interrupted", "the run was cancelled"
+            status, error = RunStatus.INTERRUPTED, "the run was cancelled"
+            raise
+        except DatabaseUnavailable as exc:
+            error = f"the database was unavailable: {exc}"[:500]
             raise
         except Exception as exc:
-            log.exception("run %s of session %s failed", run_id, session.gateway_session_id)
+            log.exception("run %d failed", run.id)
             error = f"internal error: {type(exc).__name__}"
             raise
         finally:
-            finish = self._repository.finish_run(run_id, status, error, self._clock.now())
-            await asyncio.shield(finish)
-            metrics.RUNS.labels(status, trigger).inc()
-            metrics.RUN_DURATION.labels(status).observe(self._clock.monotonic() - started)
+            finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+            final = await asyncio.shield(finishing)
+        return RunResult(run, plan, outcome, final)
+
+    async def _finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None,
+        actions: tuple[ActionRecord, ...],
+        started: float,
+    ) -> RunStatus:
+        with log_context(session=run.session.gateway_session_id, run=run.id):
+            final = await self._recorder.finish_run(run.id, status, error, self._clock.now())
+            if final is not status:
+                error = f"ended by the reaper first ({final}); the run saw: {error or status}"
+            self._observer.run_ended(run, final, error, actions, self._clock.monotonic() - started)
+            return final
+
+
+class RunPool:
+    """The runs in flight in this process, at most one per session."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._tasks: dict[int, tuple[Run, asyncio.Task[RunResult]]] = {}
+        self._stop = asyncio.Event()  # graceful: finish the current action, then end
+        self._ended = asyncio.Event()  # set whenever a run ends (room for another)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def session_ids(self) -> frozenset[int]:
+        return frozenset(self._tasks)
+
+    @property
+    def run_ids(self) -> frozenset[int]:
+        return frozenset(run.id for run, _ in self._tasks.values())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def launch(self, run: Run, on_plan: PlanObserver | None = None) -> asyncio.Task[RunResult]:
+        """Run ``run`` in its own task, counted in flight until it ends."""
+        name = f"run {run.id} of session {run.session.gateway_session_id}"
+        task = asyncio.create_task(
+            self._runner.run(run, on_plan=on_plan, stop=self._stop), name=name
+        )
+        self._tasks[run.session.id] = (run, task)
+        task.add_done_callback(lambda done: self._forget(run, done))
+        return task
+
+    def _forget(self, run: Run, task: asyncio.Task[Any]) -> None:
+        held = self._tasks.get(run.session.id)
+        if held is not None and held[1] is task:
+            del self._tasks[run.session.id]
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s ended with %r", task.get_name(), task.exception())
+        self._ended.set()
+
+    def cancel(self, session_id: int, reason: str) -> None:
+        """Cancel the session's run in flight (it ends ``interrupted``)."""
+        held = self._tasks.get(session_id)
+        if held is not None and not held[1].done():
+            run, task = held
+            with log_context(session=run.session.gateway_session_id, run=run.id):
+                log.info("cancelling the run: %s", reason)
+            task.cancel()
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """Until a run ends (or ``timeout_s`` passes)."""
+        self._ended.clear()
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def wait_all(self) -> None:
+        tasks = [task for _, task in self._tasks.values()]
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def stop(self, timeout_s: float) -> None:
+        """Let runs in flight finish their current action for up to ``timeout_s``; cancel
+        the rest (they end ``interrupted``). Waits until every run has written its end."""
+        self._stop.set()
+        tasks = [task for _, task in self._tasks.values()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._runner.drain()
+
+    def hurry(self) -> None:
+        """A second stop request: cancel every run now instead of waiting for its action."""
+        self._stop.set()
+        for _, task in self._tasks.values():
+            task.cancel()

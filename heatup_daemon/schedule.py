@@ -22,6 +22,7 @@ UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_S: Final = 10
 MAX_INTERVAL_S: Final = 366 * 86400
 MAX_SPEC_LENGTH: Final = 100
+CRON_PROBE_FROM: Final = datetime(2001, 1, 1, tzinfo=UTC)
 
 _INTERVAL_RE: Final = re.compile(r"(?:[0-9]{1,7}[smhd])+")
 _INTERVAL_PART_RE: Final = re.compile(r"([0-9]+)([smhd])")
@@ -105,9 +106,12 @@ def _parse_cron(text: str) -> CronSchedule:
             "(minute hour day month day-of-week)"
         )
     try:
-        CronTrigger.from_crontab(text, timezone="UTC")
+        trigger = CronTrigger.from_crontab(text, timezone="UTC")
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise InvalidValue(f"schedule {text!r} is not a valid cron expression: {exc}") from None
+    # A crontab has no year, so whatever fires at all fires within a few years of any date.
+    if trigger.get_next_fire_time(None, CRON_PROBE_FROM) is None:
+        raise InvalidValue(f"schedule {text!r} never fires: no date matches it")
     return CronSchedule(text)
 
 
@@ -137,19 +141,24 @@ def make_trigger(schedule: Schedule, timezone: tzinfo, anchor: datetime) -> Base
     return CronTrigger.from_crontab(schedule.expression, timezone=timezone)
 
 
-def first_nominal_at_or_after(trigger: BaseTrigger, moment: datetime) -> datetime:
-    fire: datetime | None = trigger.get_next_fire_time(None, moment)
-    if fire is None:  # pragma: no cover - interval and crontab triggers never end
-        raise ValueError("the schedule has no further fire time")
+def _fire(fire: datetime | None, after: datetime) -> datetime:
+    if fire is None:
+        raise InvalidValue(f"the schedule has no fire time after {after:%Y-%m-%d %H:%M}Z")
     return fire.astimezone(UTC)
+
+
+def first_nominal_at_or_after(trigger: BaseTrigger, moment: datetime) -> datetime:
+    return _fire(trigger.get_next_fire_time(None, moment), moment)
+
+
+def first_nominal_after(trigger: BaseTrigger, moment: datetime) -> datetime:
+    """The first nominal slot strictly after ``moment``."""
+    return first_nominal_at_or_after(trigger, moment + timedelta(microseconds=1))
 
 
 def nominal_after(trigger: BaseTrigger, nominal: datetime) -> datetime:
     """The nominal slot that follows ``nominal``."""
-    fire: datetime | None = trigger.get_next_fire_time(nominal, nominal)
-    if fire is None:  # pragma: no cover
-        raise ValueError("the schedule has no further fire time")
-    return fire.astimezone(UTC)
+    return _fire(trigger.get_next_fire_time(nominal, nominal), nominal)
 
 
 def jittered(trigger: BaseTrigger, nominal: datetime, jitter_s: float, rng: Random) -> Slot:

@@ -1,99 +1,134 @@
-"""Turning the ``sessions`` table into runs: reconcile, dispatch, reap.
+"""Turning the ``sessions`` table into runs: dispatch, reconcile, reap, housekeeping.
 
-One APScheduler ``AsyncIOScheduler`` runs three jobs; no job exists per session, so a
-hundred thousand sessions cost three jobs and their rows:
+- **dispatch** (a loop of its own): claims due sessions, most overdue first, while this
+  process has room (``scheduler.max_concurrent_runs``), in batches of one transaction each
+  (``SchedulingStore.claim_due``; the decisions are ``slots.Slots``), and starts the runs it
+  claimed. It sleeps until the earliest ``next_run_at`` (at most
+  ``scheduler.dispatch_interval_seconds``) and wakes early when a reconcile moved a slot or
+  a run ended. A pass that outlasts the interval counts in ``heatup_dispatch_overruns_total``.
+- **reconcile** (every ``scheduler.reconcile_seconds``): rows admins inserted or edited, and
+  rows flagged for a bad value in heatup's own columns, are decided again; an unusable row
+  gets ``invalid_reason`` and one log line per distinct problem. The channel pool is checked.
+  Runs of sessions that may no longer run (``session.admit``) are cancelled.
+- **reap** (every ``scheduler.heartbeat_seconds``): runs whose heartbeat is older than
+  ``scheduler.stale_run_seconds`` (their process died) end ``interrupted``; never this
+  process's own, and not until ``stale_run_seconds`` after a database outage, so that live
+  runs renew their leases first.
+- **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line.
+- **retention** (every ``RETENTION_S``): runs older than ``history.retention_days`` are
+  deleted in batches.
 
-- **reconcile** (every ``scheduler.reconcile_seconds``): rows admins inserted or edited (the
-  database finds them, see ``db.scheduling``) are validated once; a usable, enabled, active
-  one gets its next slot; an unusable one gets ``invalid_reason`` and a log line, once. The
-  channel pool (small) is checked whole; plans never use a channel with ``invalid_reason``.
-  Runs of sessions that were disabled, deleted or set aside meanwhile are cancelled.
-- **dispatch** (every ``scheduler.dispatch_interval_seconds``): due sessions are claimed in
-  due order, at most as many as ``scheduler.max_concurrent_runs`` leaves room for; each
-  claim moves the session to its next slot by compare-and-set and starts the run. A slot
-  more than ``scheduler.misfire_grace_seconds`` late is recorded ``skipped``; slots missed
-  in between coalesce; a session in cooldown moves to its first slot after the cooldown.
-- **reap** (every half ``scheduler.stale_run_seconds``): runs whose heartbeat stopped (their
-  process died) are marked ``interrupted``.
-
-A job that keeps failing for ``FATAL_AFTER_S`` stops the daemon with a non-zero exit, so
-that systemd restarts it; it never fails silently.
+A database outage pauses the jobs (each pass fails, is logged once, and is tried again);
+they resume by themselves. Any other failure that lasts ``FATAL_AFTER_S`` stops the daemon
+with a non-zero exit, so that systemd restarts it: a broken process, not a broken dependency.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any, Final
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
 
-from heatup_daemon import metrics
 from heatup_daemon.clock import Clock
-from heatup_daemon.config import SchedulerSettings
-from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.scheduling import RECONCILE_BATCH, Applied, ChangedRow, DueSession
-from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, InvalidValue, SessionNotRunnable
-from heatup_daemon.executor import ActionObserver
-from heatup_daemon.runner import Runner
-from heatup_daemon.schedule import Slot, make_trigger, slot_after, slot_at_or_after
-from heatup_daemon.validation import SessionSpec, validate_session_row
+from heatup_daemon.config import HistorySettings, SchedulerSettings
+from heatup_daemon.enums import RunStatus
+from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.logs import log_context
+from heatup_daemon.runner import RunPool
+from heatup_daemon.slots import Slots
+from heatup_daemon.stores import Decision, SchedulingStore
 
 log = logging.getLogger(__name__)
 
 FATAL_AFTER_S: Final = 60.0
+RECONCILE_BATCH: Final = 10_000
+CLAIM_BATCH: Final = 500
+RETENTION_BATCH: Final = 1_000
+REFRESH_S: Final = 15.0
+RETENTION_S: Final = 3600.0
+# When the earliest due row is locked by another node, look again this soon, not at once.
+BUSY_RETRY_S: Final = 0.02
+
+
+class SchedulerMetrics(Protocol):
+    def run_dispatched(self, lag_s: float) -> None: ...
+    def dispatch_finished(self, seconds: float, overran: bool) -> None: ...
+    def slots_skipped(self, cause: str, count: int) -> None: ...
+    def job_failed(self, job: str) -> None: ...
+    def job_overran(self, job: str) -> None: ...
+    def history_trimmed(self, runs: int) -> None: ...
+    def set_gauges(
+        self, counts: dict[str, int], ramp_stages: dict[str, int], in_flight: int
+    ) -> None: ...
 
 
 class Scheduler:
     def __init__(
         self,
         settings: SchedulerSettings,
-        repository: Repository,
-        runner: Runner,
+        history: HistorySettings,
+        store: SchedulingStore,
+        pool: RunPool,
+        metrics: SchedulerMetrics,
         clock: Clock,
         node: str,
         *,
         rng: random.Random | None = None,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
-        on_action: ActionObserver | None = None,
     ) -> None:
         self._settings = settings
-        self._repository = repository
-        self._runner = runner
+        self._history = history
+        self._store = store
+        self._pool = pool
+        self._metrics = metrics
         self._clock = clock
         self._node = node
-        self._rng = rng or random.Random()
+        self._slots = Slots(settings.misfire_grace_seconds, rng or random.Random())
         self._on_fatal = on_fatal
-        self._on_action = on_action
-        self.in_flight: dict[int, asyncio.Task[Any]] = {}
-        self.stop_runs = asyncio.Event()
-        self.last_error: str | None = None
         self._stopping = False
         self._dispatching = asyncio.Lock()
+        self._wake = asyncio.Event()
         self._failing_since: dict[str, float] = {}
+        self._busy: set[str] = set()
         self._aps: AsyncIOScheduler | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._database_lost_at: float | None = None
+        self._database_back_at: float | None = None
+        self.last_error: str | None = None
+        self.counts: dict[str, int] = {}
 
     # --- life cycle -------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """The dispatcher runs (started, not stopping, its loop alive)."""
+        return self._dispatcher is not None and not self._dispatcher.done() and not self._stopping
+
+    @property
+    def database_error(self) -> str | None:
+        """Why the database is unavailable, while the jobs find it so."""
+        return self.last_error if self._database_lost_at is not None else None
+
     async def prepare(self) -> None:
-        """Before the jobs start: reap runs whose process died, then apply every pending
-        admin edit. (A node name is no process identity: a CLI run of the same host is alive.)"""
+        """Before the jobs start: reap runs whose process died, apply every pending admin
+        edit, check the pool, count."""
         await self.reap()
-        while await self.reconcile() == RECONCILE_BATCH:
-            pass  # a full batch: more rows may be waiting
+        await self.reconcile()
+        await self.refresh()
 
     def start(self) -> None:
         aps = AsyncIOScheduler(timezone=UTC)
         jobs: tuple[tuple[str, float, Callable[[], Awaitable[Any]]], ...] = (
-            ("dispatch", self._settings.dispatch_interval_seconds, self.dispatch),
             ("reconcile", self._settings.reconcile_seconds, self.reconcile),
-            ("reap", self._settings.stale_run_seconds / 2, self.reap),
+            ("reap", self._settings.heartbeat_seconds, self.reap),
+            ("refresh", REFRESH_S, self.refresh),
+            ("retention", RETENTION_S, self.trim_history),
         )
         for name, interval_s, job in jobs:
             aps.add_job(
@@ -101,39 +136,42 @@ class Scheduler:
                 "interval",
                 seconds=interval_s,
                 id=name,
-                max_instances=1,
+                name=name,
+                # A pass still running when the next is due is counted and skipped here, so
+                # APScheduler never sees (or logs) an overlap.
+                max_instances=2,
                 coalesce=True,
                 misfire_grace_time=None,
             )
         aps.start()
         self._aps = aps
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="dispatch")
+        self._dispatcher.add_done_callback(self._dispatcher_ended)
 
-    @property
-    def running(self) -> bool:
-        """The dispatcher is running (started and not stopping)."""
-        return self._aps is not None and self._aps.running and not self._stopping
+    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._on_fatal(task.exception() or RuntimeError("the dispatcher ended"))
 
-    def adopt(self, session_id: int, task: asyncio.Task[Any]) -> None:
-        """Count a run task as in flight, whether dispatched here or started by the API:
-        dispatch leaves its session alone, and a stop waits for it like for any other."""
-        self.in_flight[session_id] = task
-        task.add_done_callback(functools.partial(self._forget, session_id))
+    def reconcile_soon(self) -> None:
+        """Run the reconcile job now (a session was registered in this process)."""
+        if self._aps is not None and self._aps.running:
+            self._aps.modify_job("reconcile", next_run_time=datetime.now(UTC))
+
+    def wake(self) -> None:
+        """Look for due sessions now (a slot moved, or room was made)."""
+        self._wake.set()
 
     async def stop(self, timeout_s: float) -> None:
         """Stop claiming; let runs in flight finish their current action for up to
         ``timeout_s``; cancel the rest (they end ``interrupted``)."""
         self._stopping = True
-        async with self._dispatching:  # a claim in progress completes first
+        async with self._dispatching:  # a claim in progress completes (and starts its runs)
             if self._aps is not None and self._aps.running:
                 self._aps.shutdown(wait=False)
-        self.stop_runs.set()
-        tasks = list(self.in_flight.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            if self._dispatcher is not None:
+                self._dispatcher.cancel()
+                await asyncio.gather(self._dispatcher, return_exceptions=True)
+        await self._pool.stop(timeout_s)
 
     async def run_once(self) -> int:
         """Dispatch what is due now, wait for those runs; return how many were started."""
@@ -143,182 +181,203 @@ class Scheduler:
         while True:
             count = await self.dispatch(now=cutoff)
             started += count
-            if self.in_flight:
-                await asyncio.wait(
-                    list(self.in_flight.values()), return_when=asyncio.FIRST_COMPLETED
-                )
+            if len(self._pool):
+                await self._pool.wait_for_room(self._settings.dispatch_interval_seconds)
             elif count == 0:
+                await self._pool.wait_all()
                 return started
 
     def _guarded(
         self, name: str, job: Callable[[], Awaitable[Any]]
-    ) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
+    ) -> Callable[[], Awaitable[bool]]:
+        async def run() -> bool:
+            if name in self._busy:
+                self._metrics.job_overran(name)
+                return False
+            self._busy.add(name)
             try:
                 await job()
+            except DatabaseUnavailable as exc:
+                self._database_unavailable(name, exc)
+                return False
             except Exception as exc:
-                now = self._clock.monotonic()
-                since = self._failing_since.setdefault(name, now)
-                self.last_error = f"{name}: {type(exc).__name__}: {str(exc)[:200]}"
-                log.exception("the %s job failed", name)
-                if now - since >= FATAL_AFTER_S:
-                    self._on_fatal(exc)
-            else:
-                self._failing_since.pop(name, None)
+                self._failed(name, exc)
+                return False
+            finally:
+                self._busy.discard(name)
+            self._failing_since.pop(name, None)
+            self._database_available()
+            return True
 
         return run
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        now = self._clock.monotonic()
+        since = self._failing_since.setdefault(name, now)
+        self.last_error = f"{name}: {type(exc).__name__}: {str(exc)[:200]}"
+        self._metrics.job_failed(name)
+        log.exception("the %s job failed", name)
+        if now - since >= FATAL_AFTER_S:
+            self._on_fatal(exc)
+
+    def _database_unavailable(self, name: str, exc: DatabaseUnavailable) -> None:
+        self._metrics.job_failed(name)
+        self.last_error = str(exc)
+        if self._database_lost_at is None:
+            self._database_lost_at = self._clock.monotonic()
+            log.error("%s; dispatch pauses and resumes when it answers again", exc)
+
+    def _database_available(self) -> None:
+        if self._database_lost_at is None:
+            return
+        down_s = self._clock.monotonic() - self._database_lost_at
+        self._database_lost_at = None
+        self._database_back_at = self._clock.monotonic()
+        self.last_error = None
+        log.warning("the database answers again after %.0f s; dispatch resumes", down_s)
+
+    # --- dispatch ---------------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        interval_s = self._settings.dispatch_interval_seconds
+        dispatch = self._guarded("dispatch", self.dispatch)
+        while True:
+            started = self._clock.monotonic()
+            done = await dispatch()
+            took_s = self._clock.monotonic() - started
+            self._metrics.dispatch_finished(took_s, took_s > interval_s)
+            await self._sleep(await self._until_due(interval_s) if done else interval_s)
+
+    async def _until_due(self, cap_s: float) -> float:
+        """Seconds until the next row comes due (at most ``cap_s``)."""
+        if len(self._pool) >= self._settings.max_concurrent_runs:
+            await self._pool.wait_for_room(cap_s)  # full: the next chance is a run ending
+            return 0.0
+        try:
+            due = await self._store.next_due_at()
+        except DatabaseUnavailable:
+            return cap_s
+        if due is None:
+            return cap_s
+        wait_s = (due - self._clock.now()).total_seconds()
+        return min(cap_s, max(wait_s, BUSY_RETRY_S))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def dispatch(self, now: datetime | None = None) -> int:
+        """Claim due sessions while there is room and start their runs; return how many
+        started."""
+        async with self._dispatching:
+            started = 0
+            while not self._stopping:
+                room = self._settings.max_concurrent_runs - len(self._pool)
+                if room <= 0:
+                    break
+                moment = now or self._clock.now()
+                limit = min(room, CLAIM_BATCH)
+                claim = await self._store.claim_due(self._slots, moment, limit, self._node)
+                self._report(claim.decisions)
+                for run in claim.runs:
+                    self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
+                    self._pool.launch(run)
+                started += len(claim.runs)
+                if len(claim.decisions) < limit:
+                    break
+            return started
+
+    def _report(self, decisions: Sequence[Decision]) -> None:
+        skipped: Counter[str] = Counter()
+        for decision in decisions:
+            self._log_verdict(decision)
+            for row in decision.rows:
+                if row.status is RunStatus.SKIPPED:
+                    skipped[row.cause or "late"] += 1
+                    with log_context(session=decision.record.gateway_session_id):
+                        log.debug("slot %s skipped: %s", row.scheduled_for, row.error)
+        for cause, count in skipped.items():
+            self._metrics.slots_skipped(cause, count)
+        if skipped:
+            causes = ", ".join(f"{count} {cause}" for cause, count in skipped.most_common())
+            log.info("%d slots recorded as skipped (%s)", sum(skipped.values()), causes)
 
     # --- reconcile --------------------------------------------------------------------
 
     async def reconcile(self) -> int:
-        """Apply changed rows; cancel runs of sessions no longer runnable. Returns how many
-        rows were looked at (more may be waiting when it returns the batch size)."""
+        """Decide changed rows, check the pool, cancel runs no longer allowed; return how
+        many rows were looked at."""
         now = self._clock.now()
-        rows = await self._repository.changed_sessions()
-        await self._repository.apply_schedules([self._decide(row, now) for row in rows])
-        for username, reason in await self._repository.check_channels():
+        after_id, examined = 0, 0
+        while True:
+            batch = await self._store.reconcile(self._slots, now, after_id, RECONCILE_BATCH)
+            examined += batch.examined
+            for decision in batch.decisions:
+                self._log_verdict(decision)
+                if decision.next_run_at is not None:
+                    self.wake()
+            if batch.examined < RECONCILE_BATCH:
+                break
+            after_id = batch.last_id
+        for username, reason in await self._store.check_channels():
             if reason is None:
                 log.info("channel row %r is usable again", username)
             else:
                 log.warning("channel row %r is not usable: %s", username, reason)
-        for session_id in await self._repository.not_runnable(frozenset(self.in_flight)):
-            task = self.in_flight.get(session_id)
-            if task is not None:
-                log.info(
-                    "cancelling the run of a session no longer runnable",
-                    extra={"session_row": session_id},
-                )
-                task.cancel()
-        return len(rows)
-
-    def _decide(self, row: ChangedRow, now: datetime) -> Applied:
-        try:
-            spec = validate_session_row(row)
-        except InvalidValue as exc:
-            reason = str(exc)
-            if reason != row.invalid_reason:  # once per distinct problem, not every pass
-                log.warning(
-                    "session row %d is not usable: %s",
-                    row.id,
-                    reason,
-                    extra={"session_row": row.id},
-                )
-            return Applied(row, reason, row.next_nominal_at, None)
-        if row.invalid_reason:
-            log.info(
-                "session row %d is usable again", row.id, extra={"session": spec.gateway_session_id}
-            )
-        if not (row.enabled and row.state == "active"):
-            return Applied(row, None, row.next_nominal_at, None)
-        keep_grid = row.next_nominal_at is not None and not row.schedule_changed
-        anchor = row.next_nominal_at if keep_grid and row.next_nominal_at else now
-        slot = slot_at_or_after(self._trigger(spec, anchor), now, spec.jitter_seconds, self._rng)
-        return Applied(row, None, slot.nominal, slot.due)
+        refused = await self._store.refusals(self._pool.session_ids, now)
+        for session_id, reason in refused.items():
+            self._pool.cancel(session_id, reason)
+        return examined
 
     @staticmethod
-    def _trigger(spec: SessionSpec, anchor: datetime) -> BaseTrigger:
-        return make_trigger(spec.schedule, spec.timezone, anchor)
+    def _log_verdict(decision: Decision) -> None:
+        """One line per distinct problem of a row, and one when it is usable again."""
+        record, reason = decision.record, decision.invalid_reason
+        if reason == record.invalid_reason:
+            return
+        with log_context(session=record.gateway_session_id):
+            if reason is None:
+                log.info("session row %d is usable again", record.id)
+            else:
+                log.warning("session row %d is not usable: %s", record.id, reason)
 
-    # --- dispatch ---------------------------------------------------------------------
-
-    async def dispatch(self, now: datetime | None = None) -> int:
-        """Claim due sessions and start their runs; return how many started."""
-        async with self._dispatching:
-            if self._stopping:
-                return 0
-            free = self._settings.max_concurrent_runs - len(self.in_flight)
-            if free <= 0:
-                return 0
-            moment = now or self._clock.now()
-            due = await self._repository.due_sessions(moment, free, frozenset(self.in_flight))
-            started = 0
-            for item in due:
-                started += await self._claim(item)
-            return started
-
-    async def _claim(self, item: DueSession) -> int:
-        view, nominal, due = item.view, item.next_nominal_at, item.next_run_at
-        now = self._clock.now()
-        try:
-            spec = validate_session_row(view)
-        except InvalidValue:
-            return 0  # edited since reconciled; the next reconcile flags it
-        trigger = self._trigger(spec, nominal)
-        jitter, repository = spec.jitter_seconds, self._repository
-        if view.cooldown_until is not None and view.cooldown_until > now:
-            after = slot_at_or_after(trigger, view.cooldown_until, jitter, self._rng)
-            await repository.advance(view.id, nominal, after.nominal, after.due)
-            return 0
-        following = self._following(trigger, nominal, now, jitter)
-        if not await repository.advance(view.id, nominal, following.nominal, following.due):
-            return 0  # another claimer took this slot
-        late_s = (now - due).total_seconds()
-        if late_s > self._settings.misfire_grace_seconds:
-            reason = f"missed by {late_s:.0f} s (heatup was not running); the schedule goes on"
-            if await repository.record_skipped(view, nominal, due, reason, self._node, now):
-                metrics.RUNS.labels("skipped", "schedule").inc()
-            log.info("slot skipped: %s", reason, extra={"session": view.gateway_session_id})
-            return 0
-        self.adopt(view.id, asyncio.create_task(self._run(view, nominal, due)))
-        return 1
-
-    def _forget(self, session_id: int, task: asyncio.Task[Any]) -> None:
-        if self.in_flight.get(session_id) is task:
-            del self.in_flight[session_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("run task of session row %d ended with %r", session_id, task.exception())
-
-    def _following(
-        self, trigger: BaseTrigger, nominal: datetime, now: datetime, jitter: int
-    ) -> Slot:
-        """The slot after ``nominal``; slots already past coalesce into the one being run."""
-        slot = slot_after(trigger, nominal, jitter, self._rng)
-        if slot.nominal <= now:
-            later = slot_at_or_after(trigger, now, jitter, self._rng)
-            slot = later if later.nominal > nominal else slot
-        return slot
-
-    async def _run(self, view: SessionView, nominal: datetime, due: datetime) -> None:
-        lag_s = (self._clock.now() - due).total_seconds()
-        metrics.DISPATCH_LAG.observe(max(lag_s, 0.0))
-        session = view.gateway_session_id
-        try:
-            result = await self._runner.run(
-                view,
-                "schedule",
-                scheduled_for=nominal,
-                due_at=due,
-                stop=self.stop_runs,
-                on_action=self._on_action,
-            )
-        except (AlreadyRunning, SessionNotRunnable) as exc:
-            skipped = await self._repository.record_skipped(
-                view, nominal, due, str(exc), self._node, self._clock.now()
-            )
-            if skipped:
-                metrics.RUNS.labels("skipped", "schedule").inc()
-        except DuplicateSlot:
-            log.info("slot already run by another process", extra={"session": session})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the runner has recorded and logged it
-            self.last_error = f"run of session {session}: {type(exc).__name__}"
-        else:
-            log.info(
-                "run %s %s (%d actions, started %.3f s after due)",
-                result.run_id,
-                result.outcome.status,
-                len(result.outcome.actions),
-                lag_s,
-                extra={"session": session, "run": result.run_id},
-            )
-
-    # --- reap -------------------------------------------------------------------------
+    # --- reap and housekeeping ----------------------------------------------------------
 
     async def reap(self) -> int:
-        reaped = await self._repository.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds
+        if self._database_lost_at is not None:
+            await self._store.next_due_at()  # still out: this raises, and the outage goes on
+            self._database_available()
+        back_at = self._database_back_at
+        if back_at is not None:
+            if self._clock.monotonic() - back_at < self._settings.stale_run_seconds:
+                return 0  # live runs first renew the leases the outage left stale
+            self._database_back_at = None
+        reaped = await self._store.reap_stale_runs(
+            self._clock.now(), self._settings.stale_run_seconds, self._pool.run_ids
         )
         if reaped:
             log.warning("marked %d runs interrupted: their process stopped", reaped)
         return reaped
+
+    async def refresh(self) -> None:
+        self.counts = await self._store.counts(self._clock.now())
+        self._metrics.set_gauges(self.counts, {}, len(self._pool))
+
+    async def trim_history(self) -> int:
+        before = self._clock.now() - timedelta(days=self._history.retention_days)
+        deleted = 0
+        while True:
+            batch = await self._store.delete_history(before, RETENTION_BATCH)
+            deleted += batch
+            self._metrics.history_trimmed(batch)
+            if batch < RETENTION_BATCH:
+                break
+            await asyncio.sleep(0)  # one batch at a time: claims go on in between
+        if deleted:
+            log.info("deleted %d runs older than %d days", deleted, self._history.retention_days)
+        return deleted

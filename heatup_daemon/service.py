@@ -1,17 +1,20 @@
-"""The daemon's life: start in order, serve, stop gracefully.
+"""The daemon's life: start in order, serve, ride out outages, stop gracefully.
 
 Start: the database must be reachable and at the newest schema (else exit 1 with the
-reason); on SQLite, no other daemon may hold the database; the channel pool is seeded if
-empty; stale runs are reaped and pending admin edits applied; the scheduler's jobs start;
-the HTTP API listens; then systemd hears ``READY=1``.
+reason: systemd tries again); on SQLite, no other daemon may hold the database; the channel
+pool is seeded if empty; stale runs are reaped and pending admin edits applied; the
+scheduler's jobs start; the HTTP API listens; then systemd hears ``READY=1``.
 
 While running: ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stuck
-loop gets restarted) and a one-line ``STATUS=``. A scheduler job failing for a minute or a
-background task dying stops the daemon with exit 1.
+loop gets restarted) and a one-line ``STATUS=`` (which names a database outage). A database
+outage is waited out: dispatch pauses, ``/readyz`` answers 503 naming the database, runs
+keep their writes until it answers. A scheduler job failing for another reason for a minute,
+or a background task dying, stops the daemon with exit 1.
 
 Stop (SIGTERM, SIGINT): ``STOPPING=1``; no new claims or API runs (503); runs in flight
 finish their current action, for up to ``service.stop_timeout_s``; the rest are cancelled and
-recorded ``interrupted``; the API closes last; exit 0.
+recorded ``interrupted``; the API closes last; exit 0. A second signal cancels the runs in
+flight at once (their ends are still written), and the exit is still 0.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Iterator
-from typing import IO, Any, Final
+from typing import IO, Final
 
 from heatup_daemon.api import ApiState, create_app
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import DatabaseSettings, Settings
 from heatup_daemon.db.engine import create_engine
+from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHead
-from heatup_daemon.executor import ActionObserver
-from heatup_daemon.parts import build_parts
+from heatup_daemon.events import RunObserver
+from heatup_daemon.metrics import Metrics
+from heatup_daemon.parts import Parts, build_parts
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.serving import ReadyServer, server_config
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
@@ -80,13 +85,13 @@ async def run_daemon(
     settings: Settings,
     *,
     once: bool = False,
-    on_action: ActionObserver | None = None,
+    listeners: tuple[RunObserver, ...] = (),
     on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Run until stopped (or, with ``once``, until what is due now has run); the exit code."""
     try:
         with sqlite_single_process(settings.database):
-            return await _serve(settings, once=once, on_action=on_action, on_ready=on_ready)
+            return await _serve(settings, once=once, listeners=listeners, on_ready=on_ready)
     except (DaemonAlreadyRunning, DatabaseUnavailable, SchemaNotAtHead) as exc:
         log.error("heatup cannot start: %s", exc)
         return EXIT_FAILURE
@@ -96,10 +101,9 @@ async def _serve(
     settings: Settings,
     *,
     once: bool,
-    on_action: ActionObserver | None,
+    listeners: tuple[RunObserver, ...],
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> int:
-    notifier = Notifier.from_environ()
     engine = create_engine(settings.database)
     try:
         repository = Repository(engine)
@@ -107,8 +111,8 @@ async def _serve(
         seeded = await repository.seed_channels(settings.channels)
         if seeded:
             log.info("seeded the channel pool with %d channels from the configuration", seeded)
-        clock = SystemClock()
-        parts = build_parts(settings, repository, clock)
+        clock, metrics = SystemClock(), Metrics()
+        parts = build_parts(settings, repository, clock, metrics, *listeners)
         fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
         def on_fatal(exc: BaseException) -> None:
@@ -117,135 +121,140 @@ async def _serve(
 
         scheduler = Scheduler(
             settings.scheduler,
+            settings.history,
             repository,
-            parts.runner,
+            parts.pool,
+            metrics,
             clock,
             settings.node_name,
             rng=random.Random(),
             on_fatal=on_fatal,
-            on_action=on_action,
         )
         try:
             if once:
                 started = await scheduler.run_once()
                 log.info("--once: %d runs started and finished", started)
                 return EXIT_OK
-            api = ApiState(
-                settings, repository, parts.runner, scheduler, lambda: parts.gateway.auth_failing
-            )
-            return await _until_stopped(settings, scheduler, api, notifier, fatal, on_ready)
+            daemon = _Daemon(settings, repository, parts, scheduler, metrics, fatal)
+            return await daemon.serve(on_ready)
         finally:
             await parts.aclose()
     finally:
         await engine.dispose()
 
 
-async def _until_stopped(
-    settings: Settings,
-    scheduler: Scheduler,
-    api: ApiState,
-    notifier: Notifier,
-    fatal: asyncio.Future[BaseException],
-    on_ready: Callable[[], Awaitable[None]] | None,
-) -> int:
-    await scheduler.prepare()
-    scheduler.start()
-    listening = asyncio.Event()
-    server = ReadyServer(
-        server_config(create_app(api), settings.api.host, settings.api.port, lifespan="off"),
-        listening.set,
-        embedded=True,
-    )
-    serving = asyncio.create_task(server.serve(), name="api")
-    waiting = asyncio.create_task(listening.wait())
-    await asyncio.wait([waiting, serving], return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if server.started:
-        log.info("the API listens on http://%s:%d", settings.api.host, settings.api.port)
-    else:
-        log.error("the API cannot listen on %s:%d", settings.api.host, settings.api.port)
-        await scheduler.stop(0)
-        return EXIT_FAILURE
-    running = _Running(scheduler, api.repository, notifier, fatal, serving)
-    running.start_background()
-    notifier.ready(await running.status())
-    log.info("heatup is running as node %s", settings.node_name)
-    if on_ready is not None:
-        await on_ready()
-    failure = await running.wait_for_stop()
-    if failure is not None:
-        log.error("heatup stops after a failure: %s: %s", type(failure).__name__, failure)
-    notifier.stopping(f"stopping: {len(scheduler.in_flight)} runs in flight")
-    log.info(
-        "stopping: %d runs in flight get %.0f s to finish their current action",
-        len(scheduler.in_flight),
-        settings.service.stop_timeout_s,
-    )
-    api.accepting = False
-    await scheduler.stop(settings.service.stop_timeout_s)
-    await running.stop_background()
-    server.should_exit = True
-    await asyncio.gather(serving, return_exceptions=True)
-    log.info("heatup stopped")
-    return EXIT_FAILURE if failure is not None else EXIT_OK
-
-
-class _Running:
-    """The daemon between READY and STOPPING: signals, status, watchdog, fatal failures."""
+class _Daemon:
+    """The daemon from READY to exit: the API, signals, status, watchdog, fatal failures."""
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        settings: Settings,
         repository: Repository,
-        notifier: Notifier,
+        parts: Parts,
+        scheduler: Scheduler,
+        metrics: Metrics,
         fatal: asyncio.Future[BaseException],
-        serving: asyncio.Task[None],
     ) -> None:
-        self._scheduler = scheduler
+        self._settings = settings
         self._repository = repository
-        self._notifier = notifier
+        self._parts = parts
+        self._scheduler = scheduler
+        self._metrics = metrics
         self._fatal = fatal
-        self._serving = serving
+        self._notifier = Notifier.from_environ()
+        self._head = head_revision()
         self._background: list[asyncio.Task[None]] = []
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+
+    async def serve(self, on_ready: Callable[[], Awaitable[None]] | None) -> int:
+        settings, scheduler = self._settings, self._scheduler
+        await scheduler.prepare()
+        scheduler.start()
+        api = ApiState(
+            settings=settings,
+            registry=self._repository,
+            runner=self._parts.runner,
+            pool=self._parts.pool,
+            health=self.health,
+            exposition=self._metrics.exposition,
+            on_registered=scheduler.reconcile_soon,
+        )
+        server = ReadyServer(
+            server_config(create_app(api), settings.api.host, settings.api.port, lifespan="off"),
+            embedded=True,
+        )
+        serving = asyncio.create_task(server.serve(), name="api")
+        if not await server.wait_listening(serving):
+            log.error("the API cannot listen on %s:%d", settings.api.host, settings.api.port)
+            await scheduler.stop(0)
+            return EXIT_FAILURE
+        log.info("the API listens on http://%s:%d", settings.api.host, settings.api.port)
+        self._start_background(serving)
+        self._notifier.ready(await self.status())
+        log.info("heatup is running as node %s", settings.node_name)
+        if on_ready is not None:
+            await on_ready()
+        failure = await self._wait_for_stop()
+        if failure is not None:
+            log.error("heatup stops after a failure: %s: %s", type(failure).__name__, failure)
+        in_flight = len(self._parts.pool)
+        self._notifier.stopping(f"stopping: {in_flight} runs in flight")
+        log.info(
+            "stopping: %d runs in flight get %.0f s to finish their current action",
+            in_flight,
+            settings.service.stop_timeout_s,
+        )
+        api.accepting = False
+        await scheduler.stop(settings.service.stop_timeout_s)
+        await self._stop_background()
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        log.info("heatup stopped")
+        return EXIT_FAILURE if failure is not None else EXIT_OK
+
+    async def health(self) -> dict[str, str]:
+        """The readiness checks, each ``ok`` or why not (live, with no side effects)."""
+        checks = {"database": "ok", "dispatcher": "ok", "gateway_auth": "ok"}
+        try:
+            revision = await self._repository.schema_revision()
+        except DatabaseUnavailable as exc:
+            checks["database"] = str(exc)
+        else:
+            if revision != self._head:
+                checks["database"] = f"schema at {revision}, heatup needs {self._head}"
+        if not self._scheduler.running:
+            checks["dispatcher"] = "stopping" if self._stopping else "not running"
+        if self._parts.gateway.auth_failing:
+            checks["gateway_auth"] = "the gateway refuses heatup's token"
+        return checks
 
     async def status(self) -> str:
-        counts = await self._repository.session_counts()
-        return (
-            f"{counts['scheduled']} of {counts['sessions']} sessions scheduled, "
-            f"{len(self._scheduler.in_flight)} runs in flight, {counts['invalid']} invalid, "
-            f"{counts['needs_attention']} need attention; last error: "
-            f"{self._scheduler.last_error or 'none'}"
+        counts, database = self._scheduler.counts, self._scheduler.database_error
+        line = (
+            f"{counts.get('scheduled', 0)} of {counts.get('sessions', 0)} sessions scheduled, "
+            f"{len(self._parts.pool)} runs in flight, {counts.get('invalid', 0)} invalid, "
+            f"{counts.get('needs_attention', 0)} need attention"
         )
+        if database is not None:
+            return f"{line}; database unavailable: {database}"
+        return f"{line}; last error: {self._scheduler.last_error or 'none'}"
 
-    def start_background(self) -> None:
+    # --- background ---------------------------------------------------------------------
+
+    def _start_background(self, serving: asyncio.Task[None]) -> None:
         self._background.append(asyncio.create_task(self._report_status(), name="status"))
         interval_s = watchdog_interval_s()
         if interval_s is not None:
             watchdog = self._ping_watchdog(interval_s)
             self._background.append(asyncio.create_task(watchdog, name="watchdog"))
-        for task in (*self._background, self._serving):
+        for task in (*self._background, serving):
             task.add_done_callback(self._died)
 
-    async def stop_background(self) -> None:
+    async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-    async def wait_for_stop(self) -> BaseException | None:
-        """Until SIGTERM/SIGINT (``None``) or a fatal failure (the failure)."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            waiters: list[asyncio.Future[Any]] = [stopper, self._fatal]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-        return self._fatal.result() if self._fatal.done() else None
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and not self._fatal.done():
@@ -255,9 +264,41 @@ class _Running:
     async def _report_status(self) -> None:
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
+            checks = await self.health()
+            self._metrics.set_health(
+                ready=all(value == "ok" for value in checks.values()),
+                database_up=checks["database"] == "ok",
+                gateway_auth_failing=checks["gateway_auth"] != "ok",
+            )
             self._notifier.status(await self.status())
 
     async def _ping_watchdog(self, interval_s: float) -> None:
         while True:
             self._notifier.watchdog()
             await asyncio.sleep(interval_s)
+
+    # --- signals ------------------------------------------------------------------------
+
+    async def _wait_for_stop(self) -> BaseException | None:
+        """Until SIGTERM/SIGINT (``None``) or a fatal failure (the failure). The handlers
+        stay installed until exit: a second signal hurries the stop."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        stopper = asyncio.create_task(self._stop_requested.wait())
+        try:
+            waiters: list[asyncio.Future[object]] = [stopper, self._fatal]  # type: ignore[list-item]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        self._stopping = True
+        return self._fatal.result() if self._fatal.done() else None
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self._stop_requested.is_set():
+            log.info("%s received: stopping gracefully", name)
+            self._stop_requested.set()
+            return
+        log.warning("%s received again: cancelling the runs in flight now", name)
+        self._parts.pool.hurry()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from typing import Final, Protocol
+from datetime import datetime
+from typing import Final
 
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.schedule import IntervalSchedule, Schedule, parse_schedule
@@ -108,6 +109,7 @@ class SessionSpec:
     jitter_seconds: int
     timezone: zoneinfo.ZoneInfo
     label: str | None
+    account_created_at: datetime | None = None
 
     @property
     def schedule_text(self) -> str:
@@ -136,32 +138,6 @@ def validate_session(
         jitter_seconds=parse_jitter(jitter_seconds, parsed),
         timezone=parse_timezone(timezone),
         label=parse_text("label", label, MAX_LABEL_LENGTH),
-    )
-
-
-class SessionRowLike(Protocol):
-    """Anything with a ``sessions`` row's admin-owned fields (a view, a raw row)."""
-
-    @property
-    def gateway_session_id(self) -> object: ...
-    @property
-    def schedule(self) -> object: ...
-    @property
-    def jitter_seconds(self) -> object: ...
-    @property
-    def timezone(self) -> object: ...
-    @property
-    def label(self) -> object: ...
-
-
-def validate_session_row(row: SessionRowLike) -> SessionSpec:
-    """``validate_session`` on the admin-owned fields of a row read from the database."""
-    return validate_session(
-        gateway_session_id=row.gateway_session_id,
-        schedule=row.schedule,
-        jitter_seconds=row.jitter_seconds,
-        timezone=row.timezone,
-        label=row.label,
     )
 
 

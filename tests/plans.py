@@ -5,29 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from heatup_daemon.config import PlannerSettings
-from heatup_daemon.planner.model import ACTION_KINDS, Action, PlanContext
+from heatup_daemon.enums import ActionKind
+from heatup_daemon.planner.model import PlanContext, PlannedAction
 
 
 def assert_valid_plan(
-    actions: Sequence[Action], context: PlanContext, bounds: PlannerSettings
+    actions: Sequence[PlannedAction], context: PlanContext, bounds: PlannerSettings
 ) -> None:
     assert 3 <= len(actions) <= 7, actions
     pool = {channel.username for channel in context.pool}
     joined = set(context.joined)
     for action in actions:
-        assert action.kind in ACTION_KINDS
-        if action.kind == "join_channel":
+        assert isinstance(action.action, ActionKind)
+        if action.action == "join_channel":
             assert action.channel in pool and action.channel not in joined, action
             joined.add(action.channel)
-            assert action.duration_s is None
-        elif action.kind == "read_messages":
+            assert action.duration_seconds is None
+        elif action.action == "read_messages":
             assert action.channel in joined, action
-            assert action.duration_s is not None
-            assert bounds.read_min_s <= action.duration_s <= bounds.read_max_s
-        elif action.kind == "idle":
-            assert action.channel is None and action.duration_s is not None
-            assert bounds.idle_min_s <= action.duration_s <= bounds.idle_max_s
+            assert action.duration_seconds is not None
+            assert bounds.read_min_s <= action.duration_seconds <= bounds.read_max_s
+        elif action.action == "idle":
+            assert action.channel is None and action.duration_seconds is not None
+            assert bounds.idle_min_s <= action.duration_seconds <= bounds.idle_max_s
         else:
-            assert action.channel is None and action.duration_s is None
+            assert action.channel is None and action.duration_seconds is None
     if context.unjoined:
-        assert any(a.kind == "join_channel" for a in actions), actions
+        assert any(a.action == "join_channel" for a in actions), actions

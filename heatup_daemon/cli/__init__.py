@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from heatup_daemon import __version__
-from heatup_daemon.cli import admin, daemon, registry, sandbox, warmup
+from heatup_daemon.cli import admin, daemon, demo, registry, sandbox, warmup
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_USAGE, Parser
 from heatup_daemon.errors import (
     AlreadyExists,
@@ -42,6 +42,7 @@ def build_parser() -> Parser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     daemon.add_parsers(commands)
+    demo.add_parsers(commands)
     admin.add_parsers(commands)
     registry.add_parsers(commands)
     sandbox.add_parsers(commands)

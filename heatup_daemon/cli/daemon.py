@@ -1,45 +1,19 @@
-"""``heatup run`` (the daemon) and ``heatup demo`` (the daemon against a local sandbox)."""
+"""``heatup run``: the daemon."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-from collections import Counter
-from pathlib import Path
-from typing import Any, Final
-
-from heatup_daemon.cli.common import say, settings_of
-from heatup_daemon.cli.output import print_table
-from heatup_daemon.config import Settings, load_settings
-from heatup_daemon.db.runs import ActionRecord
-from heatup_daemon.executor import RunTarget
-
-DEMO_DATABASE: Final = "heatup-demo.db"
-# (gateway id, schedule, jitter seconds, timezone, label)
-DEMO_SESSIONS: Final = (
-    (1, "30s", 5, "UTC", "every 30 seconds"),
-    (2, "45s", 5, "UTC", "every 45 seconds"),
-    (3, "* * * * *", 5, "Europe/Berlin", "cron: every minute, Berlin time"),
-    (4, "1m", 5, "America/New_York", "every minute, New York"),
-    (9001, "1m", 5, "UTC", "a revoked account (the gateway says so)"),
-)
-DEMO_TIME_SCALE: Final = 0.03
+from typing import Any
 
 
 def add_parsers(commands: Any) -> None:
     run = commands.add_parser("run", help="run the daemon")
     run.add_argument("--once", action="store_true", help="run what is due now, then exit")
-    run.add_argument("--node-name", type=_node_name, help="this process's name in the history")
+    run.add_argument("--node-name", type=node_name, help="this process's name in the history")
     run.set_defaults(handler=run_daemon_command)
 
-    demo = commands.add_parser("demo", help="watch heatup work against a local sandbox")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.set_defaults(handler=run_demo)
 
-
-def _node_name(text: str) -> str:
+def node_name(text: str) -> str:
     if not 1 <= len(text) <= 128 or not text.isprintable():
         raise argparse.ArgumentTypeError("must be 1 to 128 printable characters")
     return text
@@ -48,164 +22,12 @@ def _node_name(text: str) -> str:
 def run_daemon_command(args: argparse.Namespace) -> int:
     import uvloop
 
+    from heatup_daemon.cli.common import settings_of
     from heatup_daemon.logs import configure_logging
     from heatup_daemon.service import run_daemon
 
     settings = settings_of(args)
     if args.node_name:
         settings = settings.model_copy(update={"node_name": args.node_name})
-    configure_logging(settings.service.log_level)
+    configure_logging(settings.service.log_level, secrets=settings.secret_values())
     return uvloop.run(run_daemon(settings, once=args.once))
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    import uvloop
-
-    from heatup_daemon.logs import configure_logging
-
-    settings = _demo_settings(args.config)
-    configure_logging("INFO", json_lines=False)
-    say(
-        f"heatup demo: database {settings.database.sqlite_path}, time scale {DEMO_TIME_SCALE}, "
-        f"API on http://127.0.0.1:{settings.api.port}"
-    )
-    say("runs start within seconds; Ctrl-C stops the demo and prints a summary\n")
-    return uvloop.run(_demo(settings, args.duration))
-
-
-def _demo_settings(config: Path | None) -> Settings:
-    from heatup_daemon.serving import free_port
-
-    base = load_settings(config)
-    return Settings.model_validate(
-        {
-            **base.model_dump(),
-            "database": {"url": f"sqlite:///{Path.cwd() / DEMO_DATABASE}"},
-            "executor": {**base.executor.model_dump(), "time_scale": DEMO_TIME_SCALE},
-            "scheduler": {
-                **base.scheduler.model_dump(),
-                "reconcile_seconds": 2.0,
-                "dispatch_interval_seconds": 0.5,
-            },
-            "service": {**base.service.model_dump(), "stop_timeout_s": 5.0},
-            "gateway": {"base_url": "http://127.0.0.1:9"},  # replaced by the sandbox's
-            "api": {"host": "127.0.0.1", "port": free_port()},
-        }
-    )
-
-
-async def _demo(settings: Settings, duration_s: float | None) -> int:
-    from heatup_daemon.sandbox import SandboxApp
-    from heatup_daemon.service import run_daemon
-    from heatup_daemon.serving import ReadyServer, free_port, server_config
-
-    port = free_port()
-    sandbox = ReadyServer(
-        server_config(SandboxApp(), "127.0.0.1", port, lifespan="off"), lambda: None
-    )
-    sandbox_task = asyncio.create_task(sandbox.serve())
-    settings = settings.model_copy(
-        update={
-            "gateway": settings.gateway.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
-        }
-    )
-    try:
-        await _prepare(settings)
-
-        async def on_ready() -> None:
-            if duration_s is not None:
-                asyncio.get_running_loop().call_later(
-                    duration_s, os.kill, os.getpid(), signal.SIGINT
-                )
-
-        code = await run_daemon(settings, on_action=_print_action, on_ready=on_ready)
-        await _summary(settings)
-        return code
-    finally:
-        sandbox.should_exit = True
-        await sandbox_task
-
-
-def _print_action(target: RunTarget, record: ActionRecord) -> None:
-    where = f" @{record.channel}" if record.channel else ""
-    error = f" ({record.error_code})" if record.error_code else ""
-    say(
-        f"          session {target.gateway_session_id} run {target.run_id}: "
-        f"{record.seq}. {record.kind}{where} {record.outcome}{error}"
-    )
-
-
-async def _prepare(settings: Settings) -> None:
-    from heatup_daemon.db import migrate
-    from heatup_daemon.db.engine import create_engine
-    from heatup_daemon.db.repository import Repository
-    from heatup_daemon.errors import AlreadyExists
-    from heatup_daemon.validation import validate_session
-
-    engine = create_engine(settings.database)
-    try:
-        await migrate.upgrade(engine)
-        repository = Repository(engine)
-        await repository.seed_channels(settings.channels)
-        for gateway_id, schedule, jitter, timezone, label in DEMO_SESSIONS:
-            spec = validate_session(
-                gateway_session_id=gateway_id,
-                schedule=schedule,
-                jitter_seconds=jitter,
-                timezone=timezone,
-                label=label,
-            )
-            try:
-                await repository.add_session(spec)
-            except AlreadyExists:
-                pass
-    finally:
-        await engine.dispose()
-
-
-async def _summary(settings: Settings) -> None:
-    from heatup_daemon.db.engine import create_engine
-    from heatup_daemon.db.repository import Repository
-
-    engine = create_engine(settings.database)
-    try:
-        repository = Repository(engine)
-        rows = []
-        for session in await repository.list_sessions():
-            assert isinstance(session.gateway_session_id, int)
-            runs = await repository.history(session.gateway_session_id, limit=1000)
-            statuses = Counter(run.status for run in runs)
-            actions = Counter(a.outcome for run in runs for a in run.actions)
-            rows.append(
-                (
-                    session.gateway_session_id,
-                    session.label,
-                    session.state,
-                    len(runs),
-                    statuses["succeeded"],
-                    statuses["partial"],
-                    statuses["failed"],
-                    statuses["skipped"] + statuses["interrupted"],
-                    actions["ok"],
-                    actions["failed"],
-                )
-            )
-    finally:
-        await engine.dispose()
-    say("\nsummary (all runs in the demo database):")
-    print_table(
-        (
-            "SESSION",
-            "LABEL",
-            "STATE",
-            "RUNS",
-            "OK",
-            "PARTIAL",
-            "FAILED",
-            "SKIPPED/INT",
-            "ACTIONS OK",
-            "ACTIONS FAILED",
-        ),
-        rows,
-    )
-    say("\nmore: heatup history ID (with HEATUP_DATABASE__URL=sqlite:///heatup-demo.db)")

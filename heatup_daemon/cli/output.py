@@ -9,6 +9,10 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
+from heatup_daemon.enums import RunStatus
+from heatup_daemon.planner.model import Plan
+from heatup_daemon.stores import ActionRecord, Run
+
 
 def format_time(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -51,3 +55,47 @@ def print_json(value: object, out: TextIO | None = None) -> None:
         value = [asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for v in value]
     json.dump(value, out, default=_plain, indent=2, sort_keys=False)
     out.write("\n")
+
+
+def action_line(record: ActionRecord, run: Run | None = None) -> str:
+    """One line about an action that ended (``heatup warmup``; the demo names the run)."""
+    where = record.channel or "-"
+    seconds = "-" if record.actual_duration_s is None else f"{record.actual_duration_s:.2f}s"
+    error = f"  {record.error_code}: {record.error_text}" if record.error_code else ""
+    head = f"  session {run.session.gateway_session_id} run {run.id}:" if run else " "
+    return (
+        f"{head} {record.seq}. {record.kind:15s} {where:22s} {seconds:>8s}  {record.outcome}{error}"
+    )
+
+
+class LiveActions:
+    """A ``RunObserver`` that prints each action as it ends."""
+
+    def __init__(self, *, with_run: bool = False) -> None:
+        self._with_run = with_run
+
+    def action_ended(self, run: Run, record: ActionRecord) -> None:
+        sys.stdout.write(action_line(record, run if self._with_run else None) + "\n")
+        sys.stdout.flush()
+
+    def run_started(self, run: Run, plan: Plan) -> None:
+        pass
+
+    def run_ended(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None,
+        actions: Sequence[ActionRecord],
+        seconds: float,
+    ) -> None:
+        pass
+
+    def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
+        pass
+
+    def needs_attention(self, run: Run, reason: str) -> None:
+        pass
+
+    def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
+        pass

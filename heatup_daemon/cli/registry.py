@@ -7,7 +7,8 @@ from typing import Any
 
 from heatup_daemon.cli.common import EXIT_OK, say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
-from heatup_daemon.db.repository import ChannelView, Repository, SessionView
+from heatup_daemon.db.repository import Repository
+from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import (
     parse_gateway_id,
     parse_username,
@@ -84,7 +85,7 @@ def add_parsers(commands: Any) -> None:
         command.set_defaults(handler=handler)
 
 
-def session_row(view: SessionView) -> tuple[object, ...]:
+def session_row(view: SessionRecord) -> tuple[object, ...]:
     problem = view.invalid_reason or (
         f"{view.state}: {view.state_reason}" if view.state != "active" else None
     )
@@ -102,7 +103,7 @@ def session_row(view: SessionView) -> tuple[object, ...]:
     )
 
 
-def print_sessions(views: list[SessionView]) -> None:
+def print_sessions(views: list[SessionRecord]) -> None:
     print_table(SESSION_COLUMNS, [session_row(view) for view in views])
 
 
@@ -123,7 +124,7 @@ def sessions_add(args: argparse.Namespace) -> int:
 def sessions_list(args: argparse.Namespace) -> int:
     views = with_repository(settings_of(args), Repository.list_sessions)
     if args.json:
-        print_json(views)
+        print_json([view.public() for view in views])
     else:
         print_sessions(views)
     return EXIT_OK
@@ -133,14 +134,10 @@ def sessions_show(args: argparse.Namespace) -> int:
     gateway_id = parse_gateway_id(args.id)
     view = with_repository(settings_of(args), lambda repo: repo.get_session(gateway_id))
     if args.json:
-        print_json(view)
+        print_json(view.public())
     else:
-        print_table(("FIELD", "VALUE"), list(_fields(view)))
+        print_table(("FIELD", "VALUE"), list(view.public().items()))
     return EXIT_OK
-
-
-def _fields(view: SessionView | ChannelView) -> list[tuple[str, object]]:
-    return [(name, getattr(view, name)) for name in view.__slots__]
 
 
 def _set_session_enabled(args: argparse.Namespace, enabled: bool) -> int:
@@ -184,7 +181,7 @@ def channels_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [
         (
-            f"@{view.username}",
+            view.username,
             view.category,
             view.title,
             view.enabled,

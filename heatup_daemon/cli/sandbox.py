@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of
-from heatup_daemon.sandbox import SandboxApp, default_world, load_world, parse_faults
-from heatup_daemon.sandbox.faults import describe
-from heatup_daemon.sandbox.llm_stub import SCENARIOS, LLMStubApp
 
 
 def add_parsers(commands: Any) -> None:
@@ -24,11 +21,23 @@ def add_parsers(commands: Any) -> None:
     stub = commands.add_parser("llm-stub", help="run an OpenAI-compatible stub LLM")
     stub.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     stub.add_argument("--port", type=int, default=8082, help="port (default: 8082)")
-    stub.add_argument("--scenario", default="good", choices=SCENARIOS, help="how it answers")
+    stub.add_argument(
+        "--scenario", default="good", type=_scenario, help="how it answers (good, or a failure)"
+    )
     stub.set_defaults(handler=run_llm_stub)
 
 
+def _scenario(name: str) -> str:
+    from heatup_daemon.sandbox.llm_stub import SCENARIOS
+
+    if name not in SCENARIOS:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(SCENARIOS)}")
+    return name
+
+
 def run_sandbox(args: argparse.Namespace) -> int:
+    from heatup_daemon.sandbox import SandboxApp, default_world, load_world, parse_faults
+    from heatup_daemon.sandbox.faults import describe
     from heatup_daemon.serving import ReadyServer, server_config
 
     settings = settings_of(args)
@@ -52,6 +61,7 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 
 def run_llm_stub(args: argparse.Namespace) -> int:
+    from heatup_daemon.sandbox.llm_stub import LLMStubApp
     from heatup_daemon.serving import ReadyServer, server_config
 
     app = LLMStubApp(args.scenario)

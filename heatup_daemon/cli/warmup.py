@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of, with_repository
-from heatup_daemon.cli.output import format_time, print_json, print_table
+from heatup_daemon.cli.output import LiveActions, format_time, print_json, print_table
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.runs import ActionRecord, RunView
-from heatup_daemon.executor import RunTarget
-from heatup_daemon.planner.model import Action, Plan
+from heatup_daemon.enums import Outcome, RunStatus, Trigger
+from heatup_daemon.planner.context import plan_context
+from heatup_daemon.planner.model import Plan, PlannedAction
+from heatup_daemon.session import validate_record
+from heatup_daemon.stores import Run, RunView
 from heatup_daemon.validation import parse_gateway_id
 
 ACTION_COLUMNS = ("#", "ACTION", "CHANNEL", "SECONDS", "OUTCOME", "ERROR")
@@ -46,6 +47,7 @@ def _time_scale(text: str) -> float:
 
 
 def run_warmup(args: argparse.Namespace) -> int:
+    from heatup_daemon.metrics import Metrics
     from heatup_daemon.parts import build_parts
 
     gateway_id = parse_gateway_id(args.id)
@@ -58,34 +60,33 @@ def run_warmup(args: argparse.Namespace) -> int:
     clock = SystemClock()
 
     async def work(repository: Repository) -> int:
-        session = await repository.get_session(gateway_id)
         await repository.seed_channels(settings.channels)  # an empty pool only, as at start
-        parts = build_parts(settings, repository, clock)
+        parts = build_parts(settings, repository, clock, Metrics(), LiveActions())
         try:
             if args.dry_run:
-                context = await repository.plan_context(session, clock.now())
-                _print_plan(await parts.planner.plan(context))
+                record = await repository.get_session(gateway_id)
+                session = validate_record(record, clock.now())
+                facts = await repository.planning_facts(session, clock.now())
+                _print_plan(await parts.planner.plan(plan_context(session, facts, clock.now())))
                 return EXIT_OK
 
-            async def on_plan(run_id: int, plan: Plan) -> None:
-                say(f"run {run_id} for session {gateway_id}")
+            async def on_plan(run: Run, plan: Plan) -> None:
+                say(f"run {run.id} for session {gateway_id}")
                 _print_plan(plan)
                 say("")
 
-            def on_action(_target: RunTarget, record: ActionRecord) -> None:
-                say(_action_line(record))
-                sys.stdout.flush()
-
-            result = await parts.runner.run(session, "cli", on_plan=on_plan, on_action=on_action)
+            run = await parts.runner.start(gateway_id, Trigger.CLI)
+            result = await parts.runner.run(run, on_plan=on_plan)
         finally:
             await parts.aclose()
         outcome = result.outcome
         say(
-            f"\nrun {result.run_id} {outcome.status}: {len(outcome.actions)} actions "
-            f"({outcome.count('ok')} ok, {outcome.count('failed')} failed, "
-            f"{outcome.count('skipped')} skipped)" + (f"; {outcome.error}" if outcome.error else "")
+            f"\nrun {result.run.id} {result.status}: {len(outcome.actions)} actions "
+            f"({outcome.count(Outcome.OK)} ok, {outcome.count(Outcome.FAILED)} failed, "
+            f"{outcome.count(Outcome.SKIPPED)} skipped)"
+            + (f"; {outcome.error}" if outcome.error else "")
         )
-        return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+        return EXIT_FAILURE if result.status is RunStatus.FAILED else EXIT_OK
 
     return with_repository(settings, work)
 
@@ -101,22 +102,15 @@ def _print_plan(plan: Plan) -> None:
         say(f"  note: {note}")
 
 
-def _describe(action: Action) -> str:
-    parts: list[str] = [action.kind]
+def _describe(action: PlannedAction) -> str:
+    parts: list[str] = [action.action]
     if action.channel:
-        parts.append(f"@{action.channel}")
-    if action.duration_s is not None:
-        parts.append(f"for {action.duration_s:g} s")
+        parts.append(action.channel)
+    if action.duration_seconds is not None:
+        parts.append(f"for {action.duration_seconds:g} s")
     if action.reason:
         parts.append(f"({action.reason})")
     return " ".join(parts)
-
-
-def _action_line(record: ActionRecord) -> str:
-    where = f"@{record.channel}" if record.channel else "-"
-    seconds = f"{record.actual_duration_s:.2f}s" if record.actual_duration_s is not None else "-"
-    error = f"  {record.error_code}: {record.error_text}" if record.error_code else ""
-    return f"  {record.seq}. {record.kind:15s} {where:22s} {seconds:>8s}  {record.outcome}{error}"
 
 
 def show_history(args: argparse.Namespace) -> int:
@@ -144,7 +138,7 @@ def _print_run(run: RunView) -> None:
         (
             a.seq,
             a.kind,
-            f"@{a.channel}" if a.channel else None,
+            a.channel,
             None if a.actual_duration_s is None else f"{a.actual_duration_s:.2f}",
             a.outcome,
             f"{a.error_code}: {a.error_text}" if a.error_code else None,

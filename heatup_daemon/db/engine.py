@@ -1,24 +1,39 @@
-"""Async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg or psycopg 3)."""
+"""Async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg or psycopg 3).
+
+SQLite: every connection gets WAL, a busy timeout and foreign keys (off by default, and ON
+DELETE rules need them). heatup emits the transaction's BEGIN itself: ``BEGIN IMMEDIATE``
+for a write transaction (the ``WRITE`` execution option), so that it takes the write lock
+up front, and a plain deferred ``BEGIN`` for the rest.
+
+PostgreSQL: sessions run in UTC (so that a time cast to text reads the same on every
+node), with a connect timeout and a statement timeout, so that a database that hangs is
+noticed as unavailable instead of stalling a claim.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from heatup_daemon.config import DatabaseSettings
 
+WRITE: Final = "heatup_write"
+CONNECT_TIMEOUT_S: Final = 10
+STATEMENT_TIMEOUT_S: Final = 30
+
 
 def create_engine(settings: DatabaseSettings, **kwargs: Any) -> AsyncEngine:
-    """An engine for ``settings.url``; on SQLite every connection gets WAL, a busy timeout
-    and foreign keys (SQLite leaves them off by default, and ON DELETE rules need them)."""
+    """An engine for ``settings.url``."""
     if settings.is_sqlite:
         engine = create_async_engine(settings.url, **kwargs)
         busy_timeout_ms = settings.sqlite_busy_timeout_ms
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # heatup emits BEGIN (below)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # WAL's recommended durability: no fsync per commit; a power cut may lose the last
@@ -28,11 +43,29 @@ def create_engine(settings: DatabaseSettings, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            immediate = connection.get_execution_options().get(WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
+    if settings.url.startswith("postgresql+asyncpg"):
+        connect_args: dict[str, Any] = {
+            "timeout": CONNECT_TIMEOUT_S,
+            "command_timeout": STATEMENT_TIMEOUT_S,
+            "server_settings": {"timezone": "UTC"},
+        }
+    else:  # psycopg 3
+        connect_args = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c timezone=UTC -c statement_timeout={STATEMENT_TIMEOUT_S * 1000}",
+        }
     return create_async_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=True,
+        pool_timeout=CONNECT_TIMEOUT_S,
+        connect_args=connect_args,
         **kwargs,
     )

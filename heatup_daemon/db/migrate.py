@@ -10,13 +10,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from heatup_daemon.errors import BadRevision, HeatupError, SchemaNotAtHead
+
+# pg_advisory_xact_lock key of schema migrations ("heatup" in ASCII).
+MIGRATION_LOCK: Final = 0x686561747570
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -45,15 +48,16 @@ def head_revision() -> str:
 def configure_and_run(context: Any, connection: Connection, metadata: MetaData) -> None:
     """Run the migrations Alembic selected on ``connection`` (called from ``env.py``).
 
+    PostgreSQL: the migration holds an advisory lock until it commits, so several nodes
+    upgrading at once take turns, and the later ones find the schema at head already.
     SQLite rebuilds tables to alter them (batch mode); foreign keys are switched off
     meanwhile, or dropping the old copy of a table would cascade into its children.
     """
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
-        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        # The PRAGMA opened SQLAlchemy's implicit transaction; end it so that Alembic's own
-        # transaction commits the migration and its version row.
-        connection.commit()
+        _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
+    else:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     context.configure(
         connection=connection,
         target_metadata=metadata,
@@ -63,11 +67,22 @@ def configure_and_run(context: Any, connection: Connection, metadata: MetaData) 
     with context.begin_transaction():
         context.run_migrations()
     if sqlite:
-        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-        connection.commit()
+        broken = _sqlite_pragma(connection, "PRAGMA foreign_key_check")
+        _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
         if broken:
             raise HeatupError(f"migration left {len(broken)} rows with broken foreign keys")
+
+
+def _sqlite_pragma(connection: Connection, statement: str) -> list[Any]:
+    """Run a PRAGMA on the driver's connection, outside any transaction (SQLite ignores
+    ``foreign_keys`` inside one)."""
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 async def run_alembic(engine: AsyncEngine, action: Callable[[Config], None]) -> None:

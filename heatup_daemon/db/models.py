@@ -1,20 +1,22 @@
 """SQLAlchemy models: the schema heatup's migrations build, constraint for constraint.
 
 Admin-owned columns of ``sessions`` and ``channels`` may be edited by hand while heatup runs;
-the database enforces what it can (CHECK, UNIQUE, foreign keys) and heatup validates the rest
-when it reads a row (``heatup_daemon.validation``), recording why in ``invalid_reason``.
-Every datetime is timezone-aware UTC in Python.
+the database enforces what it can (CHECK, UNIQUE, foreign keys, well-formed finite times in
+heatup's own time columns) and heatup validates the rest when it reads a row
+(``heatup_daemon.validation``), recording why in ``invalid_reason``. Every datetime is
+timezone-aware UTC in Python.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -31,19 +33,40 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
 
-SESSION_STATES: Final = ("active", "needs_attention")
-RUN_TRIGGERS: Final = ("schedule", "api", "cli")
-RUN_STATUSES: Final = ("running", "succeeded", "partial", "failed", "interrupted", "skipped")
-PLAN_SOURCES: Final = ("llm", "fallback")
-ACTION_KINDS: Final = ("join_channel", "read_messages", "browse_dialogs", "idle")
-ACTION_OUTCOMES: Final = ("ok", "failed", "skipped")
+from heatup_daemon.enums import (
+    ActionKind,
+    JoinStatus,
+    Outcome,
+    PlanSource,
+    RunStatus,
+    SessionState,
+    Trigger,
+    sql_in,
+)
 
 # SQLite has no 64-bit autoincrement type: only INTEGER PRIMARY KEY is an alias of the rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# Times the database itself keeps well-formed: finite on PostgreSQL; on SQLite, where any
+# column holds any value, text that SQLite reads as a date and time.
+SESSION_TIME_COLUMNS: Final = (
+    "account_created_at",
+    "next_nominal_at",
+    "next_run_at",
+    "last_run_at",
+    "cooldown_until",
+    "flood_wait_at",
+)
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+def time_checks(column: str) -> tuple[CheckConstraint, CheckConstraint]:
+    finite = CheckConstraint(f"{column} IS NULL OR isfinite({column})", name=f"{column}_finite")
+    well_formed = CheckConstraint(
+        f"{column} IS NULL OR (typeof({column}) = 'text' AND datetime({column}) IS NOT NULL "
+        f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*')",
+        name=f"{column}_is_time",
+    )
+    return finite.ddl_if(dialect="postgresql"), well_formed.ddl_if(dialect="sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -93,7 +116,9 @@ class SessionRow(Base):
     __table_args__ = (
         CheckConstraint("gateway_session_id >= 1", name="gateway_id_positive"),
         CheckConstraint("jitter_seconds >= 0", name="jitter_not_negative"),
-        CheckConstraint(_in("state", SESSION_STATES), name="state"),
+        CheckConstraint(sql_in("state", SessionState), name="state"),
+        CheckConstraint("flood_wait_s IS NULL OR flood_wait_s >= 0", name="flood_wait_s"),
+        *(check for column in SESSION_TIME_COLUMNS for check in time_checks(column)),
         Index("ix_sessions_next_run_at", "next_run_at"),
     )
 
@@ -101,21 +126,30 @@ class SessionRow(Base):
     # Admin-owned.
     gateway_session_id: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
     label: Mapped[str | None] = mapped_column(String(200))
-    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), nullable=False)
+    enabled: Mapped[bool] = mapped_column(
+        Boolean(create_constraint=True, name="enabled_boolean"),
+        server_default=text("true"),
+        nullable=False,
+    )
     schedule: Mapped[str] = mapped_column(String(100), nullable=False)
     jitter_seconds: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC", nullable=False)
+    # When the Telegram account was created; NULL: when the row was registered.
+    account_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # heatup-owned.
     state: Mapped[str] = mapped_column(String(20), server_default="active", nullable=False)
     state_reason: Mapped[str | None] = mapped_column(Text)
     invalid_reason: Mapped[str | None] = mapped_column(Text)
-    # The admin columns (schedule, jitter, timezone) next_run_at was computed from; a
-    # difference means an admin edited the row and the next slot must be recomputed.
-    applied_schedule: Mapped[str | None] = mapped_column(Text)
+    # The admin key (``db.sessions.admin_key``) as of the last time heatup applied the row:
+    # a row whose key differs was inserted or edited since, and is reconciled.
+    applied_key: Mapped[str | None] = mapped_column(Text)
     next_nominal_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cooldown_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last flood wait Telegram imposed: when, and how many seconds.
+    flood_wait_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flood_wait_s: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), server_default=func.now(), onupdate=func.now(), nullable=False
@@ -135,7 +169,11 @@ class ChannelRow(Base):
     title: Mapped[str | None] = mapped_column(String(128))
     category: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
-    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"), nullable=False)
+    enabled: Mapped[bool] = mapped_column(
+        Boolean(create_constraint=True, name="enabled_boolean"),
+        server_default=text("true"),
+        nullable=False,
+    )
     invalid_reason: Mapped[str | None] = mapped_column(Text)
     # Set when the gateway reports the channel unusable for several sessions.
     flagged_reason: Mapped[str | None] = mapped_column(Text)
@@ -156,21 +194,47 @@ class SessionChannelRow(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class JoinRow(Base):
+    """The join ledger: one row per join a plan reserved. The account's join ramp and the
+    pool's pace per channel count the rows that were not released, across every node."""
+
+    __tablename__ = "channel_joins"
+    __table_args__ = (
+        CheckConstraint(sql_in("status", JoinStatus), name="status"),
+        Index("ix_channel_joins_channel_id_reserved_at", "channel_id", "reserved_at"),
+        Index("ix_channel_joins_session_id_reserved_at", "session_id", "reserved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), nullable=False
+    )
+    # Kept (as NULL) when the session is removed: the channel's pace still counts the join.
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("warmup_runs.id", ondelete="SET NULL"))
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
 class RunRow(Base):
     """One warm-up run. Scheduled runs are unique per (session, nominal slot)."""
 
     __tablename__ = "warmup_runs"
     __table_args__ = (
         UniqueConstraint("session_id", "scheduled_for"),
-        CheckConstraint(_in("trigger", RUN_TRIGGERS), name="trigger"),
-        CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+        CheckConstraint(sql_in("trigger", Trigger), name="trigger"),
+        CheckConstraint(sql_in("status", RunStatus), name="status"),
         CheckConstraint(
-            f"plan_source IS NULL OR {_in('plan_source', PLAN_SOURCES)}", name="source"
+            f"plan_source IS NULL OR {sql_in('plan_source', PlanSource)}", name="source"
         ),
         CheckConstraint(
             "(trigger = 'schedule') = (scheduled_for IS NOT NULL)", name="slot_iff_scheduled"
         ),
+        CheckConstraint(
+            "next_slot_at IS NULL OR next_slot_at > scheduled_for", name="next_slot_after"
+        ),
         Index("ix_warmup_runs_gateway_session_id_started_at", "gateway_session_id", "started_at"),
+        Index("ix_warmup_runs_session_id_started_at", "session_id", "started_at"),
         Index("ix_warmup_runs_status_heartbeat_at", "status", "heartbeat_at"),
         Index("ix_warmup_runs_started_at", "started_at"),
         # One run in flight per session, whichever process or trigger starts it.
@@ -190,6 +254,11 @@ class RunRow(Base):
     trigger: Mapped[str] = mapped_column(String(16), nullable=False)
     # The nominal slot time (without jitter) for scheduled runs; NULL for api and cli runs.
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The session's next nominal slot after this row's. Every slot has exactly one row, so a
+    # session's scheduled rows form a chain: each row's scheduled_for is the previous row's
+    # next_slot_at. A skipped row whose next_slot_at is several periods on stands for every
+    # slot in between (missed while heatup was down, coalesced, or in a cooldown).
+    next_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the run was due (the jittered slot time, or the request time).
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -215,8 +284,8 @@ class ActionRow(Base):
     __tablename__ = "warmup_actions"
     __table_args__ = (
         UniqueConstraint("run_id", "seq"),
-        CheckConstraint(_in("kind", ACTION_KINDS), name="kind"),
-        CheckConstraint(_in("outcome", ACTION_OUTCOMES), name="outcome"),
+        CheckConstraint(sql_in("kind", ActionKind), name="kind"),
+        CheckConstraint(sql_in("outcome", Outcome), name="outcome"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -236,3 +305,12 @@ class ActionRow(Base):
     gateway_latency_s: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[RunRow] = relationship(back_populates="actions")
+
+
+class TokenUsageRow(Base):
+    """LLM tokens spent per UTC day by every node together (``llm.daily_token_budget``)."""
+
+    __tablename__ = "llm_token_usage"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)

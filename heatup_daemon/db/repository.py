@@ -1,14 +1,16 @@
 """The repository: every database operation heatup performs, and the only code that opens a
-database session. Its parts live beside it: ``registry`` (sessions, channels), ``runs``
-(runs, actions, session state heatup owns) and ``scheduling`` (reconcile, claims, reaping)."""
+database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
+given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
+``runs`` (runs, actions, the session state runs change) and ``scheduling`` (reconcile,
+claims, reaping, housekeeping)."""
 
 from __future__ import annotations
 
-from heatup_daemon.db.registry import ChannelView, RegistryStore, SessionView
-from heatup_daemon.db.runs import ActionRecord, RunStore, RunView
+from heatup_daemon.db.registry import RegistryStore
+from heatup_daemon.db.runs import RunStore
 from heatup_daemon.db.scheduling import SchedulingStore
 
-__all__ = ["ActionRecord", "ChannelView", "Repository", "RunView", "SessionView"]
+__all__ = ["Repository"]
 
 
 class Repository(RegistryStore, RunStore, SchedulingStore):

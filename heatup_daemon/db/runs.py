@@ -1,15 +1,13 @@
-"""Run history and the session state heatup owns: runs, actions, cooldowns, joins."""
+"""Run history and the session state runs change: runs, actions, cooldowns, joins."""
 
 from __future__ import annotations
 
-import zoneinfo
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from heatup_daemon.db.models import (
     ActionRow,
@@ -17,11 +15,22 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionChannelRow,
     SessionRow,
+    TokenUsageRow,
 )
-from heatup_daemon.db.registry import SessionView
-from heatup_daemon.db.store import Store, rows_affected, view_of
-from heatup_daemon.errors import AlreadyRunning, DuplicateSlot, NotFound
-from heatup_daemon.planner.model import Plan, PlanContext, PoolChannel
+from heatup_daemon.db.sessions import record_columns, record_from
+from heatup_daemon.db.store import Store, record_of
+from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, SessionState, Trigger
+from heatup_daemon.errors import AlreadyRunning, NotFound
+from heatup_daemon.session import Session, admit
+from heatup_daemon.stores import (
+    ActionRecord,
+    PastRun,
+    PlanningFacts,
+    PoolChannel,
+    Run,
+    RunView,
+    StoredPlan,
+)
 
 # A channel failing with the same code for this many sessions within a day is flagged.
 CHANNEL_FLAG_SESSIONS: Final = 3
@@ -29,112 +38,51 @@ CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
 RECENT_RUNS: Final = 3
 
 
-@dataclass(frozen=True, slots=True)
-class ActionRecord:
-    """One executed action, as the executor reports it and the history shows it."""
-
-    seq: int
-    kind: str
-    channel: str | None
-    planned_duration_s: float | None
-    actual_duration_s: float | None
-    started_at: datetime
-    finished_at: datetime
-    outcome: str
-    error_code: str | None = None
-    error_text: str | None = None
-    gateway_latency_s: float | None = None
-
-    @classmethod
-    def of(cls, row: ActionRow) -> ActionRecord:
-        return view_of(cls, row)
-
-
-@dataclass(frozen=True, slots=True)
-class RunStart:
-    session_id: int
-    gateway_session_id: int
-    trigger: str
-    due_at: datetime
-    started_at: datetime
-    node: str
-    scheduled_for: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunView:
-    id: int
-    session_id: int | None
-    gateway_session_id: int
-    trigger: str
-    scheduled_for: datetime | None
-    due_at: datetime
-    status: str
-    plan_source: str | None
-    plan_model: str | None
-    plan: Any
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    node: str
-    started_at: datetime
-    heartbeat_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    actions: tuple[ActionRecord, ...]
-
-    @classmethod
-    def of(cls, row: RunRow, actions: tuple[ActionRecord, ...]) -> RunView:
-        return view_of(cls, row, actions=actions)
-
-
 class RunStore(Store):
-    """Runs, their actions, and the columns of ``sessions`` that heatup owns."""
+    """Runs, their actions, and the columns of ``sessions`` that runs change."""
 
-    async def start_run(self, start: RunStart) -> int:
-        """Insert a ``running`` run; raise ``AlreadyRunning`` if the session has one in
-        flight, ``DuplicateSlot`` if its scheduled slot was run already."""
-        row = RunRow(
-            session_id=start.session_id,
-            gateway_session_id=start.gateway_session_id,
-            trigger=start.trigger,
-            scheduled_for=start.scheduled_for,
-            due_at=start.due_at,
-            status="running",
-            node=start.node,
-            started_at=start.started_at,
-            heartbeat_at=start.started_at,
-        )
-        try:
-            async with self._transaction() as db:
-                db.add(row)
-        except IntegrityError:
-            async with self._transaction() as db:
-                running = await db.scalar(
-                    select(RunRow.id).where(
-                        RunRow.session_id == start.session_id, RunRow.status == "running"
-                    )
+    async def start_run(
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+    ) -> Run:
+        query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
+        if self.locks_rows:
+            query = query.with_for_update(of=SessionRow)
+        async with self._write() as db:
+            row = (await db.execute(query)).first()
+            if row is None:
+                raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
+            session = admit(record_from(row), now)
+            running = await db.scalar(
+                select(RunRow.id).where(
+                    RunRow.session_id == session.id, RunRow.status == RunStatus.RUNNING
                 )
+            )
             if running is not None:
-                raise AlreadyRunning(
-                    f"session {start.gateway_session_id} has run {running} in flight"
-                ) from None
-            raise DuplicateSlot(
-                f"session {start.gateway_session_id} already ran its slot {start.scheduled_for}"
-            ) from None
-        return row.id
+                raise AlreadyRunning(f"session {gateway_session_id} has run {running} in flight")
+            run_id = await db.scalar(
+                self.insert(RunRow)
+                .values(
+                    session_id=session.id,
+                    gateway_session_id=gateway_session_id,
+                    trigger=trigger,
+                    due_at=now,
+                    status=RunStatus.RUNNING,
+                    node=node,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+                .returning(RunRow.id)
+            )
+        assert run_id is not None
+        return Run(run_id, session, trigger, now, now)
 
-    async def set_run_plan(self, run_id: int, plan: Plan) -> None:
-        document = {
-            "actions": plan.as_json(),
-            "fallback_reason": plan.fallback_reason,
-            "notes": list(plan.notes),
-        }
-        async with self._transaction() as db:
+    async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
+        async with self._write() as db:
             await db.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
                 .values(
-                    plan=document,
+                    plan=plan.document,
                     plan_source=plan.source,
                     plan_model=plan.model,
                     prompt_tokens=plan.prompt_tokens,
@@ -143,41 +91,40 @@ class RunStore(Store):
             )
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
-        async with self._transaction() as db:
-            db.add(
-                ActionRow(
-                    run_id=run_id,
-                    seq=record.seq,
-                    kind=record.kind,
-                    channel=record.channel,
-                    planned_duration_s=record.planned_duration_s,
-                    actual_duration_s=record.actual_duration_s,
-                    started_at=record.started_at,
-                    finished_at=record.finished_at,
-                    outcome=record.outcome,
-                    error_code=record.error_code,
-                    error_text=record.error_text,
-                    gateway_latency_s=record.gateway_latency_s,
-                )
-            )
+        row = {
+            "run_id": run_id,
+            "seq": record.seq,
+            "kind": record.kind,
+            "channel": record.channel,
+            "planned_duration_s": record.planned_duration_s,
+            "actual_duration_s": record.actual_duration_s,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+            "outcome": record.outcome,
+            "error_code": record.error_code,
+            "error_text": record.error_text,
+            "gateway_latency_s": record.gateway_latency_s,
+        }
+        async with self._write() as db:
+            await db.execute(self.insert(ActionRow).values(row).on_conflict_do_nothing())
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
-        """Renew the run's lease; ``False`` if it is no longer ``running`` (the reaper took
-        it: the run must stop, another may already have started)."""
-        async with self._transaction() as db:
-            result = await db.execute(
+        async with self._write() as db:
+            beat = await db.scalar(
                 update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "running")
+                .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING)
                 .values(heartbeat_at=at)
+                .returning(RunRow.id)
             )
-        return bool(rows_affected(result))
+        return beat is not None
 
-    async def finish_run(self, run_id: int, status: str, error: str | None, at: datetime) -> None:
-        """End a ``running`` run (a run the reaper ended meanwhile keeps the reaper's end)."""
-        async with self._transaction() as db:
+    async def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, at: datetime
+    ) -> RunStatus:
+        async with self._write() as db:
             session_id = await db.scalar(
                 update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == "running")
+                .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING)
                 .values(status=status, error=error, finished_at=at, heartbeat_at=at)
                 .returning(RunRow.session_id)
             )
@@ -185,38 +132,45 @@ class RunStore(Store):
                 await db.execute(
                     update(SessionRow).where(SessionRow.id == session_id).values(last_run_at=at)
                 )
+                return status
+            final = await db.scalar(select(RunRow.status).where(RunRow.id == run_id))
+        return RunStatus(final) if final is not None else status
 
-    async def set_cooldown(self, session_id: int, until: datetime) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                update(SessionRow).where(SessionRow.id == session_id).values(cooldown_until=until)
-            )
-
-    async def mark_needs_attention(self, session_id: int, reason: str) -> None:
-        async with self._transaction() as db:
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        async with self._write() as db:
             await db.execute(
                 update(SessionRow)
                 .where(SessionRow.id == session_id)
-                .values(state="needs_attention", state_reason=reason[:500])
+                .values(cooldown_until=until, flood_wait_at=at, flood_wait_s=wait_s)
+            )
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None:
+        async with self._write() as db:
+            await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
             )
 
     async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
-        async with self._transaction() as db:
+        async with self._write() as db:
             channel_id = await db.scalar(
                 select(ChannelRow.id).where(ChannelRow.username == channel)
             )
             if channel_id is None:
                 return  # removed from the pool meanwhile
-            known = await db.get(SessionChannelRow, (session_id, channel_id))
-            if known is None:
-                db.add(
-                    SessionChannelRow(session_id=session_id, channel_id=channel_id, joined_at=at)
-                )
+            await db.execute(
+                self.insert(SessionChannelRow)
+                .values(session_id=session_id, channel_id=channel_id, joined_at=at)
+                .on_conflict_do_nothing()
+            )
 
-    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> bool:
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         """Flag ``channel`` in the pool once it failed with ``code`` for several sessions
-        within a day (its action rows are the evidence); return whether it is flagged now."""
-        async with self._transaction() as db:
+        within a day (its action rows are the evidence); the reason if this call flagged it."""
+        async with self._write() as db:
             sessions = await db.scalar(
                 select(func.count(func.distinct(RunRow.gateway_session_id)))
                 .select_from(ActionRow)
@@ -228,22 +182,23 @@ class RunStore(Store):
                 )
             )
             if (sessions or 0) < CHANNEL_FLAG_SESSIONS:
-                return False
+                return None
             reason = (
                 f"{code} for {sessions} sessions (since {at - CHANNEL_FLAG_WINDOW:%Y-%m-%d %H:%M}Z)"
             )
-            await db.execute(
+            flagged = await db.scalar(
                 update(ChannelRow)
                 .where(ChannelRow.username == channel, ChannelRow.flagged_reason.is_(None))
                 .values(flagged_reason=reason)
+                .returning(ChannelRow.id)
             )
-            return True
+        return reason if flagged is not None else None
 
-    async def plan_context(self, session: SessionView, now: datetime) -> PlanContext:
-        """What the planner needs: the usable pool, what the session joined, its last runs."""
-        async with self._transaction() as db:
-            pool_rows = await db.scalars(
-                select(ChannelRow)
+    async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
+        """The usable pool, the session's joined channels, its last finished runs."""
+        async with self._read() as db:
+            pool_rows = await db.execute(
+                select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
                 .where(
                     ChannelRow.enabled.is_(True),
                     ChannelRow.invalid_reason.is_(None),
@@ -251,40 +206,45 @@ class RunStore(Store):
                 )
                 .order_by(ChannelRow.username)
             )
-            pool = tuple(PoolChannel(c.username, c.category, c.title) for c in pool_rows)
+            pool = tuple(PoolChannel(*row) for row in pool_rows)
             joined = await db.scalars(
                 select(ChannelRow.username)
                 .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
                 .where(SessionChannelRow.session_id == session.id)
             )
-            runs = await self._runs(db, RunRow.session_id == session.id, RECENT_RUNS)
-        try:
-            zone = zoneinfo.ZoneInfo(session.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            zone = zoneinfo.ZoneInfo("UTC")
-        assert isinstance(session.gateway_session_id, int)
-        return PlanContext(
-            gateway_session_id=session.gateway_session_id,
-            pool=pool,
-            joined=frozenset(joined),
-            local_time=now.astimezone(zone),
-            recent_runs=tuple(_summary(run, zone) for run in runs),
+            finished = (RunRow.session_id == session.id) & (RunRow.status != RunStatus.RUNNING)
+            runs = await self._runs(db, finished, RECENT_RUNS)
+        return PlanningFacts(
+            pool=pool, joined=frozenset(joined), recent_runs=tuple(map(past_run, runs))
         )
 
     async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]:
-        async with self._transaction() as db:
-            condition = RunRow.gateway_session_id == gateway_session_id
-            return await self._runs(db, condition, limit)
+        async with self._read() as db:
+            return await self._runs(db, RunRow.gateway_session_id == gateway_session_id, limit)
 
     async def get_run(self, run_id: int) -> RunView:
-        async with self._transaction() as db:
+        async with self._read() as db:
             runs = await self._runs(db, RunRow.id == run_id, 1)
         if not runs:
             raise NotFound(f"no run with id {run_id}")
         return runs[0]
 
+    async def tokens_spent(self, day: date) -> int:
+        async with self._read() as db:
+            spent = await db.scalar(select(TokenUsageRow.tokens).where(TokenUsageRow.day == day))
+        return int(spent or 0)
+
+    async def spend_tokens(self, day: date, tokens: int) -> None:
+        statement = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
+        statement = statement.on_conflict_do_update(
+            index_elements=[TokenUsageRow.day],
+            set_={"tokens": TokenUsageRow.tokens + statement.excluded.tokens},
+        )
+        async with self._write() as db:
+            await db.execute(statement)
+
     @staticmethod
-    async def _runs(db: Any, condition: Any, limit: int) -> list[RunView]:
+    async def _runs(db: AsyncSession, condition: Any, limit: int) -> list[RunView]:
         rows = list(
             await db.scalars(
                 select(RunRow)
@@ -301,19 +261,41 @@ class RunStore(Store):
                 .order_by(ActionRow.run_id, ActionRow.seq)
             )
             for action in action_rows:
-                actions[action.run_id].append(ActionRecord.of(action))
-        return [RunView.of(row, tuple(actions[row.id])) for row in rows]
+                actions[action.run_id].append(
+                    record_of(
+                        ActionRecord,
+                        action,
+                        kind=ActionKind(action.kind),
+                        outcome=Outcome(action.outcome),
+                    )
+                )
+        return [_view(row, tuple(actions[row.id])) for row in rows]
 
 
-def _summary(run: RunView, zone: zoneinfo.ZoneInfo) -> str:
-    """One line about a past run for the planner's prompt."""
-    done: dict[str, list[str]] = defaultdict(list)
-    for action in run.actions:
-        if action.outcome == "ok" and action.channel:
-            done[action.kind].append(f"@{action.channel}")
-    parts = [f"{run.started_at.astimezone(zone):%a %H:%M} {run.status}"]
-    if done["join_channel"]:
-        parts.append("joined " + " ".join(done["join_channel"]))
-    if done["read_messages"]:
-        parts.append("read " + " ".join(done["read_messages"]))
-    return "; ".join(parts)
+def _view(row: RunRow, actions: tuple[ActionRecord, ...]) -> RunView:
+    return record_of(
+        RunView,
+        row,
+        trigger=Trigger(row.trigger),
+        status=RunStatus(row.status),
+        plan_source=None if row.plan_source is None else PlanSource(row.plan_source),
+        actions=actions,
+    )
+
+
+def past_run(run: RunView) -> PastRun:
+    """A finished run as the planner's prompt tells of it."""
+
+    def channels(kind: ActionKind) -> tuple[str, ...]:
+        return tuple(
+            a.channel
+            for a in run.actions
+            if a.kind is kind and a.outcome is Outcome.OK and a.channel
+        )
+
+    return PastRun(
+        run.started_at,
+        run.status,
+        channels(ActionKind.JOIN_CHANNEL),
+        channels(ActionKind.READ_MESSAGES),
+    )

@@ -1,306 +1,257 @@
-"""What the scheduler asks of the database: rows admins changed, due sessions, claims.
+"""What the scheduler asks of the database: reconcile, claim, reap, housekeeping.
 
-Admin edits are found by the database itself: ``admin_key`` is an SQL expression over every
-admin-owned column (and ``state``); ``sessions.applied_schedule`` holds its value as of the
-last time heatup applied the row. A row whose key differs was inserted or edited (by the
-CLI or by hand in SQL) and is reconciled; the rest cost nothing. Claims are compare-and-set
-updates of ``next_nominal_at``, so two claimers never take the same slot, and the unique key
-on (session, slot) of ``warmup_runs`` stands behind that.
+Reconcile and claim each run as one transaction that locks the rows it decides on (on
+PostgreSQL ``FOR UPDATE SKIP LOCKED``: another node's rows are passed over, never waited
+for; on SQLite the write transaction holds the database's only write lock), asks the
+scheduler's ``SlotPolicy``, and writes every decision before it commits: the session's next
+slot and the slot's row together. Statements are batched, not one per session. The unique
+key on (session, slot) of ``warmup_runs`` stands behind the locks: rows are inserted with
+``ON CONFLICT DO NOTHING``, and a run starts only for a ``running`` row that went in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import and_, bindparam, case, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 
-from heatup_daemon.db.models import ChannelRow, RunRow, SessionRow, UTCDateTime
-from heatup_daemon.db.registry import SessionView
+from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
+from heatup_daemon.db.sessions import admin_key, record_columns, record_from
 from heatup_daemon.db.store import Store, rows_affected
+from heatup_daemon.enums import RunStatus, SessionState, Trigger
+from heatup_daemon.errors import SessionNotRunnable
+from heatup_daemon.session import Session, SessionRecord, admit
+from heatup_daemon.stores import Claim, Decision, Reconciled, Run, SlotPolicy
 
-KEY_SEPARATOR: Final = "\x1f"
-KEY_FIELDS: Final = (
-    "gateway_session_id",
-    "schedule",
-    "jitter_seconds",
-    "timezone",
-    "enabled",
-    "state",
-    "label",
-)
-RECONCILE_BATCH: Final = 10_000
-# The fields whose change moves the session's slots; the rest only re-validate.
-SCHEDULE_FIELDS: Final = ("schedule", "jitter_seconds", "timezone")
-
-
-def _text(column: Any) -> ColumnElement[str]:
-    return func.coalesce(cast(column, String), literal(""))
-
-
-def admin_key() -> ColumnElement[str]:
-    enabled = case((SessionRow.enabled, literal("on")), else_=literal("off"))
-    parts: list[ColumnElement[str]] = [
-        _text(SessionRow.gateway_session_id),
-        _text(SessionRow.schedule),
-        _text(SessionRow.jitter_seconds),
-        _text(SessionRow.timezone),
-        enabled,
-        _text(SessionRow.state),
-        _text(SessionRow.label),
-    ]
-    key = parts[0]
-    for part in parts[1:]:
-        key = key + literal(KEY_SEPARATOR) + part
-    return key
-
-
-def key_fields(key: str | None) -> dict[str, str]:
-    if key is None:
-        return {}
-    return dict(zip(KEY_FIELDS, key.split(KEY_SEPARATOR, len(KEY_FIELDS) - 1), strict=False))
-
-
-@dataclass(frozen=True, slots=True)
-class ChangedRow:
-    """A ``sessions`` row whose admin columns changed since heatup last applied them."""
-
-    id: int
-    key: str
-    applied_key: str | None
-    gateway_session_id: object
-    schedule: object
-    jitter_seconds: object
-    timezone: object
-    label: object
-    enabled: bool
-    state: str
-    invalid_reason: str | None
-    next_nominal_at: datetime | None
-
-    @property
-    def schedule_changed(self) -> bool:
-        old, new = key_fields(self.applied_key), key_fields(self.key)
-        return any(old.get(name) != new.get(name) for name in SCHEDULE_FIELDS)
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What reconciling a changed row decided."""
-
-    row: ChangedRow
-    invalid_reason: str | None
-    next_nominal_at: datetime | None
-    next_run_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class DueSession:
-    view: SessionView
-    next_nominal_at: datetime
-    next_run_at: datetime
+REAPED: Final = "the process running it stopped (heartbeat lost)"
 
 
 class SchedulingStore(Store):
-    async def changed_sessions(self, limit: int = RECONCILE_BATCH) -> list[ChangedRow]:
-        key = admin_key().label("key")
-        async with self._transaction() as db:
-            rows = await db.execute(
-                select(
-                    SessionRow.id,
-                    key,
-                    SessionRow.applied_schedule,
-                    SessionRow.gateway_session_id,
-                    SessionRow.schedule,
-                    SessionRow.jitter_seconds,
-                    SessionRow.timezone,
-                    SessionRow.label,
-                    SessionRow.enabled,
-                    SessionRow.state,
-                    SessionRow.invalid_reason,
-                    SessionRow.next_nominal_at,
-                )
-                .where(SessionRow.applied_schedule.is_distinct_from(admin_key()))
-                .order_by(SessionRow.id)
-                .limit(limit)
-            )
-            return [
-                ChangedRow(
-                    id=r.id,
-                    key=r.key,
-                    applied_key=r.applied_schedule,
-                    gateway_session_id=r.gateway_session_id,
-                    schedule=r.schedule,
-                    jitter_seconds=r.jitter_seconds,
-                    timezone=r.timezone,
-                    label=r.label,
-                    enabled=bool(r.enabled),
-                    state=r.state,
-                    invalid_reason=r.invalid_reason,
-                    next_nominal_at=r.next_nominal_at,
-                )
-                for r in rows
-            ]
+    async def reconcile(
+        self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
+    ) -> Reconciled:
+        query = (
+            select(*record_columns())
+            .where(SessionRow.id > after_id, SessionRow.applied_key.is_distinct_from(admin_key()))
+            .order_by(SessionRow.id)
+            .limit(limit)
+        )
+        async with self._write() as db:
+            records = await self._lock(db, query)
+            decisions = [policy.reconcile(record, now) for record in records]
+            changed = [d for d in decisions if d.changes_row]
+            await self._store_decisions(db, changed)
+        last_id = records[-1].id if records else after_id
+        return Reconciled(tuple(changed), len(records), last_id)
 
-    async def apply_schedules(self, results: list[Applied]) -> int:
-        """Store the outcome of reconciling a batch of rows in one transaction; a row edited
-        again meanwhile is left for the next pass. Returns how many rows were stored."""
-        if not results:
-            return 0
+    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
+        query = (
+            select(*record_columns())
+            .where(SessionRow.next_run_at <= now)
+            .order_by(SessionRow.next_run_at)
+            .limit(limit)
+        )
+        async with self._write() as db:
+            records = await self._lock(db, query)
+            if not records:
+                return Claim((), ())
+            running = await self._running_runs(db, [r.id for r in records])
+            decisions = [policy.claim(r, running.get(r.id), now) for r in records]
+            await self._store_decisions(db, decisions)
+            runs = await self._insert_slot_rows(db, decisions, node, now)
+        return Claim(tuple(decisions), runs)
+
+    async def _lock(self, db: AsyncSession, query: Select[Any]) -> list[SessionRecord]:
+        if self.locks_rows:
+            query = query.with_for_update(skip_locked=True, of=SessionRow)
+        return [record_from(row) for row in await db.execute(query)]
+
+    @staticmethod
+    async def _running_runs(db: AsyncSession, session_ids: list[int]) -> dict[int, int]:
+        rows = await db.execute(
+            select(RunRow.session_id, RunRow.id).where(
+                RunRow.session_id.in_(session_ids), RunRow.status == RunStatus.RUNNING
+            )
+        )
+        return {session_id: run_id for session_id, run_id in rows if session_id is not None}
+
+    @staticmethod
+    async def _store_decisions(db: AsyncSession, decisions: Sequence[Decision]) -> None:
+        if not decisions:
+            return
         statement = (
             update(SessionRow)
-            .where(SessionRow.id == bindparam("row_id"), admin_key() == bindparam("row_key"))
+            .where(SessionRow.id == bindparam("row_id"))
             .values(
-                applied_schedule=bindparam("row_key"),
-                invalid_reason=bindparam("reason"),
                 next_nominal_at=bindparam("nominal", type_=UTCDateTime()),
                 next_run_at=bindparam("due", type_=UTCDateTime()),
+                invalid_reason=bindparam("reason"),
+                applied_key=bindparam("key"),
             )
+            .execution_options(synchronize_session=False)
         )
         parameters = [
             {
-                "row_id": r.row.id,
-                "row_key": r.row.key,
-                "reason": r.invalid_reason,
-                "nominal": r.next_nominal_at,
-                "due": r.next_run_at,
+                "row_id": d.record.id,
+                "nominal": d.next_nominal_at,
+                "due": d.next_run_at,
+                "reason": d.invalid_reason,
+                "key": d.applied_key,
             }
-            for r in results
+            for d in decisions
         ]
-        async with self.engine.begin() as connection:
-            result = await connection.execute(statement, parameters)
-        return rows_affected(result)
+        connection = await db.connection()
+        await connection.execute(statement, parameters)
 
-    async def due_sessions(
-        self, now: datetime, limit: int, exclude: frozenset[int] = frozenset()
-    ) -> list[DueSession]:
-        """Runnable sessions whose ``next_run_at`` has come, most overdue first."""
-        condition = and_(
-            SessionRow.next_run_at <= now,
-            SessionRow.enabled.is_(True),
-            SessionRow.state == "active",
-            SessionRow.invalid_reason.is_(None),
-            SessionRow.applied_schedule == admin_key(),  # not edited since reconciled
-        )
-        if exclude:
-            condition = and_(condition, SessionRow.id.not_in(exclude))
-        async with self._transaction() as db:
-            rows = await db.scalars(
-                select(SessionRow).where(condition).order_by(SessionRow.next_run_at).limit(limit)
-            )
-            due: list[DueSession] = []
-            for row in rows:
-                # reconcile sets both slot columns together, or clears both
-                assert row.next_nominal_at is not None and row.next_run_at is not None
-                due.append(DueSession(SessionView.of(row), row.next_nominal_at, row.next_run_at))
-            return due
-
-    async def advance(
-        self, session_id: int, expected_nominal: datetime, nominal: datetime, due: datetime
-    ) -> bool:
-        """Move the session to its next slot if its current slot is still ``expected_nominal``
-        (compare-and-set: exactly one claimer wins a slot)."""
-        async with self._transaction() as db:
-            result = await db.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id, SessionRow.next_nominal_at == expected_nominal)
-                .values(next_nominal_at=nominal, next_run_at=due)
-            )
-        return bool(rows_affected(result))
-
-    async def record_skipped(
-        self,
-        view: SessionView,
-        nominal: datetime,
-        due: datetime,
-        reason: str,
-        node: str,
-        at: datetime,
-    ) -> bool:
-        """A ``skipped`` run for a slot that was not run; ``False`` if the slot has a run."""
-        assert isinstance(view.gateway_session_id, int)
-        try:
-            async with self._transaction() as db:
-                db.add(
-                    RunRow(
-                        session_id=view.id,
-                        gateway_session_id=view.gateway_session_id,
-                        trigger="schedule",
-                        scheduled_for=nominal,
-                        due_at=due,
-                        status="skipped",
-                        node=node,
-                        started_at=at,
-                        finished_at=at,
-                        error=reason,
-                    )
+    async def _insert_slot_rows(
+        self, db: AsyncSession, decisions: Sequence[Decision], node: str, now: datetime
+    ) -> tuple[Run, ...]:
+        rows: list[dict[str, Any]] = []
+        sessions: dict[int, Session] = {}
+        for decision in decisions:
+            record = decision.record
+            if decision.session is not None:
+                sessions[record.id] = decision.session
+            for slot in decision.rows:
+                running = slot.status is RunStatus.RUNNING
+                rows.append(
+                    {
+                        "session_id": record.id,
+                        "gateway_session_id": record.gateway_session_id,
+                        "trigger": Trigger.SCHEDULE,
+                        "scheduled_for": slot.scheduled_for,
+                        "next_slot_at": slot.next_slot_at,
+                        "due_at": slot.due_at,
+                        "status": slot.status,
+                        "node": node,
+                        "started_at": now,
+                        "heartbeat_at": now if running else None,
+                        "finished_at": None if running else now,
+                        "error": slot.error,
+                    }
                 )
-        except IntegrityError:
-            return False
-        return True
+        if not rows:
+            return ()
+        statement = (
+            self.insert(RunRow)
+            .on_conflict_do_nothing()
+            .returning(
+                RunRow.id, RunRow.session_id, RunRow.status, RunRow.scheduled_for, RunRow.due_at
+            )
+        )
+        inserted = await self.insert_rows(db, statement, rows)
+        return tuple(
+            Run(
+                row.id,
+                sessions[row.session_id],
+                Trigger.SCHEDULE,
+                row.due_at,
+                now,
+                row.scheduled_for,
+            )
+            for row in inserted
+            if row.status == RunStatus.RUNNING and row.session_id in sessions
+        )
 
-    async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
-        """Mark ``interrupted`` the running runs whose heartbeat is older than ``stale_s``:
-        their process died (a live run renews its heartbeat far more often)."""
-        stale = RunRow.heartbeat_at < now - timedelta(seconds=stale_s)
-        async with self._transaction() as db:
+    async def next_due_at(self) -> datetime | None:
+        async with self._read() as db:
+            value: datetime | None = await db.scalar(select(func.min(SessionRow.next_run_at)))
+            return value
+
+    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
+        if not session_ids:
+            return {}
+        async with self._read() as db:
+            rows = await db.execute(
+                select(*record_columns()).where(SessionRow.id.in_(sorted(session_ids)))
+            )
+            records = {record.id: record for record in map(record_from, rows)}
+        refused = {sid: "the session was removed" for sid in session_ids if sid not in records}
+        for record in records.values():
+            try:
+                admit(record, now)
+            except SessionNotRunnable as exc:
+                refused[record.id] = str(exc)
+        return refused
+
+    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
+        condition = and_(
+            RunRow.status == RunStatus.RUNNING,
+            RunRow.heartbeat_at < now - timedelta(seconds=stale_s),
+        )
+        if spare:
+            condition = and_(condition, RunRow.id.not_in(sorted(spare)))
+        async with self._write() as db:
             result = await db.execute(
                 update(RunRow)
-                .where(RunRow.status == "running", stale)
-                .values(
-                    status="interrupted",
-                    finished_at=now,
-                    error="the process running it stopped (heartbeat lost)",
-                )
+                .where(condition)
+                .values(status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
+                .execution_options(synchronize_session=False)
             )
         return rows_affected(result)
 
-    async def not_runnable(self, session_ids: frozenset[int]) -> set[int]:
-        """Which of ``session_ids`` are now disabled, not active, invalid or deleted."""
-        if not session_ids:
-            return set()
-        async with self._transaction() as db:
-            runnable = await db.scalars(
-                select(SessionRow.id).where(
-                    SessionRow.id.in_(session_ids),
-                    SessionRow.enabled.is_(True),
-                    SessionRow.state == "active",
+    async def delete_history(self, before: datetime, limit: int) -> int:
+        async with self._write() as db:
+            ids = list(
+                await db.scalars(
+                    select(RunRow.id)
+                    .where(RunRow.started_at < before, RunRow.status != RunStatus.RUNNING)
+                    .order_by(RunRow.started_at)
+                    .limit(limit)
                 )
             )
-            return set(session_ids) - set(runnable)
+            if ids:
+                await db.execute(delete(ActionRow).where(ActionRow.run_id.in_(ids)))
+                await db.execute(delete(RunRow).where(RunRow.id.in_(ids)))
+            await db.execute(
+                delete(JoinRow).where(
+                    JoinRow.id.in_(
+                        select(JoinRow.id)
+                        .where(JoinRow.reserved_at < before)
+                        .order_by(JoinRow.reserved_at)
+                        .limit(limit)
+                    )
+                )
+            )
+        return len(ids)
 
-    async def session_counts(self) -> dict[str, int]:
-        """Counts for the status line and the gauges."""
-        runnable = and_(SessionRow.enabled.is_(True), SessionRow.invalid_reason.is_(None))
-        async with self._transaction() as db:
+    async def counts(self, now: datetime) -> dict[str, int]:
+        usable = SessionRow.invalid_reason.is_(None)
+        enabled, disabled = SessionRow.enabled.is_(True), SessionRow.enabled.is_(False)
+        async with self._read() as db:
             row = (
                 await db.execute(
                     select(
                         func.count(),
                         func.count(SessionRow.next_run_at),
                         func.count(SessionRow.invalid_reason),
-                        _count(and_(runnable, SessionRow.state == "active")),
-                        _count(and_(runnable, SessionRow.state == "needs_attention")),
+                        _count(and_(usable, enabled, SessionRow.state == SessionState.ACTIVE)),
                         _count(
-                            and_(SessionRow.enabled.is_(False), SessionRow.invalid_reason.is_(None))
+                            and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)
                         ),
+                        _count(and_(usable, disabled)),
                     )
                 )
             ).one()
             invalid_channels = await db.scalar(select(func.count(ChannelRow.invalid_reason)))
+            running = await db.scalar(
+                select(func.count()).select_from(RunRow).where(RunRow.status == RunStatus.RUNNING)
+            )
         return {
-            "sessions": row[0],
-            "scheduled": row[1],
-            "invalid": row[2],
+            "sessions": int(row[0]),
+            "scheduled": int(row[1]),
+            "invalid": int(row[2]),
             "active": int(row[3] or 0),
             "needs_attention": int(row[4] or 0),
             "disabled": int(row[5] or 0),
             "invalid_channels": int(invalid_channels or 0),
+            "running": int(running or 0),
         }
 
 
-def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+def _count(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))

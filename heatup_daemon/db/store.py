@@ -1,27 +1,49 @@
-"""The base of heatup's repository: one engine, one session factory, short transactions."""
+"""The base of heatup's repository: one engine, short transactions, errors translated.
+
+Two kinds of transaction: ``_read`` and ``_write``. On SQLite a write transaction takes the
+database's write lock when it begins (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
+so a transaction that reads and then writes never fails on a stale snapshot; on PostgreSQL
+both are ordinary transactions and claims lock rows explicitly.
+
+Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
+of connections, a statement timeout) become ``DatabaseUnavailable``, which callers treat as
+transient. Everything else (a constraint, a bug) propagates as it is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from heatup_daemon.config import masked_database_url
+from heatup_daemon.db.engine import WRITE
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.errors import DatabaseUnavailable
 
-V = TypeVar("V")
+R = TypeVar("R")
+
+# Rows per multi-row INSERT: well under both databases' limit of bound parameters.
+INSERT_CHUNK: Final = 500
 
 
-def view_of(view_class: type[V], row: Any, **overrides: Any) -> V:
-    """A frozen view built from the same-named attributes of an ORM row."""
-    names = (f.name for f in fields(view_class))  # type: ignore[arg-type]
-    values = {name: getattr(row, name) for name in names if name not in overrides}
-    return view_class(**values, **overrides)
+def record_of(record_class: type[R], row: Any, **overrides: Any) -> R:
+    """A frozen record built from the same-named fields of a result row or ORM object."""
+    mapping = row._mapping if hasattr(row, "_mapping") else None
+    values = {}
+    for item in fields(record_class):  # type: ignore[arg-type]
+        if item.name not in overrides:
+            values[item.name] = (
+                mapping[item.name] if mapping is not None else getattr(row, item.name)
+            )
+    return record_class(**values, **overrides)
 
 
 def rows_affected(result: Any) -> int:
@@ -29,25 +51,102 @@ def rows_affected(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is the database being unavailable rather than a statement failing."""
+    if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        original = getattr(error, "orig", None)
+        name = type(original).__name__ if original is not None else ""
+        # asyncpg's connection-level failures, whatever SQLAlchemy wraps them in.
+        return name in _TRANSIENT_DRIVER_ERRORS or isinstance(original, OSError)
+    return False
+
+
+_TRANSIENT_DRIVER_ERRORS: Final = frozenset(
+    {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "TooManyConnectionsError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "QueryCanceledError",
+        "InterfaceError",
+    }
+)
+
+
 class Store:
     """Database operations over one engine. Construct once per process."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.dialect: str = engine.dialect.name
+        self._reads = async_sessionmaker(engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(
+            engine.execution_options(**{WRITE: True}), expire_on_commit=False
+        )
+
+    @property
+    def locks_rows(self) -> bool:
+        """PostgreSQL: claims lock rows (``FOR UPDATE SKIP LOCKED``); SQLite has one writer."""
+        return self.dialect == "postgresql"
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        async with self._translated(), self._reads() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        async with self._translated(), self._writes() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            raise DatabaseUnavailable(self._unavailable(error)) from None
+
+    def _unavailable(self, error: BaseException) -> str:
+        url = masked_database_url(self.engine.url.render_as_string(hide_password=False))
+        reason = getattr(error, "orig", None) or error
+        text = " ".join(str(reason).split())[:200]
+        return f"database {url} is not available: {type(reason).__name__}: {text}"
+
+    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that knows ``ON CONFLICT`` on this database."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def insert_rows(
+        self, db: AsyncSession, statement: Insert, rows: Iterable[Mapping[str, Any]]
+    ) -> list[Any]:
+        """Run a multi-row ``statement`` (with RETURNING) over ``rows`` in chunks; the
+        returned rows of every chunk."""
+        batch = list(rows)
+        returned: list[Any] = []
+        for start in range(0, len(batch), INSERT_CHUNK):
+            result = await db.execute(statement.values(batch[start : start + INSERT_CHUNK]))
+            returned.extend(result.all())
+        return returned
+
+    async def schema_revision(self) -> str | None:
+        """The schema revision the database is at (a cheap read, for readiness probes)."""
+        async with self._read() as db:
+            revision = await db.scalar(text("SELECT version_num FROM alembic_version"))
+        return None if revision is None else str(revision)
 
     async def ensure_ready(self) -> None:
         """Raise ``DatabaseUnavailable`` or ``SchemaNotAtHead`` unless the database is usable."""
-        try:
+        async with self._translated():
             await ensure_at_head(self.engine)
-        except (DBAPIError, OSError) as exc:
-            url = masked_database_url(self.engine.url.render_as_string(hide_password=False))
-            reason = getattr(exc, "orig", None) or exc
-            raise DatabaseUnavailable(
-                f"database {url} is not reachable: {type(reason).__name__}: {reason}"
-            ) from None

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from heatup_daemon.gateway.client import HistoryRead, HttpGateway, SessionInfo
+from heatup_daemon.gateway.client import HistoryRead, HttpGateway
 from heatup_daemon.gateway.tl import ChannelRef
 
-__all__ = ["ChannelRef", "Gateway", "HistoryRead", "HttpGateway", "SessionInfo"]
+__all__ = ["ChannelRef", "Gateway", "HistoryRead", "HttpGateway"]
 
 
 class Gateway(Protocol):
@@ -16,20 +16,16 @@ class Gateway(Protocol):
     request (``InvalidValue``) and raises a ``GatewayError`` subclass for each failing
     outcome of GATEWAY.md's table; transient failures are retried inside."""
 
-    async def session_info(self, uid: int) -> SessionInfo:
-        """The session's status facts (never its secrets)."""
-
-    async def join_channel(self, uid: int, username: str) -> None:
+    async def join_channel(self, gateway_session_id: int, username: str) -> None:
         """Join a public channel."""
 
-    async def browse_dialogs(self, uid: int, limit: int = ...) -> int:
+    async def is_member(self, gateway_session_id: int, username: str) -> bool | None:
+        """Whether the session is a member of the channel (read-only); ``None``: unknown."""
+
+    async def browse_dialogs(self, gateway_session_id: int, limit: int = ...) -> int:
         """Fetch the dialog list; return its length."""
 
-    async def resolve_channel(self, uid: int, username: str) -> ChannelRef:
-        """Resolve a public username to its channel."""
-
-    async def read_history(self, uid: int, username: str, limit: int = ...) -> HistoryRead:
+    async def read_history(
+        self, gateway_session_id: int, username: str, limit: int = ...
+    ) -> HistoryRead:
         """Resolve a channel, fetch its recent messages and mark them read."""
-
-    async def set_idle(self, uid: int, idle: bool) -> None:
-        """Mark the session idle or busy in the gateway."""

@@ -42,38 +42,13 @@ log = logging.getLogger(__name__)
 INVOKE_RETRIES: Final = 3
 INVOKE_TIMEOUT_S: Final = 15
 INVOKE_SLEEP_THRESHOLD_S: Final = 0
+# Telegram's answer to joining a channel the session is a member of already.
+ALREADY_MEMBER: Final = "USER_ALREADY_PARTICIPANT"
 DIALOGS_LIMIT: Final = 20
 HISTORY_LIMIT: Final = 20
 
 # (operation, outcome, seconds) for each HTTP attempt; the metrics module subscribes.
 RequestObserver = Callable[[str, str, float], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SessionInfo:
-    """The few facts heatup reads from the gateway's session record."""
-
-    id: int
-    status: int | None
-    deleted: bool
-    delete_reason: str | None
-    frozen: bool
-    spamblock: bool
-
-    @classmethod
-    def from_body(cls, body: Any) -> SessionInfo:
-        if not isinstance(body, dict) or not isinstance(body.get("id"), int):
-            raise RpcFailed("unexpected gateway answer for a session", code="BAD_ANSWER")
-        status = body.get("status")
-        reason = body.get("delete_reason")
-        return cls(
-            id=body["id"],
-            status=status if isinstance(status, int) else None,
-            deleted=body.get("deleted") is True,
-            delete_reason=excerpt(reason) if isinstance(reason, str) else None,
-            frozen=body.get("frozen") is True,
-            spamblock=body.get("spamblock") is True,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,58 +132,63 @@ class HttpGateway:
 
     # --- operations ---------------------------------------------------------------------
 
-    async def session_info(self, uid: int) -> SessionInfo:
-        path = f"/sessions/{_uid(uid)}"
-        info: SessionInfo = await self._request(
-            "GET", path, "session_info", read=SessionInfo.from_body
-        )
-        return info
-
-    async def join_channel(self, uid: int, username: str) -> None:
+    async def join_channel(self, gateway_session_id: int, username: str) -> None:
+        """Join a public channel (already being a member counts as joined)."""
         chat_id = f"@{parse_username(username)}"
         payload = {"method": "join_chat", "params": {"chat_id": chat_id}}
-        await self._rpc(uid, "join_chat", "join_channel", payload)
+        try:
+            await self._rpc(gateway_session_id, "join_chat", "join_channel", payload)
+        except RpcFailed as error:
+            if error.code != ALREADY_MEMBER:
+                raise
 
-    async def browse_dialogs(self, uid: int, limit: int = DIALOGS_LIMIT) -> int:
+    async def is_member(self, gateway_session_id: int, username: str) -> bool | None:
+        """Whether the session is a member of the channel (read-only: resolves it and reads
+        Telegram's ``left`` flag); ``None`` when the answer does not say."""
+        channel = await self._resolve(gateway_session_id, username)
+        return None if channel.left is None else not channel.left
+
+    async def browse_dialogs(self, gateway_session_id: int, limit: int = DIALOGS_LIMIT) -> int:
         """Fetch the dialog list; return how many dialogs it held."""
-        return tl.parse_dialog_count(await self._invoke(uid, "get_dialogs", tl.get_dialogs(limit)))
-
-    async def resolve_channel(self, uid: int, username: str) -> tl.ChannelRef:
-        name = parse_username(username)
-        result = await self._invoke(uid, "resolve_username", tl.resolve_username(name))
-        return tl.parse_resolved_channel(result, name)
+        answer = await self._invoke(gateway_session_id, "get_dialogs", tl.get_dialogs(limit))
+        return tl.parse_dialog_count(answer)
 
     async def read_history(
-        self, uid: int, username: str, limit: int = HISTORY_LIMIT
+        self, gateway_session_id: int, username: str, limit: int = HISTORY_LIMIT
     ) -> HistoryRead:
         """Resolve a channel, fetch its recent messages and mark them read."""
-        channel = await self.resolve_channel(uid, username)
+        channel = await self._resolve(gateway_session_id, username)
         query = tl.get_history(channel.channel_id, channel.access_hash, limit)
-        ids = tl.parse_message_ids(await self._invoke(uid, "get_history", query))
+        ids = tl.parse_message_ids(await self._invoke(gateway_session_id, "get_history", query))
         max_id = max(ids, default=None)
         if max_id is not None:
             query = tl.read_history(channel.channel_id, channel.access_hash, max_id)
-            await self._invoke(uid, "read_history", query)
+            await self._invoke(gateway_session_id, "read_history", query)
         return HistoryRead(channel, len(ids), max_id)
 
-    async def set_idle(self, uid: int, idle: bool) -> None:
-        """Mark the session idle (``True``) or busy (``False``) in the gateway."""
-        path = f"/sessions/{_uid(uid)}/{'idle' if idle else 'stop-idle'}"
-        await self._request("POST", path, "idle" if idle else "stop_idle")
+    async def _resolve(self, gateway_session_id: int, username: str) -> tl.ChannelRef:
+        name = parse_username(username)
+        query = tl.resolve_username(name)
+        return tl.parse_resolved_channel(
+            await self._invoke(gateway_session_id, "resolve_username", query), name
+        )
 
     # --- transport ----------------------------------------------------------------------
 
-    async def _invoke(self, uid: int, operation: str, query: str) -> Any:
+    async def _invoke(self, gateway_session_id: int, operation: str, query: str) -> Any:
         params = {
             "query": query,
             "retries": INVOKE_RETRIES,
             "timeout": INVOKE_TIMEOUT_S,
             "sleep_threshold": INVOKE_SLEEP_THRESHOLD_S,
         }
-        return await self._rpc(uid, "invoke", operation, {"method": "invoke", "params": params})
+        payload = {"method": "invoke", "params": params}
+        return await self._rpc(gateway_session_id, "invoke", operation, payload)
 
-    async def _rpc(self, uid: int, method: str, operation: str, payload: dict[str, Any]) -> Any:
-        path = f"/sessions/{_uid(uid)}/rpc/{method}"
+    async def _rpc(
+        self, gateway_session_id: int, method: str, operation: str, payload: dict[str, Any]
+    ) -> Any:
+        path = f"/sessions/{_path_id(gateway_session_id)}/rpc/{method}"
         return await self._request(
             "POST", path, operation, payload, read=lambda body: rpc_result(body, self._secrets)
         )
@@ -301,12 +281,13 @@ class HttpGateway:
             self._observe(operation, outcome, self._clock.monotonic() - started)
 
 
-def _uid(uid: int) -> int:
+def _path_id(gateway_session_id: int) -> int:
     """A gateway session id checked before it goes into a URL: an ``int`` from 1 to 2**63-1
     (text is refused here; only admin input is parsed from text)."""
-    if not isinstance(uid, int):
-        raise InvalidValue(f"gateway session id must be an int, got {type(uid).__name__}")
-    return parse_gateway_id(uid)
+    if not isinstance(gateway_session_id, int):
+        kind = type(gateway_session_id).__name__
+        raise InvalidValue(f"gateway session id must be an int, got {kind}")
+    return parse_gateway_id(gateway_session_id)
 
 
 def _retry_after_s(response: httpx2.Response) -> float:

@@ -17,6 +17,7 @@ from heatup_daemon.errors import (
     SessionGone,
     TooManyChannels,
 )
+from heatup_daemon.redact import redact
 
 SESSION_GONE_CODES: Final = frozenset(
     {"AUTH_KEY_UNREGISTERED", "SESSION_REVOKED", "USER_DEACTIVATED", "USER_DEACTIVATED_BAN"}
@@ -46,9 +47,7 @@ _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]+")
 def excerpt(text: object, secrets: Iterable[str] = ()) -> str:
     """A short, single-line, secret-free rendering of gateway-supplied text."""
     value = text if isinstance(text, str) else repr(text)
-    for secret in secrets:
-        if secret:
-            value = value.replace(secret, "***")
+    value = redact(value, secrets)
     value = _CONTROL_RE.sub(" ", value).strip()
     return value if len(value) <= EXCERPT_LENGTH else value[: EXCERPT_LENGTH - 3] + "..."
 

@@ -87,6 +87,9 @@ def _bad_answer(what: str) -> RpcFailed:
 class ChannelRef:
     channel_id: int
     access_hash: int
+    # Telegram's ``left`` flag of the channel for this session (not a member); ``None`` when
+    # the answer does not carry it.
+    left: bool | None = None
 
 
 def parse_resolved_channel(result: Any, username: str) -> ChannelRef:
@@ -105,8 +108,9 @@ def parse_resolved_channel(result: Any, username: str) -> ChannelRef:
             raise ChannelUnavailable(f"@{username} is forbidden", code="CHANNEL_PRIVATE")
         if type_name(chat) == "Channel":
             access_hash = chat.get("access_hash")
+            left = chat.get("left")
             if isinstance(channel_id, int) and isinstance(access_hash, int):
-                return ChannelRef(channel_id, access_hash)
+                return ChannelRef(channel_id, access_hash, left if isinstance(left, bool) else None)
     raise _bad_answer(f"ResolvedPeer of @{username} has no usable channel")
 
 

@@ -14,17 +14,24 @@ from collections import Counter
 from typing import Final
 
 from heatup_daemon.config import PlannerSettings
+from heatup_daemon.enums import ActionKind, PlanSource
 from heatup_daemon.planner.model import (
     MAX_ACTIONS,
     MIN_ACTIONS,
-    Action,
     Plan,
     PlanContext,
-    PoolChannel,
+    PlannedAction,
+    step,
 )
+from heatup_daemon.stores import PoolChannel
 
-# Relative weight of each kind for the slots that are not joins.
-_KIND_WEIGHTS: Final = (("read_messages", 5), ("browse_dialogs", 2), ("idle", 2))
+# Relative weight of each kind for the steps that are not joins.
+_KIND_WEIGHTS: Final = (
+    (ActionKind.READ_MESSAGES, 5),
+    (ActionKind.BROWSE_DIALOGS, 2),
+    (ActionKind.IDLE, 2),
+)
+NO_LLM: Final = "no LLM configured"
 _SECOND_JOIN_CHANCE: Final = 0.3
 # Per plan: browse or idle at most twice; read one channel at most twice, never back to back.
 _MAX_SAME_KIND: Final = 2
@@ -32,15 +39,21 @@ _MAX_READS_PER_CHANNEL: Final = 2
 
 
 class FallbackPlanner:
+    """A ``Planner`` on its own (when no LLM is configured) and the fallback of
+    ``LLMWithFallback``."""
+
     def __init__(self, bounds: PlannerSettings, rng: random.Random | None = None) -> None:
         self._bounds = bounds
         self._rng = rng or random.Random(bounds.seed)
 
-    def plan(self, context: PlanContext, reason: str) -> Plan:
-        """A plan for ``context``; ``reason`` says why the fallback plans this run."""
-        return Plan(self.actions(context), "fallback", fallback_reason=reason)
+    async def plan(self, context: PlanContext) -> Plan:
+        return self.plan_now(context, NO_LLM)
 
-    def actions(self, context: PlanContext) -> tuple[Action, ...]:
+    def plan_now(self, context: PlanContext, reason: str) -> Plan:
+        """A plan for ``context``; ``reason`` says why the fallback plans this run."""
+        return Plan(self.actions(context), PlanSource.FALLBACK, fallback_reason=reason)
+
+    def actions(self, context: PlanContext) -> tuple[PlannedAction, ...]:
         rng = self._rng
         count = rng.randint(MIN_ACTIONS, MAX_ACTIONS)
         joined = [c for c in context.pool if c.username in context.joined]
@@ -50,12 +63,14 @@ class FallbackPlanner:
             # Nothing to read yet: join early so that the rest of the plan can read.
             join_slots.discard(max(join_slots))
             join_slots.add(min(rng.choice((0, 1)), min(join_slots, default=count)))
-        actions: list[Action] = []
+        actions: list[PlannedAction] = []
         for slot in range(count):
             if slot in join_slots:
                 channel = to_join.pop(0)
                 joined.append(channel)
-                actions.append(Action("join_channel", channel.username, None, _about(channel)))
+                actions.append(
+                    step(ActionKind.JOIN_CHANNEL, channel.username, None, _about(channel))
+                )
             else:
                 actions.append(self._other(joined, actions))
         return tuple(actions)
@@ -76,39 +91,39 @@ class FallbackPlanner:
             picks.append(choice)
         return picks
 
-    def _other(self, joined: list[PoolChannel], so_far: list[Action]) -> Action:
+    def _other(self, joined: list[PoolChannel], so_far: list[PlannedAction]) -> PlannedAction:
         rng = self._rng
         readable = self._readable(joined, so_far)
-        previous = so_far[-1].kind if so_far else None
-        done: Counter[str] = Counter(a.kind for a in so_far)
-        kinds: list[tuple[str, int]] = []
+        previous = so_far[-1].action if so_far else None
+        done: Counter[ActionKind] = Counter(a.action for a in so_far)
+        kinds: list[tuple[ActionKind, int]] = []
         for kind, weight in _KIND_WEIGHTS:
-            if kind == "read_messages":
+            if kind is ActionKind.READ_MESSAGES:
                 usable = bool(readable)  # limited per channel instead
             else:
-                usable = kind != previous and done[kind] < _MAX_SAME_KIND
+                usable = kind is not previous and done[kind] < _MAX_SAME_KIND
             if usable:
                 kinds.append((kind, weight))
-        kinds = kinds or [("idle", 1)]
+        kinds = kinds or [(ActionKind.IDLE, 1)]
         kind = rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
         bounds = self._bounds
-        if kind == "read_messages":
+        if kind is ActionKind.READ_MESSAGES:
             channel = rng.choice(readable)
             duration = round(rng.uniform(bounds.read_min_s, bounds.read_max_s), 1)
-            return Action(
-                "read_messages", channel.username, duration, f"catch up on {_name(channel)}"
-            )
-        if kind == "idle":
+            return step(kind, channel.username, duration, f"catch up on {_name(channel)}")
+        if kind is ActionKind.IDLE:
             duration = round(rng.uniform(bounds.idle_min_s, bounds.idle_max_s), 1)
-            return Action("idle", None, duration, "a short break")
-        return Action("browse_dialogs", None, None, "look through the chat list")
+            return step(kind, None, duration, "a short break")
+        return step(ActionKind.BROWSE_DIALOGS, None, None, "look through the chat list")
 
     @staticmethod
-    def _readable(joined: list[PoolChannel], so_far: list[Action]) -> list[PoolChannel]:
+    def _readable(joined: list[PoolChannel], so_far: list[PlannedAction]) -> list[PoolChannel]:
         """Joined channels this plan may read next: unread ones if any, else ones read less
         than the limit, and never the channel read just before."""
-        reads = Counter(a.channel for a in so_far if a.kind == "read_messages")
-        last = so_far[-1].channel if so_far and so_far[-1].kind == "read_messages" else None
+        reads = Counter(a.channel for a in so_far if a.action is ActionKind.READ_MESSAGES)
+        last = (
+            so_far[-1].channel if so_far and so_far[-1].action is ActionKind.READ_MESSAGES else None
+        )
         allowed = [
             c for c in joined if reads[c.username] < _MAX_READS_PER_CHANNEL and c.username != last
         ]

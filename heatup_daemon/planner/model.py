@@ -1,33 +1,55 @@
-"""Plans: what a planner is given, what it returns, and the shape asked of an LLM."""
+"""Plans: what a planner is given, what it returns, and the one shape of a planned action.
+
+``PlannedAction`` is that shape everywhere: the strict JSON schema the LLM is asked to fill,
+the actions of a validated plan, the plan a run row stores and the plan the API answers with.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActionKind = Literal["join_channel", "read_messages", "browse_dialogs", "idle"]
-ACTION_KINDS: Final[tuple[ActionKind, ...]] = (
-    "join_channel",
-    "read_messages",
-    "browse_dialogs",
-    "idle",
-)
-CHANNEL_KINDS: Final = frozenset({"join_channel", "read_messages"})
+from heatup_daemon.enums import ActionKind, PlanSource
+from heatup_daemon.stores import PoolChannel, StoredPlan
+
 MIN_ACTIONS: Final = 3
 MAX_ACTIONS: Final = 7
 MAX_REASON_LENGTH: Final = 200
 
-PlanSource = Literal["llm", "fallback"]
+
+class PlannedAction(BaseModel):
+    """One step of a plan. In a validated plan ``channel`` is a pool channel's canonical
+    username (the LLM may write it with ``@``); ``duration_seconds`` is set for the kinds
+    that last (reads and idles) and ``None`` otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: ActionKind
+    channel: str | None = Field(description="a pool channel's @username, or null")
+    duration_seconds: float | None = Field(description="seconds, for read_messages and idle")
+    reason: str = Field(description="a few words on why")
 
 
-@dataclass(frozen=True, slots=True)
-class PoolChannel:
-    username: str
-    category: str | None = None
-    title: str | None = None
+def step(
+    action: ActionKind,
+    channel: str | None = None,
+    duration_seconds: float | None = None,
+    reason: str = "",
+) -> PlannedAction:
+    return PlannedAction(
+        action=action, channel=channel, duration_seconds=duration_seconds, reason=reason
+    )
+
+
+class PlanOut(BaseModel):
+    """The LLM's whole answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actions: list[PlannedAction]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +60,7 @@ class PlanContext:
     pool: tuple[PoolChannel, ...]
     joined: frozenset[str]
     local_time: datetime
+    # One line per finished recent run, in the session's local time.
     recent_runs: tuple[str, ...] = ()
 
     @property
@@ -46,26 +69,8 @@ class PlanContext:
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
-    """One validated step: ``channel`` for joins and reads, ``duration_s`` for reads and idles."""
-
-    kind: ActionKind
-    channel: str | None = None
-    duration_s: float | None = None
-    reason: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "action": self.kind,
-            "channel": f"@{self.channel}" if self.channel else None,
-            "duration_seconds": self.duration_s,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
-    actions: tuple[Action, ...]
+    actions: tuple[PlannedAction, ...]
     source: PlanSource
     model: str | None = None
     prompt_tokens: int = 0
@@ -74,24 +79,15 @@ class Plan:
     fallback_reason: str | None = None
     notes: tuple[str, ...] = field(default=())
 
-    def as_json(self) -> list[dict[str, Any]]:
-        return [action.as_json() for action in self.actions]
+    def document(self) -> dict[str, Any]:
+        """The plan as JSON, as a run row stores it."""
+        return {
+            "actions": [action.model_dump(mode="json") for action in self.actions],
+            "fallback_reason": self.fallback_reason,
+            "notes": list(self.notes),
+        }
 
-
-class PlannedAction(BaseModel):
-    """One action as the LLM is asked to write it (strict JSON schema: all keys present)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: ActionKind
-    channel: str | None = Field(description="@username from the pool, or null")
-    duration_seconds: float | None = Field(description="seconds, for read_messages and idle")
-    reason: str = Field(description="a few words on why")
-
-
-class PlanOut(BaseModel):
-    """The LLM's whole answer."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    actions: list[PlannedAction]
+    def stored(self) -> StoredPlan:
+        return StoredPlan(
+            self.source, self.model, self.prompt_tokens, self.completion_tokens, self.document()
+        )

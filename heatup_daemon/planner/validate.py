@@ -15,16 +15,15 @@ import re
 from typing import Any, Final
 
 from heatup_daemon.config import PlannerSettings
+from heatup_daemon.enums import ActionKind
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.planner.model import (
-    ACTION_KINDS,
-    CHANNEL_KINDS,
     MAX_ACTIONS,
     MAX_REASON_LENGTH,
     MIN_ACTIONS,
-    Action,
-    ActionKind,
     PlanContext,
+    PlannedAction,
+    step,
 )
 from heatup_daemon.validation import parse_username
 
@@ -51,14 +50,14 @@ def actions_of(text: str) -> list[Any]:
 
 def validate_actions(
     items: list[Any], context: PlanContext, bounds: PlannerSettings
-) -> tuple[tuple[Action, ...], list[str]]:
+) -> tuple[tuple[PlannedAction, ...], list[str]]:
     """The usable actions of ``items`` and a note for each one dropped or changed.
 
     Raises ``UnusablePlan`` when fewer than ``MIN_ACTIONS`` remain.
     """
     pool = {channel.username for channel in context.pool}
     joined = set(context.joined) & pool
-    actions: list[Action] = []
+    actions: list[PlannedAction] = []
     notes: list[str] = []
     for index, item in enumerate(items[: MAX_ACTIONS * 3]):
         try:
@@ -66,7 +65,7 @@ def validate_actions(
         except InvalidValue as exc:
             notes.append(f"action {index + 1} dropped: {exc}")
             continue
-        if action.kind == "join_channel" and action.channel:
+        if action.action is ActionKind.JOIN_CHANNEL and action.channel:
             joined.add(action.channel)
         actions.append(action)
     if len(items) > MAX_ACTIONS * 3:
@@ -78,37 +77,43 @@ def validate_actions(
         actions = actions[:MAX_ACTIONS]
     if len(actions) < MIN_ACTIONS:
         raise UnusablePlan(f"only {len(actions)} usable actions; at least {MIN_ACTIONS} needed")
-    if context.unjoined and not any(a.kind == "join_channel" for a in actions):
+    if context.unjoined and not any(a.action is ActionKind.JOIN_CHANNEL for a in actions):
         channel = _first_unplanned(context, actions)
-        actions = [Action("join_channel", channel, None, "new channel from the pool"), *actions]
+        actions = [
+            step(ActionKind.JOIN_CHANNEL, channel, None, "new channel from the pool"),
+            *actions,
+        ]
         actions = actions[:MAX_ACTIONS]
-        notes.append(f"added a join of @{channel}: unjoined pool channels remain")
+        notes.append(f"added a join of {channel}: unjoined pool channels remain")
     return tuple(actions), notes
 
 
-def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings) -> Action:
+def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings) -> PlannedAction:
     if not isinstance(item, dict):
         raise InvalidValue("not an object")
-    kind = item.get("action")
-    if kind not in ACTION_KINDS:
-        raise InvalidValue(f"unknown action {str(kind)[:40]!r}")
-    checked: ActionKind = kind
+    raw = item.get("action")
+    try:
+        kind = ActionKind(raw) if isinstance(raw, str) else None
+    except ValueError:
+        kind = None
+    if kind is None:
+        raise InvalidValue(f"unknown action {str(raw)[:40]!r}")
     reason = _reason(item.get("reason"))
     channel = None
-    if checked in CHANNEL_KINDS:
+    if kind.names_channel:
         channel = parse_username(item.get("channel", item.get("channel_username")))
         if channel not in pool:
-            raise InvalidValue(f"@{channel} is not an enabled pool channel")
-        if checked == "join_channel" and channel in joined:
-            raise InvalidValue(f"@{channel} is joined already")
-        if checked == "read_messages" and channel not in joined:
-            raise InvalidValue(f"@{channel} is not joined, so it cannot be read")
+            raise InvalidValue(f"{channel} is not an enabled pool channel")
+        if kind is ActionKind.JOIN_CHANNEL and channel in joined:
+            raise InvalidValue(f"{channel} is joined already")
+        if kind is ActionKind.READ_MESSAGES and channel not in joined:
+            raise InvalidValue(f"{channel} is not joined, so it cannot be read")
     duration = None
-    if checked == "read_messages":
+    if kind is ActionKind.READ_MESSAGES:
         duration = clamp(item.get("duration_seconds"), bounds.read_min_s, bounds.read_max_s)
-    elif checked == "idle":
+    elif kind is ActionKind.IDLE:
         duration = clamp(item.get("duration_seconds"), bounds.idle_min_s, bounds.idle_max_s)
-    return Action(checked, channel, duration, reason)
+    return step(kind, channel, duration, reason)
 
 
 def clamp(value: Any, low: float, high: float) -> float:
@@ -125,7 +130,7 @@ def _reason(value: Any) -> str:
     return text[:MAX_REASON_LENGTH]
 
 
-def _first_unplanned(context: PlanContext, actions: list[Action]) -> str:
+def _first_unplanned(context: PlanContext, actions: list[PlannedAction]) -> str:
     planned = {a.channel for a in actions}
     for channel in context.unjoined:
         if channel.username not in planned:

@@ -170,7 +170,7 @@ class Telegram:
         if match := GET_DIALOGS.fullmatch(query):
             return self._dialogs(state, int(match.group(1)))
         if match := RESOLVE_USERNAME.fullmatch(query):
-            return self._resolve(match.group(1).lower())
+            return self._resolve(state, match.group(1).lower())
         if match := GET_HISTORY.fullmatch(query):
             return self._history(int(match.group(1)), int(match.group(2)), int(match.group(3)))
         if match := READ_HISTORY.fullmatch(query):
@@ -195,7 +195,7 @@ class Telegram:
             }
         )
 
-    def _resolve(self, username: str) -> Answer:
+    def _resolve(self, state: SessionState, username: str) -> Answer:
         channel = self.channels.get(username)
         if channel is None or channel.kind == "nonexistent":
             return telegram_error(
@@ -205,7 +205,7 @@ class Telegram:
             return telegram_error("USERNAME_INVALID", "contacts.ResolveUsername", channel=username)
         # Without the "types." prefix: answers come in both spellings (GATEWAY.md).
         peer = {"_": "PeerChannel", "channel_id": channel.channel_id}
-        chat = _chat(channel) | {"_": "Channel"}
+        chat = _chat(channel) | {"_": "Channel", "left": username not in state.joined}
         return ok(
             {"_": "contacts.ResolvedPeer", "peer": peer, "chats": [chat], "users": []}, username
         )

@@ -108,20 +108,28 @@ def test_warmup_answers_with_the_plan_then_refuses_a_second(api: httpx2.Client) 
     accepted = api.post("/warmup/5")
     assert accepted.status_code == 202
     body = accepted.json()
-    assert body["status"] == "running" and body["plan_source"] == "fallback"
+    assert body["status"] == "started" and body["session_id"] == "5"  # the seed's words
+    assert body["run"]["plan_source"] == "fallback" and body["execution_summary"] is None
     assert 3 <= len(body["action_plan"]) <= 7
-    assert {"action", "channel", "duration_seconds", "reason"} == set(body["action_plan"][0])
+    assert {"action", "channel_username", "duration_seconds", "reason"} == set(
+        body["action_plan"][0]
+    )
+    plan = body["run"]["plan"]["actions"]
+    assert [a["action"] for a in plan] == [a["action"] for a in body["action_plan"]]
     second = api.post("/warmup/5")
     if second.status_code != 202:  # the first may have ended already (time scale 0)
         assert second.status_code == 409 and "in flight" in second.json()["detail"]
-    run = api.get(f"/runs/{body['run_id']}")
+    run = api.get(f"/runs/{body['run']['id']}")
     assert run.status_code == 200 and run.json()["trigger"] == "api"
 
 
 def test_warmup_sync_answers_with_the_whole_run(api: httpx2.Client) -> None:
     done = api.post("/warmup-sync/6")
     assert done.status_code == 200
-    run = done.json()
+    assert done.json()["status"] == "completed"
+    summary = done.json()["execution_summary"]
+    run = done.json()["run"]
+    assert summary["total_actions"] == len(run["actions"])
     assert run["status"] in ("succeeded", "partial") and run["finished_at"] is not None
     assert len(run["actions"]) == len(run["plan"]["actions"])
     runs = api.get("/sessions/6/runs").json()

@@ -67,7 +67,8 @@ def test_warmup_then_history(run: Heatup, gateway: tuple[str, Path], llm: str) -
     history = run("history", "5")
     assert history.code == 0
     assert "run 2" in history.stdout and "run 1" in history.stdout
-    assert "ACTION" in history.stdout and "@" in history.stdout
+    assert "ACTION" in history.stdout and "join_channel" in history.stdout
+    assert "@" not in history.stdout  # one spelling of a channel: its bare username
     runs = json.loads(run("history", "5", "--json").stdout)
     assert [(r["id"], r["plan_source"], r["status"]) for r in runs] == [
         (2, "llm", "succeeded"),

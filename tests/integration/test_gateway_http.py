@@ -108,36 +108,29 @@ async def test_success(gateway: HttpGateway, sandbox: Sandbox) -> None:
     await gateway.join_channel(5, "@Telegram")
     await gateway.join_channel(5, "nasa")
     assert await gateway.browse_dialogs(5) == 2
-    channel = await gateway.resolve_channel(5, "telegram")
     read = await gateway.read_history(5, "telegram", limit=10)
-    assert read.channel == channel and read.message_count == 10
+    assert read.message_count == 10 and read.channel.left is False
     assert sandbox.state(5)["read_up_to"] == {"telegram": read.max_id}
-    await gateway.set_idle(5, False)
-    assert sandbox.state(5)["idle"] is False
-    await gateway.set_idle(5, True)
-    assert sandbox.state(5)["idle"] is True
+    assert await gateway.is_member(5, "telegram") is True
+    assert await gateway.is_member(5, "durov") is False
     ops = [(r["op"], r["outcome"], r["session"]) for r in sandbox.new_audit()]
     assert ops == [
         ("join_chat", "ok", 5),
         ("join_chat", "ok", 5),
         ("get_dialogs", "ok", 5),
         ("resolve_username", "ok", 5),
-        ("resolve_username", "ok", 5),
         ("get_history", "ok", 5),
         ("read_history", "ok", 5),
-        ("stop_idle", "ok", 5),
-        ("idle", "ok", 5),
+        ("resolve_username", "ok", 5),
+        ("resolve_username", "ok", 5),
     ]
 
 
-async def test_session_info_keeps_no_secrets(gateway: HttpGateway) -> None:
-    info = await gateway.session_info(7)
-    assert (info.id, info.deleted, info.frozen, info.status) == (7, False, False, 1)
-    assert "sandbox-" not in repr(info)
-    assert not hasattr(info, "auth_string")
-    deleted = await gateway.session_info(9001)
-    assert deleted.deleted and deleted.delete_reason == "REVOKED"
-    assert (await gateway.session_info(9100)).frozen
+async def test_joining_a_joined_channel_is_a_join(gateway: HttpGateway, sandbox: Sandbox) -> None:
+    await gateway.join_channel(6, "nasa")
+    await gateway.join_channel(6, "nasa")
+    assert [r["outcome"] for r in sandbox.new_audit()] == ["ok", "ok"]
+    assert sandbox.state(6)["joined"] == ["nasa"]
 
 
 # --- flood wait -------------------------------------------------------------------------
@@ -323,7 +316,7 @@ async def test_missing_token(sandbox: Sandbox) -> None:
     client = HttpGateway(settings(sandbox.url, token=None))
     try:
         with pytest.raises(GatewayAuthFailed, match="HTTP 403"):
-            await client.session_info(1)
+            await client.browse_dialogs(1)
     finally:
         await client.aclose()
 
@@ -376,7 +369,7 @@ async def test_unknown_telegram_error(gateway: HttpGateway, sandbox: Sandbox) ->
 async def test_hostile_usernames_never_reach_the_sandbox(
     gateway: HttpGateway, sandbox: Sandbox, username: str
 ) -> None:
-    for call in (gateway.join_channel, gateway.resolve_channel, gateway.read_history):
+    for call in (gateway.join_channel, gateway.is_member, gateway.read_history):
         with pytest.raises(InvalidValue):
             await call(5, username)
     assert sandbox.new_audit() == []
@@ -387,7 +380,7 @@ async def test_bad_session_ids_never_reach_the_sandbox(
     gateway: HttpGateway, sandbox: Sandbox, uid: Any
 ) -> None:
     with pytest.raises(InvalidValue):
-        await gateway.session_info(uid)
+        await gateway.join_channel(uid, "telegram")
     with pytest.raises(InvalidValue):
         await gateway.browse_dialogs(uid)
     assert sandbox.new_audit() == []
@@ -402,13 +395,12 @@ async def test_secrets_never_reach_logs_or_errors(
     bad = HttpGateway(settings(sandbox.url, token="planted-wrong-token"))
     errors: list[str] = []
     try:
-        info = await client.session_info(42)
-        errors.append(repr(info))
+        errors.append(repr(await client.read_history(42, "telegram")))
         for call in (
             client.join_channel(9001, "telegram"),
             client.read_history(9100, "telegram"),
             client.join_channel(42, "privatechan"),
-            bad.session_info(42),
+            bad.browse_dialogs(42),
         ):
             try:
                 await call
@@ -416,7 +408,7 @@ async def test_secrets_never_reach_logs_or_errors(
                 errors.append(f"{exc!r} {exc}")
         sandbox.faults("5xx=1")
         try:
-            await client.session_info(42)
+            await client.browse_dialogs(42)
         except GatewayUnavailable as exc:
             errors.append(str(exc))
     finally:

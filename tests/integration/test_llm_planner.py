@@ -4,6 +4,7 @@ when it cannot."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -12,11 +13,13 @@ from typing import Any
 import httpx2
 import pytest
 
-from heatup_daemon.config import LLMSettings, PlannerSettings
+from heatup_daemon.config import LLMSettings, PlannerSettings, Settings
+from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
-from heatup_daemon.planner.model import PlanContext, PoolChannel
-from heatup_daemon.testing import FakeClock, heatup_server
+from heatup_daemon.planner.model import PlanContext
+from heatup_daemon.stores import PoolChannel
+from heatup_daemon.testing import FakeClock, InMemoryStore, heatup_server
 from tests.plans import assert_valid_plan
 
 BOUNDS = PlannerSettings()
@@ -54,7 +57,9 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_planner(stub: Stub, clock: FakeClock, **changes: Any) -> LLMPlanner:
+def make_planner(
+    stub: Stub, clock: FakeClock, ledger: InMemoryStore | None = None, **changes: Any
+) -> LLMWithFallback:
     values: dict[str, Any] = {
         "base_url": f"{stub.url}/v1",
         "api_key": "sk-test-planted",
@@ -63,24 +68,31 @@ def make_planner(stub: Stub, clock: FakeClock, **changes: Any) -> LLMPlanner:
         "max_retries": 0,
     }
     settings = LLMSettings(**(values | changes))
-    return LLMPlanner(settings, BOUNDS, FallbackPlanner(BOUNDS, random.Random(1)), clock)
+    return LLMWithFallback(
+        LLMPlanner(settings, BOUNDS, clock),
+        FallbackPlanner(BOUNDS, random.Random(1)),
+        CircuitBreaker(settings.breaker_failures, settings.breaker_cooloff_s, clock),
+        ledger or InMemoryStore(),
+        settings.daily_token_budget,
+        clock,
+    )
 
 
 @pytest.fixture
-async def planner(stub: Stub, clock: FakeClock) -> AsyncIterator[LLMPlanner]:
+async def planner(stub: Stub, clock: FakeClock) -> AsyncIterator[LLMWithFallback]:
     stub.scenario("good")
     planner = make_planner(stub, clock)
     yield planner
     await planner.aclose()
 
 
-async def test_good_answer_is_an_llm_plan(planner: LLMPlanner, stub: Stub) -> None:
+async def test_good_answer_is_an_llm_plan(planner: LLMWithFallback, stub: Stub) -> None:
     before = len(stub.requests())
     plan = await planner.plan(CONTEXT)
     assert plan.source == "llm" and plan.model == "stub-model"
     assert plan.prompt_tokens > 0 and plan.completion_tokens > 0
     assert_valid_plan(plan.actions, CONTEXT, BOUNDS)
-    assert plan.actions[0].kind == "join_channel" and plan.actions[0].channel == "chan02"
+    assert plan.actions[0].action == "join_channel" and plan.actions[0].channel == "chan02"
     request = stub.requests()[before]
     assert request["temperature"] == 1.0 and request["model"] == "stub-model"
     assert request["response_format"]["type"] == "json_schema"
@@ -103,7 +115,7 @@ async def test_good_answer_is_an_llm_plan(planner: LLMPlanner, stub: Stub) -> No
     ],
 )
 async def test_failures_fall_back(
-    planner: LLMPlanner, stub: Stub, scenario: str, reason: str
+    planner: LLMWithFallback, stub: Stub, scenario: str, reason: str
 ) -> None:
     stub.scenario(scenario)
     plan = await planner.plan(CONTEXT)
@@ -113,21 +125,28 @@ async def test_failures_fall_back(
     assert "sk-test-planted" not in plan.fallback_reason
 
 
-async def test_unusable_answers_still_count_their_tokens(planner: LLMPlanner, stub: Stub) -> None:
+async def test_unusable_answers_still_count_their_tokens(
+    planner: LLMWithFallback, stub: Stub
+) -> None:
     stub.scenario("too_few")
     plan = await planner.plan(CONTEXT)
     assert plan.source == "fallback" and plan.prompt_tokens > 0
-    assert planner.budget.spent_today() == plan.prompt_tokens + plan.completion_tokens
+    ledger = planner._ledger
+    assert await ledger.tokens_spent(datetime(2026, 1, 1).date()) == (
+        plan.prompt_tokens + plan.completion_tokens
+    )
 
 
-async def test_too_many_and_unknown_actions_are_trimmed(planner: LLMPlanner, stub: Stub) -> None:
+async def test_too_many_and_unknown_actions_are_trimmed(
+    planner: LLMWithFallback, stub: Stub
+) -> None:
     stub.scenario("too_many")
     plan = await planner.plan(CONTEXT)
     assert plan.source == "llm" and len(plan.actions) == 7
     stub.scenario("unknown_action")
     plan = await planner.plan(CONTEXT)
     assert plan.source == "llm"
-    assert {a.kind for a in plan.actions} <= {
+    assert {a.action for a in plan.actions} <= {
         "join_channel",
         "read_messages",
         "browse_dialogs",
@@ -136,7 +155,7 @@ async def test_too_many_and_unknown_actions_are_trimmed(planner: LLMPlanner, stu
     assert any("unknown action 'send_message'" in note for note in plan.notes)
 
 
-async def test_json_mode_when_json_schema_is_refused(planner: LLMPlanner, stub: Stub) -> None:
+async def test_json_mode_when_json_schema_is_refused(planner: LLMWithFallback, stub: Stub) -> None:
     stub.scenario("no_json_schema")
     before = len(stub.requests())
     first = await planner.plan(CONTEXT)
@@ -146,23 +165,37 @@ async def test_json_mode_when_json_schema_is_refused(planner: LLMPlanner, stub: 
     assert formats == ["json_schema", "json_object", "json_object"]  # remembered
 
 
-async def test_no_llm_configured(clock: FakeClock) -> None:
-    planner = LLMPlanner(LLMSettings(), BOUNDS, FallbackPlanner(BOUNDS), clock)
-    plan = await planner.plan(CONTEXT)
-    assert (plan.source, plan.fallback_reason) == ("fallback", "no LLM configured")
+async def test_no_llm_configured_builds_no_llm_planner(clock: FakeClock) -> None:
+    from heatup_daemon.metrics import Metrics
+    from heatup_daemon.parts import build_parts
 
-
-async def test_budget_sends_planning_to_the_fallback(stub: Stub, clock: FakeClock) -> None:
-    stub.scenario("good")
-    planner = make_planner(stub, clock, daily_token_budget=100)
+    parts = build_parts(Settings(), InMemoryStore(), clock, Metrics())  # type: ignore[arg-type]
     try:
-        assert (await planner.plan(CONTEXT)).source == "llm"  # spends more than 100 tokens
+        assert type(parts.planner) is FallbackPlanner
+        plan = await parts.planner.plan(CONTEXT)
+        assert (plan.source, plan.fallback_reason) == ("fallback", "no LLM configured")
+    finally:
+        await parts.aclose()
+
+
+async def test_the_budget_is_shared_by_restarts_and_nodes(stub: Stub, clock: FakeClock) -> None:
+    stub.scenario("good")
+    ledger = InMemoryStore()  # what the database keeps for every process
+    first = make_planner(stub, clock, ledger, daily_token_budget=100)
+    try:
+        assert (await first.plan(CONTEXT)).source == "llm"  # spends more than 100 tokens
+    finally:
+        await first.aclose()
+    restarted = make_planner(stub, clock, ledger, daily_token_budget=100)
+    try:
         before = len(stub.requests())
-        plan = await planner.plan(CONTEXT)
+        plan = await restarted.plan(CONTEXT)
         assert plan.fallback_reason == "daily token budget spent"
         assert len(stub.requests()) == before  # no call made
+        clock.advance(86400)  # a new UTC day
+        assert (await restarted.plan(CONTEXT)).source == "llm"
     finally:
-        await planner.aclose()
+        await restarted.aclose()
 
 
 async def test_breaker_opens_then_tries_again(stub: Stub, clock: FakeClock) -> None:
@@ -179,5 +212,21 @@ async def test_breaker_opens_then_tries_again(stub: Stub, clock: FakeClock) -> N
         stub.scenario("good")
         assert (await planner.plan(CONTEXT)).source == "llm"  # half-open trial succeeded
         assert planner.breaker.consecutive_failures == 0
+    finally:
+        await planner.aclose()
+
+
+async def test_against_a_hanging_llm_one_run_per_trial_waits(stub: Stub, clock: FakeClock) -> None:
+    stub.scenario("timeout")
+    planner = make_planner(stub, clock, breaker_failures=1, breaker_cooloff_s=60)
+    try:
+        await planner.plan(CONTEXT)  # times out: the breaker opens
+        clock.advance(61)
+        before = len(stub.requests())
+        plans = await asyncio.gather(*(planner.plan(CONTEXT) for _ in range(10)))
+        assert len(stub.requests()) == before + 1  # one trial; nine planned at once
+        reasons = sorted(p.fallback_reason or "" for p in plans)
+        assert reasons.count("LLM circuit breaker open") == 9
+        assert all(p.source == "fallback" for p in plans)
     finally:
         await planner.aclose()

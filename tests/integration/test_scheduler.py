@@ -11,52 +11,66 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text, update
 
-from heatup_daemon.config import ExecutorSettings, PlannerSettings, SchedulerSettings, Settings
+from heatup_daemon.config import (
+    ExecutorSettings,
+    HistorySettings,
+    PlannerSettings,
+    SchedulerSettings,
+    Settings,
+)
 from heatup_daemon.db.models import SessionRow
-from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.runs import RunStart
+from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.events import Observers
 from heatup_daemon.executor import Executor
+from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.planner.model import Plan, PlanContext
-from heatup_daemon.runner import Runner
+from heatup_daemon.runner import Runner, RunPool
 from heatup_daemon.scheduler import Scheduler
+from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.testing import FakeClock, FakeGateway
 from heatup_daemon.validation import validate_session
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-class Fallback:
-    def __init__(self) -> None:
-        self._planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-
-    async def plan(self, context: PlanContext) -> Plan:
-        return self._planner.plan(context, "test")
-
-
 class World:
-    def __init__(self, repository: Repository, **settings: float) -> None:
+    def __init__(self, repository: Repository, gateway: FakeGateway | None = None) -> None:
         self.repository = repository
         self.clock = FakeClock(START)
-        self.gateway = FakeGateway()
-        executor = Executor(
-            self.gateway,
-            repository,
-            ExecutorSettings(time_scale=0),
-            clock=self.clock,
-            heartbeat_s=15,
-        )
-        self.runner = Runner(repository, Fallback(), executor, self.clock, "node-a")
-        self.settings = SchedulerSettings(**settings)
+        self.gateway = gateway or FakeGateway()
+        self.metrics = Metrics()
+        self.settings = SchedulerSettings()
+        self.pools: list[RunPool] = []
         self.scheduler = self.make_scheduler("node-a")
 
     def make_scheduler(self, node: str) -> Scheduler:
+        executor = Executor(
+            self.gateway,
+            self.repository,
+            ExecutorSettings(time_scale=0),
+            self.metrics,
+            clock=self.clock,
+            heartbeat_s=15,
+        )
+        planner = FallbackPlanner(PlannerSettings(), random.Random(1))
+        runner = Runner(
+            self.repository, planner, executor, Observers(self.metrics), self.clock, node
+        )
+        pool = RunPool(runner)
+        self.pools.append(pool)
         return Scheduler(
-            self.settings, self.repository, self.runner, self.clock, node, rng=random.Random(7)
+            self.settings,
+            HistorySettings(),
+            self.repository,
+            pool,
+            self.metrics,
+            self.clock,
+            node,
+            rng=random.Random(7),
         )
 
-    async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> SessionView:
+    async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> SessionRecord:
         spec = validate_session(
             gateway_session_id=gateway_id,
             schedule=schedule,
@@ -67,8 +81,8 @@ class World:
         return await self.repository.add_session(spec)
 
     async def settle(self) -> None:
-        tasks = list(self.scheduler.in_flight.values())
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for pool in self.pools:
+            await pool.wait_all()
 
     async def tick(self) -> int:
         started = await self.scheduler.dispatch()
@@ -143,7 +157,11 @@ async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: World)
     world.clock.advance(35 * 60)  # three slots missed, the oldest 25 min late
     assert await world.tick() == 1
     runs = await world.runs(21)
-    assert runs == [("succeeded", START), ("succeeded", START + timedelta(minutes=10))]
+    assert runs == [
+        ("succeeded", START),
+        ("succeeded", START + timedelta(minutes=10)),
+        ("skipped", START + timedelta(minutes=20)),  # 20 and 30 coalesced into that run
+    ]
     view = await world.repository.get_session(21)
     assert view.next_run_at == START + timedelta(minutes=40)
 
@@ -152,7 +170,7 @@ async def test_cooldown_moves_to_the_first_slot_after_it(world: World) -> None:
     await world.add(31, "10m")
     await world.scheduler.prepare()
     view = await world.repository.get_session(31)
-    await world.repository.set_cooldown(view.id, START + timedelta(minutes=25))
+    await world.repository.set_cooldown(view.id, START + timedelta(minutes=25), 1500, START)
     assert await world.tick() == 0
     assert (await world.repository.get_session(31)).next_run_at == START + timedelta(minutes=30)
     world.clock.advance(30 * 60)
@@ -173,7 +191,7 @@ async def test_at_most_max_concurrent_runs_start_in_due_order(world: World) -> N
                 .values(next_run_at=due, next_nominal_at=due)
             )
     started = await world.scheduler.dispatch()
-    assert started == 2 and len(world.scheduler.in_flight) == 2
+    assert started == 2 and len(world.pools[-1]) == 2
     assert await world.scheduler.dispatch() == 0  # full: the rest wait
     await world.settle()
     assert await world.tick() == 2
@@ -191,7 +209,7 @@ async def test_two_claimers_run_each_slot_once(world: World) -> None:
     await world.scheduler.prepare()
     other = world.make_scheduler("node-b")
     first, second = await asyncio.gather(world.scheduler.dispatch(), other.dispatch())
-    await asyncio.gather(*world.scheduler.in_flight.values(), *other.in_flight.values())
+    await world.settle()
     assert first + second == 20
     for gateway_id in range(51, 71):
         assert await world.runs(gateway_id) == [("succeeded", START)]
@@ -243,22 +261,15 @@ async def test_admin_schedule_edits_take_effect_at_reconcile(world: World) -> No
     assert await world.tick() == 0
 
 
-async def test_disabling_cancels_the_run_in_flight(world: World) -> None:
+async def test_disabling_cancels_the_run_in_flight(repository: Repository) -> None:
     blocker = asyncio.Event()
 
     class SlowGateway(FakeGateway):
-        async def browse_dialogs(self, uid: int, limit: int = 20) -> int:
-            await blocker.wait()
-            return 0
-
-        async def join_channel(self, uid: int, username: str) -> None:
+        async def _call(self, operation: str, gateway_id: int, channel: str | None) -> None:
             await blocker.wait()
 
-        async def read_history(self, uid: int, username: str, limit: int = 20):  # type: ignore[no-untyped-def]
-            await blocker.wait()
-
-    world.runner._executor.gateway = SlowGateway()  # type: ignore[attr-defined]
-    world.runner._executor.settings = ExecutorSettings(time_scale=0)  # type: ignore[attr-defined]
+    await repository.seed_channels(Settings().channels)
+    world = World(repository, SlowGateway())
     await world.add(101, "1h")
     await world.scheduler.prepare()
     assert await world.scheduler.dispatch() == 1
@@ -280,7 +291,7 @@ async def test_a_scheduled_slot_meets_a_run_in_flight(world: World) -> None:
         id=view.id,
         now=START.replace(tzinfo=None),
     )
-    assert await world.tick() == 1  # claimed, then refused by the database
+    assert await world.tick() == 0  # the slot is recorded skipped, nothing starts
     statuses = [status for status, _ in await world.runs(111)]
     assert statuses == ["running", "skipped"]
     skipped = (await world.repository.history(111))[0]
@@ -301,21 +312,13 @@ async def test_stale_runs_are_reaped(world: World) -> None:
 
 
 async def test_a_reaped_run_keeps_its_end(world: World) -> None:
-    view = await world.add(131, "1h")
-    run_id = await world.repository.start_run(
-        RunStart(
-            session_id=view.id,
-            gateway_session_id=131,
-            trigger="cli",
-            due_at=START,
-            started_at=START - timedelta(minutes=5),
-            node="node-z",
-        )
-    )
+    await world.add(131, "1h")
+    run = await world.repository.start_run(131, Trigger.CLI, START - timedelta(minutes=5), "z")
     assert await world.scheduler.reap() == 1
-    assert not await world.repository.heartbeat(run_id, START)
-    await world.repository.finish_run(run_id, "succeeded", None, START)
-    assert (await world.repository.get_run(run_id)).status == "interrupted"
+    assert not await world.repository.heartbeat(run.id, START)
+    final = await world.repository.finish_run(run.id, RunStatus.SUCCEEDED, None, START)
+    assert final is RunStatus.INTERRUPTED
+    assert (await world.repository.get_run(run.id)).status == "interrupted"
 
 
 async def test_bad_channel_rows_are_flagged_once_and_never_planned(
@@ -333,8 +336,8 @@ async def test_bad_channel_rows_are_flagged_once_and_never_planned(
     assert flags["telegram"] is None
     assert len([r for r in caplog.records if "channel row" in r.getMessage()]) == 2
     view = await world.add(141, "1h")
-    context = await world.repository.plan_context(view, START)
-    assert {"x'y_z", "@Handmade_Chan"}.isdisjoint(c.username for c in context.pool)
+    facts = await world.repository.planning_facts(validate_record(view, START), START)
+    assert {"x'y_z", "@Handmade_Chan"}.isdisjoint(c.username for c in facts.pool)
     await world.sql(
         "UPDATE channels SET username = 'handmade_chan' WHERE username = '@Handmade_Chan'"
     )

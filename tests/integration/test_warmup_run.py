@@ -14,13 +14,16 @@ from sqlalchemy import text
 
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import Settings
-from heatup_daemon.db.registry import SessionView
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.runs import RunView
+from heatup_daemon.enums import ActionKind, PlanSource, Trigger
 from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable
+from heatup_daemon.executor import Executor
+from heatup_daemon.metrics import Metrics
 from heatup_daemon.parts import Parts, build_parts
-from heatup_daemon.planner.model import Action, Plan, PlanContext
-from heatup_daemon.runner import Runner
+from heatup_daemon.planner.model import Plan, PlanContext, PlannedAction, step
+from heatup_daemon.runner import Runner, RunResult
+from heatup_daemon.session import SessionRecord, validate_record
+from heatup_daemon.stores import RunView
 from heatup_daemon.testing import sandbox_process
 from heatup_daemon.validation import validate_channel, validate_session
 
@@ -84,12 +87,12 @@ async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Parts
     sandbox.reset()
     settings = settings_for(sandbox)
     await repository.seed_channels(settings.channels)
-    built = build_parts(settings, repository, SystemClock())
+    built = build_parts(settings, repository, SystemClock(), Metrics())
     yield built
     await built.aclose()
 
 
-async def register(repository: Repository, gateway_id: int) -> SessionView:
+async def register(repository: Repository, gateway_id: int) -> SessionRecord:
     spec = validate_session(
         gateway_session_id=gateway_id,
         schedule="6h",
@@ -101,15 +104,28 @@ async def register(repository: Repository, gateway_id: int) -> SessionView:
 
 
 class ScriptedPlanner:
-    def __init__(self, *actions: Action) -> None:
+    def __init__(self, *actions: PlannedAction) -> None:
         self.actions = actions
 
     async def plan(self, context: PlanContext) -> Plan:
-        return Plan(self.actions, "fallback", fallback_reason="scripted")
+        return Plan(self.actions, PlanSource.FALLBACK, fallback_reason="scripted")
 
 
-def scripted(parts: Parts, repository: Repository, *actions: Action) -> Runner:
-    return Runner(repository, ScriptedPlanner(*actions), parts.executor, SystemClock(), "test-node")
+def scripted(parts: Parts, repository: Repository, *actions: PlannedAction) -> Runner:
+    clock, metrics = SystemClock(), Metrics()
+    executor = Executor(
+        parts.gateway,
+        repository,
+        Settings().executor.model_copy(update={"time_scale": 0}),
+        metrics,
+        clock=clock,
+        heartbeat_s=15,
+    )
+    return Runner(repository, ScriptedPlanner(*actions), executor, metrics, clock, "test-node")
+
+
+async def run_now(runner: Runner, gateway_id: int, trigger: Trigger = Trigger.CLI) -> RunResult:
+    return await runner.run(await runner.start(gateway_id, trigger))
 
 
 ATTEMPTS = 3  # gateway.retry_attempts in settings_for
@@ -159,7 +175,7 @@ async def test_history_equals_the_audit_log(
     sessions = [await register(repository, uid) for uid in (21, 22, 23)]
     for _ in range(3):
         for session in sessions:
-            result = await parts.runner.run(session, "cli")
+            result = await run_now(parts.runner, int(str(session.gateway_session_id)))
             assert result.outcome.status == "succeeded", result.outcome
     runs = [run for s in sessions for run in await repository.history(s.gateway_session_id)]
     assert len(runs) == 9 and all(run.plan_source == "fallback" for run in runs)
@@ -175,9 +191,9 @@ async def test_history_equals_the_audit_log_under_transient_faults(
     repository: Repository, parts: Parts, sandbox: Sandbox
 ) -> None:
     sandbox.reset("5xx=0.25,nonjson=0.05,seed=5")
-    session = await register(repository, 31)
+    await register(repository, 31)
     for _ in range(6):
-        await parts.runner.run(session, "cli")
+        await run_now(parts.runner, 31)
     runs = await repository.history(31)
     audit = sandbox.audit()
     assert any(entry["outcome"] in TRANSIENT for entry in audit)
@@ -190,28 +206,29 @@ async def test_joins_are_remembered_and_planned_around(
     session = await register(repository, 41)
     joined: set[str] = set()
     for _ in range(4):
-        result = await parts.runner.run(session, "cli")
-        planned = {a.channel for a in result.plan.actions if a.kind == "join_channel"}
+        result = await run_now(parts.runner, 41)
+        planned = {a.channel for a in result.plan.actions if a.action == "join_channel"}
         assert not planned & joined  # never joins a channel twice
         joined |= {
             a.channel
             for a in result.outcome.actions
             if a.kind == "join_channel" and a.outcome == "ok" and a.channel
         }
-    context = await repository.plan_context(session, SystemClock().now())
-    assert context.joined == joined and len(joined) >= 4
-    assert len(context.recent_runs) == 3 and "succeeded" in context.recent_runs[0]
+    now = SystemClock().now()
+    facts = await repository.planning_facts(validate_record(session, now), now)
+    assert facts.joined == joined and len(joined) >= 4
+    assert len(facts.recent_runs) == 3 and facts.recent_runs[0].status == "succeeded"
 
 
 async def test_flood_wait_cools_the_session_down(
     repository: Repository, parts: Parts, sandbox: Sandbox
 ) -> None:
-    session = await register(repository, 51)
+    await register(repository, 51)
     joins = [
-        Action("join_channel", name)
+        step(ActionKind.JOIN_CHANNEL, name)
         for name in ("telegram", "durov", "tginfo", "nasa", "natgeo", "python", "espn")
     ]
-    result = await scripted(parts, repository, *joins).run(session, "cli")
+    result = await run_now(scripted(parts, repository, *joins), 51)
     assert result.outcome.status == "partial"
     assert [a.outcome for a in result.outcome.actions] == ["ok"] * 5 + ["failed"]
     view = await repository.get_session(51)
@@ -223,7 +240,7 @@ async def test_flood_wait_cools_the_session_down(
     assert [e["outcome"] for e in audit] == ["ok"] * 5 + ["FLOOD_WAIT"]
     assert not any(e["during_flood"] for e in audit)
     with pytest.raises(SessionNotRunnable, match="cooling down until"):
-        await parts.runner.run(view, "cli")
+        await parts.runner.start(51, Trigger.CLI)
     assert len(sandbox.audit()) == 6  # no call while the wait lasts
 
 
@@ -233,14 +250,18 @@ async def test_flood_wait_cools_the_session_down(
 async def test_lost_sessions_need_attention(
     repository: Repository, parts: Parts, uid: int, reason: str
 ) -> None:
-    session = await register(repository, uid)
-    plan = (Action("browse_dialogs"), Action("join_channel", "telegram"), Action("idle", None, 5))
-    result = await scripted(parts, repository, *plan).run(session, "cli")
+    await register(repository, uid)
+    plan = (
+        step(ActionKind.BROWSE_DIALOGS),
+        step(ActionKind.JOIN_CHANNEL, "telegram"),
+        step(ActionKind.IDLE, None, 5),
+    )
+    result = await run_now(scripted(parts, repository, *plan), uid)
     assert result.outcome.status == "failed" and len(result.outcome.actions) == 1
     view = await repository.get_session(uid)
     assert view.state == "needs_attention" and reason in (view.state_reason or "")
     with pytest.raises(SessionNotRunnable, match="needs attention"):
-        await parts.runner.run(view, "cli")
+        await parts.runner.start(uid, Trigger.CLI)
     enabled = await repository.set_session_enabled(uid, True)  # the admin's re-enable
     assert enabled.state == "active"
 
@@ -252,13 +273,13 @@ async def test_channel_problems_continue_and_flag_the_channel(
         spec = validate_channel(username=name, title=None, category="odd", description=None)
         await repository.add_channel(spec)
     plan = (
-        Action("join_channel", "privatechan"),
-        Action("join_channel", "inviteonly"),
-        Action("browse_dialogs"),
+        step(ActionKind.JOIN_CHANNEL, "privatechan"),
+        step(ActionKind.JOIN_CHANNEL, "inviteonly"),
+        step(ActionKind.BROWSE_DIALOGS),
     )
     for uid in (61, 62, 63):
         session = await register(repository, uid)
-        result = await scripted(parts, repository, *plan).run(session, "cli")
+        result = await run_now(scripted(parts, repository, *plan), uid)
         assert result.outcome.status == "partial"
         codes = [a.error_code for a in result.outcome.actions]
         assert codes == ["CHANNEL_PRIVATE", "INVITE_REQUEST_SENT", None]
@@ -268,8 +289,9 @@ async def test_channel_problems_continue_and_flag_the_channel(
         and "CHANNEL_PRIVATE for 3 sessions" in flags["privatechan"]
     )
     assert flags["inviteonly"] is not None and flags["telegram"] is None
-    context = await repository.plan_context(session, SystemClock().now())
-    assert "privatechan" not in {c.username for c in context.pool}  # flagged: not planned
+    now = SystemClock().now()
+    facts = await repository.planning_facts(validate_record(session, now), now)
+    assert "privatechan" not in {c.username for c in facts.pool}  # flagged: not planned
 
 
 async def test_runs_refused_before_anything_is_written(
@@ -278,7 +300,7 @@ async def test_runs_refused_before_anything_is_written(
     session = await register(repository, 71)
     await repository.set_session_enabled(71, False)
     with pytest.raises(SessionNotRunnable, match="disabled"):
-        await parts.runner.run(await repository.get_session(71), "api")
+        await parts.runner.start(71, Trigger.API)
     await repository.set_session_enabled(71, True)
     async with repository.engine.begin() as connection:
         await connection.execute(
@@ -289,15 +311,15 @@ async def test_runs_refused_before_anything_is_written(
             {"id": session.id, "now": SystemClock().now().replace(tzinfo=None)},
         )
     with pytest.raises(AlreadyRunning, match="in flight"):
-        await parts.runner.run(session, "cli")
+        await parts.runner.start(71, Trigger.CLI)
     assert len(await repository.history(71)) == 1
     assert sandbox.audit() == []
 
 
 async def test_a_run_row_tells_the_whole_story(repository: Repository, parts: Parts) -> None:
-    session = await register(repository, 81)
-    result = await parts.runner.run(session, "cli")
-    run = await repository.get_run(result.run_id)
+    await register(repository, 81)
+    result = await run_now(parts.runner, 81)
+    run = await repository.get_run(result.run.id)
     assert (run.status, run.trigger, run.node, run.plan_source) == (
         "succeeded",
         "cli",
@@ -306,6 +328,7 @@ async def test_a_run_row_tells_the_whole_story(repository: Repository, parts: Pa
     )
     assert run.finished_at is not None and run.heartbeat_at is not None
     assert run.plan["fallback_reason"] == "no LLM configured"
-    assert [a["action"] for a in run.plan["actions"]] == [a.kind for a in result.plan.actions]
+    assert run.plan is not None
+    assert [a["action"] for a in run.plan["actions"]] == [a.action for a in result.plan.actions]
     assert [a.seq for a in run.actions] == list(range(1, len(result.plan.actions) + 1))
     assert all(a.gateway_latency_s is not None for a in run.actions if a.kind != "idle")

@@ -1,15 +1,16 @@
-"""The executor against a scripted gateway, an in-memory recorder and a fake clock."""
+"""The executor against a scripted gateway, the in-memory store and a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
@@ -21,61 +22,119 @@ from heatup_daemon.errors import (
     TooManyChannels,
     UnknownSession,
 )
-from heatup_daemon.executor import Executor, RunTarget
+from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.gateway import HistoryRead
-from heatup_daemon.planner.model import Action, Plan
-from heatup_daemon.testing import FakeClock, FakeGateway, FakeRecorder
+from heatup_daemon.planner.model import Plan, PlannedAction, step
+from heatup_daemon.stores import Run
+from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore, RecordingObserver
+from heatup_daemon.validation import validate_channel, validate_session
 
-TARGET = RunTarget(run_id=1, session_id=10, gateway_session_id=77)
+START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = ExecutorSettings(time_scale=1.0, long_pause_chance=0.0, delay_min_s=3, delay_max_s=3)
 
 
-def plan(*actions: Action) -> Plan:
-    return Plan(tuple(actions), "fallback")
+def plan(*actions: PlannedAction) -> Plan:
+    return Plan(tuple(actions), PlanSource.FALLBACK)
 
 
-JOIN_A = Action("join_channel", "chan_a")
-JOIN_B = Action("join_channel", "chan_b")
-READ_A = Action("read_messages", "chan_a", 20.0)
-BROWSE = Action("browse_dialogs")
-IDLE = Action("idle", None, 7.0)
+JOIN_A = step(ActionKind.JOIN_CHANNEL, "chan_a")
+JOIN_B = step(ActionKind.JOIN_CHANNEL, "chan_b")
+READ_A = step(ActionKind.READ_MESSAGES, "chan_a", 20.0)
+BROWSE = step(ActionKind.BROWSE_DIALOGS)
+IDLE = step(ActionKind.IDLE, None, 7.0)
+
+
+class SpyStore(InMemoryStore):
+    """The in-memory store, keeping every heartbeat and channel failure it was told of."""
+
+    def __init__(self) -> None:
+        super().__init__(START)
+        self.heartbeats: list[datetime] = []
+        self.channel_failures: list[tuple[str, str]] = []
+        self.reaped = False  # the next heartbeat finds the run reaped
+
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+        self.heartbeats.append(at)
+        if self.reaped:
+            await self.reap_stale_runs(at + timedelta(days=1), 1, frozenset())
+        return await super().heartbeat(run_id, at)
+
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
+        self.channel_failures.append((channel, code))
+        return await super().note_channel_failure(channel, code, at)
 
 
 class Harness:
     def __init__(self, settings: ExecutorSettings = SETTINGS, heartbeat_s: float = 15) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(START)
         self.gateway = FakeGateway()
-        self.recorder = FakeRecorder()
-        self.executor = Executor(
+        self.store = SpyStore()
+        self.observer = RecordingObserver()
+        self.settings = settings
+        self.heartbeat_s = heartbeat_s
+        self.run_id = 0
+
+    def executor(self) -> Executor:
+        return Executor(
             self.gateway,
-            self.recorder,
-            settings,
+            self.store,
+            self.settings,
+            self.observer,
             clock=self.clock,
-            heartbeat_s=heartbeat_s,
+            heartbeat_s=self.heartbeat_s,
             rng=random.Random(4),
         )
 
-    async def run(self, *actions: Action):  # type: ignore[no-untyped-def]
-        return await self.executor.execute(TARGET, plan(*actions))
+    async def start(self) -> Run:
+        for name in ("chan_a", "chan_b"):
+            await self.store.add_channel(
+                validate_channel(username=name, title=None, category=None, description=None)
+            )
+        spec = validate_session(
+            gateway_session_id=77, schedule="1h", jitter_seconds=0, timezone="UTC", label=None
+        )
+        await self.store.add_session(spec)
+        run = await self.store.start_run(77, Trigger.CLI, self.clock.now(), "test")
+        self.run_id = run.id
+        return run
+
+    async def run(self, *actions: PlannedAction, stop: asyncio.Event | None = None) -> RunOutcome:
+        return await self.executor().execute(await self.start(), plan(*actions), stop)
+
+    @property
+    def session(self) -> dict[str, object]:
+        return next(iter(self.store.sessions.values()))
+
+    @property
+    def actions(self) -> list[object]:
+        return list((self.store.runs[self.run_id].view()).actions)
 
     def outcomes(self) -> list[tuple[str, str, str | None]]:
-        return [(a.kind, a.outcome, a.error_code) for a in self.recorder.actions]
+        run = self.store.runs[self.run_id].view()
+        return [(a.kind, a.outcome, a.error_code) for a in run.actions]
+
+    def joined(self) -> list[str]:
+        return sorted(
+            self.store.channels[c]["username"] for s in self.store.joined.values() for c in s
+        )
 
 
 async def test_a_clean_run() -> None:
     h = Harness()
     outcome = await h.run(JOIN_A, READ_A, BROWSE, IDLE)
-    assert (outcome.status, outcome.error) == ("succeeded", None)
+    assert (outcome.status, outcome.error) == (RunStatus.SUCCEEDED, None)
     assert h.gateway.calls == [
         ("join_channel", 77, "chan_a"),
         ("read_history", 77, "chan_a"),
         ("browse_dialogs", 77, None),
     ]
-    assert h.recorder.joins == [(10, "chan_a")]
-    assert [a.seq for a in h.recorder.actions] == [1, 2, 3, 4]
+    assert h.joined() == ["chan_a"]
+    run = h.store.runs[h.run_id].view()
+    assert [a.seq for a in run.actions] == [1, 2, 3, 4]
     # Three pauses of 3 s, a 20 s read and a 7 s idle: 36 s of waiting, nothing else.
     assert sum(h.clock.sleeps) == pytest.approx(36.0)
-    assert h.recorder.actions[1].actual_duration_s == pytest.approx(20.0)
+    assert run.actions[1].actual_duration_s == pytest.approx(20.0)
+    assert [e.seq for e in h.observer.of("action_ended")] == [1, 2, 3, 4]  # type: ignore[attr-defined]
 
 
 async def test_time_scale_shrinks_every_wait() -> None:
@@ -97,8 +156,9 @@ async def test_pauses_follow_the_settings() -> None:
     )
     executor = Executor(
         FakeGateway(),
-        FakeRecorder(),
+        InMemoryStore(),
         settings,
+        RecordingObserver(),
         clock=FakeClock(),
         heartbeat_s=15,
         rng=random.Random(2),
@@ -111,9 +171,9 @@ async def test_pauses_follow_the_settings() -> None:
 
 async def test_heartbeat_during_long_waits() -> None:
     h = Harness(heartbeat_s=5)
-    await h.run(JOIN_A, Action("read_messages", "chan_a", 40.0), IDLE)
-    assert len(h.recorder.heartbeats) >= 9  # about (3 + 40 + 3 + 7) / 5
-    gaps = [b - a for a, b in itertools.pairwise(h.recorder.heartbeats)]
+    await h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 40.0), IDLE)
+    assert len(h.store.heartbeats) >= 9  # about (3 + 40 + 3 + 7) / 5
+    gaps = [b - a for a, b in itertools.pairwise([START, *h.store.heartbeats])]
     assert max(gaps) <= timedelta(seconds=5)
 
 
@@ -123,8 +183,10 @@ async def test_flood_wait_stops_the_run_and_cools_the_session() -> None:
     outcome = await h.run(JOIN_A, JOIN_B, READ_A, BROWSE)
     assert outcome.status == "partial" and "flood wait of 73 s" in (outcome.error or "")
     assert h.outcomes() == [("join_channel", "ok", None), ("join_channel", "failed", "FLOOD_WAIT")]
-    flood_at = h.recorder.actions[1].finished_at
-    assert h.recorder.cooldowns[10] == flood_at + timedelta(seconds=73)
+    flood_at = outcome.actions[1].finished_at
+    assert h.session["cooldown_until"] == flood_at + timedelta(seconds=73)
+    assert h.session["flood_wait_s"] == 73
+    assert h.observer.of("cooldown_set") == [flood_at + timedelta(seconds=73)]
     assert len(h.gateway.calls) == 2  # nothing after the flood wait
 
 
@@ -142,7 +204,8 @@ async def test_lost_sessions_need_attention(error: Exception, code: str) -> None
     outcome = await h.run(JOIN_A, READ_A, BROWSE)
     assert outcome.status == "failed" and outcome.error is not None
     assert h.outcomes() == [("join_channel", "failed", code)]
-    assert 10 in h.recorder.attention
+    assert h.session["state"] == "needs_attention" and h.session["state_reason"]
+    assert len(h.observer.of("needs_attention")) == 1
 
 
 async def test_auth_failure_stops_without_blaming_the_session() -> None:
@@ -150,7 +213,7 @@ async def test_auth_failure_stops_without_blaming_the_session() -> None:
     h.gateway.fail["browse_dialogs"] = GatewayAuthFailed("refused")
     outcome = await h.run(BROWSE, JOIN_A, IDLE)
     assert outcome.status == "failed" and "token" in (outcome.error or "")
-    assert h.recorder.attention == {} and h.recorder.cooldowns == {}
+    assert h.session["state"] == "active" and h.session["cooldown_until"] is None
 
 
 async def test_channel_problems_and_transient_failures_do_not_stop_the_run() -> None:
@@ -168,8 +231,8 @@ async def test_channel_problems_and_transient_failures_do_not_stop_the_run() -> 
         ("join_channel", "failed", "PEER_ID_INVALID"),
         ("idle", "ok", None),
     ]
-    assert h.recorder.channel_failures == [("chan_a", "CHANNEL_PRIVATE")]  # only channel codes
-    assert h.recorder.joins == []
+    assert h.store.channel_failures == [("chan_a", "CHANNEL_PRIVATE")]  # only channel codes
+    assert h.joined() == []
 
 
 async def test_too_many_channels_skips_later_joins() -> None:
@@ -198,8 +261,8 @@ class SignallingGateway(FakeGateway):
         super().__init__()
         self.reading = asyncio.Event()
 
-    async def read_history(self, uid: int, username: str, limit: int = 20) -> HistoryRead:
-        result = await super().read_history(uid, username, limit)
+    async def read_history(self, gateway_id: int, username: str, limit: int = 20) -> HistoryRead:
+        result = await super().read_history(gateway_id, username, limit)
         self.reading.set()
         return result
 
@@ -208,8 +271,7 @@ async def test_cancellation_records_the_action_in_flight() -> None:
     h = Harness()
     gateway = SignallingGateway()
     h.gateway = gateway
-    h.executor.gateway = gateway
-    task = asyncio.create_task(h.run(JOIN_A, Action("read_messages", "chan_a", 1e6), BROWSE))
+    task = asyncio.create_task(h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 1e6), BROWSE))
     await gateway.reading.wait()  # the read is done; the run now stays in the channel
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -226,12 +288,12 @@ async def test_a_graceful_stop_finishes_the_current_action() -> None:
     stop = asyncio.Event()
 
     class StoppingGateway(FakeGateway):
-        async def join_channel(self, uid: int, username: str) -> None:
-            await super().join_channel(uid, username)
+        async def join_channel(self, gateway_id: int, username: str) -> None:
+            await super().join_channel(gateway_id, username)
             stop.set()  # the stop arrives while the first action is in progress
 
-    h.executor.gateway = h.gateway = StoppingGateway()
-    outcome = await h.executor.execute(TARGET, plan(JOIN_A, READ_A, BROWSE), stop=stop)
+    h.gateway = StoppingGateway()
+    outcome = await h.run(JOIN_A, READ_A, BROWSE, stop=stop)
     assert outcome.status == "interrupted" and "stopped" in (outcome.error or "")
     assert h.outcomes() == [("join_channel", "ok", None)]
     assert len(h.gateway.calls) == 1
@@ -239,8 +301,8 @@ async def test_a_graceful_stop_finishes_the_current_action() -> None:
 
 async def test_a_run_whose_lease_was_reaped_stops() -> None:
     h = Harness(heartbeat_s=5)
-    h.recorder.reaped = True
-    outcome = await h.run(JOIN_A, Action("read_messages", "chan_a", 40.0), BROWSE)
+    h.store.reaped = True
+    outcome = await h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 40.0), BROWSE)
     assert outcome.status == "partial" and "lost its lease" in (outcome.error or "")
     assert [c[0] for c in h.gateway.calls] == ["join_channel", "read_history"]
 
@@ -250,11 +312,51 @@ async def test_each_action_is_written_before_the_next_one_starts() -> None:
     written_before: list[int] = []
 
     class WatchingGateway(FakeGateway):
-        async def _call(self, operation: str, uid: int, channel: str | None = None) -> None:
-            written_before.append(len(h.recorder.actions))
-            await super()._call(operation, uid, channel)
+        async def _call(self, operation: str, gateway_id: int, channel: str | None) -> None:
+            written_before.append(len(h.store.runs[h.run_id].actions))
+            await super()._call(operation, gateway_id, channel)
 
-    h.executor.gateway = h.gateway = WatchingGateway()
+    h.gateway = WatchingGateway()
     await h.run(JOIN_A, BROWSE, READ_A, IDLE, BROWSE)
     # The nth gateway call (actions 1, 2, 3 and 5) finds every earlier action's row written.
     assert written_before == [0, 1, 2, 4]
+
+
+async def test_no_gateway_call_without_a_fresh_lease() -> None:
+    # The run waited (a long read) past its heartbeat interval; meanwhile the reaper took it.
+    h = Harness(ExecutorSettings(time_scale=0), heartbeat_s=5)
+    run = await h.start()
+    h.clock.advance(6)  # e.g. the loop was busy: no beat for longer than heartbeat_s
+    await h.store.reap_stale_runs(h.clock.now(), 1, frozenset())
+    outcome = await h.executor().execute(run, plan(BROWSE, JOIN_A))
+    assert h.gateway.calls == []  # the lease was checked first, and it was gone
+    assert outcome.error is not None and "lost its lease" in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("member", "outcome", "joined"),
+    [(True, Outcome.OK, ["chan_a"]), (False, Outcome.FAILED, []), (None, Outcome.UNKNOWN, [])],
+)
+async def test_a_join_whose_answer_was_lost_is_confirmed_read_only(
+    member: bool | None, outcome: Outcome, joined: list[str]
+) -> None:
+    h = Harness()
+    h.gateway.fail["join_channel"] = GatewayUnavailable("the answer never came")
+    h.gateway.members["chan_a"] = member
+    result = await h.run(JOIN_A, BROWSE)
+    assert h.gateway.calls[:2] == [("join_channel", 77, "chan_a"), ("is_member", 77, "chan_a")]
+    assert result.actions[0].outcome is outcome
+    assert h.joined() == joined
+    if outcome is Outcome.OK:
+        assert result.actions[0].error_code is None and "confirmed" in (
+            result.actions[0].error_text or ""
+        )
+
+
+async def test_a_failed_confirmation_leaves_the_join_unknown() -> None:
+    h = Harness()
+    h.gateway.fail["join_channel"] = GatewayUnavailable("lost")
+    h.gateway.fail["is_member"] = GatewayUnavailable("still down")
+    result = await h.run(JOIN_A)
+    assert result.actions[0].outcome is Outcome.UNKNOWN
+    assert result.actions[0].error_code == "transient"

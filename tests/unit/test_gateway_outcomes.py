@@ -148,9 +148,27 @@ def test_excerpt_is_short_single_line_and_redacted() -> None:
     assert len(result) == 200 and result.endswith("...")
 
 
-def test_error_text_is_redacted() -> None:
+def test_error_text_is_redacted_by_value_in_any_case_and_by_shape() -> None:
+    # Credential-shaped text is masked even when heatup does not know the value ...
     error = raised(failed("Telegram says: [400 WEIRD] - token=abc123tok"))
-    assert "abc123tok" in str(error)
+    assert "abc123tok" not in str(error) and "token=***" in str(error)
+    # ... and a known secret wherever it appears, whatever its letter case.
     with pytest.raises(RpcFailed) as caught:
-        rpc_result(failed("Telegram says: [400 WEIRD] - token=abc123tok"), ["abc123tok"])
-    assert "abc123tok" not in str(caught.value)
+        rpc_result(
+            failed("Telegram says: [400 WEIRD] - echo ABC123TOK and Abc123Tok"), ["abc123tok"]
+        )
+    assert "abc123tok" not in str(caught.value).lower()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Bearer s3cr3t-value-1",
+        '{"auth_string": "s3cr3t-value-1"}',
+        "two_factor_password=s3cr3t-value-1&x=1",
+        "proxy http://user:s3cr3t-value-1@proxy.example:8080",
+        "key sk-s3cr3tvalue1s3cr3tvalue1",
+    ],
+)
+def test_credential_shapes_are_masked(text: str) -> None:
+    assert "s3cr3t" not in excerpt(text)

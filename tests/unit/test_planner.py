@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,10 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heatup_daemon.config import PlannerSettings
+from heatup_daemon.planner.chain import CircuitBreaker
 from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.planner.llm import CircuitBreaker, TokenBudget, system_prompt, user_prompt
-from heatup_daemon.planner.model import PlanContext, PoolChannel
+from heatup_daemon.planner.llm import system_prompt, user_prompt
+from heatup_daemon.planner.model import PlanContext
 from heatup_daemon.planner.validate import UnusablePlan, actions_of, clamp, validate_actions
+from heatup_daemon.stores import PoolChannel
 from heatup_daemon.testing import FakeClock
 from tests.plans import assert_valid_plan
 
@@ -52,12 +54,12 @@ def test_fallback_joins_only_unjoined_and_reads_only_joined() -> None:
     planner = FallbackPlanner(BOUNDS, random.Random(5))
     for _ in range(200):
         for action in planner.actions(ctx):
-            if action.kind == "join_channel":
+            if action.action == "join_channel":
                 assert action.channel not in ctx.joined
     everything = context(joined=10)
     for _ in range(200):
         actions = planner.actions(everything)
-        assert all(a.kind != "join_channel" for a in actions)  # nothing left to join
+        assert all(a.action != "join_channel" for a in actions)  # nothing left to join
 
 
 def test_fallback_varies_across_seeds() -> None:
@@ -66,7 +68,7 @@ def test_fallback_varies_across_seeds() -> None:
     assert len(plans) >= 45
     lengths = {len(plan) for plan in plans}
     assert lengths == {3, 4, 5, 6, 7}
-    kinds_first = {plan[0].kind for plan in plans}
+    kinds_first = {plan[0].action for plan in plans}
     assert len(kinds_first) >= 3
 
 
@@ -80,7 +82,7 @@ def test_fallback_reads_vary() -> None:
     ctx = context(joined=5)
     planner = FallbackPlanner(BOUNDS, random.Random(1))
     for _ in range(300):
-        reads = [a.channel for a in planner.actions(ctx) if a.kind == "read_messages"]
+        reads = [a.channel for a in planner.actions(ctx) if a.action == "read_messages"]
         assert all(a != b for a, b in itertools.pairwise(reads))
         assert all(reads.count(channel) <= 2 for channel in reads)
 
@@ -89,7 +91,7 @@ def test_fallback_with_nothing_joined_joins_early() -> None:
     planner = FallbackPlanner(BOUNDS, random.Random(3))
     for _ in range(100):
         actions = planner.actions(context(joined=0))
-        assert "join_channel" in (actions[0].kind, actions[1].kind)
+        assert "join_channel" in (actions[0].action, actions[1].action)
 
 
 def llm_item(kind: str, channel: str | None = None, seconds: Any = None) -> dict[str, Any]:
@@ -111,14 +113,14 @@ def test_validation_keeps_good_actions_and_notes_the_rest() -> None:
         llm_item("read_messages", "@x'); __import__('os')", 5),
     ]
     actions, notes = validate_actions(items, ctx, BOUNDS)
-    assert [(a.kind, a.channel) for a in actions] == [
+    assert [(a.action, a.channel) for a in actions] == [
         ("join_channel", "chan05"),
         ("read_messages", "chan05"),
         ("idle", None),
         ("browse_dialogs", None),
     ]
-    assert actions[1].duration_s == BOUNDS.read_max_s
-    assert actions[2].duration_s == BOUNDS.idle_min_s
+    assert actions[1].duration_seconds == BOUNDS.read_max_s
+    assert actions[2].duration_seconds == BOUNDS.idle_min_s
     assert len(notes) == 6
     assert any("unknown action 'send_message'" in note for note in notes)
     assert any("not an enabled pool channel" in note for note in notes)
@@ -132,7 +134,7 @@ def test_validation_adds_a_join_when_unjoined_channels_remain() -> None:
         llm_item("idle", None, 10),
     ]
     actions, notes = validate_actions(items, ctx, BOUNDS)
-    assert actions[0].kind == "join_channel" and actions[0].channel not in ctx.joined
+    assert actions[0].action == "join_channel" and actions[0].channel not in ctx.joined
     assert "added a join" in notes[-1]
 
 
@@ -224,35 +226,36 @@ def test_clamp(value: Any, expected: float) -> None:
     assert clamp(value, 5.0, 45.0) == expected
 
 
-def test_token_budget_resets_each_utc_day() -> None:
-    clock = FakeClock(NOW)
-    budget = TokenBudget(1000, clock)
-    budget.spend(600)
-    assert budget.allows()
-    budget.spend(500)
-    assert not budget.allows() and budget.spent_today() == 1100
-    clock.advance(timedelta(hours=3).total_seconds())  # past midnight UTC
-    assert budget.allows() and budget.spent_today() == 0
-    assert not TokenBudget(0, clock).allows()  # 0: no LLM calls at all
-
-
-def test_circuit_breaker() -> None:
+def test_circuit_breaker_lets_exactly_one_trial_through_when_half_open() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failures=3, cooloff_s=60, clock=clock)
+    for _ in range(2):
+        assert breaker.acquire()
+        breaker.failure()
+    assert breaker.acquire() and not breaker.is_open
     breaker.failure()
-    breaker.failure()
-    assert breaker.allows()
-    breaker.failure()
-    assert not breaker.allows() and breaker.is_open
+    assert breaker.is_open and not breaker.acquire()
     clock.advance(59)
-    assert not breaker.allows()
+    assert not breaker.acquire()
     clock.advance(2)
-    assert breaker.allows()  # half-open: one trial
+    assert breaker.acquire()  # half-open: this caller is the one trial ...
+    assert not breaker.acquire() and not breaker.acquire()  # ... and everyone else waits
     breaker.failure()
-    assert not breaker.allows()  # the trial failed: open again
+    assert not breaker.acquire()  # the trial failed: open again for a whole cooloff
     clock.advance(61)
+    assert breaker.acquire()
     breaker.success()
-    assert breaker.allows() and breaker.consecutive_failures == 0
+    assert breaker.acquire() and breaker.acquire() and breaker.consecutive_failures == 0
+
+
+def test_a_cancelled_trial_lets_another_caller_try() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failures=1, cooloff_s=10, clock=clock)
+    breaker.failure()
+    clock.advance(11)
+    assert breaker.acquire()
+    breaker.release()  # the trial's run was cancelled before the LLM answered
+    assert breaker.acquire()
 
 
 def test_prompt_carries_the_context() -> None:

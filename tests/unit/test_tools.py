@@ -46,7 +46,7 @@ def test_the_scanner_sees_each_way_a_program_is_called() -> None:
 
 
 def test_tests_run_installs_every_program_the_tests_call() -> None:
-    sources = [*REPO.glob("tests/**/*.py"), REPO / "heatup_daemon" / "testing.py"]
+    sources = [*REPO.glob("tests/**/*.py"), *REPO.glob("heatup_daemon/testing/*.py")]
     called: dict[str, list[str]] = {}
     for path in sources:
         for program in called_programs(path.read_text(encoding="utf-8")):

@@ -1,0 +1,330 @@
+"""The daemon's HTTP routes (DESIGN section 8), served inside its event loop.
+
+Errors: 404 unknown session or run, 409 a run in flight or a session that may not run now,
+422 a malformed id, 503 not ready or stopping. Every route but ``/healthz`` and ``/metrics``
+requires the token when one is configured (``api.auth``), the OpenAPI document included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+from heatup_daemon import __version__
+from heatup_daemon.api import auth, seed
+from heatup_daemon.config import Settings
+from heatup_daemon.enums import Trigger
+from heatup_daemon.errors import (
+    AlreadyExists,
+    AlreadyRunning,
+    DatabaseUnavailable,
+    HeatupError,
+    NotFound,
+    SessionNotRunnable,
+)
+from heatup_daemon.planner.model import Plan
+from heatup_daemon.runner import Runner, RunPool, RunResult
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.stores import RegistryReader, Run, RunView
+from heatup_daemon.validation import validate_session
+
+log = logging.getLogger(__name__)
+
+GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+AUTO_REGISTER: Final = {"schedule": "1d", "jitter_seconds": 3600, "timezone": "UTC"}
+ENDPOINTS: Final = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/health",
+    "/warmup/{id}",
+    "/warmup-sync/{id}",
+    "/sessions",
+    "/sessions/{id}",
+    "/sessions/{id}/runs",
+    "/runs/{id}",
+    "/ui",
+)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ServiceInfo(_Out):
+    """The original service's ``GET /`` (service, status, version), and more."""
+
+    service: str
+    status: str
+    version: str
+    node: str
+    endpoints: list[str]
+
+
+class Health(_Out):
+    status: str
+    checks: dict[str, str]
+
+
+class SeedHealth(Health):
+    """The original service's ``GET /health`` (status, telegram_client, llm_agent), and
+    heatup's checks."""
+
+    telegram_client: str
+    llm_agent: str
+
+
+class SessionOut(_Out):
+    """A registered session as its row holds it (a value heatup cannot use is shown as it
+    is, and ``invalid_reason`` says why)."""
+
+    gateway_session_id: int | str
+    label: str | None
+    enabled: bool | str
+    schedule: str | int | None
+    jitter_seconds: int | str | None
+    timezone: str | int | None
+    account_created_at: datetime | str | None
+    state: str
+    state_reason: str | None
+    invalid_reason: str | None
+    next_run_at: datetime | str | None
+    last_run_at: datetime | str | None
+    cooldown_until: datetime | str | None
+    created_at: datetime | str | None
+
+
+class Problem(_Out):
+    detail: str
+
+
+@dataclass
+class ApiState:
+    """What the routes need from the daemon."""
+
+    settings: Settings
+    registry: RegistryReader
+    runner: Runner
+    pool: RunPool
+    health: Callable[[], Awaitable[dict[str, str]]]
+    exposition: Callable[[], tuple[bytes, str]]
+    on_registered: Callable[[], None] = lambda: None
+    accepting: bool = True
+
+
+def create_app(state: ApiState) -> FastAPI:
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": Problem},
+        404: {"model": Problem},
+        409: {"model": Problem},
+        503: {"model": Problem},
+    }
+    app = FastAPI(
+        title="heatup",
+        version=__version__,
+        responses=errors,
+        openapi_url=None,  # served below, behind the token
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.heatup = state
+    app.include_router(router)
+    return app
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.heatup
+    return state
+
+
+def _authorized(request: Request, state: Annotated[ApiState, Depends(_state)]) -> None:
+    auth.require(request, state.settings.api.token)
+
+
+State = Annotated[ApiState, Depends(_state)]
+router = APIRouter()
+guarded = APIRouter(dependencies=[Depends(_authorized)])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Liveness: the event loop answers."""
+    return Health(status="ok", checks={})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics_endpoint(state: State) -> Response:
+    """Prometheus text exposition."""
+    payload, content_type = state.exposition()
+    return Response(payload, media_type=content_type)
+
+
+@guarded.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@guarded.get("/docs", include_in_schema=False)
+async def docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="heatup API")
+
+
+@guarded.get("/readyz", response_model=Health)
+async def readyz(state: State) -> Response:
+    """Readiness: database reachable and migrated, dispatcher running, gateway auth."""
+    checks = await state.health()
+    failing = [name for name, value in checks.items() if value != "ok"]
+    body = Health(status="ready" if not failing else f"not ready: {failing[0]}", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=503 if failing else 200)
+
+
+@guarded.get("/", response_model=ServiceInfo)
+async def root(state: State) -> ServiceInfo:
+    return ServiceInfo(
+        service="heatup",
+        status="stopping" if not state.accepting else "running",
+        version=__version__,
+        node=state.settings.node_name,
+        endpoints=list(ENDPOINTS),
+    )
+
+
+@guarded.get("/health", response_model=SeedHealth)
+async def health(state: State) -> SeedHealth:
+    checks = await state.health()
+    healthy = all(value == "ok" for value in checks.values())
+    gateway = "ready" if checks["gateway_auth"] == "ok" else "unauthorized"
+    llm = "ready" if state.settings.llm.configured else "not configured (built-in planner)"
+    return SeedHealth(
+        status="healthy" if healthy else "unhealthy",
+        telegram_client=gateway,
+        llm_agent=llm,
+        checks=checks,
+    )
+
+
+@guarded.post("/warmup/{gateway_session_id}", status_code=202, response_model=seed.WarmupAnswer)
+async def warmup(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnswer:
+    """Start a run now; answer as soon as its plan exists."""
+    planned: asyncio.Future[tuple[Run, Plan]] = asyncio.get_running_loop().create_future()
+
+    async def on_plan(run: Run, plan: Plan) -> None:
+        if not planned.done():
+            planned.set_result((run, plan))
+
+    task = await _start(state, gateway_session_id, on_plan)
+    waiters: list[asyncio.Future[Any]] = [planned, task]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if not planned.done():
+        _raise_for(task)
+    run, plan = planned.result()
+    view = await state.registry.get_run(run.id)
+    return seed.started(gateway_session_id, view, list(plan.actions))
+
+
+@guarded.post("/warmup-sync/{gateway_session_id}", response_model=seed.WarmupAnswer)
+async def warmup_sync(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnswer:
+    """Run now and answer with the whole run when it ends."""
+    task = await _start(state, gateway_session_id, None)
+    await asyncio.wait([task])
+    result = _raise_for(task)
+    view = await state.registry.get_run(result.run.id)
+    return seed.completed(gateway_session_id, view, list(result.plan.actions))
+
+
+@guarded.get("/sessions", response_model=list[SessionOut])
+async def sessions(state: State) -> list[SessionRecord]:
+    return await state.registry.list_sessions()
+
+
+@guarded.get("/sessions/{gateway_session_id}", response_model=SessionOut)
+async def session(gateway_session_id: GatewayId, state: State) -> SessionRecord:
+    return await _session(state, gateway_session_id)
+
+
+@guarded.get("/sessions/{gateway_session_id}/runs", response_model=list[RunView])
+async def session_runs(
+    gateway_session_id: GatewayId, state: State, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> list[RunView]:
+    runs = await state.registry.history(gateway_session_id, limit)
+    if not runs:
+        await _session(state, gateway_session_id)  # 404 unless registered
+    return runs
+
+
+@guarded.get("/runs/{run_id}", response_model=RunView)
+async def run(run_id: RunId, state: State) -> RunView:
+    try:
+        return await state.registry.get_run(run_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+router.include_router(guarded)
+
+
+async def _session(state: ApiState, gateway_session_id: int) -> SessionRecord:
+    try:
+        return await state.registry.get_session(gateway_session_id)
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+async def _start(
+    state: ApiState,
+    gateway_session_id: int,
+    on_plan: Callable[[Run, Plan], Awaitable[None]] | None,
+) -> asyncio.Task[RunResult]:
+    if not state.accepting or state.pool.stopping:
+        raise HTTPException(503, "heatup is stopping")
+    try:
+        try:
+            run = await state.runner.start(gateway_session_id, Trigger.API)
+        except NotFound as exc:
+            if not state.settings.api.auto_register:
+                raise HTTPException(404, str(exc)) from None
+            await _register(state, gateway_session_id)
+            run = await state.runner.start(gateway_session_id, Trigger.API)
+    except (SessionNotRunnable, AlreadyRunning) as exc:
+        raise HTTPException(409, str(exc)) from None
+    except DatabaseUnavailable as exc:
+        raise HTTPException(503, str(exc)) from None
+    return state.pool.launch(run, on_plan)
+
+
+async def _register(state: ApiState, gateway_session_id: int) -> None:
+    spec = validate_session(
+        gateway_session_id=gateway_session_id, label="registered by the API", **AUTO_REGISTER
+    )
+    try:
+        await state.registry.add_session(spec)
+    except AlreadyExists:  # registered meanwhile
+        return
+    state.on_registered()
+    log.info(
+        "registered session %d on its first /warmup",
+        gateway_session_id,
+        extra={"session": gateway_session_id},
+    )
+
+
+def _raise_for(task: asyncio.Task[RunResult]) -> RunResult:
+    """The task's result, or the HTTP error its failure stands for."""
+    if task.cancelled():
+        raise HTTPException(503, "the run was cancelled: heatup is stopping")
+    error = task.exception()
+    if error is None:
+        return task.result()
+    if isinstance(error, HeatupError):
+        raise HTTPException(503, str(error))
+    raise HTTPException(500, f"internal error: {type(error).__name__}")

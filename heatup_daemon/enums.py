@@ -1,0 +1,83 @@
+"""The closed sets of heatup, each defined once.
+
+The database's CHECK constraints (``db.models``) and the metrics' label values (``metrics``)
+are derived from these; nothing else spells them out.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SessionState(StrEnum):
+    """Whether heatup may act for a session (``needs_attention``: only an admin can bring it
+    back, after its account was lost or frozen)."""
+
+    ACTIVE = "active"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class Trigger(StrEnum):
+    """Who started a run."""
+
+    SCHEDULE = "schedule"
+    API = "api"
+    CLI = "cli"
+
+
+class RunStatus(StrEnum):
+    """A run's status. ``running`` is the only one that is not final."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+
+
+class PlanSource(StrEnum):
+    LLM = "llm"
+    FALLBACK = "fallback"
+
+
+class ActionKind(StrEnum):
+    """The whole action vocabulary (DESIGN section 2): nothing else is ever planned."""
+
+    JOIN_CHANNEL = "join_channel"
+    READ_MESSAGES = "read_messages"
+    BROWSE_DIALOGS = "browse_dialogs"
+    IDLE = "idle"
+
+    @property
+    def names_channel(self) -> bool:
+        return self in (ActionKind.JOIN_CHANNEL, ActionKind.READ_MESSAGES)
+
+    @property
+    def lasts(self) -> bool:
+        """The action stays for its ``duration_seconds``."""
+        return self in (ActionKind.READ_MESSAGES, ActionKind.IDLE)
+
+
+class Outcome(StrEnum):
+    """How an executed action ended. ``unknown``: a join whose answer never came and that a
+    read-only call could not confirm; it counts as joined for the account's join limits."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+class JoinStatus(StrEnum):
+    """A row of the join ledger: ``reserved`` when a plan took the place, ``joined`` once the
+    join happened (or may have: an ``unknown`` outcome), ``released`` when it did not."""
+
+    RESERVED = "reserved"
+    JOINED = "joined"
+    RELEASED = "released"
+
+
+def sql_in(column: str, values: type[StrEnum]) -> str:
+    """``column IN ('a', 'b')`` over every member of ``values``, for a CHECK constraint."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"

@@ -1,0 +1,136 @@
+"""``LLMWithFallback``: the LLM plans when it can, the built-in planner otherwise.
+
+The fallback plans when the LLM fails or answers too little, when the day's token budget
+is spent, and while the circuit breaker is open after ``llm.breaker_failures`` consecutive
+failures, so that a dead LLM does not add its timeout to every run. After
+``llm.breaker_cooloff_s`` the breaker lets exactly one run try the LLM (half-open): its
+success closes the breaker, its failure opens it again; every other run meanwhile plans with
+the fallback and never waits for the LLM.
+
+The budget is counted in the database (``stores.TokenLedger``), per UTC day, across every
+node and restart. Nodes planning at the same moment may overshoot it by the calls in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Final
+
+from heatup_daemon.clock import Clock
+from heatup_daemon.errors import DatabaseUnavailable, PlannerUnavailable
+from heatup_daemon.planner.fallback import FallbackPlanner
+from heatup_daemon.planner.llm import LLMPlanner
+from heatup_daemon.planner.model import Plan, PlanContext
+from heatup_daemon.stores import TokenLedger
+
+log = logging.getLogger(__name__)
+
+BREAKER_OPEN: Final = "LLM circuit breaker open"
+BUDGET_SPENT: Final = "daily token budget spent"
+BUDGET_UNKNOWN: Final = "daily token budget unknown: the database is unavailable"
+
+
+class CircuitBreaker:
+    """Closed, open (for ``cooloff_s`` after ``failures`` consecutive failures), or
+    half-open: one trial call in flight, everyone else refused until it reports."""
+
+    def __init__(self, failures: int, cooloff_s: float, clock: Clock) -> None:
+        self._threshold = failures
+        self._cooloff_s = cooloff_s
+        self._clock = clock
+        self.consecutive_failures = 0
+        self._open_until: float | None = None
+        self._trial = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until is not None
+
+    def acquire(self) -> bool:
+        """Whether this caller may call the LLM now. After a ``True`` the caller must report
+        ``success``, ``failure`` or ``release``."""
+        if self._open_until is None:
+            return True
+        if self._trial or self._clock.monotonic() < self._open_until:
+            return False
+        self._trial = True  # half-open: this caller is the one trial
+        return True
+
+    def success(self) -> None:
+        self.consecutive_failures = 0
+        self._open_until = None
+        self._trial = False
+
+    def failure(self) -> None:
+        self.consecutive_failures += 1
+        self._trial = False
+        if self.consecutive_failures >= self._threshold:
+            self._open_until = self._clock.monotonic() + self._cooloff_s
+
+    def release(self) -> None:
+        """The call ended without a verdict (it was cancelled): let another caller try."""
+        self._trial = False
+
+
+class LLMWithFallback:
+    """The daemon's ``Planner`` when an LLM is configured."""
+
+    def __init__(
+        self,
+        llm: LLMPlanner,
+        fallback: FallbackPlanner,
+        breaker: CircuitBreaker,
+        ledger: TokenLedger,
+        daily_token_budget: int,
+        clock: Clock,
+    ) -> None:
+        self.llm = llm
+        self.fallback = fallback
+        self.breaker = breaker
+        self._ledger = ledger
+        self._daily = daily_token_budget
+        self._clock = clock
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+    async def plan(self, context: PlanContext) -> Plan:
+        refusal = await self._budget_refusal()
+        if refusal is not None:
+            return self.fallback.plan_now(context, refusal)
+        if not self.breaker.acquire():
+            return self.fallback.plan_now(context, BREAKER_OPEN)
+        try:
+            plan = await self.llm.plan(context)
+        except PlannerUnavailable as exc:
+            self.breaker.failure()
+            await self._spend(exc.prompt_tokens + exc.completion_tokens)
+            log.warning("LLM planning failed, the built-in planner plans this run: %s", exc)
+            fallback = self.fallback.plan_now(context, str(exc))
+            return replace(
+                fallback, prompt_tokens=exc.prompt_tokens, completion_tokens=exc.completion_tokens
+            )
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.success()
+        await self._spend(plan.prompt_tokens + plan.completion_tokens)
+        return plan
+
+    async def _budget_refusal(self) -> str | None:
+        if self._daily <= 0:
+            return BUDGET_SPENT
+        try:
+            spent = await self._ledger.tokens_spent(self._clock.now().date())
+        except DatabaseUnavailable:
+            return BUDGET_UNKNOWN
+        return BUDGET_SPENT if spent >= self._daily else None
+
+    async def _spend(self, tokens: int) -> None:
+        if tokens <= 0:
+            return
+        try:
+            await self._ledger.spend_tokens(self._clock.now().date(), tokens)
+        except DatabaseUnavailable as exc:
+            log.warning("%d LLM tokens could not be counted against the budget: %s", tokens, exc)

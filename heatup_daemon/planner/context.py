@@ -1,0 +1,32 @@
+"""What a planner is told about a session: its ``PlanContext``, built from the database's
+``PlanningFacts`` in the session's own time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from heatup_daemon.planner.model import PlanContext
+from heatup_daemon.session import Session
+from heatup_daemon.stores import PastRun, PlanningFacts
+
+
+def plan_context(session: Session, facts: PlanningFacts, now: datetime) -> PlanContext:
+    local = now.astimezone(session.timezone)
+    return PlanContext(
+        gateway_session_id=session.gateway_session_id,
+        pool=facts.pool,
+        joined=facts.joined,
+        local_time=local,
+        recent_runs=tuple(summary(run, session) for run in facts.recent_runs),
+    )
+
+
+def summary(run: PastRun, session: Session) -> str:
+    """One line about a finished run for the prompt, e.g. ``Tue 21:40 succeeded; joined
+    @bbcnews; read @nasa``."""
+    parts = [f"{run.started_at.astimezone(session.timezone):%a %H:%M} {run.status}"]
+    if run.joined:
+        parts.append("joined " + " ".join(f"@{name}" for name in run.joined))
+    if run.read:
+        parts.append("read " + " ".join(f"@{name}" for name in run.read))
+    return "; ".join(parts)

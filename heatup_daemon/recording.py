@@ -1,0 +1,106 @@
+"""Writes that must land: a run's plan, each action, the session state a run changes, the
+run's end, its lease. While the database is unavailable they are retried, with capped
+backoff, until it answers again; the run waits (and makes no gateway call) meanwhile.
+
+Every write retried here is idempotent, so one that landed before its acknowledgement was
+lost is not stored twice: actions are unique per (run, seq), joins per (session, channel),
+and the rest are updates to a value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Final, TypeVar
+
+from heatup_daemon.clock import Clock
+from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.session import Session
+from heatup_daemon.stores import ActionRecord, PlanningFacts, Run, RunRecorder, StoredPlan
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BACKOFF_INITIAL_S: Final = 0.5
+BACKOFF_MAX_S: Final = 10.0
+
+
+class DurableRecorder:
+    """A ``RunRecorder`` whose writes wait out database outages."""
+
+    def __init__(self, recorder: RunRecorder, clock: Clock) -> None:
+        self._recorder = recorder
+        self._clock = clock
+
+    async def _durably(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        delay_s = BACKOFF_INITIAL_S
+        warned = False
+        while True:
+            try:
+                result = await write()
+            except DatabaseUnavailable as exc:
+                if not warned:
+                    log.warning(
+                        "cannot write %s yet, retrying until the database answers: %s", what, exc
+                    )
+                    warned = True
+                await self._clock.sleep(delay_s)
+                delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+                continue
+            if warned:
+                log.info("wrote %s after the database came back", what)
+            return result
+
+    async def start_run(
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+    ) -> Run:
+        return await self._recorder.start_run(gateway_session_id, trigger, now, node)
+
+    async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
+        return await self._recorder.planning_facts(session, now)
+
+    async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
+        await self._durably("the run's plan", lambda: self._recorder.set_run_plan(run_id, plan))
+
+    async def record_action(self, run_id: int, record: ActionRecord) -> None:
+        await self._durably(
+            f"action {record.seq}", lambda: self._recorder.record_action(run_id, record)
+        )
+
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+        return await self._durably(
+            "the run's heartbeat", lambda: self._recorder.heartbeat(run_id, self._clock.now())
+        )
+
+    async def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, at: datetime
+    ) -> RunStatus:
+        return await self._durably(
+            "the run's end", lambda: self._recorder.finish_run(run_id, status, error, at)
+        )
+
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        await self._durably(
+            "the session's cooldown",
+            lambda: self._recorder.set_cooldown(session_id, until, wait_s, at),
+        )
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None:
+        await self._durably(
+            "the session's state", lambda: self._recorder.mark_needs_attention(session_id, reason)
+        )
+
+    async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
+        await self._durably(
+            "the joined channel", lambda: self._recorder.record_join(session_id, channel, at)
+        )
+
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
+        return await self._durably(
+            "the channel's failure", lambda: self._recorder.note_channel_failure(channel, code, at)
+        )

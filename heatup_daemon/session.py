@@ -1,0 +1,197 @@
+"""A registered session: its row as read, its validated form, and the one rule of when it
+may run.
+
+- ``SessionRecord`` is a ``sessions`` row as the database holds it. Admins may write anything
+  the database accepts, so admin-owned values are whatever was read, and a time heatup cannot
+  read is kept as its text (``Stamp``): a bad value never breaks the query that read it.
+- ``Session`` is a row heatup can use: every value validated, the gateway id an ``int``. The
+  whole run path (claim, plan, execute, record) carries this one type.
+- ``admit`` is the only definition of "may this session run now". Claims, API and CLI runs
+  and the cancellation of runs in flight all ask it.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from heatup_daemon.enums import SessionState
+from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
+from heatup_daemon.schedule import Schedule
+from heatup_daemon.validation import show, validate_session
+
+# A time column's value as read: a time, nothing, or the text of a value that is not a time.
+Stamp = datetime | str | None
+
+# Account ages are counted from no earlier than Telegram's launch.
+EARLIEST_ACCOUNT: Final = datetime.fromisoformat("2013-08-01T00:00:00+00:00")
+
+
+PUBLIC_FIELDS: Final = (
+    "gateway_session_id",
+    "label",
+    "enabled",
+    "schedule",
+    "jitter_seconds",
+    "timezone",
+    "account_created_at",
+    "state",
+    "state_reason",
+    "invalid_reason",
+    "next_run_at",
+    "last_run_at",
+    "cooldown_until",
+    "created_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A ``sessions`` row as read. ``key`` is the admin key now, ``applied_key`` the one
+    heatup last applied (``db.sessions``): they differ when an admin edited the row since."""
+
+    id: int
+    gateway_session_id: object
+    label: object
+    enabled: object
+    schedule: object
+    jitter_seconds: object
+    timezone: object
+    account_created_at: Stamp
+    state: object
+    state_reason: str | None
+    invalid_reason: str | None
+    next_nominal_at: Stamp
+    next_run_at: Stamp
+    last_run_at: Stamp
+    cooldown_until: Stamp
+    flood_wait_at: Stamp
+    flood_wait_s: object
+    created_at: Stamp
+    key: str
+    applied_key: str | None
+
+    def public(self) -> dict[str, object]:
+        """The row's fields as admins see them (without heatup's bookkeeping)."""
+        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
+
+    @property
+    def edited(self) -> bool:
+        """Inserted or edited by an admin since heatup last applied it."""
+        return self.key != self.applied_key
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session whose row heatup can use."""
+
+    id: int
+    gateway_session_id: int
+    label: str | None
+    schedule: Schedule
+    jitter_s: int
+    timezone: zoneinfo.ZoneInfo
+    enabled: bool
+    state: SessionState
+    state_reason: str | None
+    cooldown_until: datetime | None
+    # When the Telegram account was created (the row's registration when not given).
+    account_created_at: datetime
+
+    def age_days(self, now: datetime) -> int:
+        return max((now - self.account_created_at) // timedelta(days=1), 0)
+
+
+def time_of(name: str, value: Stamp, error: type[InvalidValue] = InvalidState) -> datetime | None:
+    """A time column's value; ``error`` (``InvalidState`` for heatup's own columns) names the
+    column when heatup cannot read it."""
+    if isinstance(value, str):
+        raise error(f"{name} holds {show(value)}, which is not a UTC date and time")
+    return value
+
+
+def parse_enabled(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidValue(f"enabled must be true or false (1 or 0 in SQLite), got {show(value)}")
+
+
+def validate_record(record: SessionRecord, now: datetime) -> Session:
+    """The ``Session`` of a row, or why the row is unusable: ``InvalidValue`` for an admin's
+    value, ``InvalidState`` for a value in one of heatup's own columns."""
+    spec = validate_session(
+        gateway_session_id=record.gateway_session_id,
+        schedule=record.schedule,
+        jitter_seconds=record.jitter_seconds,
+        timezone=record.timezone,
+        label=record.label,
+    )
+    enabled = parse_enabled(record.enabled)
+    account = time_of("account_created_at", record.account_created_at, InvalidValue)
+    if account is not None and not EARLIEST_ACCOUNT <= account <= now + timedelta(days=1):
+        raise InvalidValue(
+            f"account_created_at {account:%Y-%m-%d %H:%M}Z must lie between Telegram's launch "
+            "(2013-08-01) and now"
+        )
+    try:
+        state = SessionState(str(record.state))
+    except ValueError:
+        raise InvalidState(
+            f"state must be active or needs_attention, got {show(record.state)}"
+        ) from None
+    for name in ("next_nominal_at", "next_run_at", "last_run_at", "flood_wait_at"):
+        time_of(name, getattr(record, name))
+    if record.flood_wait_s is not None and not (
+        isinstance(record.flood_wait_s, int) and record.flood_wait_s >= 0
+    ):
+        raise InvalidState(f"flood_wait_s must be seconds >= 0, got {show(record.flood_wait_s)}")
+    registered = time_of("created_at", record.created_at) or now
+    return Session(
+        id=record.id,
+        gateway_session_id=spec.gateway_session_id,
+        label=spec.label,
+        schedule=spec.schedule,
+        jitter_s=spec.jitter_seconds,
+        timezone=spec.timezone,
+        enabled=enabled,
+        state=state,
+        state_reason=record.state_reason,
+        cooldown_until=time_of("cooldown_until", record.cooldown_until),
+        account_created_at=account or registered,
+    )
+
+
+def admit(record: SessionRecord, now: datetime) -> Session:
+    """The session of ``record`` if it may run at ``now``; otherwise ``SessionNotRunnable``
+    saying why (its ``refusal`` names the rule: invalid, disabled, needs_attention,
+    cooling_down)."""
+    gateway_id = record.gateway_session_id
+    if record.invalid_reason:
+        raise SessionNotRunnable(
+            f"session {show(gateway_id)} cannot run: its row is not usable: "
+            f"{record.invalid_reason}",
+            refusal="invalid",
+        )
+    try:
+        session = validate_record(record, now)
+    except InvalidValue as exc:
+        raise SessionNotRunnable(
+            f"session {show(gateway_id)} cannot run: its row is not usable: {exc}",
+            refusal="invalid",
+        ) from None
+    if not session.enabled:
+        raise SessionNotRunnable(f"session {gateway_id} cannot run: it is disabled", "disabled")
+    if session.state is not SessionState.ACTIVE:
+        reason = session.state_reason or "no reason recorded"
+        raise SessionNotRunnable(
+            f"session {gateway_id} cannot run: it needs attention ({reason})", "needs_attention"
+        )
+    if session.cooldown_until is not None and session.cooldown_until > now:
+        raise SessionNotRunnable(
+            f"session {gateway_id} cannot run: it is cooling down until "
+            f"{session.cooldown_until:%Y-%m-%d %H:%M:%S}Z",
+            "cooling_down",
+        )
+    return session

@@ -1,0 +1,348 @@
+"""What heatup's parts ask of the database: three narrow ports and the records they exchange.
+
+- ``SchedulingStore``: the scheduler's (reconcile, claim, reap, housekeeping);
+- ``RunRecorder``: the runner's and the executor's (a run's rows and the session state runs
+  change);
+- ``RegistryReader``: the API's and the console's (the registry and the history).
+
+``db.Repository`` implements all three on SQLite and PostgreSQL; ``testing.InMemoryStore``
+implements them in memory for unit tests, and one contract suite
+(``tests/integration/test_store_contract.py``) holds all of them to the same behaviour.
+Records are plain frozen dataclasses: nothing outside ``db`` sees an ORM object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final, Protocol
+
+from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.session import Session, SessionRecord
+from heatup_daemon.validation import ChannelSpec, SessionSpec
+
+# --- runs and slots -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run whose ``running`` row exists: claimed for a slot, or started by the API or CLI."""
+
+    id: int
+    session: Session
+    trigger: Trigger
+    due_at: datetime
+    # When the row was written ``running``: its lease (heartbeat) counts from then.
+    started_at: datetime
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRow:
+    """A ``warmup_runs`` row a claim writes for one slot (``running``), or for a slot and the
+    ones up to ``next_slot_at`` that will not run (``skipped``, with the reason)."""
+
+    status: RunStatus
+    scheduled_for: datetime
+    due_at: datetime
+    next_slot_at: datetime
+    error: str | None = None
+    # Why a skipped row was skipped: one of ``SKIP_CAUSES``.
+    cause: str | None = None
+
+
+# Why slots are skipped (the label values of ``heatup_slots_skipped_total``).
+SKIP_CAUSES: Final = ("late", "in_flight", "cooldown", "coalesced")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What reconciling or claiming decided for one ``sessions`` row.
+
+    ``applied_key`` is stored as the row's applied key: the key it was decided on, or
+    ``None`` to look at the row again on the next reconcile pass (a bad value in one of
+    heatup's own columns). ``rows`` are the slot rows to write; a ``running`` one starts a
+    run of ``session``.
+    """
+
+    record: SessionRecord
+    next_nominal_at: datetime | None
+    next_run_at: datetime | None
+    invalid_reason: str | None
+    applied_key: str | None
+    rows: tuple[SlotRow, ...] = ()
+    session: Session | None = None
+
+    @property
+    def changes_row(self) -> bool:
+        record = self.record
+        return (
+            self.next_nominal_at != record.next_nominal_at
+            or self.next_run_at != record.next_run_at
+            or self.invalid_reason != record.invalid_reason
+            or self.applied_key != record.applied_key
+        )
+
+
+class SlotPolicy(Protocol):
+    """The scheduler's decisions, pure and without I/O; stores call them on rows they hold
+    locked, inside the transaction that writes the outcome."""
+
+    def reconcile(self, record: SessionRecord, now: datetime) -> Decision:
+        """The next slot of a row an admin inserted or edited (or one flagged before)."""
+
+    def claim(self, record: SessionRecord, running_run_id: int | None, now: datetime) -> Decision:
+        """What becomes of a due row's slot: a run, or a skipped row with its reason; and the
+        row's next slot. ``running_run_id``: a run of the session already in flight."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of one claim transaction: a decision per row it locked, and the runs
+    whose ``running`` row it inserted."""
+
+    decisions: tuple[Decision, ...]
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """The outcome of one reconcile batch: the decisions stored, how many rows were looked
+    at, and the highest id among them (the next batch starts after it)."""
+
+    decisions: tuple[Decision, ...]
+    examined: int
+    last_id: int
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One executed action, as the executor reports it and the history shows it. A channel
+    is written as its canonical username (lower case, no ``@``) here and in every output."""
+
+    seq: int
+    kind: ActionKind
+    channel: str | None
+    planned_duration_s: float | None
+    actual_duration_s: float | None
+    started_at: datetime
+    finished_at: datetime
+    outcome: Outcome
+    error_code: str | None = None
+    error_text: str | None = None
+    gateway_latency_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """A plan as a run row keeps it: ``document`` is its JSON (actions, notes, fallback
+    reason)."""
+
+    source: PlanSource
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    id: int
+    session_id: int | None
+    gateway_session_id: int
+    trigger: Trigger
+    scheduled_for: datetime | None
+    next_slot_at: datetime | None
+    due_at: datetime
+    status: RunStatus
+    plan_source: PlanSource | None
+    plan_model: str | None
+    plan: dict[str, Any] | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    node: str
+    started_at: datetime
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    actions: tuple[ActionRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    """A ``channels`` row as read (``enabled``: the text of anything but true or false)."""
+
+    id: int
+    username: str
+    title: str | None
+    category: str | None
+    description: str | None
+    enabled: bool | str
+    invalid_reason: str | None
+    flagged_reason: str | None
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolChannel:
+    username: str
+    category: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PastRun:
+    """A finished run of the session, for the planner's prompt."""
+
+    started_at: datetime
+    status: RunStatus
+    joined: tuple[str, ...]
+    read: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanningFacts:
+    """What the database knows that a plan depends on."""
+
+    pool: tuple[PoolChannel, ...]
+    joined: frozenset[str]
+    recent_runs: tuple[PastRun, ...]
+    joins_last_24h: int = 0
+    # Joins of each pool channel in the last hour across every session and node.
+    channel_joins_last_hour: dict[str, int] = field(default_factory=dict)
+
+
+# --- ports -------------------------------------------------------------------------------
+
+
+class SchedulingStore(Protocol):
+    async def reconcile(
+        self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
+    ) -> Reconciled:
+        """Decide, with ``policy.reconcile``, the rows with ids above ``after_id`` that an
+        admin inserted or edited since heatup applied them, or that are flagged for a bad
+        value in heatup's own columns (at most ``limit``, in id order), and store each
+        decision. Rows another node is deciding meanwhile are passed over; a decision is
+        stored only if the row's key is still the one it was decided on."""
+
+    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
+        """In one transaction: lock up to ``limit`` rows whose ``next_run_at`` has come, most
+        overdue first, passing over rows another claimer holds; decide each with
+        ``policy.claim``; move each row to its next slot and insert its slot rows
+        (``ON CONFLICT DO NOTHING`` on the slot key). A process that dies before the commit
+        has changed nothing; after it, every slot has its row. Returns the runs whose
+        ``running`` row was inserted."""
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of any row (the dispatcher sleeps until then)."""
+
+    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
+        """Which of these sessions may not run now (``session.admit``), and why."""
+
+    async def check_channels(self) -> list[tuple[str, str | None]]:
+        """Validate every pool row; store and return each verdict that changed."""
+
+    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
+        """End ``interrupted`` the running runs whose heartbeat is older than ``stale_s``
+        (their process died), except the ids in ``spare`` (alive in this process)."""
+
+    async def delete_history(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` finished runs (with their actions) started before
+        ``before``, oldest first; return how many runs went."""
+
+    async def counts(self, now: datetime) -> dict[str, int]:
+        """Counts for the status line and the gauges: sessions, scheduled, active,
+        needs_attention, disabled, invalid, invalid_channels, running."""
+
+
+class RunRecorder(Protocol):
+    async def start_run(
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+    ) -> Run:
+        """Insert a ``running`` run for an API or CLI start, with the session's row locked:
+        ``NotFound`` if it is not registered, ``SessionNotRunnable`` if ``session.admit``
+        refuses it, ``AlreadyRunning`` if it has a run in flight. Nothing is written then."""
+
+    async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
+        """The usable pool, the session's joined channels and finished recent runs."""
+
+    async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None: ...
+
+    async def record_action(self, run_id: int, record: ActionRecord) -> None:
+        """Write one action's row (idempotent on (run, seq): a retried write is stored once)."""
+
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+        """Renew the run's lease; ``False`` if it is no longer ``running`` (the reaper took
+        it: the run must stop, another may already have started)."""
+
+    async def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, at: datetime
+    ) -> RunStatus:
+        """End a ``running`` run; a run the reaper ended meanwhile keeps the reaper's end.
+        Returns the status the run has now."""
+
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        """A flood wait of ``wait_s`` seconds at ``at``: no run before ``until``."""
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None: ...
+
+    async def record_join(self, session_id: int, channel: str, at: datetime) -> None: ...
+
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
+        """Flag the channel once it failed with ``code`` for several sessions within a day;
+        the flag's reason if this call flagged it."""
+
+
+class RegistryReader(Protocol):
+    async def list_sessions(self) -> list[SessionRecord]: ...
+
+    async def get_session(self, gateway_session_id: int) -> SessionRecord:
+        """``NotFound`` unless registered."""
+
+    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
+        """``AlreadyExists`` if the gateway id is registered."""
+
+    async def add_channel(self, spec: ChannelSpec) -> ChannelView: ...
+
+    async def list_channels(self) -> list[ChannelView]: ...
+
+    async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]: ...
+
+    async def get_run(self, run_id: int) -> RunView:
+        """``NotFound`` unless it exists."""
+
+
+class TokenLedger(Protocol):
+    """LLM tokens spent per UTC day by every node together."""
+
+    async def tokens_spent(self, day: date) -> int: ...
+
+    async def spend_tokens(self, day: date, tokens: int) -> None: ...
+
+
+__all__ = [
+    "ActionRecord",
+    "ChannelView",
+    "Claim",
+    "Decision",
+    "PastRun",
+    "PlanningFacts",
+    "PoolChannel",
+    "Reconciled",
+    "RegistryReader",
+    "Run",
+    "RunRecorder",
+    "RunView",
+    "SchedulingStore",
+    "SlotPolicy",
+    "SlotRow",
+    "StoredPlan",
+    "TokenLedger",
+]

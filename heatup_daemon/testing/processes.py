@@ -1,0 +1,58 @@
+"""Real processes for tests and benchmarks: ``heatup sandbox``, ``heatup llm-stub``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+
+from heatup_daemon.serving import free_port
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx2.get(url, timeout=1).status_code == 200:
+                return
+        except httpx2.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def sandbox_process(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``heatup sandbox ARGS`` on a free loopback port; yields its base URL."""
+    with heatup_server("sandbox", *args, env=env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def heatup_server(command: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``heatup COMMAND ARGS`` (``sandbox``, ``llm-stub``) on a free loopback port; yields
+    its base URL once ``/healthz`` answers, and stops it afterwards."""
+    heatup = Path(sys.executable).with_name("heatup")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(heatup), command, "--port", str(port), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,567 @@
+"""``InMemoryStore``: the ports of ``heatup_daemon.stores`` over plain dictionaries.
+
+For unit tests of the scheduler, the runner and the API without a database. It keeps the
+same contract as ``db.Repository`` (``tests/integration/test_store_contract.py`` runs one
+suite against both): every operation completes without yielding to the event loop, so each
+is atomic the way a database transaction is. ``unavailable = True`` makes every operation
+raise ``DatabaseUnavailable``, as in an outage. Rows may be written with any values
+(``sessions[id][column] = ...``), as an admin's hand edit would.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from heatup_daemon.config import ChannelEntry
+from heatup_daemon.db.runs import (
+    CHANNEL_FLAG_SESSIONS,
+    CHANNEL_FLAG_WINDOW,
+    RECENT_RUNS,
+    past_run,
+)
+from heatup_daemon.db.scheduling import REAPED
+from heatup_daemon.db.sessions import read_time
+from heatup_daemon.enums import RunStatus, SessionState, Trigger
+from heatup_daemon.errors import (
+    AlreadyExists,
+    AlreadyRunning,
+    DatabaseUnavailable,
+    InvalidValue,
+    NotFound,
+    SessionNotRunnable,
+)
+from heatup_daemon.session import SessionRecord, admit
+from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
+from heatup_daemon.stores import (
+    ActionRecord,
+    ChannelView,
+    Claim,
+    Decision,
+    PlanningFacts,
+    PoolChannel,
+    Reconciled,
+    Run,
+    RunView,
+    SlotPolicy,
+    StoredPlan,
+)
+from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
+
+SESSION_DEFAULTS: dict[str, Any] = {
+    "label": None,
+    "enabled": True,
+    "jitter_seconds": 0,
+    "timezone": "UTC",
+    "account_created_at": None,
+    "state": SessionState.ACTIVE.value,
+    "state_reason": None,
+    "invalid_reason": None,
+    "applied_key": None,
+    "next_nominal_at": None,
+    "next_run_at": None,
+    "last_run_at": None,
+    "cooldown_until": None,
+    "flood_wait_at": None,
+    "flood_wait_s": None,
+}
+
+
+@dataclass
+class _RunRow:
+    id: int
+    session_id: int | None
+    gateway_session_id: int
+    trigger: Trigger
+    scheduled_for: datetime | None
+    next_slot_at: datetime | None
+    due_at: datetime
+    status: RunStatus
+    node: str
+    started_at: datetime
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    plan: StoredPlan | None = None
+    actions: dict[int, ActionRecord] = field(default_factory=dict)
+
+    def view(self) -> RunView:
+        plan = self.plan
+        return RunView(
+            id=self.id,
+            session_id=self.session_id,
+            gateway_session_id=self.gateway_session_id,
+            trigger=self.trigger,
+            scheduled_for=self.scheduled_for,
+            next_slot_at=self.next_slot_at,
+            due_at=self.due_at,
+            status=self.status,
+            plan_source=plan.source if plan else None,
+            plan_model=plan.model if plan else None,
+            plan=plan.document if plan else None,
+            prompt_tokens=plan.prompt_tokens if plan else None,
+            completion_tokens=plan.completion_tokens if plan else None,
+            node=self.node,
+            started_at=self.started_at,
+            heartbeat_at=self.heartbeat_at,
+            finished_at=self.finished_at,
+            error=self.error,
+            actions=tuple(self.actions[seq] for seq in sorted(self.actions)),
+        )
+
+
+class InMemoryStore:
+    """``SchedulingStore``, ``RunRecorder``, ``RegistryReader`` and ``TokenLedger``."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.sessions: dict[int, dict[str, Any]] = {}
+        self.channels: dict[int, dict[str, Any]] = {}
+        self.joined: dict[int, dict[int, datetime]] = defaultdict(dict)
+        self.runs: dict[int, _RunRow] = {}
+        self.tokens: dict[date, int] = {}
+        self.unavailable = False
+        self._now = now
+        self._ids = 0
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise DatabaseUnavailable("database memory:// is not available: the test says so")
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def _key(self, row: dict[str, Any]) -> str:
+        def text(value: Any) -> str:
+            if value is None:
+                return ""
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            return str(value)
+
+        return KEY_SEPARATOR.join(text(row[name]) for name in KEY_FIELDS)
+
+    def _record(self, session_id: int) -> SessionRecord:
+        row = self.sessions[session_id]
+        times = {
+            name: read_time(row[name])
+            for name in (
+                "account_created_at",
+                "next_nominal_at",
+                "next_run_at",
+                "last_run_at",
+                "cooldown_until",
+                "flood_wait_at",
+                "created_at",
+            )
+        }
+        return SessionRecord(
+            id=session_id,
+            gateway_session_id=row["gateway_session_id"],
+            label=row["label"],
+            enabled=row["enabled"],
+            schedule=row["schedule"],
+            jitter_seconds=row["jitter_seconds"],
+            timezone=row["timezone"],
+            state=row["state"],
+            state_reason=row["state_reason"],
+            invalid_reason=row["invalid_reason"],
+            flood_wait_s=row["flood_wait_s"],
+            key=self._key(row),
+            applied_key=row["applied_key"],
+            **times,
+        )
+
+    def _by_gateway_id(self, gateway_session_id: int) -> int:
+        for session_id, row in self.sessions.items():
+            if row["gateway_session_id"] == gateway_session_id:
+                return session_id
+        raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
+
+    def _store(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            row = self.sessions[d.record.id]
+            row.update(
+                next_nominal_at=d.next_nominal_at,
+                next_run_at=d.next_run_at,
+                invalid_reason=d.invalid_reason,
+                applied_key=d.applied_key,
+            )
+
+    def _running(self, session_id: int) -> _RunRow | None:
+        for run in self.runs.values():
+            if run.session_id == session_id and run.status is RunStatus.RUNNING:
+                return run
+        return None
+
+    # --- registry ----------------------------------------------------------------------------
+
+    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
+        self._check()
+        if any(r["gateway_session_id"] == spec.gateway_session_id for r in self.sessions.values()):
+            raise AlreadyExists(
+                f"a session with gateway id {spec.gateway_session_id} is already registered"
+            )
+        session_id = self._next_id()
+        self.sessions[session_id] = {
+            **SESSION_DEFAULTS,
+            "gateway_session_id": spec.gateway_session_id,
+            "label": spec.label,
+            "enabled": enabled,
+            "schedule": spec.schedule_text,
+            "jitter_seconds": spec.jitter_seconds,
+            "timezone": spec.timezone.key,
+            "account_created_at": spec.account_created_at,
+            "created_at": self._now or datetime.now(UTC),
+        }
+        return self._record(session_id)
+
+    async def list_sessions(self) -> list[SessionRecord]:
+        self._check()
+        return [self._record(session_id) for session_id in sorted(self.sessions)]
+
+    async def get_session(self, gateway_session_id: int) -> SessionRecord:
+        self._check()
+        return self._record(self._by_gateway_id(gateway_session_id))
+
+    async def add_channel(self, spec: ChannelSpec) -> ChannelView:
+        self._check()
+        if any(c["username"] == spec.username for c in self.channels.values()):
+            raise AlreadyExists(f"channel @{spec.username} is already in the pool")
+        channel_id = self._next_id()
+        self.channels[channel_id] = {
+            "username": spec.username,
+            "title": spec.title,
+            "category": spec.category,
+            "description": spec.description,
+            "enabled": True,
+            "invalid_reason": None,
+            "flagged_reason": None,
+        }
+        return self._channel(channel_id)
+
+    async def seed_channels(self, entries: list[ChannelEntry]) -> int:
+        if self.channels:
+            return 0
+        for entry in entries:
+            await self.add_channel(
+                validate_channel(
+                    username=entry.username,
+                    title=entry.title,
+                    category=entry.category,
+                    description=entry.description,
+                )
+            )
+        return len(entries)
+
+    def _channel(self, channel_id: int) -> ChannelView:
+        return ChannelView(id=channel_id, **self.channels[channel_id])
+
+    async def list_channels(self) -> list[ChannelView]:
+        self._check()
+        views = [self._channel(channel_id) for channel_id in self.channels]
+        return sorted(views, key=lambda view: str(view.username))
+
+    async def check_channels(self) -> list[tuple[str, str | None]]:
+        self._check()
+        changed: list[tuple[str, str | None]] = []
+        for channel_id, row in self.channels.items():
+            try:
+                spec = validate_channel(
+                    username=row["username"],
+                    title=row["title"],
+                    category=row["category"],
+                    description=row["description"],
+                )
+                reason = (
+                    None
+                    if spec.username == row["username"]
+                    else f"username {row['username']!r} must be stored as {spec.username!r}"
+                )
+            except InvalidValue as exc:
+                reason = str(exc)
+            if reason != row["invalid_reason"]:
+                row["invalid_reason"] = reason
+                changed.append((str(self.channels[channel_id]["username"]), reason))
+        return changed
+
+    async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]:
+        self._check()
+        runs = [r for r in self.runs.values() if r.gateway_session_id == gateway_session_id]
+        runs.sort(key=lambda r: (r.started_at, r.id), reverse=True)
+        return [run.view() for run in runs[:limit]]
+
+    async def get_run(self, run_id: int) -> RunView:
+        self._check()
+        if run_id not in self.runs:
+            raise NotFound(f"no run with id {run_id}")
+        return self.runs[run_id].view()
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    async def reconcile(
+        self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
+    ) -> Reconciled:
+        self._check()
+        ids = [
+            session_id
+            for session_id in sorted(self.sessions)
+            if session_id > after_id
+            and self.sessions[session_id]["applied_key"] != self._key(self.sessions[session_id])
+        ][:limit]
+        decisions = [policy.reconcile(self._record(session_id), now) for session_id in ids]
+        changed = [d for d in decisions if d.changes_row]
+        self._store(changed)
+        return Reconciled(tuple(changed), len(ids), ids[-1] if ids else after_id)
+
+    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
+        self._check()
+        due = [
+            (row["next_run_at"], session_id)
+            for session_id, row in self.sessions.items()
+            if isinstance(row["next_run_at"], datetime) and row["next_run_at"] <= now
+        ]
+        ids = [session_id for _, session_id in sorted(due)][:limit]
+        decisions = []
+        for session_id in ids:
+            running = self._running(session_id)
+            decisions.append(
+                policy.claim(self._record(session_id), running.id if running else None, now)
+            )
+        self._store(decisions)
+        runs: list[Run] = []
+        for d in decisions:
+            for slot in d.rows:
+                run = self._insert_slot_row(d, slot.status, slot, node, now)
+                if run is not None and slot.status is RunStatus.RUNNING and d.session is not None:
+                    runs.append(
+                        Run(run.id, d.session, Trigger.SCHEDULE, run.due_at, now, run.scheduled_for)
+                    )
+        return Claim(tuple(decisions), tuple(runs))
+
+    def _insert_slot_row(
+        self, decision: Decision, status: RunStatus, slot: Any, node: str, now: datetime
+    ) -> _RunRow | None:
+        session_id = decision.record.id
+        conflict = any(
+            r.session_id == session_id
+            and (
+                r.scheduled_for == slot.scheduled_for
+                or (status is RunStatus.RUNNING and r.status is RunStatus.RUNNING)
+            )
+            for r in self.runs.values()
+        )
+        if conflict:
+            return None
+        running = status is RunStatus.RUNNING
+        row = _RunRow(
+            id=self._next_id(),
+            session_id=session_id,
+            gateway_session_id=int(str(decision.record.gateway_session_id)),
+            trigger=Trigger.SCHEDULE,
+            scheduled_for=slot.scheduled_for,
+            next_slot_at=slot.next_slot_at,
+            due_at=slot.due_at,
+            status=status,
+            node=node,
+            started_at=now,
+            heartbeat_at=now if running else None,
+            finished_at=None if running else now,
+            error=slot.error,
+        )
+        self.runs[row.id] = row
+        return row
+
+    async def next_due_at(self) -> datetime | None:
+        self._check()
+        due = [
+            r["next_run_at"]
+            for r in self.sessions.values()
+            if isinstance(r["next_run_at"], datetime)
+        ]
+        return min(due, default=None)
+
+    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
+        self._check()
+        refused: dict[int, str] = {}
+        for session_id in session_ids:
+            if session_id not in self.sessions:
+                refused[session_id] = "the session was removed"
+                continue
+            try:
+                admit(self._record(session_id), now)
+            except SessionNotRunnable as exc:
+                refused[session_id] = str(exc)
+        return refused
+
+    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
+        self._check()
+        reaped = 0
+        for run in self.runs.values():
+            stale = run.heartbeat_at is not None and run.heartbeat_at < now - timedelta(
+                seconds=stale_s
+            )
+            if run.status is RunStatus.RUNNING and stale and run.id not in spare:
+                run.status, run.finished_at, run.error = RunStatus.INTERRUPTED, now, REAPED
+                reaped += 1
+        return reaped
+
+    async def delete_history(self, before: datetime, limit: int) -> int:
+        self._check()
+        old = sorted(
+            (
+                r
+                for r in self.runs.values()
+                if r.started_at < before and r.status is not RunStatus.RUNNING
+            ),
+            key=lambda r: r.started_at,
+        )[:limit]
+        for run in old:
+            del self.runs[run.id]
+        return len(old)
+
+    async def counts(self, now: datetime) -> dict[str, int]:
+        self._check()
+        rows = list(self.sessions.values())
+        usable = [r for r in rows if r["invalid_reason"] is None]
+        return {
+            "sessions": len(rows),
+            "scheduled": sum(1 for r in rows if r["next_run_at"] is not None),
+            "invalid": len(rows) - len(usable),
+            "active": sum(1 for r in usable if r["enabled"] is True and r["state"] == "active"),
+            "needs_attention": sum(
+                1 for r in usable if r["enabled"] is True and r["state"] == "needs_attention"
+            ),
+            "disabled": sum(1 for r in usable if r["enabled"] is False),
+            "invalid_channels": sum(1 for c in self.channels.values() if c["invalid_reason"]),
+            "running": sum(1 for r in self.runs.values() if r.status is RunStatus.RUNNING),
+        }
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def start_run(
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+    ) -> Run:
+        self._check()
+        session_id = self._by_gateway_id(gateway_session_id)
+        session = admit(self._record(session_id), now)
+        running = self._running(session_id)
+        if running is not None:
+            raise AlreadyRunning(f"session {gateway_session_id} has run {running.id} in flight")
+        row = _RunRow(
+            id=self._next_id(),
+            session_id=session_id,
+            gateway_session_id=gateway_session_id,
+            trigger=trigger,
+            scheduled_for=None,
+            next_slot_at=None,
+            due_at=now,
+            status=RunStatus.RUNNING,
+            node=node,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            error=None,
+        )
+        self.runs[row.id] = row
+        return Run(row.id, session, trigger, now, now)
+
+    async def planning_facts(self, session: Any, now: datetime) -> PlanningFacts:
+        self._check()
+        pool = tuple(
+            PoolChannel(c["username"], c["category"], c["title"])
+            for c in sorted(self.channels.values(), key=lambda c: str(c["username"]))
+            if c["enabled"] is True and not c["invalid_reason"] and not c["flagged_reason"]
+        )
+        joined = frozenset(
+            self.channels[channel_id]["username"] for channel_id in self.joined[session.id]
+        )
+        finished = sorted(
+            (
+                r
+                for r in self.runs.values()
+                if r.session_id == session.id and r.status is not RunStatus.RUNNING
+            ),
+            key=lambda r: (r.started_at, r.id),
+            reverse=True,
+        )[:RECENT_RUNS]
+        return PlanningFacts(pool, joined, tuple(past_run(run.view()) for run in finished))
+
+    async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
+        self._check()
+        self.runs[run_id].plan = plan
+
+    async def record_action(self, run_id: int, record: ActionRecord) -> None:
+        self._check()
+        self.runs[run_id].actions.setdefault(record.seq, record)
+
+    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+        self._check()
+        run = self.runs[run_id]
+        if run.status is not RunStatus.RUNNING:
+            return False
+        run.heartbeat_at = at
+        return True
+
+    async def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, at: datetime
+    ) -> RunStatus:
+        self._check()
+        run = self.runs[run_id]
+        if run.status is RunStatus.RUNNING:
+            run.status, run.error, run.finished_at, run.heartbeat_at = status, error, at, at
+            if run.session_id in self.sessions:
+                self.sessions[run.session_id]["last_run_at"] = at
+        return run.status
+
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        self._check()
+        self.sessions[session_id].update(
+            cooldown_until=until, flood_wait_at=at, flood_wait_s=wait_s
+        )
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None:
+        self._check()
+        self.sessions[session_id].update(
+            state=SessionState.NEEDS_ATTENTION.value, state_reason=reason[:500]
+        )
+
+    async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
+        self._check()
+        for channel_id, row in self.channels.items():
+            if row["username"] == channel:
+                self.joined[session_id].setdefault(channel_id, at)
+
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
+        self._check()
+        sessions = {
+            run.gateway_session_id
+            for run in self.runs.values()
+            for action in run.actions.values()
+            if action.channel == channel
+            and action.error_code == code
+            and action.finished_at >= at - CHANNEL_FLAG_WINDOW
+        }
+        if len(sessions) < CHANNEL_FLAG_SESSIONS:
+            return None
+        for row in self.channels.values():
+            if row["username"] == channel and row["flagged_reason"] is None:
+                row["flagged_reason"] = f"{code} for {len(sessions)} sessions"
+                return str(row["flagged_reason"])
+        return None
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    async def tokens_spent(self, day: date) -> int:
+        self._check()
+        return self.tokens.get(day, 0)
+
+    async def spend_tokens(self, day: date, tokens: int) -> None:
+        self._check()
+        self.tokens[day] = self.tokens.get(day, 0) + tokens

@@ -1,0 +1,257 @@
+"""One contract, three stores: ``testing.InMemoryStore``, and ``db.Repository`` on SQLite and
+on PostgreSQL. Whatever the scheduler, the runner and the API rely on holds for each."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.db import migrate
+from heatup_daemon.db.engine import create_engine
+from heatup_daemon.db.repository import Repository
+from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.slots import Slots
+from heatup_daemon.stores import ActionRecord, Decision, StoredPlan
+from heatup_daemon.testing import InMemoryStore
+from heatup_daemon.validation import validate_channel, validate_session
+from tests.conftest import BACKENDS
+from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+Store = Any  # InMemoryStore | Repository: the same contract
+
+
+@pytest.fixture(params=["memory", *BACKENDS])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """``memory``, or the URL of an empty database."""
+    if request.param == "memory":
+        yield "memory"
+    elif request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
+    else:
+        server = postgres_server_url()
+        assert server is not None
+        url = create_postgres_database(server)
+        yield url
+        drop_postgres_database(server, url)
+
+
+@pytest.fixture
+async def store(backend: str) -> AsyncIterator[Store]:
+    if backend == "memory":
+        yield InMemoryStore(NOW)
+        return
+    engine = create_engine(DatabaseSettings(url=backend))
+    try:
+        await migrate.upgrade(engine)
+        yield Repository(engine)
+    finally:
+        await engine.dispose()
+
+
+async def add(store: Store, gateway_id: int, schedule: str = "1h", **values: Any) -> SessionRecord:
+    spec = validate_session(
+        gateway_session_id=gateway_id,
+        schedule=schedule,
+        jitter_seconds=0,
+        timezone="UTC",
+        label=None,
+    )
+    return await store.add_session(replace(spec, **values))
+
+
+def slots() -> Slots:
+    return Slots(misfire_grace_s=300, rng=random.Random(1))
+
+
+async def scheduled(store: Store, *gateway_ids: int) -> None:
+    for gateway_id in gateway_ids:
+        await add(store, gateway_id)
+    while (await store.reconcile(slots(), NOW, 0, 1000)).examined:
+        pass
+
+
+async def test_sessions_registry(store: Store) -> None:
+    record = await add(store, 5)
+    assert record.gateway_session_id == 5 and record.enabled is True and record.edited
+    assert (await store.get_session(5)).id == record.id
+    assert [r.gateway_session_id for r in await store.list_sessions()] == [5]
+    with pytest.raises(AlreadyExists):
+        await add(store, 5)
+    with pytest.raises(NotFound):
+        await store.get_session(6)
+
+
+async def test_channels_registry(store: Store) -> None:
+    spec = validate_channel(username="@NASA", title="NASA", category="science", description=None)
+    view = await store.add_channel(spec)
+    assert (view.username, view.enabled, view.invalid_reason) == ("nasa", True, None)
+    with pytest.raises(AlreadyExists):
+        await store.add_channel(spec)
+    assert [c.username for c in await store.list_channels()] == ["nasa"]
+    assert await store.check_channels() == []
+
+
+async def test_reconcile_decides_each_edited_row_once(store: Store) -> None:
+    await add(store, 1)
+    await add(store, 2)
+    first = await store.reconcile(slots(), NOW, 0, 1)
+    assert first.examined == 1 and [d.record.gateway_session_id for d in first.decisions] == [1]
+    second = await store.reconcile(slots(), NOW, first.last_id, 10)
+    assert [d.record.gateway_session_id for d in second.decisions] == [2]
+    again = await store.reconcile(slots(), NOW, 0, 10)
+    assert again.examined == 0  # applied: nothing to look at until an admin edits
+    record = await store.get_session(1)
+    assert record.next_run_at == NOW and not record.edited
+
+
+async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: Store) -> None:
+    await scheduled(store, 1, 2)
+    claim = await store.claim_due(slots(), NOW, 10, "node-a")
+    assert sorted(run.session.gateway_session_id for run in claim.runs) == [1, 2]
+    run = claim.runs[0]
+    assert (run.trigger, run.scheduled_for, run.due_at) == (Trigger.SCHEDULE, NOW, NOW)
+    view = await store.get_run(run.id)
+    assert (view.status, view.scheduled_for, view.next_slot_at) == (
+        RunStatus.RUNNING,
+        NOW,
+        NOW + timedelta(hours=1),
+    )
+    assert (await store.get_session(1)).next_run_at == NOW + timedelta(hours=1)
+    assert (await store.claim_due(slots(), NOW, 10, "node-a")).decisions == ()
+    assert await store.next_due_at() == NOW + timedelta(hours=1)
+
+
+async def test_claims_take_the_most_overdue_first_up_to_the_limit(store: Store) -> None:
+    await scheduled(store, 1, 2, 3)
+    for record in await store.list_sessions():
+        await _set_due(store, record, NOW - timedelta(seconds=record.gateway_session_id * 10))
+    claim = await store.claim_due(slots(), NOW, 2, "node-a")
+    assert [d.record.gateway_session_id for d in claim.decisions] == [3, 2]
+
+
+async def _set_due(store: Store, record: SessionRecord, due: datetime) -> None:
+    decision = Decision(record, due, due, None, record.applied_key)
+    if isinstance(store, InMemoryStore):
+        store._store([decision])
+    else:
+        async with store._write() as db:
+            await store._store_decisions(db, [decision])
+
+
+async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
+    await scheduled(store, 1)
+    manual = await store.start_run(1, Trigger.API, NOW, "api")
+    claim = await store.claim_due(slots(), NOW, 10, "node-a")
+    assert claim.runs == ()
+    history = await store.history(1)
+    skipped = [r for r in history if r.trigger is Trigger.SCHEDULE]
+    assert [r.status for r in skipped] == [RunStatus.SKIPPED]
+    assert f"run {manual.id}" in (skipped[0].error or "")
+
+
+async def test_two_claimers_at_once_claim_each_slot_once(store: Store) -> None:
+    await scheduled(store, *range(1, 41))
+    claims = await asyncio.gather(
+        *(store.claim_due(slots(), NOW, 15, f"node-{n}") for n in range(4))
+    )
+    claimed = [run.session.gateway_session_id for claim in claims for run in claim.runs]
+    assert sorted(claimed) == list(range(1, 41))  # every slot once: none lost, none twice
+    for gateway_id in range(1, 41):
+        assert len(await store.history(gateway_id)) == 1
+
+
+async def test_a_claim_that_fails_midway_changes_nothing(store: Store) -> None:
+    await scheduled(store, 1, 2)
+
+    class Broken(Slots):
+        calls = 0
+
+        def claim(self, record: SessionRecord, running: int | None, now: datetime) -> Decision:
+            Broken.calls += 1
+            if Broken.calls == 2:
+                raise KeyboardInterrupt  # the process dies between two decisions
+            return super().claim(record, running, now)
+
+    with pytest.raises(KeyboardInterrupt):
+        await store.claim_due(Broken(300, random.Random(1)), NOW, 10, "node-a")
+    if not isinstance(store, InMemoryStore):  # the fake has no transactions to roll back
+        for gateway_id in (1, 2):
+            assert (await store.get_session(gateway_id)).next_run_at == NOW
+            assert await store.history(gateway_id) == []
+        claim = await store.claim_due(slots(), NOW, 10, "node-a")
+        assert len(claim.runs) == 2
+
+
+async def test_manual_starts_are_refused_with_nothing_written(store: Store) -> None:
+    await scheduled(store, 1, 2)
+    with pytest.raises(NotFound):
+        await store.start_run(9, Trigger.API, NOW, "api")
+    run = await store.start_run(1, Trigger.API, NOW, "api")
+    assert (run.session.gateway_session_id, run.trigger, run.started_at) == (1, Trigger.API, NOW)
+    with pytest.raises(AlreadyRunning):
+        await store.start_run(1, Trigger.CLI, NOW, "cli")
+    session_id = (await store.get_session(2)).id
+    await store.set_cooldown(session_id, NOW + timedelta(minutes=5), 300, NOW)
+    with pytest.raises(SessionNotRunnable, match="cooling down") as refused:
+        await store.start_run(2, Trigger.API, NOW, "api")
+    assert refused.value.refusal == "cooling_down"
+    await store.mark_needs_attention(session_id, "session REVOKED")
+    with pytest.raises(SessionNotRunnable, match="needs attention"):
+        await store.start_run(2, Trigger.API, NOW + timedelta(hours=1), "api")
+    assert await store.history(2) == []
+
+
+async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(store: Store) -> None:
+    await scheduled(store, 1)
+    run = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    plan = StoredPlan(PlanSource.FALLBACK, None, 0, 0, {"actions": [], "notes": []})
+    await store.set_run_plan(run.id, plan)
+    action = ActionRecord(1, ActionKind.IDLE, None, 5.0, 5.0, NOW, NOW, Outcome.OK)
+    await store.record_action(run.id, action)
+    await store.record_action(run.id, action)  # a retried write is stored once
+    assert await store.heartbeat(run.id, NOW + timedelta(seconds=10))
+    assert await store.reap_stale_runs(NOW + timedelta(seconds=100), 60, frozenset({run.id})) == 0
+    assert await store.reap_stale_runs(NOW + timedelta(seconds=100), 60, frozenset()) == 1
+    assert not await store.heartbeat(run.id, NOW + timedelta(seconds=101))
+    final = await store.finish_run(run.id, RunStatus.SUCCEEDED, None, NOW + timedelta(seconds=102))
+    view = await store.get_run(run.id)
+    assert final is RunStatus.INTERRUPTED and view.status is RunStatus.INTERRUPTED
+    assert [a.seq for a in view.actions] == [1] and view.plan_source is PlanSource.FALLBACK
+
+
+async def test_refusals_and_counts(store: Store) -> None:
+    await scheduled(store, 1, 2)
+    two = await store.get_session(2)
+    await store.mark_needs_attention(two.id, "session frozen")
+    refused = await store.refusals(frozenset({(await store.get_session(1)).id, two.id, 999}), NOW)
+    assert set(refused) == {two.id, 999} and "needs attention" in refused[two.id]
+    counts = await store.counts(NOW)
+    assert (counts["sessions"], counts["active"], counts["needs_attention"]) == (2, 1, 1)
+
+
+async def test_history_retention_and_the_token_ledger(store: Store) -> None:
+    await scheduled(store, 1)
+    old = await store.start_run(1, Trigger.CLI, NOW - timedelta(days=40), "cli")
+    await store.finish_run(old.id, RunStatus.SUCCEEDED, None, NOW - timedelta(days=40))
+    await store.start_run(1, Trigger.CLI, NOW, "cli")  # running: never deleted
+    assert await store.delete_history(NOW - timedelta(days=30), 100) == 1
+    assert len(await store.history(1)) == 1
+    day = NOW.date()
+    await store.spend_tokens(day, 500)
+    await store.spend_tokens(day, 250)
+    assert (await store.tokens_spent(day), await store.tokens_spent(date_after(day))) == (750, 0)
+
+
+def date_after(day: Any) -> Any:
+    return day + timedelta(days=1)
