@@ -52,6 +52,8 @@ CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
 REFRESH_S: Final = 15.0
 RETENTION_S: Final = 3600.0
+# At a stop, how long a housekeeping pass in progress may take to finish.
+JOB_DRAIN_S: Final = 10.0
 # When the earliest due row is locked by another node, look again this soon, not at once.
 BUSY_RETRY_S: Final = 0.02
 
@@ -167,6 +169,12 @@ class Scheduler:
         self._stopping = True
         async with self._dispatching:  # a claim in progress completes (and starts its runs)
             if self._aps is not None and self._aps.running:
+                # A housekeeping pass in progress finishes; APScheduler would cancel it.
+                self._aps.pause()
+                for _ in range(int(JOB_DRAIN_S / 0.05)):
+                    if not self._busy:
+                        break
+                    await asyncio.sleep(0.05)
                 self._aps.shutdown(wait=False)
             if self._dispatcher is not None:
                 self._dispatcher.cancel()
@@ -330,8 +338,10 @@ class Scheduler:
             else:
                 log.warning("channel row %r is not usable: %s", username, reason)
         refused = await self._store.refusals(self._pool.session_ids, now)
-        for session_id, reason in refused.items():
-            self._pool.cancel(session_id, reason)
+        for session_id, (refusal, reason) in refused.items():
+            # A cooldown comes from the run's own flood wait, which already ends that run.
+            if refusal != "cooling_down":
+                self._pool.cancel(session_id, reason)
         return examined
 
     @staticmethod

@@ -241,8 +241,11 @@ class SchedulingStore(Protocol):
     async def next_due_at(self) -> datetime | None:
         """The earliest ``next_run_at`` of any row (the dispatcher sleeps until then)."""
 
-    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
-        """Which of these sessions may not run now (``session.admit``), and why."""
+    async def refusals(
+        self, session_ids: frozenset[int], now: datetime
+    ) -> dict[int, tuple[str, str]]:
+        """Which of these sessions may not run now (``session.admit``): the refusal's rule
+        (``removed`` for a deleted row) and its message."""
 
     async def check_channels(self) -> list[tuple[str, str | None]]:
         """Validate every pool row; store and return each verdict that changed."""

@@ -162,7 +162,9 @@ class SchedulingStore(Store):
             value: datetime | None = await db.scalar(select(func.min(SessionRow.next_run_at)))
             return value
 
-    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
+    async def refusals(
+        self, session_ids: frozenset[int], now: datetime
+    ) -> dict[int, tuple[str, str]]:
         if not session_ids:
             return {}
         async with self._read() as db:
@@ -170,13 +172,7 @@ class SchedulingStore(Store):
                 select(*record_columns()).where(SessionRow.id.in_(sorted(session_ids)))
             )
             records = {record.id: record for record in map(record_from, rows)}
-        refused = {sid: "the session was removed" for sid in session_ids if sid not in records}
-        for record in records.values():
-            try:
-                admit(record, now)
-            except SessionNotRunnable as exc:
-                refused[record.id] = str(exc)
-        return refused
+        return refusals_of(records, session_ids, now)
 
     async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
         condition = and_(
@@ -255,3 +251,18 @@ class SchedulingStore(Store):
 
 def _count(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
+
+
+def refusals_of(
+    records: dict[int, SessionRecord], session_ids: frozenset[int], now: datetime
+) -> dict[int, tuple[str, str]]:
+    """``session.admit``'s refusals of ``session_ids`` (a missing id: the row was deleted)."""
+    refused = {
+        sid: ("removed", "the session was removed") for sid in session_ids if sid not in records
+    }
+    for record in records.values():
+        try:
+            admit(record, now)
+        except SessionNotRunnable as exc:
+            refused[record.id] = (exc.refusal, str(exc))
+    return refused

@@ -22,7 +22,7 @@ from heatup_daemon.db.runs import (
     RECENT_RUNS,
     past_run,
 )
-from heatup_daemon.db.scheduling import REAPED
+from heatup_daemon.db.scheduling import REAPED, refusals_of
 from heatup_daemon.db.sessions import read_time
 from heatup_daemon.enums import RunStatus, SessionState, Trigger
 from heatup_daemon.errors import (
@@ -31,7 +31,6 @@ from heatup_daemon.errors import (
     DatabaseUnavailable,
     InvalidValue,
     NotFound,
-    SessionNotRunnable,
 )
 from heatup_daemon.session import SessionRecord, admit
 from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
@@ -385,18 +384,12 @@ class InMemoryStore:
         ]
         return min(due, default=None)
 
-    async def refusals(self, session_ids: frozenset[int], now: datetime) -> dict[int, str]:
+    async def refusals(
+        self, session_ids: frozenset[int], now: datetime
+    ) -> dict[int, tuple[str, str]]:
         self._check()
-        refused: dict[int, str] = {}
-        for session_id in session_ids:
-            if session_id not in self.sessions:
-                refused[session_id] = "the session was removed"
-                continue
-            try:
-                admit(self._record(session_id), now)
-            except SessionNotRunnable as exc:
-                refused[session_id] = str(exc)
-        return refused
+        records = {sid: self._record(sid) for sid in session_ids if sid in self.sessions}
+        return refusals_of(records, session_ids, now)
 
     async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
         self._check()

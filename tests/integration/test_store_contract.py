@@ -235,7 +235,9 @@ async def test_refusals_and_counts(store: Store) -> None:
     two = await store.get_session(2)
     await store.mark_needs_attention(two.id, "session frozen")
     refused = await store.refusals(frozenset({(await store.get_session(1)).id, two.id, 999}), NOW)
-    assert set(refused) == {two.id, 999} and "needs attention" in refused[two.id]
+    assert set(refused) == {two.id, 999}
+    assert refused[two.id][0] == "needs_attention" and "needs attention" in refused[two.id][1]
+    assert refused[999][0] == "removed"
     counts = await store.counts(NOW)
     assert (counts["sessions"], counts["active"], counts["needs_attention"]) == (2, 1, 1)
 

@@ -288,3 +288,20 @@ async def test_the_reaper_spares_its_own_runs_and_waits_after_an_outage() -> Non
     assert w.store.runs[dead.id].status is RunStatus.INTERRUPTED
     assert w.store.runs[mine.id].status is RunStatus.RUNNING  # alive in this process
     w.pool._tasks.clear()
+
+
+async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
+    # The run's own flood wait sets the cooldown and ends that run: reconcile must not turn
+    # its end into "interrupted" (it cancels for disable, invalid rows, needs attention).
+    gateway = Hanging()
+    w = World(gateway)
+    session_id = await w.add(1)
+    await w.scheduler.prepare()
+    assert await w.scheduler.dispatch() == 1
+    await gateway.entered.wait()
+    w.store.sessions[session_id]["cooldown_until"] = START + timedelta(minutes=5)
+    await w.scheduler.reconcile()
+    gateway.release.set()
+    await w.pool.wait_all()
+    [run] = w.store.runs.values()
+    assert run.status is RunStatus.SUCCEEDED

@@ -1,0 +1,306 @@
+"""Three ``heatup run`` nodes on one PostgreSQL database, started at the same moment on a fresh
+database, with three SIGKILLs of different nodes while runs are in flight (two of the nodes
+restarted). Judged from the database and the sandbox gateway's audit log: every slot of every
+session has exactly one row, no two runs of a session overlap, the killed nodes' runs end
+``interrupted`` within the reaper's bound, the survivors carry on, and no gateway call is made
+for a run outside its lifetime."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from heatup_daemon.testing import sandbox_process
+from tests.acceptance.conftest import HEATUP
+from tests.acceptance.daemons import SQL, Daemon, wait_until
+from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
+
+SESSIONS = 300
+PERIOD = timedelta(seconds=20)
+STALE_S = 6.0
+HEARTBEAT_S = 2.0  # also the reaper's interval
+NODE_ENV = {
+    "HEATUP_EXECUTOR__TIME_SCALE": "0.02",
+    "HEATUP_SCHEDULER__STALE_RUN_SECONDS": str(STALE_S),
+    "HEATUP_SCHEDULER__HEARTBEAT_SECONDS": str(HEARTBEAT_S),
+    "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
+    "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.5",
+    "HEATUP_SERVICE__STOP_TIMEOUT_S": "3",
+    "HEATUP_DATABASE__POOL_SIZE": "5",
+}
+# Clock slack between the daemons' timestamps and the sandbox's (one machine), in seconds.
+SLACK_S = 0.5
+
+
+@dataclass
+class Row:
+    gateway_session_id: int
+    status: str
+    trigger: str
+    scheduled_for: datetime | None
+    next_slot_at: datetime | None
+    due_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    node: str
+    error: str | None
+
+
+@pytest.fixture
+def cluster_database() -> Iterator[str]:
+    server = postgres_server_url()
+    if server is None:
+        pytest.skip("the PostgreSQL variant: no PostgreSQL server (tests/run says so)")
+    url = create_postgres_database(server)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(server, url)
+
+
+def utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def load_rows(sql: SQL) -> list[Row]:
+    columns = (
+        "gateway_session_id, status, trigger, scheduled_for, next_slot_at, due_at, started_at, "
+        "finished_at, node, coalesce(error, '')"
+    )
+    rows = []
+    for r in sql(f"SELECT {columns} FROM warmup_runs ORDER BY id"):
+        rows.append(
+            Row(
+                int(r[0]),
+                r[1],
+                r[2],
+                utc(r[3]) if r[3] else None,
+                utc(r[4]) if r[4] else None,
+                utc(r[5]),
+                utc(r[6]),
+                utc(r[7]) if r[7] else None,
+                r[8],
+                r[9] or None,
+            )
+        )
+    return rows
+
+
+def kill_with_runs_in_flight(sql: SQL, daemon: Daemon, node: str) -> datetime:
+    """SIGKILL ``daemon`` once it has runs in flight; when it was killed."""
+    wait_until(
+        lambda: (
+            int(
+                sql(
+                    f"SELECT count(*) FROM warmup_runs WHERE node = '{node}' AND status = 'running'"
+                )[0][0]
+            )
+            >= 2
+        ),
+        timeout_s=30,
+        interval_s=0.2,
+    )
+    killed_at = datetime.now(UTC)
+    daemon.kill()
+    return killed_at
+
+
+def start_node(url: str, gateway: str, folder: Path, node: str) -> Daemon:
+    daemon = Daemon(url, gateway, folder, **NODE_ENV)
+    return daemon.start("--node-name", node)
+
+
+def wait_ready(daemon: Daemon) -> None:
+    wait_until(
+        lambda: (
+            _answers(f"http://127.0.0.1:{daemon.port}/healthz")
+            or (daemon.process is not None and daemon.process.poll() is not None)
+        ),
+        timeout_s=30,
+    )
+    assert daemon.process is not None and daemon.process.poll() is None, daemon.output()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx2.get(url, timeout=1).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+@pytest.mark.timeout(300)
+def test_three_nodes_three_kills_every_slot_once(cluster_database: str, tmp_path: Path) -> None:
+    audit_path = tmp_path / "audit.jsonl"
+    sql = SQL(cluster_database)
+    env = {"HEATUP_DATABASE__URL": cluster_database}
+    # Each node's ExecStartPre: three upgrades of a fresh database at once.
+    upgrades = [
+        subprocess.Popen(
+            [str(HEATUP), "db", "upgrade"],
+            env={**_environ(), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    for upgrade in upgrades:
+        out, _ = upgrade.communicate(timeout=60)
+        assert upgrade.returncode == 0, out.decode()
+    sql(
+        "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, enabled, "
+        f"state) SELECT g, '20s', 5, 'UTC', true, 'active' FROM generate_series(1, {SESSIONS}) g"
+    )
+    nodes: dict[str, Daemon] = {}
+    kills: dict[str, datetime] = {}
+    try:
+        with sandbox_process("--audit-log", str(audit_path)) as gateway:
+            # Three nodes started together on a pool nobody has seeded yet.
+            for node in ("node-a", "node-b", "node-c"):
+                nodes[node] = start_node(cluster_database, gateway, tmp_path, node)
+            for daemon in nodes.values():
+                wait_ready(daemon)
+            time.sleep(8)
+            for node, restart in (("node-a", True), ("node-b", True), ("node-c", False)):
+                kills[node] = kill_with_runs_in_flight(sql, nodes[node], node)
+                time.sleep(4)
+                if restart:
+                    nodes[node] = start_node(cluster_database, gateway, tmp_path, node)
+                    wait_ready(nodes[node])
+                time.sleep(6)
+            time.sleep(STALE_S + 2 * HEARTBEAT_S + 4)  # the last kill's runs are reaped
+            for node in ("node-a", "node-b"):
+                code, _ = nodes[node].stop(timeout_s=30)
+                assert code == 0, nodes[node].output()
+    finally:
+        for daemon in nodes.values():
+            daemon.kill()
+
+    rows = load_rows(sql)
+    audit = [json.loads(line) for line in audit_path.read_text().splitlines()]
+    figures = judge(rows, audit, kills)
+    print("\n" + "\n".join(f"{name}: {value}" for name, value in figures.items()))
+    channels = int(sql("SELECT count(*) FROM channels")[0][0])
+    assert channels > 0  # seeded once, by whichever node came first, without a crash
+    for daemon in nodes.values():
+        assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def judge(
+    rows: list[Row], audit: list[dict[str, Any]], kills: dict[str, datetime]
+) -> dict[str, Any]:
+    """Assert the promises; return the figures to print."""
+    assert all(row.status != "running" for row in rows), "runs left running"
+    by_session: dict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_session[row.gateway_session_id].append(row)
+    assert set(by_session) == set(range(1, SESSIONS + 1))
+    for session_rows in by_session.values():
+        assert_every_slot_once(session_rows)
+        assert_no_overlap(session_rows)
+    reap_delays = assert_killed_runs_reaped(rows, kills)
+    assert_no_call_outside_a_run(rows, audit)
+    lags = sorted(
+        (r.started_at - r.due_at).total_seconds()
+        for r in rows
+        if r.trigger == "schedule" and r.status != "skipped"
+    )
+    skipped = Counter(
+        (r.error or "").split(":")[0].split(" ")[0] for r in rows if r.status == "skipped"
+    )
+    return {
+        "runs by node": dict(Counter(r.node for r in rows if r.status != "skipped")),
+        "slot rows": sum(1 for r in rows if r.trigger == "schedule"),
+        "skipped rows by reason": dict(skipped),
+        "interrupted by the kills": len(reap_delays),
+        "reaped after the kill, max s": round(max(reap_delays), 2),
+        "dispatch lag p50 s": round(statistics.median(lags), 3),
+        "dispatch lag p99 s": round(lags[int(len(lags) * 0.99)], 3),
+        "gateway calls": len(audit),
+    }
+
+
+def assert_every_slot_once(session_rows: list[Row]) -> None:
+    """The session's slot rows chain: each starts where the previous one's next slot is."""
+    slots = sorted((r for r in session_rows if r.trigger == "schedule"), key=_slot)
+    for before, after in itertools.pairwise(slots):
+        assert after.scheduled_for == before.next_slot_at, (before, after)
+    for row in slots:
+        assert row.next_slot_at is not None and row.scheduled_for is not None
+        span = row.next_slot_at - row.scheduled_for
+        assert span % PERIOD == timedelta(0), row
+        if span != PERIOD:  # a row standing for several slots: only a cooldown does that
+            assert row.status == "skipped" and "cooling down" in (row.error or ""), row
+
+
+def assert_no_overlap(session_rows: list[Row]) -> None:
+    ran = sorted((r for r in session_rows if r.status != "skipped"), key=lambda r: r.started_at)
+    for before, after in itertools.pairwise(ran):
+        assert before.finished_at is not None and before.finished_at <= after.started_at, (
+            before,
+            after,
+        )
+
+
+def assert_killed_runs_reaped(rows: list[Row], kills: dict[str, datetime]) -> list[float]:
+    """Every run a kill cut ends interrupted within the reaper's bound; the survivors go on."""
+    delays = []
+    for node, killed_at in kills.items():
+        victims = [
+            r
+            for r in rows
+            if r.node == node and r.status == "interrupted" and r.started_at < killed_at
+        ]
+        assert victims, f"no run of {node} was in flight when it was killed"
+        for run in victims:
+            assert run.finished_at is not None
+            delays.append((run.finished_at - killed_at).total_seconds())
+            assert delays[-1] <= STALE_S + HEARTBEAT_S + 1, (node, run)
+    last_kill = max(kills.values())
+    survivors = Counter(r.node for r in rows if r.status != "skipped" and r.started_at > last_kill)
+    assert survivors["node-a"] > 0 and survivors["node-b"] > 0
+    return delays
+
+
+def assert_no_call_outside_a_run(rows: list[Row], audit: list[dict[str, Any]]) -> None:
+    """Every gateway call falls within the life of a run of its session (a reaped run ends
+    when it is reaped), and none lands during a flood wait."""
+    windows: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for row in rows:
+        if row.status != "skipped":
+            assert row.finished_at is not None
+            windows[row.gateway_session_id].append((row.started_at, row.finished_at))
+    slack = timedelta(seconds=SLACK_S)
+    orphans = [
+        entry
+        for entry in audit
+        if not any(
+            start - slack <= utc(entry["t"]) <= end + slack
+            for start, end in windows[entry["session"]]
+        )
+    ]
+    assert orphans == [], orphans[:5]
+    assert not any(entry["during_flood"] for entry in audit)
+
+
+def _slot(row: Row) -> datetime:
+    assert row.scheduled_for is not None
+    return row.scheduled_for
