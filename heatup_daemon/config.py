@@ -39,6 +39,7 @@ from sqlalchemy.exc import ArgumentError
 
 from heatup_daemon.errors import ConfigError, InvalidValue
 from heatup_daemon.pool import DEFAULT_POOL
+from heatup_daemon.redact import redact
 from heatup_daemon.validation import show, validate_channel
 
 ENV_PREFIX: Final = "HEATUP_"
@@ -46,6 +47,7 @@ CONFIG_PATH_ENV: Final = "HEATUP_CONFIG"
 SYSTEM_CONFIG_PATH: Final = Path("/etc/heatup/config.toml")
 SECRET_KEYS: Final = ("gateway.token", "llm.api_key", "api.token")
 MASK: Final = "********"
+MIN_API_TOKEN_LENGTH: Final = 16
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -79,8 +81,17 @@ def normalize_database_url(value: str) -> str:
 
 
 def masked_database_url(value: str) -> str:
+    """The URL without its password, wherever it is written (``user:pw@``, ``?password=``)."""
     url: URL = make_url(value)
-    return url.render_as_string(hide_password=True)
+    return redact(url.render_as_string(hide_password=True))
+
+
+def _not_empty(value: SecretStr | None) -> SecretStr | None:
+    """A secret given as empty (an empty variable, a credential file holding only a newline)
+    is a mistake, not a missing secret: refuse it rather than run without one."""
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("is empty: give the secret, or unset it")
+    return value
 
 
 def _check_range(name: str, low: float, high: float) -> None:
@@ -117,12 +128,24 @@ class GatewaySettings(_Section):
     base_url: str = "http://127.0.0.1:8081"
     token: SecretStr | None = None
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    read_timeout_s: float = Field(default=10.0, gt=0, le=600)
     max_connections: int = Field(default=100, ge=1, le=10_000)
     retry_attempts: int = Field(default=4, ge=1, le=20)
-    retry_deadline_s: float = Field(default=30.0, gt=0, le=600)
+    retry_deadline_s: float = Field(default=45.0, gt=0, le=600)
     retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=60)
     retry_backoff_max_s: float = Field(default=8.0, ge=0, le=600)
+
+    _token = field_validator("token")(_not_empty)
+
+    @model_validator(mode="after")
+    def _deadline_leaves_room_for_a_retry(self) -> Self:
+        if self.retry_attempts > 1 and self.retry_deadline_s <= self.read_timeout_s:
+            raise ValueError(
+                f"gateway.retry_deadline_s ({self.retry_deadline_s:g}) must exceed "
+                f"gateway.read_timeout_s ({self.read_timeout_s:g}), or a request that hangs "
+                "uses up every attempt's time and is never retried"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -147,6 +170,8 @@ class LLMSettings(_Section):
     daily_token_budget: int = Field(default=200_000, ge=0)
     breaker_failures: int = Field(default=3, ge=1, le=1000)
     breaker_cooloff_s: float = Field(default=300.0, ge=0, le=86400)
+
+    _api_key = field_validator("api_key")(_not_empty)
 
     @property
     def configured(self) -> bool:
@@ -211,6 +236,16 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
     auto_register: bool = False
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        value = _not_empty(value)
+        if value is not None and len(value.get_secret_value()) < MIN_API_TOKEN_LENGTH:
+            raise ValueError(
+                f"is shorter than {MIN_API_TOKEN_LENGTH} characters: too easy to guess"
+            )
+        return value
 
     @property
     def is_loopback(self) -> bool:
@@ -402,7 +437,11 @@ def _describe(exc: ValidationError) -> Iterator[str]:
             # A section-wide rule: its message names the keys; the input holds the section.
             yield f"config key {key}: {message}"
         else:
-            yield f"config key {key}: value {show(error.get('input'))} is not allowed: {message}"
+            # A URL may carry a password: the value is shown with any credential masked.
+            value = show(
+                redact(str(error.get("input"))) if key.endswith("url") else error.get("input")
+            )
+            yield f"config key {key}: value {value} is not allowed: {message}"
 
 
 def _is_secret(key: str) -> bool:
@@ -443,5 +482,7 @@ def _masked(section: str, model: BaseModel) -> dict[str, object]:
             value = MASK
         elif section == "database" and key == "url":
             value = masked_database_url(value)
+        elif isinstance(value, str):
+            value = redact(value)  # a base_url may carry user:password@ or ?token=
         values[key] = value
     return values

@@ -62,8 +62,9 @@ SESSION_TIME_COLUMNS: Final = (
 def time_checks(column: str) -> tuple[CheckConstraint, CheckConstraint]:
     finite = CheckConstraint(f"{column} IS NULL OR isfinite({column})", name=f"{column}_finite")
     well_formed = CheckConstraint(
-        f"{column} IS NULL OR (typeof({column}) = 'text' AND datetime({column}) IS NOT NULL "
-        f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*')",
+        f"{column} IS NULL OR (typeof({column}) = 'text' "
+        f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
+        f"AND datetime({column}) IS NOT NULL)",
         name=f"{column}_is_time",
     )
     return finite.ddl_if(dialect="postgresql"), well_formed.ddl_if(dialect="sqlite")

@@ -41,8 +41,9 @@ def _time_check(column: str) -> tuple[str, str]:
     """The name and condition of the check on a time column, for this database."""
     if _sqlite():
         condition = (
-            f"{column} IS NULL OR (typeof({column}) = 'text' AND datetime({column}) IS NOT NULL "
-            f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*')"
+            f"{column} IS NULL OR (typeof({column}) = 'text' "
+            f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
+            f"AND datetime({column}) IS NOT NULL)"
         )
         return f"ck_sessions_{column}_is_time", condition
     return f"ck_sessions_{column}_finite", f"{column} IS NULL OR isfinite({column})"

@@ -299,12 +299,16 @@ def test_off_loopback_every_route_but_health_and_metrics_needs_the_token(
         with httpx2.Client(base_url=daemon.url) as client:
             assert client.get("/healthz").status_code == 200
             assert client.get("/metrics").status_code == 200
-            for path in ("/", "/readyz", "/health", "/sessions", "/runs/1"):
+            paths = ("/", "/readyz", "/health", "/sessions", "/runs/1", "/openapi.json", "/docs")
+            for path in paths:
                 assert client.get(path).status_code == 401, path
-                wrong = client.get(path, headers={"Authorization": "Bearer nope"})
-                assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+                for header in ("Bearer nope", "Bearer", "Basic abc", TOKEN, f"Bearer {TOKEN}x"):
+                    wrong = client.get(path, headers={"Authorization": header})
+                    assert wrong.status_code == 401, (path, header)
+                assert wrong.headers["www-authenticate"] == "Bearer"
             authorized = {"Authorization": f"Bearer {TOKEN}"}
             assert client.get("/sessions", headers=authorized).status_code == 200
+            assert client.get("/openapi.json", headers=authorized).json()["info"]["title"]
             assert client.post("/warmup/5").status_code == 401
     finally:
         assert daemon.stop() == 0
@@ -336,3 +340,26 @@ def test_auto_register_takes_an_unknown_session(tmp_path: Path, gateway: str) ->
             assert client.post("/warmup/0").status_code == 422  # still only valid ids
     finally:
         assert daemon.stop() == 0
+
+
+def test_oversized_requests_are_refused_before_any_route(
+    api: httpx2.Client, daemon: Daemon
+) -> None:
+    def rss_kb() -> int:
+        status = Path(f"/proc/{daemon.process.pid}/status").read_text()
+        return int(
+            next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
+        )
+
+    before = rss_kb()
+    huge = "x" * (2 * 1024 * 1024)
+    for _ in range(8):
+        response = api.get("/sessions", headers={"X-Filler": huge})
+        assert response.status_code == 431
+    assert api.get("/sessions?" + "a=1&" * 10_000).status_code == 431  # a long request line
+    many = {f"X-H{i}": "1" for i in range(200)}
+    assert api.get("/sessions", headers=many).status_code == 431
+    body = api.post("/warmup/5", content=b"x" * (1024 * 1024))
+    assert body.status_code == 413
+    assert rss_kb() - before < 20_000  # the 16 MB of headers were never held
+    assert api.get("/healthz").status_code == 200  # and the daemon serves on

@@ -15,6 +15,7 @@ BAD_INPUT = [
     (["sessions", "add", "--gateway-id", "0", "--schedule", "6h"], "positive integer, got '0'"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "every day"], "neither an interval"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "61 * * * *"], "cron"),
+    (["sessions", "add", "--gateway-id", "1", "--schedule", "0 0 31 2 *"], "never fires"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--jitter", "-5"], "jitter"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "1h", "--jitter", "3600"], "below"),
     (["sessions", "add", "--gateway-id", "1", "--schedule", "6h", "--jitter", "x"], "invalid int"),

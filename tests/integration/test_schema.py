@@ -4,14 +4,17 @@ enforces the constraints the design promises."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db import migrate
+from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import Base, RunRow, SessionRow
 from heatup_daemon.errors import SchemaNotAtHead
 
@@ -148,3 +151,68 @@ async def test_removing_a_session_keeps_its_runs(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         runs = (await connection.execute(select(RunRow.session_id, RunRow.scheduled_for))).all()
     assert runs == [(None, NOW)]  # aware UTC on every backend
+
+
+@pytest.mark.parametrize(
+    ("sqlite_value", "postgres_value"),
+    [
+        ("''", "'infinity'"),
+        ("'soon'", "'-infinity'"),
+        ("'now'", "'infinity'"),
+        ("2460000.5", "'-infinity'"),
+        ("'2026-13-01 00:00:00'", "'infinity'"),
+    ],
+)
+@pytest.mark.parametrize("column", ["cooldown_until", "next_run_at", "account_created_at"])
+async def test_heatups_time_columns_hold_times_only(
+    engine: AsyncEngine, column: str, sqlite_value: str, postgres_value: str
+) -> None:
+    """What the database can refuse, it refuses: a hand edit cannot store a non-time (SQLite)
+    or an infinite time (PostgreSQL) where heatup reads a time."""
+    await migrate.upgrade(engine)
+    await _insert_session(engine)
+    value = sqlite_value if engine.dialect.name == "sqlite" else postgres_value
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(text(f"UPDATE sessions SET {column} = {value}"))
+
+
+@pytest.mark.parametrize("value", ["'yes'", "2", "-1", "'maybe'"])
+async def test_enabled_holds_true_or_false_only(engine: AsyncEngine, value: str) -> None:
+    await migrate.upgrade(engine)
+    await _insert_session(engine)
+    if engine.dialect.name != "sqlite":
+        value = "'maybe'"  # PostgreSQL's boolean takes 'yes' and 2 as true; it refuses this
+    with pytest.raises((IntegrityError, DBAPIError)):
+        async with engine.begin() as connection:
+            await connection.execute(text(f"UPDATE sessions SET enabled = {value}"))
+
+
+async def test_the_upgrade_clears_values_the_new_constraints_refuse(tmp_path: Path) -> None:
+    """Rows an earlier hand edit left behind do not stop migration 0002: the values its
+    constraints refuse are cleared first (a bad enabled becomes 0, disabled). SQLite only:
+    PostgreSQL's types never held such values."""
+    engine = create_engine(DatabaseSettings(url=f"sqlite:///{tmp_path / 'old.db'}"))
+    try:
+        await _upgrade_a_dirty_database(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _upgrade_a_dirty_database(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine, "0001")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO sessions (gateway_session_id, schedule, enabled, cooldown_until, "
+                "next_run_at, applied_schedule) VALUES (1, '6h', 'yes', '', 'soon', 'key')"
+            )
+        )
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT enabled, cooldown_until, next_run_at, applied_key FROM sessions")
+            )
+        ).one()
+    assert tuple(row) == (0, None, None, None)

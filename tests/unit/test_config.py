@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from heatup_daemon.config import (
     MASK,
     SECRET_KEYS,
+    GatewaySettings,
     Settings,
     effective_settings,
     load_settings,
@@ -93,14 +94,14 @@ def test_precedence_file_then_environment_then_credentials(
     credentials.mkdir()
     (credentials / "gateway.token").write_text("file-token\n")
     (credentials / "llm.api_key").write_text("sk-file")
-    (credentials / "api.token").write_text("api-file")
+    (credentials / "api.token").write_text("api-file-token-0123")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     settings = load_settings(path)
     assert settings.gateway.token is not None and settings.llm.api_key is not None
     assert settings.api.token is not None
     assert settings.gateway.token.get_secret_value() == "file-token"
     assert settings.llm.api_key.get_secret_value() == "sk-file"
-    assert settings.api.token.get_secret_value() == "api-file"
+    assert settings.api.token.get_secret_value() == "api-file-token-0123"
     assert settings.llm.configured
 
 
@@ -187,7 +188,7 @@ def test_bad_environment_value_names_the_key(monkeypatch: pytest.MonkeyPatch) ->
 def test_non_loopback_api_with_token_is_accepted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HEATUP_API__TOKEN", "t0ken")
+    monkeypatch.setenv("HEATUP_API__TOKEN", "t0ken-long-enough-1")
     assert load_settings(write(tmp_path, "[api]\nhost = '0.0.0.0'\n")).api.host == "0.0.0.0"
 
 
@@ -247,3 +248,63 @@ def test_effective_settings_mask_secrets(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_shipped_file_is_valid_toml() -> None:
     data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
     assert {"database", "gateway", "llm", "scheduler", "channels"} <= set(data)
+
+
+@pytest.mark.parametrize(
+    "key", ["HEATUP_API__TOKEN", "HEATUP_GATEWAY__TOKEN", "HEATUP_LLM__API_KEY"]
+)
+@pytest.mark.parametrize("value", ["", "   ", "\n"])
+def test_an_empty_secret_is_refused_not_taken_for_none(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    assert "is empty" in config_error()
+
+
+def test_an_empty_credential_file_cannot_open_a_public_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "api.token").write_text("\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("HEATUP_API__HOST", "0.0.0.0")
+    error = config_error()
+    assert "api.token" in error and "is empty" in error
+
+
+def test_a_short_api_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEATUP_API__TOKEN", "short")
+    assert "shorter than 16 characters" in config_error()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://heatup:pw-in-url-1@db/heatup",
+        "postgresql://heatup:pw-in-url-1@db:notaport/heatup",
+        "nonsense://heatup:pw-in-url-1@db/heatup?password=pw-in-url-1",
+    ],
+)
+def test_a_bad_database_url_never_shows_its_password(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("HEATUP_DATABASE__URL", url)
+    error = config_error()
+    assert "database.url" in error and "pw-in-url" not in error
+
+
+def test_check_config_masks_passwords_wherever_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "HEATUP_DATABASE__URL", "postgresql://heatup@db/heatup?password=pw-in-query-1"
+    )
+    monkeypatch.setenv("HEATUP_GATEWAY__BASE_URL", "https://user:pw-in-gateway-1@gw.example")
+    monkeypatch.setenv("HEATUP_LLM__BASE_URL", "https://llm.example/v1?api_key=pw-in-llm-1")
+    shown = str(list(effective_settings(load_settings())))
+    assert "pw-in" not in shown and "gw.example" in shown
+
+
+def test_a_deadline_that_leaves_no_retry_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEATUP_GATEWAY__READ_TIMEOUT_S", "30")
+    monkeypatch.setenv("HEATUP_GATEWAY__RETRY_DEADLINE_S", "30")
+    assert "is never retried" in config_error()
+    defaults = GatewaySettings()
+    assert defaults.retry_deadline_s > 2 * defaults.read_timeout_s

@@ -305,3 +305,16 @@ async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
     await w.pool.wait_all()
     [run] = w.store.runs.values()
     assert run.status is RunStatus.SUCCEEDED
+
+
+async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("heatup_daemon.scheduler.RETENTION_BATCH", 3)
+    w = World()
+    await w.add(1)
+    for days_ago in range(40, 20, -1):  # 20 runs, one a day; 10 are past 30 days
+        started = START - timedelta(days=days_ago)
+        run = await w.store.start_run(1, Trigger.CLI, started, "n1")
+        await w.store.finish_run(run.id, RunStatus.SUCCEEDED, None, started)
+    assert await w.scheduler.trim_history() == 10
+    assert len(await w.store.history(1, 100)) == 10
+    assert w.sample("heatup_history_deleted_runs_total") == 10
