@@ -4,8 +4,9 @@
   ``executor.long_pause_chance``, an extra one in ``long_pause_min_s..long_pause_max_s``;
   ``read_messages`` and ``idle`` last their ``duration_seconds``. ``executor.time_scale``
   multiplies every wait (0: no waiting at all).
-- Each action's row is written as soon as the action ends, so a crash loses at most the
-  action in flight.
+- Each action's row is written as soon as the action ends; an action that calls the gateway
+  has its row written ``unknown`` ("in flight") before the call, so that a crash leaves a
+  row for every call that may have happened, never none.
 - Outcomes follow GATEWAY.md: a failed action does not stop the run; a flood wait sets the
   session's cooldown and ends the run; a lost, frozen or unknown session is set to
   ``needs_attention`` and ends the run; after ``CHANNELS_TOO_MUCH`` the run joins nothing
@@ -50,6 +51,7 @@ from heatup_daemon.planner.model import Plan, PlannedAction
 from heatup_daemon.stores import ActionRecord, Run, RunRecorder
 
 INTERRUPTED: Final = "interrupted"
+IN_FLIGHT: Final = "in_flight"
 STOPPED: Final = "heatup stopped before the rest of the plan"
 LEASE_LOST: Final = "the run lost its lease: the reaper marked it interrupted"
 
@@ -195,7 +197,7 @@ class _Run:
 
     async def _perform(self, seq: int, action: PlannedAction) -> None:
         started_at, started = self.clock.now(), self.clock.monotonic()
-        result = _Result()
+        result = _Result(seq, started_at)
         try:
             if action.action is ActionKind.JOIN_CHANNEL and self.joins_blocked:
                 result.skip(
@@ -235,6 +237,7 @@ class _Run:
             await self.stay(action.duration_seconds or 0.0)  # no gateway call
             return
         await self.hold_lease()
+        await self.recorder.record_action(self.run.id, self._in_flight(action, result))
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
@@ -249,6 +252,22 @@ class _Run:
         else:
             await gateway.browse_dialogs(gateway_id)
             result.latency_s = clock.monotonic() - before
+
+    @staticmethod
+    def _in_flight(action: PlannedAction, result: _Result) -> ActionRecord:
+        """The row of an action whose gateway call is about to start."""
+        return ActionRecord(
+            seq=result.seq,
+            kind=action.action,
+            channel=action.channel,
+            planned_duration_s=action.duration_seconds,
+            actual_duration_s=None,
+            started_at=result.started_at,
+            finished_at=result.started_at,
+            outcome=Outcome.UNKNOWN,
+            error_code=IN_FLIGHT,
+            error_text="heatup stopped while the action was in flight: it may have happened",
+        )
 
     async def _confirm_join(self, action: PlannedAction, result: _Result) -> None:
         """The join's answer was lost: ask, read-only, whether the session is a member."""
@@ -320,7 +339,9 @@ class _Run:
 class _Result:
     """What happened to one action, as it becomes known."""
 
-    def __init__(self) -> None:
+    def __init__(self, seq: int, started_at: datetime) -> None:
+        self.seq = seq
+        self.started_at = started_at
         self.outcome = Outcome.OK
         self.code: str | None = None
         self.text: str | None = None

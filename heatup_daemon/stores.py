@@ -277,7 +277,9 @@ class RunRecorder(Protocol):
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None: ...
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
-        """Write one action's row (idempotent on (run, seq): a retried write is stored once)."""
+        """Write one action's row, or overwrite it: the row of an action in flight is written
+        ``unknown`` before its gateway call, then its end. Keyed on (run, seq), so a retried
+        write is stored once."""
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
         """Renew the run's lease; ``False`` if it is no longer ``running`` (the reaper took

@@ -105,8 +105,14 @@ class RunStore(Store):
             "error_text": record.error_text,
             "gateway_latency_s": record.gateway_latency_s,
         }
+        statement = self.insert(ActionRow).values(row)
+        written = {name: value for name, value in row.items() if name not in ("run_id", "seq")}
         async with self._write() as db:
-            await db.execute(self.insert(ActionRow).values(row).on_conflict_do_nothing())
+            await db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[ActionRow.run_id, ActionRow.seq], set_=written
+                )
+            )
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
         async with self._write() as db:

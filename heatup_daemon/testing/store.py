@@ -490,7 +490,7 @@ class InMemoryStore:
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
         self._check()
-        self.runs[run_id].actions.setdefault(record.seq, record)
+        self.runs[run_id].actions[record.seq] = record
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
         self._check()

@@ -309,17 +309,48 @@ async def test_a_run_whose_lease_was_reaped_stops() -> None:
 
 async def test_each_action_is_written_before_the_next_one_starts() -> None:
     h = Harness()
-    written_before: list[int] = []
+    seen: list[list[tuple[int, str]]] = []
 
     class WatchingGateway(FakeGateway):
         async def _call(self, operation: str, gateway_id: int, channel: str | None) -> None:
-            written_before.append(len(h.store.runs[h.run_id].actions))
+            rows = h.store.runs[h.run_id].actions
+            seen.append([(seq, rows[seq].outcome.value) for seq in sorted(rows)])
             await super()._call(operation, gateway_id, channel)
 
     h.gateway = WatchingGateway()
     await h.run(JOIN_A, BROWSE, READ_A, IDLE, BROWSE)
-    # The nth gateway call (actions 1, 2, 3 and 5) finds every earlier action's row written.
-    assert written_before == [0, 1, 2, 4]
+    # At each gateway call (actions 1, 2, 3 and 5) every earlier action's row is final, and
+    # the action's own row is already there, "unknown" while its call is in flight.
+    assert seen == [
+        [(1, "unknown")],
+        [(1, "ok"), (2, "unknown")],
+        [(1, "ok"), (2, "ok"), (3, "unknown")],
+        [(1, "ok"), (2, "ok"), (3, "ok"), (4, "ok"), (5, "unknown")],
+    ]
+
+
+async def test_a_crash_during_a_call_leaves_the_action_unknown_not_missing() -> None:
+    h = Harness()
+    release = asyncio.Event()
+
+    class Stuck(FakeGateway):
+        async def browse_dialogs(self, gateway_id: int, limit: int = 20) -> int:
+            await super().browse_dialogs(gateway_id, limit)
+            await release.wait()  # the call reached the gateway; the process dies now
+            return 0
+
+    h.gateway = Stuck()
+    task = asyncio.create_task(h.run(JOIN_A, BROWSE))
+    while len(h.gateway.calls) < 2:
+        await asyncio.sleep(0)
+    crashed = h.store.runs[h.run_id].view()  # what a SIGKILL now would leave behind
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [(a.seq, a.outcome, a.error_code) for a in crashed.actions] == [
+        (1, Outcome.OK, None),
+        (2, Outcome.UNKNOWN, "in_flight"),
+    ]
 
 
 async def test_no_gateway_call_without_a_fresh_lease() -> None:
