@@ -331,18 +331,18 @@ async def test_each_action_is_written_before_the_next_one_starts() -> None:
 
 async def test_a_crash_during_a_call_leaves_the_action_unknown_not_missing() -> None:
     h = Harness()
-    release = asyncio.Event()
+    reached, release = asyncio.Event(), asyncio.Event()
 
     class Stuck(FakeGateway):
         async def browse_dialogs(self, gateway_id: int, limit: int = 20) -> int:
             await super().browse_dialogs(gateway_id, limit)
+            reached.set()
             await release.wait()  # the call reached the gateway; the process dies now
             return 0
 
     h.gateway = Stuck()
     task = asyncio.create_task(h.run(JOIN_A, BROWSE))
-    while len(h.gateway.calls) < 2:
-        await asyncio.sleep(0)
+    await reached.wait()
     crashed = h.store.runs[h.run_id].view()  # what a SIGKILL now would leave behind
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
