@@ -22,10 +22,12 @@ from heatup_daemon.runner import Runner, RunPool
 class Parts:
     gateway: HttpGateway
     planner: Planner
+    recorder: DurableRecorder
     runner: Runner
     pool: RunPool
 
     async def aclose(self) -> None:
+        await self.recorder.drain()
         closing = getattr(self.planner, "aclose", None)
         if closing is not None:
             await closing()
@@ -71,4 +73,4 @@ def build_parts(
         rng=random.Random(None if seed is None else seed + 1),
     )
     runner = Runner(recorder, planner, executor, observer, clock, settings.node_name)
-    return Parts(gateway, planner, runner, RunPool(runner))
+    return Parts(gateway, planner, recorder, runner, RunPool(runner))

@@ -2,6 +2,10 @@
 run's end, its lease. While the database is unavailable they are retried, with capped
 backoff, until it answers again; the run waits (and makes no gateway call) meanwhile.
 
+Every call to the database is shielded from the run's cancellation: a cancelled run stops
+at once, but a statement it had begun completes (``drain`` waits for those at shutdown),
+so that no transaction is cut in half and no connection is left half reset.
+
 Every write retried here is idempotent, so one that landed before its acknowledgement was
 lost is not stored twice: actions are unique per (run, seq), joins per (session, channel),
 and the rest are updates to a value.
@@ -9,10 +13,11 @@ and the rest are updates to a value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.enums import RunStatus, Trigger
@@ -34,13 +39,25 @@ class DurableRecorder:
     def __init__(self, recorder: RunRecorder, clock: Clock) -> None:
         self._recorder = recorder
         self._clock = clock
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    async def drain(self) -> None:
+        """Until every database call a cancelled run began has completed."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _shielded(self, call: Callable[[], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.ensure_future(call())
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        return await asyncio.shield(future)
 
     async def _durably(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         delay_s = BACKOFF_INITIAL_S
         warned = False
         while True:
             try:
-                result = await write()
+                result = await self._shielded(write)
             except DatabaseUnavailable as exc:
                 if not warned:
                     log.warning(
@@ -57,10 +74,12 @@ class DurableRecorder:
     async def start_run(
         self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
     ) -> Run:
-        return await self._recorder.start_run(gateway_session_id, trigger, now, node)
+        return await self._shielded(
+            lambda: self._recorder.start_run(gateway_session_id, trigger, now, node)
+        )
 
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
-        return await self._recorder.planning_facts(session, now)
+        return await self._shielded(lambda: self._recorder.planning_facts(session, now))
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
         await self._durably("the run's plan", lambda: self._recorder.set_run_plan(run_id, plan))

@@ -168,17 +168,17 @@ class Scheduler:
         ``timeout_s``; cancel the rest (they end ``interrupted``)."""
         self._stopping = True
         async with self._dispatching:  # a claim in progress completes (and starts its runs)
-            if self._aps is not None and self._aps.running:
-                # A housekeeping pass in progress finishes; APScheduler would cancel it.
-                self._aps.pause()
-                for _ in range(int(JOB_DRAIN_S / 0.05)):
-                    if not self._busy:
-                        break
-                    await asyncio.sleep(0.05)
-                self._aps.shutdown(wait=False)
-            if self._dispatcher is not None:
+            if self._dispatcher is not None:  # it sleeps, or waits for this lock
                 self._dispatcher.cancel()
                 await asyncio.gather(self._dispatcher, return_exceptions=True)
+        if self._aps is not None and self._aps.running:
+            # A housekeeping pass in progress finishes; APScheduler would cancel it.
+            self._aps.pause()
+            for _ in range(int(JOB_DRAIN_S / 0.05)):
+                if not self._busy:
+                    break
+                await asyncio.sleep(0.05)
+            self._aps.shutdown(wait=False)
         await self._pool.stop(timeout_s)
 
     async def run_once(self) -> int:
@@ -262,7 +262,8 @@ class Scheduler:
             await self._pool.wait_for_room(cap_s)  # full: the next chance is a run ending
             return 0.0
         try:
-            due = await self._store.next_due_at()
+            # Shielded: a stop cancels this loop, never a query halfway.
+            due = await asyncio.shield(self._store.next_due_at())
         except DatabaseUnavailable:
             return cap_s
         if due is None:

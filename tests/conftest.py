@@ -29,6 +29,14 @@ settings.register_profile("heatup", deadline=None)
 settings.load_profile("heatup")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long-faults",
+        action="store_true",
+        help="run the fault scenarios' long variants (minutes each) instead of the short ones",
+    )
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's HEATUP_* variables, credentials or working directory."""

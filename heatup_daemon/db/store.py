@@ -52,21 +52,32 @@ def rows_affected(result: Any) -> int:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` is the database being unavailable rather than a statement failing."""
+    """Whether ``error`` is the database being unavailable rather than a statement failing:
+    no connection, a server shutting down or starting, too many connections, a statement
+    timeout, a SQLite lock held past the busy timeout."""
     if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
         return True
-    if isinstance(error, sa_exc.DBAPIError):
-        if error.connection_invalidated:
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if error.connection_invalidated or isinstance(
+        error, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        return True
+    cause: BaseException | None = error
+    while cause is not None:  # the driver's own error, wherever SQLAlchemy wrapped it
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_TRANSIENT_SQLSTATES):
             return True
-        if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
+        if isinstance(cause, OSError) or type(cause).__name__ in _TRANSIENT_DRIVER_ERRORS:
             return True
-        original = getattr(error, "orig", None)
-        name = type(original).__name__ if original is not None else ""
-        # asyncpg's connection-level failures, whatever SQLAlchemy wraps them in.
-        return name in _TRANSIENT_DRIVER_ERRORS or isinstance(original, OSError)
+        cause = getattr(cause, "orig", None) or cause.__cause__
     return False
 
 
+# SQLSTATE classes and codes of an unavailable server: connection exceptions (08), operator
+# intervention (57P01-57P05: admin or crash shutdown, cannot connect now...), too many
+# connections (53300), a canceled statement (57014: heatup's statement timeout).
+_TRANSIENT_SQLSTATES: Final = ("08", "57P", "53300", "57014")
 _TRANSIENT_DRIVER_ERRORS: Final = frozenset(
     {
         "CannotConnectNowError",

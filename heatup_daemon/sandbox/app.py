@@ -45,6 +45,10 @@ _INVOKE_OPERATIONS: Final = (
     ("ReadHistory", "read_history"),
 )
 _NOT_JSON: Final = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+# The channel a request names: join_chat's chat_id, or the username a query resolves.
+_ASKED_RE: Final = re.compile(
+    rb'"chat_id": ?"@?([A-Za-z0-9_]{1,64})"' + rb"|username=\\?'([A-Za-z0-9_]{1,64})"
+)
 
 
 def _validation_error(loc: list[Any], kind: str, msg: str, value: Any) -> Reply:
@@ -116,6 +120,13 @@ class SandboxApp:
         if fault in ("5xx", "429", "nonjson", "hang", "drop"):
             self._record(path, uid, body, Reply(0, None, fault), during_flood)
             await _inject(fault, send, receive, self.draw.faults.hang_s)
+            return
+        if fault == "flood" and state is not None and "/rpc/" in path:
+            seconds = self.draw.flood_s()
+            state.flood_until = self.telegram.clock() + seconds
+            reply = _rpc(telegram_error("FLOOD_WAIT_X", "sandbox", seconds=seconds))
+            self._record(path, uid, body, reply, during_flood)
+            await send_json(send, reply)
             return
         reply = self._route(scope["method"], path, body, rpc_error=fault == "rpc_error")
         self._record(path, uid, body, reply, during_flood)
@@ -218,6 +229,17 @@ class SandboxApp:
         given = _bearer(scope)
         return given is not None and hmac.compare_digest(given, self.token)
 
+    def _channel_asked(self, body: bytes) -> str | None:
+        """The channel a request named (for the audit of a request a fault answered)."""
+        match = _ASKED_RE.search(body)
+        if match is not None:
+            return (match.group(1) or match.group(2)).decode().lower()
+        for channel_id in re.findall(rb"channel_id=(-?\d{1,19})", body):
+            channel = self.telegram.channels_by_id.get(int(channel_id))
+            if channel is not None:
+                return channel.username
+        return None
+
     def _record(
         self, path: str, uid: int | None, body: bytes, reply: Reply, during_flood: bool = False
     ) -> None:
@@ -229,7 +251,7 @@ class SandboxApp:
             "op": _operation_of(path, body),
             "outcome": reply.outcome,
             "status": reply.status,
-            "channel": reply.channel,
+            "channel": reply.channel or self._channel_asked(body),
             # The call arrived while this session's flood wait was still running: heatup
             # promises this never happens.
             "during_flood": during_flood,

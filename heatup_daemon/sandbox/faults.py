@@ -8,6 +8,8 @@ Keys (shares are probabilities per request to the gateway's paths, drawn once ea
 - ``drop``: start a response and close the connection mid-body;
 - ``nonjson``: answer 200 with an HTML error page;
 - ``rpc_error``: an RPC fails with a Telegram error heatup has no rule for;
+- ``flood``: an RPC gets ``FLOOD_WAIT`` of ``flood_s`` (a range) seconds, and the session's
+  flood wait starts, as Telegram's would;
 - ``seed``: seed of the fault draws (reproducible runs); ``hang_s``: longest hang.
 """
 
@@ -20,7 +22,7 @@ from typing import Final
 
 from heatup_daemon.errors import InvalidValue
 
-FAULT_KINDS: Final = ("5xx", "429", "hang", "drop", "nonjson", "rpc_error")
+FAULT_KINDS: Final = ("5xx", "429", "hang", "drop", "nonjson", "rpc_error", "flood")
 _LATENCY_RE: Final = re.compile(r"([0-9.]+)(?:-([0-9.]+))?(ms|s)")
 
 
@@ -34,7 +36,10 @@ class Faults:
     drop: float = 0.0
     nonjson: float = 0.0
     rpc_error: float = 0.0
+    flood: float = 0.0
     hang_s: float = 60.0
+    flood_min_s: float = 5.0
+    flood_max_s: float = 30.0
     seed: int | None = None
 
     @property
@@ -46,6 +51,7 @@ class Faults:
             ("drop", self.drop),
             ("nonjson", self.nonjson),
             ("rpc_error", self.rpc_error),
+            ("flood", self.flood),
         )
 
 
@@ -66,13 +72,15 @@ def parse_faults(spec: str) -> Faults:
             values["seed"] = _number(key, raw, int)
         elif key == "hang_s":
             values["hang_s"] = _number(key, raw, float)
+        elif key == "flood_s":
+            values["flood_min_s"], values["flood_max_s"] = _latency(raw)
         elif key in FAULT_KINDS:
             share = _number(key, raw, float)
             if not 0 <= share <= 1:
                 raise InvalidValue(f"fault share {key}={raw} must be between 0 and 1")
             values[_FIELD_OF.get(key, key)] = share
         else:
-            known = ", ".join(("latency", *FAULT_KINDS, "seed", "hang_s"))
+            known = ", ".join(("latency", *FAULT_KINDS, "seed", "hang_s", "flood_s"))
             raise InvalidValue(f"unknown fault {key!r}; known: {known}")
     faults = Faults(**values)  # type: ignore[arg-type]
     if sum(share for _, share in faults.shares) > 1:
@@ -120,6 +128,9 @@ class FaultDraw:
     def latency_s(self) -> float:
         low, high = self.faults.latency_min_s, self.faults.latency_max_s
         return self._rng.uniform(low, high) if high > 0 else 0.0
+
+    def flood_s(self) -> int:
+        return max(1, round(self._rng.uniform(self.faults.flood_min_s, self.faults.flood_max_s)))
 
     def fault(self) -> str | None:
         point = self._rng.random()

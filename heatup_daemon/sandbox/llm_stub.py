@@ -32,6 +32,14 @@ SCENARIOS: Final = (
     "refusal",  # a refusal instead of content
     "length",  # cut off at the token limit
     "no_json_schema",  # HTTP 400 for JSON-schema output; JSON mode works
+    "hostile",  # channel names crafted to break out of a query, among valid actions
+)
+HOSTILE_CHANNELS: Final = (
+    "@x');__import__('os').system('id')#",
+    "@../../etc/passwd",
+    "@durov' OR '1'='1",
+    "@telegram\nGetDialogs()",
+    "@" + "a" * 300,
 )
 _MENTION_RE: Final = re.compile(r"@([A-Za-z][A-Za-z0-9_]{3,31})(\*?)")
 
@@ -75,6 +83,8 @@ def _content(scenario: str, prompt: str) -> str | None:
         plan = [*plan, _act("browse_dialogs", None, None, "more"), _act("idle", None, 5, "")] * 3
     elif scenario == "too_few":
         plan = plan[-2:]
+    elif scenario == "hostile":
+        plan = [_act("join_channel", name[1:], None, "x") for name in HOSTILE_CHANNELS] + plan
     elif scenario == "unknown_action":
         plan = [_act("send_message", "durov", None, "hi"), *plan, _act("react", None, None, "x")]
     return json.dumps({"actions": plan})

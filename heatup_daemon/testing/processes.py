@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,15 +45,22 @@ def heatup_server(command: str, *args: str, env: dict[str, str] | None = None) -
     its base URL once ``/healthz`` answers, and stops it afterwards."""
     heatup = Path(sys.executable).with_name("heatup")
     port = free_port()
-    process = subprocess.Popen(
-        [str(heatup), command, "--port", str(port), *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/healthz", process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with tempfile.TemporaryFile() as errors:  # shown only if the server fails to start
+        process = subprocess.Popen(
+            [str(heatup), command, "--port", str(port), *args],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                wait_until_healthy(f"{url}/healthz", process)
+            except RuntimeError:
+                errors.seek(0)
+                sys.stderr.write(errors.read().decode(errors="replace"))
+                raise
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -98,17 +98,25 @@ class NotifySocket:
         self.messages: list[str] = []
 
     def wait_for(self, field: str, timeout_s: float = 20) -> str:
+        """The first message with the line ``field`` (e.g. ``READY=1``)."""
+        return self._wait(lambda message: field in message.splitlines(), field, timeout_s)
+
+    def wait_for_text(self, text: str, timeout_s: float = 20) -> str:
+        """The first message containing ``text`` anywhere (e.g. in ``STATUS=``)."""
+        return self._wait(lambda message: text in message, text, timeout_s)
+
+    def _wait(self, matches: Callable[[str], bool], what: str, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for message in self.messages:
-                if field in message.splitlines():
+                if matches(message):
                     return message
             self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except TimeoutError:
                 break
-        raise AssertionError(f"no {field} from the daemon; got {self.messages}")
+        raise AssertionError(f"no {what} from the daemon; got {self.messages}")
 
     def close(self) -> None:
         self.sock.close()

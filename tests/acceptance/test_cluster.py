@@ -7,14 +7,10 @@ for a run outside its lifetime."""
 
 from __future__ import annotations
 
-import itertools
-import json
-import statistics
 import subprocess
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,17 @@ from heatup_daemon.testing import sandbox_process
 from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import SQL, Daemon, wait_until
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
+from tests.judging import (
+    Row,
+    assert_every_slot_once,
+    assert_no_call_outside_a_run,
+    assert_no_completed_call_missing,
+    assert_no_overlap,
+    load_actions,
+    load_audit,
+    load_runs,
+    percentile,
+)
 
 SESSIONS = 300
 PERIOD = timedelta(seconds=20)
@@ -40,22 +47,6 @@ NODE_ENV = {
     "HEATUP_SERVICE__STOP_TIMEOUT_S": "3",
     "HEATUP_DATABASE__POOL_SIZE": "5",
 }
-# Clock slack between the daemons' timestamps and the sandbox's (one machine), in seconds.
-SLACK_S = 0.5
-
-
-@dataclass
-class Row:
-    gateway_session_id: int
-    status: str
-    trigger: str
-    scheduled_for: datetime | None
-    next_slot_at: datetime | None
-    due_at: datetime
-    started_at: datetime
-    finished_at: datetime | None
-    node: str
-    error: str | None
 
 
 @pytest.fixture
@@ -68,35 +59,6 @@ def cluster_database() -> Iterator[str]:
         yield url
     finally:
         drop_postgres_database(server, url)
-
-
-def utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def load_rows(sql: SQL) -> list[Row]:
-    columns = (
-        "gateway_session_id, status, trigger, scheduled_for, next_slot_at, due_at, started_at, "
-        "finished_at, node, coalesce(error, '')"
-    )
-    rows = []
-    for r in sql(f"SELECT {columns} FROM warmup_runs ORDER BY id"):
-        rows.append(
-            Row(
-                int(r[0]),
-                r[1],
-                r[2],
-                utc(r[3]) if r[3] else None,
-                utc(r[4]) if r[4] else None,
-                utc(r[5]),
-                utc(r[6]),
-                utc(r[7]) if r[7] else None,
-                r[8],
-                r[9] or None,
-            )
-        )
-    return rows
 
 
 def kill_with_runs_in_flight(sql: SQL, daemon: Daemon, node: str) -> datetime:
@@ -188,9 +150,10 @@ def test_three_nodes_three_kills_every_slot_once(cluster_database: str, tmp_path
         for daemon in nodes.values():
             daemon.kill()
 
-    rows = load_rows(sql)
-    audit = [json.loads(line) for line in audit_path.read_text().splitlines()]
+    rows = load_runs(cluster_database)
+    audit = load_audit(audit_path)
     figures = judge(rows, audit, kills)
+    figures.update(assert_no_completed_call_missing(load_actions(cluster_database), audit))
     print("\n" + "\n".join(f"{name}: {value}" for name, value in figures.items()))
     channels = int(sql("SELECT count(*) FROM channels")[0][0])
     assert channels > 0  # seeded once, by whichever node came first, without a crash
@@ -209,55 +172,29 @@ def judge(
 ) -> dict[str, Any]:
     """Assert the promises; return the figures to print."""
     assert all(row.status != "running" for row in rows), "runs left running"
-    by_session: dict[int, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_session[row.gateway_session_id].append(row)
-    assert set(by_session) == set(range(1, SESSIONS + 1))
-    for session_rows in by_session.values():
-        assert_every_slot_once(session_rows)
-        assert_no_overlap(session_rows)
+    assert {row.gateway_session_id for row in rows} == set(range(1, SESSIONS + 1))
+    slot_rows = assert_every_slot_once(rows, PERIOD)
+    assert_no_overlap(rows)
     reap_delays = assert_killed_runs_reaped(rows, kills)
     assert_no_call_outside_a_run(rows, audit)
-    lags = sorted(
+    lags = [
         (r.started_at - r.due_at).total_seconds()
         for r in rows
         if r.trigger == "schedule" and r.status != "skipped"
-    )
+    ]
     skipped = Counter(
         (r.error or "").split(":")[0].split(" ")[0] for r in rows if r.status == "skipped"
     )
     return {
         "runs by node": dict(Counter(r.node for r in rows if r.status != "skipped")),
-        "slot rows": sum(1 for r in rows if r.trigger == "schedule"),
+        "slot rows": slot_rows,
         "skipped rows by reason": dict(skipped),
         "interrupted by the kills": len(reap_delays),
         "reaped after the kill, max s": round(max(reap_delays), 2),
-        "dispatch lag p50 s": round(statistics.median(lags), 3),
-        "dispatch lag p99 s": round(lags[int(len(lags) * 0.99)], 3),
+        "dispatch lag p50 s": round(percentile(lags, 0.5), 3),
+        "dispatch lag p99 s": round(percentile(lags, 0.99), 3),
         "gateway calls": len(audit),
     }
-
-
-def assert_every_slot_once(session_rows: list[Row]) -> None:
-    """The session's slot rows chain: each starts where the previous one's next slot is."""
-    slots = sorted((r for r in session_rows if r.trigger == "schedule"), key=_slot)
-    for before, after in itertools.pairwise(slots):
-        assert after.scheduled_for == before.next_slot_at, (before, after)
-    for row in slots:
-        assert row.next_slot_at is not None and row.scheduled_for is not None
-        span = row.next_slot_at - row.scheduled_for
-        assert span % PERIOD == timedelta(0), row
-        if span != PERIOD:  # a row standing for several slots: only a cooldown does that
-            assert row.status == "skipped" and "cooling down" in (row.error or ""), row
-
-
-def assert_no_overlap(session_rows: list[Row]) -> None:
-    ran = sorted((r for r in session_rows if r.status != "skipped"), key=lambda r: r.started_at)
-    for before, after in itertools.pairwise(ran):
-        assert before.finished_at is not None and before.finished_at <= after.started_at, (
-            before,
-            after,
-        )
 
 
 def assert_killed_runs_reaped(rows: list[Row], kills: dict[str, datetime]) -> list[float]:
@@ -278,29 +215,3 @@ def assert_killed_runs_reaped(rows: list[Row], kills: dict[str, datetime]) -> li
     survivors = Counter(r.node for r in rows if r.status != "skipped" and r.started_at > last_kill)
     assert survivors["node-a"] > 0 and survivors["node-b"] > 0
     return delays
-
-
-def assert_no_call_outside_a_run(rows: list[Row], audit: list[dict[str, Any]]) -> None:
-    """Every gateway call falls within the life of a run of its session (a reaped run ends
-    when it is reaped), and none lands during a flood wait."""
-    windows: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for row in rows:
-        if row.status != "skipped":
-            assert row.finished_at is not None
-            windows[row.gateway_session_id].append((row.started_at, row.finished_at))
-    slack = timedelta(seconds=SLACK_S)
-    orphans = [
-        entry
-        for entry in audit
-        if not any(
-            start - slack <= utc(entry["t"]) <= end + slack
-            for start, end in windows[entry["session"]]
-        )
-    ]
-    assert orphans == [], orphans[:5]
-    assert not any(entry["during_flood"] for entry in audit)
-
-
-def _slot(row: Row) -> datetime:
-    assert row.scheduled_for is not None
-    return row.scheduled_for

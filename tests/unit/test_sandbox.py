@@ -18,9 +18,23 @@ from heatup_daemon.sandbox.world import World, parse_world
 def test_fault_spec() -> None:
     faults = parse_faults(
         "latency=5-20ms, 5xx=0.1, 429=0.05,hang=0.01,drop=0.02,nonjson=0.03,"
-        "rpc_error=0.04,seed=7,hang_s=3"
+        "rpc_error=0.04,flood=0.05,seed=7,hang_s=3,flood_s=2-4s"
     )
-    assert faults == Faults(0.005, 0.02, 0.1, 0.05, 0.01, 0.02, 0.03, 0.04, 3.0, 7)
+    assert faults == Faults(
+        latency_min_s=0.005,
+        latency_max_s=0.02,
+        error_5xx=0.1,
+        error_429=0.05,
+        hang=0.01,
+        drop=0.02,
+        nonjson=0.03,
+        rpc_error=0.04,
+        flood=0.05,
+        hang_s=3.0,
+        flood_min_s=2.0,
+        flood_max_s=4.0,
+        seed=7,
+    )
     assert parse_faults("") == Faults()
     assert parse_faults("latency=0.2s") == Faults(latency_min_s=0.2, latency_max_s=0.2)
     assert describe(Faults()) == "none"
@@ -207,3 +221,23 @@ async def test_control_surface(client: httpx2.AsyncClient) -> None:
     await client.post("/_sandbox/reset")
     assert (await client.get("/_sandbox/sessions/1")).json()["joined"] == []
     assert (await client.get("/_sandbox/sessions/99")).status_code == 404
+
+
+async def test_an_injected_flood_wait_holds_the_session_like_telegram(
+    client: httpx2.AsyncClient,
+) -> None:
+    await client.put("/_sandbox/faults", json={"faults": "flood=1,flood_s=30-30s,seed=1"})
+    dialogs = {
+        "method": "invoke",
+        "params": {
+            "query": "pylogram.raw.functions.messages.GetDialogs(offset_date=0, offset_id=0, "
+            "offset_peer=pylogram.raw.types.InputPeerEmpty(), limit=20, hash=0)"
+        },
+    }
+    first = (await client.post("/api/external/sessions/1/rpc/invoke", json=dialogs)).json()
+    assert "FLOOD_WAIT" in first["error"] and "30 seconds" in first["error"]
+    await client.put("/_sandbox/faults", json={"faults": ""})
+    second = (await client.post("/api/external/sessions/1/rpc/invoke", json=dialogs)).json()
+    assert "FLOOD_WAIT" in second["error"]  # the wait holds without the fault
+    other = (await client.post("/api/external/sessions/2/rpc/invoke", json=dialogs)).json()
+    assert other["success"]  # and only for that session

@@ -1,0 +1,121 @@
+"""The database goes away under load (a PostgreSQL cluster of the test's own, stopped and
+started again). The daemon stays up, says it is not ready and why (``/readyz`` and
+systemd's ``STATUS=``), loses nothing it acknowledged, and recovers without a restart."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from heatup_daemon.testing import sandbox_process
+from tests.acceptance.conftest import HEATUP
+from tests.acceptance.daemons import Daemon, NotifySocket, wait_until
+from tests.faults.conftest import PrivatePostgres, Report
+from tests.judging import (
+    assert_every_slot_once,
+    assert_no_call_outside_a_run,
+    assert_no_completed_call_missing,
+    assert_no_overlap,
+    load_actions,
+    load_audit,
+    load_runs,
+    query,
+)
+
+SESSIONS = 40
+PERIOD = timedelta(seconds=10)
+ENV = {
+    "HEATUP_EXECUTOR__TIME_SCALE": "0.05",
+    "HEATUP_SCHEDULER__STALE_RUN_SECONDS": "6",
+    "HEATUP_SCHEDULER__HEARTBEAT_SECONDS": "2",
+    "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
+    "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.5",
+    "HEATUP_SERVICE__STOP_TIMEOUT_S": "5",
+}
+
+
+def readiness(port: int) -> tuple[int, dict[str, str]]:
+    response = httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+    return response.status_code, response.json()["checks"]
+
+
+@pytest.mark.timeout(600)
+def test_a_database_outage_under_load(
+    private_postgres: PrivatePostgres, tmp_path: Path, long_faults: bool, report: Report
+) -> None:
+    outage_s = 60 if long_faults else 15
+    url = private_postgres.url
+    subprocess.run(
+        [str(HEATUP), "db", "upgrade"],
+        env={**os.environ, "HEATUP_DATABASE__URL": url},
+        check=True,
+        capture_output=True,
+    )
+    query(
+        url,
+        "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, enabled, "
+        f"state) SELECT g, '10s', 2, 'UTC', true, 'active' FROM generate_series(1, {SESSIONS}) g",
+    )
+    audit_path = tmp_path / "audit.jsonl"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    with sandbox_process("--audit-log", str(audit_path)) as gateway:
+        daemon = Daemon(url, gateway, tmp_path, NOTIFY_SOCKET=str(notify.path), **ENV).start()
+        try:
+            notify.wait_for("READY=1", timeout_s=30)
+            wait_until(lambda: int(query(url, "SELECT count(*) FROM warmup_runs")[0][0]) >= 30)
+            private_postgres.stop()
+            down_at = datetime.now(UTC)
+            time.sleep(2)
+            status, checks = readiness(daemon.port)
+            assert status == 503 and "not available" in checks["database"], checks
+            assert httpx2.get(f"http://127.0.0.1:{daemon.port}/healthz").status_code == 200
+            said = notify.wait_for_text("database unavailable", timeout_s=15)
+            while (datetime.now(UTC) - down_at).total_seconds() < outage_s:
+                assert daemon.process is not None and daemon.process.poll() is None
+                time.sleep(1)
+            private_postgres.start()
+            up_at = datetime.now(UTC)
+            wait_until(lambda: readiness(daemon.port)[0] == 200, timeout_s=30)
+            ready_after_s = (datetime.now(UTC) - up_at).total_seconds()
+            time.sleep(12)  # the schedule goes on
+            code, _ = daemon.stop(timeout_s=60)
+        finally:
+            daemon.kill()
+            notify.close()
+    assert code == 0, daemon.output()[-3000:]
+    assert "Traceback" not in daemon.output()
+
+    rows, audit = load_runs(url), load_audit(audit_path)
+    assert not [r for r in rows if r.status == "running"]
+    assert_every_slot_once(rows, PERIOD)
+    assert_no_overlap(rows)
+    assert_no_call_outside_a_run(rows, audit)
+    calls = assert_no_completed_call_missing(load_actions(url), audit)
+    started_during = [r for r in rows if down_at < r.started_at < up_at]
+    assert started_during == []  # dispatch paused ...
+    after = [r for r in rows if r.status != "skipped" and r.started_at > up_at]
+    assert after  # ... and resumed by itself
+    reaped = [r for r in rows if "heartbeat lost" in (r.error or "")]
+    assert reaped == []  # runs the outage held were not taken for dead
+    report(
+        {
+            "outage s": outage_s,
+            "STATUS during the outage": next(
+                line for line in said.splitlines() if line.startswith("STATUS=")
+            )[:160],
+            "ready again after the database s": round(ready_after_s, 1),
+            "runs started during the outage": len(started_during),
+            "runs after it": len(after),
+            "runs reaped as dead": len(reaped),
+            "runs by status": {
+                s: sum(1 for r in rows if r.status == s) for s in {r.status for r in rows}
+            },
+            **calls,
+        }
+    )

@@ -1,0 +1,126 @@
+"""A gateway in trouble: 20 % 5xx, 5 % requests that hang past the client's timeout, 2 %
+connections dropped mid-body, and random flood waits. The daemon stays up, records every
+failure with its code, never calls during a flood wait, and retries within its bounds."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import subprocess
+import time
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from heatup_daemon.testing import sandbox_process
+from tests.acceptance.conftest import HEATUP
+from tests.acceptance.daemons import Daemon
+from tests.faults.conftest import Report
+from tests.judging import (
+    assert_every_slot_once,
+    assert_no_call_outside_a_run,
+    assert_no_completed_call_missing,
+    assert_no_overlap,
+    load_actions,
+    load_audit,
+    load_runs,
+)
+
+SESSIONS = 30
+PERIOD = timedelta(seconds=10)
+ATTEMPTS = 3
+FAULTS = "5xx=0.2,hang=0.05,drop=0.02,flood=0.02,flood_s=2-8s,hang_s=5,seed=3"
+TRANSIENT = {"5xx", "429", "hang", "drop", "nonjson"}
+ENV = {
+    "HEATUP_EXECUTOR__TIME_SCALE": "0.02",
+    "HEATUP_GATEWAY__READ_TIMEOUT_S": "0.5",
+    "HEATUP_GATEWAY__RETRY_DEADLINE_S": "3",
+    "HEATUP_GATEWAY__RETRY_ATTEMPTS": str(ATTEMPTS),
+    "HEATUP_GATEWAY__RETRY_BACKOFF_INITIAL_S": "0.05",
+    "HEATUP_GATEWAY__RETRY_BACKOFF_MAX_S": "0.2",
+    "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
+}
+
+
+def longest_retry_chain(audit: list[dict[str, Any]]) -> int:
+    """The most attempts one call made: consecutive transient answers to the same operation
+    on the same channel of the same session, plus the attempt that ended them."""
+    longest = 0
+    by_session: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for entry in audit:
+        by_session[entry["session"]].append(entry)
+    start = {"op": None, "channel": None, "outcome": None}
+    for entries in by_session.values():
+        streak = 0
+        for before, entry in itertools.pairwise([start, *entries]):
+            same_call = (before["op"], before["channel"]) == (entry["op"], entry["channel"])
+            streak = streak + 1 if same_call and before["outcome"] in TRANSIENT else 1
+            longest = max(longest, streak)
+    return longest
+
+
+@pytest.mark.timeout(900)
+def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report) -> None:
+    duration_s = 300 if long_faults else 40
+    database = tmp_path / "chaos.db"
+    url = f"sqlite:///{database}"
+    subprocess.run(
+        [str(HEATUP), "db", "upgrade"],
+        env={**os.environ, "HEATUP_DATABASE__URL": url},
+        check=True,
+        capture_output=True,
+    )
+    with sqlite3.connect(database) as db:
+        db.executemany(
+            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
+            "enabled, state) VALUES (?, '10s', 3, 'UTC', 1, 'active')",
+            [(uid,) for uid in range(1, SESSIONS + 1)],
+        )
+    audit_path = tmp_path / "audit.jsonl"
+    with sandbox_process("--audit-log", str(audit_path), "--faults", FAULTS) as gateway:
+        daemon = Daemon(url, gateway, tmp_path, **ENV).start()
+        try:
+            deadline = time.monotonic() + duration_s
+            while time.monotonic() < deadline:
+                assert daemon.process is not None and daemon.process.poll() is None
+                time.sleep(1)
+            health = httpx2.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=5)
+            assert health.status_code == 200
+            code, _ = daemon.stop(timeout_s=60)
+        finally:
+            daemon.kill()
+    assert code == 0, daemon.output()[-3000:]
+    assert "Traceback" not in daemon.output()
+
+    sqlite_url = f"sqlite+aiosqlite:///{database}"
+    rows, actions, audit = load_runs(sqlite_url), load_actions(sqlite_url), load_audit(audit_path)
+    assert_every_slot_once(rows, PERIOD)
+    assert_no_overlap(rows)
+    assert_no_call_outside_a_run(rows, audit)  # and none during a flood wait
+    calls = assert_no_completed_call_missing(actions, audit)
+    failed = [a for a in actions if a[2] == "failed"]
+    assert all(code is not None for *_, code in failed), "a failure without its code"
+    retries = longest_retry_chain(audit)
+    assert retries <= ATTEMPTS
+    codes = Counter(code for *_, code in failed)
+    injected = Counter(e["outcome"] for e in audit if e["outcome"] in TRANSIENT | {"FLOOD_WAIT"})
+    assert codes["transient"] > 0 and codes["FLOOD_WAIT"] > 0
+    report(
+        {
+            "seconds": duration_s,
+            "gateway requests": len(audit),
+            "faults injected": dict(injected),
+            "runs": sum(1 for r in rows if r.status != "skipped"),
+            "runs by status": dict(Counter(r.status for r in rows)),
+            "actions by outcome": dict(Counter(a[2] for a in actions)),
+            "failures by code": dict(codes),
+            "most attempts for one call": retries,
+            "calls during a flood wait": 0,
+            **calls,
+        }
+    )

@@ -1,0 +1,108 @@
+"""Stopping with 200 runs in flight: SIGTERM, and SIGTERM twice. Exit 0, no ``running`` row
+left, ``STOPPING=1`` sent; the second signal cancels the runs at once instead of waiting for
+their current action."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from heatup_daemon.testing import sandbox_process
+from tests.acceptance.conftest import HEATUP
+from tests.acceptance.daemons import Daemon, NotifySocket, wait_until
+from tests.faults.conftest import Report
+
+RUNS = 200
+STOP_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    with sandbox_process() as url:
+        yield url
+
+
+def running(database: Path) -> int:
+    with sqlite3.connect(database, timeout=10) as db:
+        row = db.execute("SELECT count(*) FROM warmup_runs WHERE status = 'running'").fetchone()
+    return int(row[0])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("signals", [1, 2])
+def test_stop_with_200_runs_in_flight(
+    signals: int, gateway: str, tmp_path: Path, report: Report
+) -> None:
+    database = tmp_path / "stop.db"
+    url = f"sqlite:///{database}"
+    subprocess.run(
+        [str(HEATUP), "db", "upgrade"],
+        env={**os.environ, "HEATUP_DATABASE__URL": url},
+        check=True,
+        capture_output=True,
+    )
+    with sqlite3.connect(database) as db:
+        db.executemany(
+            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
+            "enabled, state) VALUES (?, '1d', 0, 'UTC', 1, 'active')",
+            [(uid,) for uid in range(1, RUNS + 11)],
+        )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = Daemon(
+        url,
+        gateway,
+        tmp_path,
+        NOTIFY_SOCKET=str(notify.path),
+        HEATUP_EXECUTOR__TIME_SCALE="1",
+        HEATUP_PLANNER__READ_MIN_S="300",
+        HEATUP_PLANNER__READ_MAX_S="400",
+        HEATUP_PLANNER__IDLE_MIN_S="300",
+        HEATUP_PLANNER__IDLE_MAX_S="400",
+        HEATUP_SCHEDULER__MAX_CONCURRENT_RUNS="500",
+        HEATUP_SERVICE__STOP_TIMEOUT_S=str(STOP_TIMEOUT_S),
+    ).start()
+    try:
+        notify.wait_for("READY=1", timeout_s=30)
+        in_flight = wait_until(lambda: (n := running(database)) >= RUNS and n, timeout_s=60)
+        assert daemon.process is not None
+        started = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        if signals == 2:
+            time.sleep(0.3)
+            daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.process.wait(timeout=60)
+        seconds = time.monotonic() - started
+        stopping = notify.wait_for("STOPPING=1", timeout_s=2)
+    finally:
+        daemon.kill()
+        notify.close()
+    left = running(database)
+    with sqlite3.connect(database) as db:
+        interrupted = db.execute(
+            "SELECT count(*) FROM warmup_runs WHERE status = 'interrupted'"
+        ).fetchone()[0]
+    report(
+        {
+            "signals": signals,
+            "runs in flight at the signal": in_flight,
+            "exit code": code,
+            "seconds to exit": round(seconds, 2),
+            "running rows left": left,
+            "runs interrupted": interrupted,
+        }
+    )
+    assert code == 0, daemon.output()[-2000:]
+    assert left == 0 and interrupted >= RUNS
+    assert "STOPPING=1" in stopping
+    if signals == 1:
+        assert STOP_TIMEOUT_S - 1 < seconds < STOP_TIMEOUT_S + 10  # waited for the actions
+    else:
+        assert seconds < STOP_TIMEOUT_S  # the second signal did not wait
+    assert "Traceback" not in daemon.output()
