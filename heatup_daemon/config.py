@@ -39,6 +39,7 @@ from sqlalchemy.exc import ArgumentError
 
 from heatup_daemon.errors import ConfigError, InvalidValue
 from heatup_daemon.pool import DEFAULT_POOL
+from heatup_daemon.ramp import DEFAULT_STAGES, JoinPolicy, Ramp
 from heatup_daemon.redact import redact
 from heatup_daemon.validation import show, validate_channel
 
@@ -227,6 +228,34 @@ class SchedulerSettings(_Section):
         return self
 
 
+class RampSettings(_Section):
+    """The most joins in any 24 hours, by the account's age: [first day, joins] pairs."""
+
+    stages: tuple[tuple[int, int], ...] = DEFAULT_STAGES
+
+    @field_validator("stages")
+    @classmethod
+    def _ascending_from_day_0(
+        cls, value: tuple[tuple[int, int], ...]
+    ) -> tuple[tuple[int, int], ...]:
+        if not value or value[0][0] != 0:
+            raise ValueError("must start at day 0, e.g. [[0, 1], [1, 2], [7, 5]]")
+        days = [day for day, _ in value]
+        if days != sorted(set(days)):
+            raise ValueError("days must rise strictly, e.g. [[0, 1], [1, 2], [7, 5]]")
+        if any(joins < 0 or joins > 1000 for _, joins in value):
+            raise ValueError("joins per day must be between 0 and 1000")
+        return value
+
+    @property
+    def ramp(self) -> Ramp:
+        return Ramp(self.stages)
+
+
+class PoolSettings(_Section):
+    max_joins_per_channel_per_hour: int = Field(default=20, ge=0, le=100_000)
+
+
 class HistorySettings(_Section):
     retention_days: int = Field(default=30, ge=1, le=3650)
 
@@ -318,9 +347,15 @@ class Settings(BaseSettings):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    ramp: RampSettings = Field(default_factory=RampSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
+
+    @property
+    def join_policy(self) -> JoinPolicy:
+        return JoinPolicy(self.ramp.ramp, self.pool.max_joins_per_channel_per_hour)
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret of the configuration, to be masked wherever it might appear."""

@@ -207,8 +207,8 @@ class _Run:
             else:
                 await self._act(action, result)
         except asyncio.CancelledError:
-            result.fail(INTERRUPTED, "cancelled")
-            await asyncio.shield(self._record(seq, action, started_at, started, result))
+            result.cancelled()
+            await asyncio.shield(self._end(seq, action, started_at, started, result))
             raise
         except GatewayError as error:
             result.fail(error.code, str(error)[:500])
@@ -218,7 +218,7 @@ class _Run:
             result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
             result.fail("invalid", str(error)[:500])
-        await self._record(seq, action, started_at, started, result)
+        await self._end(seq, action, started_at, started, result)
         if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
             flagged = await self.recorder.note_channel_failure(
@@ -229,6 +229,21 @@ class _Run:
         if result.stop is not None:
             raise _Stop(result.stop)
 
+    async def _end(
+        self,
+        seq: int,
+        action: PlannedAction,
+        started_at: datetime,
+        started: float,
+        result: _Result,
+    ) -> None:
+        """Write the action's row; a join also settles its place in the ledger: kept if the
+        join happened or may have, given back if it did not."""
+        await self._record(seq, action, started_at, started, result)
+        if action.action is ActionKind.JOIN_CHANNEL and action.channel is not None:
+            joined = result.outcome in (Outcome.OK, Outcome.UNKNOWN)
+            await self.recorder.settle_join(self.run.id, action.channel, joined)
+
     async def _act(self, action: PlannedAction, result: _Result) -> None:
         """Carry out ``action``, noting in ``result`` the seconds spent in gateway calls."""
         gateway, gateway_id, clock = self.gateway, self.gateway_id, self.clock
@@ -238,6 +253,7 @@ class _Run:
             return
         await self.hold_lease()
         await self.recorder.record_action(self.run.id, self._in_flight(action, result))
+        result.calling = True
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
@@ -348,9 +364,21 @@ class _Result:
         self.latency_s: float | None = None
         self.stop: str | None = None
         self.channel_problem = False
+        self.calling = False  # its gateway call has started
 
     def fail(self, code: str, text: str) -> None:
         self.outcome, self.code, self.text = Outcome.FAILED, code, text
+
+    def cancelled(self) -> None:
+        """The run was cancelled during this action: what can be said of it."""
+        if self.latency_s is not None:  # the call was made; the stay after it was cut short
+            self.outcome, self.code = Outcome.OK, None
+            self.text = "the stay after it was cut short: the run was cancelled"
+        elif self.calling:  # the call may have reached Telegram
+            self.outcome, self.code = Outcome.UNKNOWN, INTERRUPTED
+            self.text = "the run was cancelled during the gateway call: it may have happened"
+        else:
+            self.fail(INTERRUPTED, "cancelled")
 
     def skip(self, code: str, text: str) -> None:
         self.outcome, self.code, self.text = Outcome.SKIPPED, code, text

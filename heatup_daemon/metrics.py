@@ -32,6 +32,7 @@ from prometheus_client import (
 from heatup_daemon import __version__
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.planner.model import Plan
+from heatup_daemon.ramp import Ramp
 from heatup_daemon.stores import SKIP_CAUSES, ActionRecord, Run
 
 _FAST: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -49,13 +50,13 @@ LLM_OUTCOMES: Final = (
 SESSION_STATES: Final = ("active", "needs_attention", "disabled", "invalid")
 JOBS: Final = ("dispatch", "reconcile", "reap", "refresh", "retention")
 JOIN_DROP_REASONS: Final = ("ramp", "channel_pace")
-RAMP_STAGES: Final = ("day_0", "days_1_2", "days_3_6", "days_7_29", "days_30_plus")
 
 
 class Metrics:
     """heatup's metrics in a registry of their own (a fresh one per test)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, ramp: Ramp | None = None) -> None:
+        self._ramp_labels = (ramp or Ramp()).labels
         self.registry = registry = registry or CollectorRegistry()
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -215,7 +216,7 @@ class Metrics:
             (self.job_failures, [(job,) for job in JOBS]),
             (self.job_overruns, [(job,) for job in JOBS]),
             (self.joins_dropped, [(reason,) for reason in JOIN_DROP_REASONS]),
-            (self.ramp_stages, [(stage,) for stage in RAMP_STAGES]),
+            (self.ramp_stages, [(stage,) for stage in self._ramp_labels]),
             (self.skipped_slots, [(cause,) for cause in SKIP_CAUSES]),
         )
         for series, label_sets in labelled:
@@ -231,6 +232,8 @@ class Metrics:
 
     def run_started(self, run: Run, plan: Plan) -> None:
         self.plans.labels(plan.source).inc()
+        for reason, count in plan.joins_dropped:
+            self.joins_dropped.labels(reason).inc(count)
 
     def action_ended(self, run: Run, record: ActionRecord) -> None:
         self.actions.labels(record.kind, record.outcome).inc()
@@ -293,16 +296,13 @@ class Metrics:
         self.history_deleted.inc(runs)
 
     def set_gauges(
-        self,
-        counts: Mapping[str, int],
-        ramp_stages: Mapping[str, int],
-        in_flight: int,
+        self, counts: Mapping[str, int], ramp_stages: Mapping[str, int], in_flight: int
     ) -> None:
         for state in SESSION_STATES:
             self.sessions.labels(state).set(counts.get(state, 0))
         self.invalid_rows.labels("sessions").set(counts.get("invalid", 0))
         self.invalid_rows.labels("channels").set(counts.get("invalid_channels", 0))
-        for stage in RAMP_STAGES:
+        for stage in self._ramp_labels:
             self.ramp_stages.labels(stage).set(ramp_stages.get(stage, 0))
         self.runs_in_flight.set(in_flight)
 

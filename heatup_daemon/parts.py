@@ -22,12 +22,10 @@ from heatup_daemon.runner import Runner, RunPool
 class Parts:
     gateway: HttpGateway
     planner: Planner
-    recorder: DurableRecorder
     runner: Runner
     pool: RunPool
 
     async def aclose(self) -> None:
-        await self.recorder.drain()
         closing = getattr(self.planner, "aclose", None)
         if closing is not None:
             await closing()
@@ -72,5 +70,14 @@ def build_parts(
         heartbeat_s=settings.scheduler.heartbeat_seconds,
         rng=random.Random(None if seed is None else seed + 1),
     )
-    runner = Runner(recorder, planner, executor, observer, clock, settings.node_name)
-    return Parts(gateway, planner, recorder, runner, RunPool(runner))
+    runner = Runner(
+        recorder,
+        planner,
+        executor,
+        observer,
+        clock,
+        settings.node_name,
+        joins=settings.join_policy,
+        bounds=settings.planner,
+    )
+    return Parts(gateway, planner, runner, RunPool(runner))

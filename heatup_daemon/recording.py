@@ -2,10 +2,6 @@
 run's end, its lease. While the database is unavailable they are retried, with capped
 backoff, until it answers again; the run waits (and makes no gateway call) meanwhile.
 
-Every call to the database is shielded from the run's cancellation: a cancelled run stops
-at once, but a statement it had begun completes (``drain`` waits for those at shutdown),
-so that no transaction is cut in half and no connection is left half reset.
-
 Every write retried here is idempotent, so one that landed before its acknowledgement was
 lost is not stored twice: actions are unique per (run, seq), joins per (session, channel),
 and the rest are updates to a value.
@@ -13,17 +9,23 @@ and the rest are updates to a value.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.enums import RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.session import Session
-from heatup_daemon.stores import ActionRecord, PlanningFacts, Run, RunRecorder, StoredPlan
+from heatup_daemon.stores import (
+    ActionRecord,
+    JoinLimits,
+    PlanningFacts,
+    Run,
+    RunRecorder,
+    StoredPlan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +41,13 @@ class DurableRecorder:
     def __init__(self, recorder: RunRecorder, clock: Clock) -> None:
         self._recorder = recorder
         self._clock = clock
-        self._pending: set[asyncio.Future[Any]] = set()
-
-    async def drain(self) -> None:
-        """Until every database call a cancelled run began has completed."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
-    async def _shielded(self, call: Callable[[], Awaitable[T]]) -> T:
-        future: asyncio.Future[T] = asyncio.ensure_future(call())
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-        return await asyncio.shield(future)
 
     async def _durably(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         delay_s = BACKOFF_INITIAL_S
         warned = False
         while True:
             try:
-                result = await self._shielded(write)
+                result = await write()
             except DatabaseUnavailable as exc:
                 if not warned:
                     log.warning(
@@ -74,12 +64,10 @@ class DurableRecorder:
     async def start_run(
         self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
     ) -> Run:
-        return await self._shielded(
-            lambda: self._recorder.start_run(gateway_session_id, trigger, now, node)
-        )
+        return await self._recorder.start_run(gateway_session_id, trigger, now, node)
 
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
-        return await self._shielded(lambda: self._recorder.planning_facts(session, now))
+        return await self._recorder.planning_facts(session, now)
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
         await self._durably("the run's plan", lambda: self._recorder.set_run_plan(run_id, plan))
@@ -117,6 +105,19 @@ class DurableRecorder:
     async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
         await self._durably(
             "the joined channel", lambda: self._recorder.record_join(session_id, channel, at)
+        )
+
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, str | None]:
+        return await self._durably(
+            "the plan's join reservations",
+            lambda: self._recorder.reserve_joins(run, channels, limits, now),
+        )
+
+    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
+        await self._durably(
+            "the join's place", lambda: self._recorder.settle_join(run_id, channel, joined)
         )
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:

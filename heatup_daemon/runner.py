@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from heatup_daemon.clock import Clock
-from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.config import PlannerSettings
+from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.events import RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner import Planner
 from heatup_daemon.planner.context import plan_context
-from heatup_daemon.planner.model import Plan
-from heatup_daemon.stores import ActionRecord, Run, RunRecorder
+from heatup_daemon.planner.model import Plan, PlanContext
+from heatup_daemon.planner.validate import narrowed
+from heatup_daemon.ramp import JoinPolicy
+from heatup_daemon.stores import ActionRecord, JoinLimits, Run, RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class Runner:
         observer: RunObserver,
         clock: Clock,
         node: str,
+        *,
+        joins: JoinPolicy,
+        bounds: PlannerSettings,
     ) -> None:
         self._recorder = recorder
         self._planner = planner
@@ -63,6 +70,8 @@ class Runner:
         self._observer = observer
         self._clock = clock
         self._node = node
+        self._joins = joins
+        self._bounds = bounds
         # Ends being written; they outlive a cancelled run task (see ``drain``).
         self._finishing: set[asyncio.Future[RunStatus]] = set()
 
@@ -99,7 +108,9 @@ class Runner:
         try:
             now = self._clock.now()
             facts = await self._recorder.planning_facts(run.session, now)
-            plan = await self._planner.plan(plan_context(run.session, facts, now))
+            limits = self._joins.limits(run.session, now)
+            context = plan_context(run.session, facts, now, limits)
+            plan = await self._reserve(run, await self._planner.plan(context), context, limits)
             await self._recorder.set_run_plan(run.id, plan.stored())
             self._observer.run_started(run, plan)
             if on_plan is not None:
@@ -122,6 +133,33 @@ class Runner:
             finishing.add_done_callback(self._finishing.discard)
             final = await asyncio.shield(finishing)
         return RunResult(run, plan, outcome, final)
+
+    async def _reserve(
+        self, run: Run, plan: Plan, context: PlanContext, limits: JoinLimits
+    ) -> Plan:
+        """Reserve the plan's joins in the ledger; narrow the plan to those granted (another
+        node may have taken a channel's last place since the plan was made)."""
+        joins = [a.channel for a in plan.actions if a.action is ActionKind.JOIN_CHANNEL]
+        channels = [channel for channel in joins if channel is not None]
+        if not channels:
+            return plan
+        verdicts = await self._recorder.reserve_joins(run, channels, limits, self._clock.now())
+        refused = {channel: why for channel, why in verdicts.items() if why is not None}
+        if not refused:
+            return plan
+        granted = {channel for channel, why in verdicts.items() if why is None}
+        narrow = narrowed(plan.actions, granted, context, self._bounds)
+        dropped = Counter(dict(plan.joins_dropped))
+        dropped.update(why for why in refused.values() if why != "gone")
+        notes = [
+            f"join of {channel} refused by the ledger: {why}" for channel, why in refused.items()
+        ]
+        return replace(
+            plan,
+            actions=narrow.actions,
+            notes=(*plan.notes, *notes, *narrow.notes),
+            joins_dropped=tuple(sorted(dropped.items())),
+        )
 
     async def _finish(
         self,

@@ -40,6 +40,7 @@ from heatup_daemon.config import HistorySettings, SchedulerSettings
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.logs import log_context
+from heatup_daemon.ramp import Ramp, stage_counts
 from heatup_daemon.runner import RunPool
 from heatup_daemon.slots import Slots
 from heatup_daemon.stores import Decision, SchedulingStore
@@ -81,10 +82,12 @@ class Scheduler:
         clock: Clock,
         node: str,
         *,
+        ramp: Ramp | None = None,
         rng: random.Random | None = None,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
     ) -> None:
         self._settings = settings
+        self._ramp = ramp or Ramp()
         self._history = history
         self._store = store
         self._pool = pool
@@ -376,8 +379,11 @@ class Scheduler:
         return reaped
 
     async def refresh(self) -> None:
-        self.counts = await self._store.counts(self._clock.now())
-        self._metrics.set_gauges(self.counts, {}, len(self._pool))
+        now = self._clock.now()
+        self.counts = await self._store.counts(now)
+        first_days = [day for day, _ in self._ramp.stages]
+        stages = stage_counts(self._ramp, await self._store.sessions_aged(now, first_days))
+        self._metrics.set_gauges(self.counts, stages, len(self._pool))
 
     async def trim_history(self) -> int:
         before = self._clock.now() - timedelta(days=self._history.retention_days)

@@ -111,7 +111,7 @@ async def _serve(
         seeded = await repository.seed_channels(settings.channels)
         if seeded:
             log.info("seeded the channel pool with %d channels from the configuration", seeded)
-        clock, metrics = SystemClock(), Metrics()
+        clock, metrics = SystemClock(), Metrics(ramp=settings.ramp.ramp)
         parts = build_parts(settings, repository, clock, metrics, *listeners)
         fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
@@ -127,6 +127,7 @@ async def _serve(
             metrics,
             clock,
             settings.node_name,
+            ramp=settings.ramp.ramp,
             rng=random.Random(),
             on_fatal=on_fatal,
         )
@@ -139,6 +140,7 @@ async def _serve(
             return await daemon.serve(on_ready)
         finally:
             await parts.aclose()
+            await repository.drain()
     finally:
         await engine.dispose()
 

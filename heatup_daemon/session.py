@@ -20,13 +20,10 @@ from typing import Final
 from heatup_daemon.enums import SessionState
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
 from heatup_daemon.schedule import Schedule
-from heatup_daemon.validation import show, validate_session
+from heatup_daemon.validation import parse_account_created, show, validate_session
 
 # A time column's value as read: a time, nothing, or the text of a value that is not a time.
 Stamp = datetime | str | None
-
-# Account ages are counted from no earlier than Telegram's launch.
-EARLIEST_ACCOUNT: Final = datetime.fromisoformat("2013-08-01T00:00:00+00:00")
 
 
 PUBLIC_FIELDS: Final = (
@@ -130,11 +127,8 @@ def validate_record(record: SessionRecord, now: datetime) -> Session:
     )
     enabled = parse_enabled(record.enabled)
     account = time_of("account_created_at", record.account_created_at, InvalidValue)
-    if account is not None and not EARLIEST_ACCOUNT <= account <= now + timedelta(days=1):
-        raise InvalidValue(
-            f"account_created_at {account:%Y-%m-%d %H:%M}Z must lie between Telegram's launch "
-            "(2013-08-01) and now"
-        )
+    if account is not None:
+        account = parse_account_created(account, now)
     try:
         state = SessionState(str(record.state))
     except ValueError:

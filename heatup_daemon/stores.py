@@ -13,6 +13,7 @@ Records are plain frozen dataclasses: nothing outside ``db`` sees an ORM object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final, Protocol
@@ -212,9 +213,29 @@ class PlanningFacts:
     pool: tuple[PoolChannel, ...]
     joined: frozenset[str]
     recent_runs: tuple[PastRun, ...]
+    # The session's joins (reserved or made) in the last 24 hours.
     joins_last_24h: int = 0
     # Joins of each pool channel in the last hour across every session and node.
     channel_joins_last_hour: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLimits:
+    """What a session's joins may not exceed right now: ``per_day`` in any 24 hours (its
+    ramp stage) and ``per_channel_hour`` joins of one channel in any hour pool-wide."""
+
+    per_day: int
+    per_channel_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class WarmthFacts:
+    """The database's part of a session's warmth report."""
+
+    joins_last_24h: int
+    joins_last_7d: int
+    channels_joined: tuple[str, ...]
+    runs_last_7d: dict[str, int]
 
 
 # --- ports -------------------------------------------------------------------------------
@@ -262,6 +283,10 @@ class SchedulingStore(Protocol):
         """Counts for the status line and the gauges: sessions, scheduled, active,
         needs_attention, disabled, invalid, invalid_channels, running."""
 
+    async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
+        """For each of ``days``: how many enabled, usable, active sessions are at least that
+        many days old (``account_created_at``, else their registration)."""
+
 
 class RunRecorder(Protocol):
     async def start_run(
@@ -304,6 +329,19 @@ class RunRecorder(Protocol):
         """Flag the channel once it failed with ``code`` for several sessions within a day;
         the flag's reason if this call flagged it."""
 
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, str | None]:
+        """Reserve, in the join ledger, the joins of ``channels`` (in order) that ``limits``
+        leave room for. Returns each channel's verdict: ``None`` granted, else why not
+        (``ramp``, ``channel_pace``, ``gone`` for a channel no longer in the pool). Atomic
+        across nodes: the count and the reservation are one transaction with the channels'
+        rows locked, so two nodes never both take a channel's last place."""
+
+    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
+        """The run's join of ``channel`` happened (or may have): keep its place; it did not:
+        release it."""
+
 
 class RegistryReader(Protocol):
     async def list_sessions(self) -> list[SessionRecord]: ...
@@ -323,6 +361,8 @@ class RegistryReader(Protocol):
     async def get_run(self, run_id: int) -> RunView:
         """``NotFound`` unless it exists."""
 
+    async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts: ...
+
 
 class TokenLedger(Protocol):
     """LLM tokens spent per UTC day by every node together."""
@@ -337,6 +377,7 @@ __all__ = [
     "ChannelView",
     "Claim",
     "Decision",
+    "JoinLimits",
     "PastRun",
     "PlanningFacts",
     "PoolChannel",
@@ -350,4 +391,5 @@ __all__ = [
     "SlotRow",
     "StoredPlan",
     "TokenLedger",
+    "WarmthFacts",
 ]

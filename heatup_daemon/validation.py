@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from heatup_daemon.errors import InvalidValue
@@ -98,6 +98,33 @@ def parse_jitter(value: object, schedule: Schedule) -> int:
     if value > MAX_JITTER_S:
         raise InvalidValue(f"jitter_seconds {value} is above the maximum of {MAX_JITTER_S}")
     return value
+
+
+# Account ages are counted from no earlier than Telegram's launch.
+EARLIEST_ACCOUNT: Final = datetime(2013, 8, 1, tzinfo=UTC)
+
+
+def parse_account_created(value: object, now: datetime) -> datetime:
+    """When a session's Telegram account was created: an ISO date or date and time (UTC
+    unless it says otherwise), from Telegram's launch (2013-08-01) to now."""
+    moment: datetime | None = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        raise InvalidValue(
+            f"account creation time {show(value)} is not a date (e.g. 2025-03-01) or an ISO "
+            "date and time"
+        )
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not EARLIEST_ACCOUNT <= moment <= now + timedelta(days=1):
+        raise InvalidValue(
+            f"account creation time {moment:%Y-%m-%d %H:%M}Z must lie between Telegram's "
+            "launch (2013-08-01) and now"
+        )
+    return moment
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
@@ -32,6 +32,7 @@ from heatup_daemon.errors import (
     SessionNotRunnable,
 )
 from heatup_daemon.planner.model import Plan
+from heatup_daemon.ramp import Warmth, warmth
 from heatup_daemon.runner import Runner, RunPool, RunResult
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import RegistryReader, Run, RunView
@@ -102,6 +103,12 @@ class SessionOut(_Out):
     last_run_at: datetime | str | None
     cooldown_until: datetime | str | None
     created_at: datetime | str | None
+
+
+class SessionDetail(SessionOut):
+    """A session and its warmth report."""
+
+    warmth: Warmth
 
 
 class Problem(_Out):
@@ -247,9 +254,14 @@ async def sessions(state: State) -> list[SessionRecord]:
     return await state.registry.list_sessions()
 
 
-@guarded.get("/sessions/{gateway_session_id}", response_model=SessionOut)
-async def session(gateway_session_id: GatewayId, state: State) -> SessionRecord:
-    return await _session(state, gateway_session_id)
+@guarded.get("/sessions/{gateway_session_id}", response_model=SessionDetail)
+async def session(gateway_session_id: GatewayId, state: State) -> SessionDetail:
+    """The session's row and its warmth report."""
+    record = await _session(state, gateway_session_id)
+    now = datetime.now(UTC)
+    facts = await state.registry.warmth_facts(record.id, now)
+    report = warmth(record, facts, state.settings.ramp.ramp, now)
+    return SessionDetail.model_validate({**record.public(), "warmth": report})
 
 
 @guarded.get("/sessions/{gateway_session_id}/runs", response_model=list[RunView])

@@ -42,9 +42,12 @@ def with_repository(
         engine = create_engine(settings.database)
         try:
             repository = Repository(engine)
-            if ready:
-                await repository.ensure_ready()
-            return await work(repository)
+            try:
+                if ready:
+                    await repository.ensure_ready()
+                return await work(repository)
+            finally:
+                await repository.drain()
         finally:
             await engine.dispose()
 

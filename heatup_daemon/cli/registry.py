@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from heatup_daemon.cli.common import EXIT_OK, say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.db.repository import Repository
+from heatup_daemon.ramp import Warmth, warmth
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import (
+    parse_account_created,
     parse_gateway_id,
     parse_username,
     validate_channel,
@@ -41,6 +45,11 @@ def add_parsers(commands: Any) -> None:
     add.add_argument("--jitter", type=int, default=0, help="seconds of random delay per run")
     add.add_argument("--timezone", default="UTC", help="IANA time zone of a cron schedule")
     add.add_argument("--label", help="free text for admins")
+    add.add_argument(
+        "--account-created",
+        metavar="DATE",
+        help="when the Telegram account was created (default: now): its join ramp counts from it",
+    )
     add.add_argument("--disabled", action="store_true", help="register without scheduling")
     add.set_defaults(handler=sessions_add)
 
@@ -115,6 +124,9 @@ def sessions_add(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         label=args.label,
     )
+    if args.account_created is not None:
+        created = parse_account_created(args.account_created, datetime.now(UTC))
+        spec = replace(spec, account_created_at=created)
     settings = settings_of(args)
     view = with_repository(settings, lambda repo: repo.add_session(spec, enabled=not args.disabled))
     say(f"registered session {view.gateway_session_id} ({view.schedule}, {view.timezone})")
@@ -131,13 +143,32 @@ def sessions_list(args: argparse.Namespace) -> int:
 
 
 def sessions_show(args: argparse.Namespace) -> int:
+    """The session's row and its warmth report."""
     gateway_id = parse_gateway_id(args.id)
-    view = with_repository(settings_of(args), lambda repo: repo.get_session(gateway_id))
+    settings = settings_of(args)
+
+    async def read(repo: Repository) -> tuple[SessionRecord, Warmth]:
+        record, now = await repo.get_session(gateway_id), datetime.now(UTC)
+        facts = await repo.warmth_facts(record.id, now)
+        return record, warmth(record, facts, settings.ramp.ramp, now)
+
+    record, report = with_repository(settings, read)
     if args.json:
-        print_json(view.public())
-    else:
-        print_table(("FIELD", "VALUE"), list(view.public().items()))
+        print_json({**record.public(), "warmth": asdict(report)})
+        return EXIT_OK
+    print_table(("FIELD", "VALUE"), list(record.public().items()))
+    say("\nwarmth:")
+    rows = [(name, _shown(value)) for name, value in asdict(report).items()]
+    print_table(("", ""), rows)
     return EXIT_OK
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {count}" for key, count in sorted(value.items())) or "-"
+    if isinstance(value, list | tuple):
+        return " ".join(str(item) for item in value) or "-"
+    return value
 
 
 def _set_session_enabled(args: argparse.Namespace, enabled: bool) -> int:

@@ -66,8 +66,10 @@ def run_warmup(args: argparse.Namespace) -> int:
             if args.dry_run:
                 record = await repository.get_session(gateway_id)
                 session = validate_record(record, clock.now())
-                facts = await repository.planning_facts(session, clock.now())
-                _print_plan(await parts.planner.plan(plan_context(session, facts, clock.now())))
+                now = clock.now()
+                facts = await repository.planning_facts(session, now)
+                limits = settings.join_policy.limits(session, now)
+                _print_plan(await parts.planner.plan(plan_context(session, facts, now, limits)))
                 return EXIT_OK
 
             async def on_plan(run: Run, plan: Plan) -> None:

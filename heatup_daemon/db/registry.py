@@ -143,7 +143,7 @@ class RegistryStore(Store):
             if not rows:
                 return 0
             statement = self.insert(ChannelRow).on_conflict_do_nothing().returning(ChannelRow.id)
-            return len(await self.insert_rows(db, statement, rows))
+            return len(await self._insert_rows(db, statement, rows))
 
     async def check_channels(self) -> list[tuple[str, str | None]]:
         """Validate every pool row (admins may write them by hand); store each verdict that

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from heatup_daemon.db.models import (
     ActionRow,
     ChannelRow,
+    JoinRow,
     RunRow,
     SessionChannelRow,
     SessionRow,
@@ -19,19 +21,32 @@ from heatup_daemon.db.models import (
 )
 from heatup_daemon.db.sessions import record_columns, record_from
 from heatup_daemon.db.store import Store, record_of
-from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, SessionState, Trigger
+from heatup_daemon.enums import (
+    ActionKind,
+    JoinStatus,
+    Outcome,
+    PlanSource,
+    RunStatus,
+    SessionState,
+    Trigger,
+)
 from heatup_daemon.errors import AlreadyRunning, NotFound
 from heatup_daemon.session import Session, admit
 from heatup_daemon.stores import (
     ActionRecord,
+    JoinLimits,
     PastRun,
     PlanningFacts,
     PoolChannel,
     Run,
     RunView,
     StoredPlan,
+    WarmthFacts,
 )
 
+HOUR: Final = timedelta(hours=1)
+DAY: Final = timedelta(days=1)
+WEEK: Final = timedelta(days=7)
 # A channel failing with the same code for this many sessions within a day is flagged.
 CHANNEL_FLAG_SESSIONS: Final = 3
 CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
@@ -138,6 +153,12 @@ class RunStore(Store):
                 await db.execute(
                     update(SessionRow).where(SessionRow.id == session_id).values(last_run_at=at)
                 )
+                # Joins the plan reserved but never reached give their places back.
+                await db.execute(
+                    update(JoinRow)
+                    .where(JoinRow.run_id == run_id, JoinRow.status == JoinStatus.RESERVED)
+                    .values(status=JoinStatus.RELEASED)
+                )
                 return status
             final = await db.scalar(select(RunRow.status).where(RunRow.id == run_id))
         return RunStatus(final) if final is not None else status
@@ -200,8 +221,98 @@ class RunStore(Store):
             )
         return reason if flagged is not None else None
 
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, str | None]:
+        if not channels:
+            return {}
+        query = (
+            select(ChannelRow.id, ChannelRow.username)
+            .where(ChannelRow.username.in_(sorted(set(channels))))
+            .order_by(ChannelRow.id)  # one lock order for every node: no deadlock
+        )
+        if self.locks_rows:
+            query = query.with_for_update(of=ChannelRow)
+        async with self._write() as db:
+            ids = {username: channel_id for channel_id, username in await db.execute(query)}
+            taken = await db.scalar(
+                select(func.count())
+                .select_from(JoinRow)
+                .where(JoinRow.session_id == run.session.id, _held(now - DAY))
+            )
+            left = limits.per_day - int(taken or 0)
+            hour = await db.execute(
+                select(JoinRow.channel_id, func.count())
+                .where(JoinRow.channel_id.in_(list(ids.values())), _held(now - HOUR))
+                .group_by(JoinRow.channel_id)
+            )
+            room = {channel_id: limits.per_channel_hour - count for channel_id, count in hour}
+            verdicts: dict[str, str | None] = {}
+            for channel in channels:
+                channel_id = ids.get(channel)
+                verdicts[channel] = join_verdict(channel_id, left, room, limits)
+                if verdicts[channel] is not None:
+                    continue
+                assert channel_id is not None
+                room[channel_id] = room.get(channel_id, limits.per_channel_hour) - 1
+                left -= 1
+                db.add(
+                    JoinRow(
+                        channel_id=channel_id,
+                        session_id=run.session.id,
+                        run_id=run.id,
+                        reserved_at=now,
+                        status=JoinStatus.RESERVED,
+                    )
+                )
+        return verdicts
+
+    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
+        async with self._write() as db:
+            channel_id = select(ChannelRow.id).where(ChannelRow.username == channel)
+            await db.execute(
+                update(JoinRow)
+                .where(
+                    JoinRow.run_id == run_id,
+                    JoinRow.channel_id == channel_id.scalar_subquery(),
+                    JoinRow.status == JoinStatus.RESERVED,
+                )
+                .values(status=JoinStatus.JOINED if joined else JoinStatus.RELEASED)
+            )
+
+    async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
+        async with self._read() as db:
+            day = await db.scalar(
+                select(func.count())
+                .select_from(JoinRow)
+                .where(JoinRow.session_id == session_id, _held(now - DAY))
+            )
+            week = await db.scalar(
+                select(func.count())
+                .select_from(JoinRow)
+                .where(JoinRow.session_id == session_id, _held(now - WEEK))
+            )
+            joined = await db.scalars(
+                select(ChannelRow.username)
+                .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
+                .where(SessionChannelRow.session_id == session_id)
+                .order_by(ChannelRow.username)
+            )
+            runs = await db.execute(
+                select(RunRow.status, func.count())
+                .where(RunRow.session_id == session_id, RunRow.started_at >= now - WEEK)
+                .group_by(RunRow.status)
+            )
+            return WarmthFacts(
+                joins_last_24h=int(day or 0),
+                joins_last_7d=int(week or 0),
+                channels_joined=tuple(joined),
+                runs_last_7d={str(status): int(count) for status, count in runs},
+            )
+
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
-        """The usable pool, the session's joined channels, its last finished runs."""
+        """The usable pool, the session's joined channels, its last finished runs, and the
+        join ledger's counts."""
         async with self._read() as db:
             pool_rows = await db.execute(
                 select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
@@ -220,8 +331,24 @@ class RunStore(Store):
             )
             finished = (RunRow.session_id == session.id) & (RunRow.status != RunStatus.RUNNING)
             runs = await self._runs(db, finished, RECENT_RUNS)
+            taken = await db.scalar(
+                select(func.count())
+                .select_from(JoinRow)
+                .where(JoinRow.session_id == session.id, _held(now - DAY))
+            )
+            hour = await db.execute(
+                select(ChannelRow.username, func.count())
+                .join(JoinRow, JoinRow.channel_id == ChannelRow.id)
+                .where(_held(now - HOUR))
+                .group_by(ChannelRow.username)
+            )
+            channel_joins = {str(username): int(count) for username, count in hour}
         return PlanningFacts(
-            pool=pool, joined=frozenset(joined), recent_runs=tuple(map(past_run, runs))
+            pool=pool,
+            joined=frozenset(joined),
+            recent_runs=tuple(map(past_run, runs)),
+            joins_last_24h=int(taken or 0),
+            channel_joins_last_hour=channel_joins,
         )
 
     async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]:
@@ -305,3 +432,21 @@ def past_run(run: RunView) -> PastRun:
         channels(ActionKind.JOIN_CHANNEL),
         channels(ActionKind.READ_MESSAGES),
     )
+
+
+def _held(since: datetime) -> Any:
+    """A ledger row that counts: reserved or joined (not released) since ``since``."""
+    return (JoinRow.reserved_at >= since) & (JoinRow.status != JoinStatus.RELEASED)
+
+
+def join_verdict(
+    channel_id: int | None, left: int, room: dict[int, int], limits: JoinLimits
+) -> str | None:
+    """Why a join may not be reserved (``None``: it may)."""
+    if channel_id is None:
+        return "gone"
+    if left <= 0:
+        return "ramp"
+    if room.get(channel_id, limits.per_channel_hour) <= 0:
+        return "channel_pace"
+    return None

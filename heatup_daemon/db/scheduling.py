@@ -143,7 +143,7 @@ class SchedulingStore(Store):
                 RunRow.id, RunRow.session_id, RunRow.status, RunRow.scheduled_for, RunRow.due_at
             )
         )
-        inserted = await self.insert_rows(db, statement, rows)
+        inserted = await self._insert_rows(db, statement, rows)
         return tuple(
             Run(
                 row.id,
@@ -214,6 +214,26 @@ class SchedulingStore(Store):
                 )
             )
         return len(ids)
+
+    async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
+        born = func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
+        runnable = and_(
+            SessionRow.enabled.is_(True),
+            SessionRow.invalid_reason.is_(None),
+            SessionRow.state == SessionState.ACTIVE,
+        )
+        aged = [
+            _count(
+                and_(
+                    runnable,
+                    born <= bindparam(f"born_{d}", now - timedelta(days=d), type_=UTCDateTime()),
+                )
+            )
+            for d in days
+        ]
+        async with self._read() as db:
+            row = (await db.execute(select(*aged))).one()
+        return [int(value or 0) for value in row]
 
     async def counts(self, now: datetime) -> dict[str, int]:
         usable = SessionRow.invalid_reason.is_(None)

@@ -8,11 +8,20 @@ both are ordinary transactions and claims lock rows explicitly.
 Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
 of connections, a statement timeout) become ``DatabaseUnavailable``, which callers treat as
 transient. Everything else (a constraint, a bug) propagates as it is.
+
+Every public operation is atomic against cancellation: a caller that is cancelled (a run an
+admin disabled, a stop) stops waiting at once, but the operation's transaction completes or
+rolls back in the background, never cut in half. A transaction cut mid-way would leave its
+connection unreset, and on SQLite still holding the write lock. ``drain`` waits for those
+operations before the engine is closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from typing import Any, Final, TypeVar
@@ -92,11 +101,31 @@ _TRANSIENT_DRIVER_ERRORS: Final = frozenset(
 )
 
 
+def _uncancellable(
+    operation: Callable[..., Awaitable[Any]],
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(operation)
+    async def run(self: Store, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.ensure_future(operation(self, *args, **kwargs))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return await asyncio.shield(task)
+
+    return run
+
+
 class Store:
     """Database operations over one engine. Construct once per process."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(member):
+                setattr(cls, name, _uncancellable(member))
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._pending: set[asyncio.Future[Any]] = set()
         self.dialect: str = engine.dialect.name
         self._reads = async_sessionmaker(engine, expire_on_commit=False)
         self._writes = async_sessionmaker(
@@ -139,7 +168,7 @@ class Store:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    async def insert_rows(
+    async def _insert_rows(
         self, db: AsyncSession, statement: Insert, rows: Iterable[Mapping[str, Any]]
     ) -> list[Any]:
         """Run a multi-row ``statement`` (with RETURNING) over ``rows`` in chunks; the
@@ -156,6 +185,11 @@ class Store:
         async with self._read() as db:
             revision = await db.scalar(text("SELECT version_num FROM alembic_version"))
         return None if revision is None else str(revision)
+
+    async def drain(self) -> None:
+        """Until every operation a cancelled caller left running has ended."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def ensure_ready(self) -> None:
         """Raise ``DatabaseUnavailable`` or ``SchemaNotAtHead`` unless the database is usable."""

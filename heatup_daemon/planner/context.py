@@ -7,17 +7,26 @@ from datetime import datetime
 
 from heatup_daemon.planner.model import PlanContext
 from heatup_daemon.session import Session
-from heatup_daemon.stores import PastRun, PlanningFacts
+from heatup_daemon.stores import JoinLimits, PastRun, PlanningFacts
 
 
-def plan_context(session: Session, facts: PlanningFacts, now: datetime) -> PlanContext:
-    local = now.astimezone(session.timezone)
+def plan_context(
+    session: Session, facts: PlanningFacts, now: datetime, limits: JoinLimits
+) -> PlanContext:
+    """What the planner is told: the pool, what the session joined, its last runs in its
+    local time, and how many joins ``limits`` leave it (and each channel) right now."""
     return PlanContext(
         gateway_session_id=session.gateway_session_id,
         pool=facts.pool,
         joined=facts.joined,
-        local_time=local,
+        local_time=now.astimezone(session.timezone),
         recent_runs=tuple(summary(run, session) for run in facts.recent_runs),
+        join_allowance=max(limits.per_day - facts.joins_last_24h, 0),
+        channel_room={
+            channel: limits.per_channel_hour - count
+            for channel, count in facts.channel_joins_last_hour.items()
+        },
+        room_per_channel=limits.per_channel_hour,
     )
 
 

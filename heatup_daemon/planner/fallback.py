@@ -76,17 +76,19 @@ class FallbackPlanner:
         return tuple(actions)
 
     def _joins(self, context: PlanContext, joined: list[PoolChannel]) -> list[PoolChannel]:
-        """One or two unjoined channels, preferring categories the session lacks."""
-        unjoined = list(context.unjoined)
-        if not unjoined:
+        """One or two channels the session may join now (its allowance and the channels'
+        room permitting), preferring categories it lacks and channels with room to spare."""
+        joinable = list(context.joinable)
+        if not joinable:
             return []
-        wanted = 1 + (len(unjoined) > 1 and self._rng.random() < _SECOND_JOIN_CHANCE)
+        wanted = 1 + (len(joinable) > 1 and self._rng.random() < _SECOND_JOIN_CHANCE)
+        wanted = min(wanted, context.join_allowance)
         have = Counter(c.category for c in joined)
         picks: list[PoolChannel] = []
         for _ in range(wanted):
-            weights = [1.0 / (1 + have[c.category]) for c in unjoined]
-            choice = self._rng.choices(unjoined, weights)[0]
-            unjoined.remove(choice)
+            weights = [context.room(c.username) / (1 + have[c.category]) for c in joinable]
+            choice = self._rng.choices(joinable, weights)[0]
+            joinable.remove(choice)
             have[choice.category] += 1
             picks.append(choice)
         return picks

@@ -22,7 +22,7 @@ from heatup_daemon.config import LLMSettings, PlannerSettings
 from heatup_daemon.enums import PlanSource
 from heatup_daemon.errors import PlannerUnavailable
 from heatup_daemon.planner.model import MAX_ACTIONS, MIN_ACTIONS, Plan, PlanContext, PlanOut
-from heatup_daemon.planner.validate import UnusablePlan, actions_of, validate_actions
+from heatup_daemon.planner.validate import UnusablePlan, Validated, actions_of, validate_actions
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def system_prompt(bounds: PlannerSettings) -> str:
         "channel not joined yet); read_messages (a joined channel, or one joined earlier in "
         f"the plan; {bounds.read_min_s:g}-{bounds.read_max_s:g} s); browse_dialogs (no channel); "
         f"idle (no channel; {bounds.idle_min_s:g}-{bounds.idle_max_s:g} s). Use only pool "
-        "channels. Join at least one channel while some are not joined. Vary channels, order "
+        "channels. Join at least one channel while some may be joined, but never more than "
+        "the joins allowed, and no channel marked ! (full this hour). Vary channels, order "
         "and durations, as a person would at this time of day."
     )
 
@@ -51,12 +52,16 @@ def system_prompt(bounds: PlannerSettings) -> str:
 def user_prompt(context: PlanContext) -> str:
     by_category: dict[str, list[str]] = defaultdict(list)
     for channel in context.pool:
-        mark = "*" if channel.username in context.joined else ""
+        if channel.username in context.joined:
+            mark = "*"
+        else:
+            mark = "!" if context.room(channel.username) <= 0 else ""
         by_category[channel.category or "other"].append(f"@{channel.username}{mark}")
     pool = "\n".join(f"{category}: {' '.join(names)}" for category, names in by_category.items())
     lines = [
         f"Local time: {context.local_time:%A %H:%M}.",
-        "Pool channels by category (* = joined):",
+        f"Joins allowed in this plan: {min(context.join_allowance, MAX_ACTIONS)}.",
+        "Pool channels by category (* = joined, ! = full this hour):",
         pool,
     ]
     if context.recent_runs:
@@ -114,7 +119,7 @@ class LLMPlanner:
             if completion.usage is not None:
                 prompt_tokens = completion.usage.prompt_tokens
                 completion_tokens = completion.usage.completion_tokens
-            actions, notes = self._read(completion, context)
+            validated = self._read(completion, context)
         except (openai.OpenAIError, UnusablePlan) as exc:
             outcome = _outcome(exc)
             self._report(outcome, started, prompt_tokens, completion_tokens)
@@ -123,12 +128,13 @@ class LLMPlanner:
             ) from None
         self._report("ok", started, prompt_tokens, completion_tokens)
         return Plan(
-            actions,
+            validated.actions,
             PlanSource.LLM,
             model=completion.model or self._settings.model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            notes=tuple(notes),
+            notes=validated.notes,
+            joins_dropped=validated.joins_dropped,
         )
 
     def _report(self, outcome: str, started: float, prompt: int, completion: int) -> None:
@@ -156,7 +162,7 @@ class LLMPlanner:
             response_format=self._response_format,
         )
 
-    def _read(self, completion: Any, context: PlanContext) -> tuple[Any, list[str]]:
+    def _read(self, completion: Any, context: PlanContext) -> Validated:
         if not completion.choices:
             raise UnusablePlan("the answer has no choices")
         choice = completion.choices[0]
@@ -165,8 +171,7 @@ class LLMPlanner:
         refusal = getattr(choice.message, "refusal", None)
         if refusal:
             raise UnusablePlan(f"the model refused: {str(refusal)[:100]}")
-        items = actions_of(choice.message.content or "")
-        return validate_actions(items, context, self._bounds)
+        return validate_actions(actions_of(choice.message.content or ""), context, self._bounds)
 
     @property
     def json_mode(self) -> bool:

@@ -6,6 +6,7 @@ the actions of a validated plan, the plan a run row stores and the plan the API 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -62,10 +63,25 @@ class PlanContext:
     local_time: datetime
     # One line per finished recent run, in the session's local time.
     recent_runs: tuple[str, ...] = ()
+    # How many joins this plan may hold (the account's ramp), and how many more joins each
+    # channel may take this hour (the pool's pace; a channel not named has full room).
+    join_allowance: int = MAX_ACTIONS
+    channel_room: Mapping[str, int] = field(default_factory=dict)
+    room_per_channel: int = MAX_ACTIONS
 
     @property
     def unjoined(self) -> tuple[PoolChannel, ...]:
         return tuple(c for c in self.pool if c.username not in self.joined)
+
+    def room(self, channel: str) -> int:
+        return self.channel_room.get(channel, self.room_per_channel)
+
+    @property
+    def joinable(self) -> tuple[PoolChannel, ...]:
+        """Unjoined channels this plan may join now (the allowance and the pace permitting)."""
+        if self.join_allowance <= 0:
+            return ()
+        return tuple(c for c in self.unjoined if self.room(c.username) > 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +94,8 @@ class Plan:
     # Why the fallback planned this run (no LLM configured, budget spent, an error...).
     fallback_reason: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # Joins taken out to look after the account, by reason (ramp, channel_pace).
+    joins_dropped: tuple[tuple[str, int], ...] = ()
 
     def document(self) -> dict[str, Any]:
         """The plan as JSON, as a run row stores it."""

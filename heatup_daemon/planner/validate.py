@@ -2,9 +2,10 @@
 
 Rules (DESIGN section 6): unknown actions are dropped; channels must be enabled pool
 channels; a join names a channel not joined yet, a read one already joined (or joined
-earlier in the same plan); durations are clamped to the configured bounds; at most
+earlier in the same plan); joins stay within the account's allowance and the channels'
+room this hour (``ramp``); durations are clamped to the configured bounds; at most
 ``MAX_ACTIONS`` are kept; a plan with fewer than ``MIN_ACTIONS`` usable actions is refused;
-a plan without a join while unjoined pool channels remain gets one.
+a plan without a join while a channel may be joined gets one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from heatup_daemon.config import PlannerSettings
@@ -48,20 +51,30 @@ def actions_of(text: str) -> list[Any]:
     return data
 
 
-def validate_actions(
-    items: list[Any], context: PlanContext, bounds: PlannerSettings
-) -> tuple[tuple[PlannedAction, ...], list[str]]:
-    """The usable actions of ``items`` and a note for each one dropped or changed.
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """The usable actions, a note for each one dropped or changed, and the joins taken out
+    to look after the account, by reason (``ramp``, ``channel_pace``)."""
 
-    Raises ``UnusablePlan`` when fewer than ``MIN_ACTIONS`` remain.
-    """
+    actions: tuple[PlannedAction, ...]
+    notes: tuple[str, ...]
+    joins_dropped: tuple[tuple[str, int], ...] = ()
+
+
+def validate_actions(items: list[Any], context: PlanContext, bounds: PlannerSettings) -> Validated:
+    """Keep what is usable of ``items``; raise ``UnusablePlan`` when fewer than
+    ``MIN_ACTIONS`` remain. Joins beyond the context's allowance, or of a channel without
+    room this hour, are dropped (and a read of a channel whose join was dropped with them)."""
     pool = {channel.username for channel in context.pool}
     joined = set(context.joined) & pool
     actions: list[PlannedAction] = []
     notes: list[str] = []
+    dropped: Counter[str] = Counter()
     for index, item in enumerate(items[: MAX_ACTIONS * 3]):
         try:
             action = _action(item, pool, joined, bounds)
+            if action.action is ActionKind.JOIN_CHANNEL:
+                _may_join(action, actions, context, dropped)
         except InvalidValue as exc:
             notes.append(f"action {index + 1} dropped: {exc}")
             continue
@@ -77,7 +90,7 @@ def validate_actions(
         actions = actions[:MAX_ACTIONS]
     if len(actions) < MIN_ACTIONS:
         raise UnusablePlan(f"only {len(actions)} usable actions; at least {MIN_ACTIONS} needed")
-    if context.unjoined and not any(a.action is ActionKind.JOIN_CHANNEL for a in actions):
+    if context.joinable and not any(a.action is ActionKind.JOIN_CHANNEL for a in actions):
         channel = _first_unplanned(context, actions)
         actions = [
             step(ActionKind.JOIN_CHANNEL, channel, None, "new channel from the pool"),
@@ -85,7 +98,27 @@ def validate_actions(
         ]
         actions = actions[:MAX_ACTIONS]
         notes.append(f"added a join of {channel}: unjoined pool channels remain")
-    return tuple(actions), notes
+    return Validated(tuple(actions), tuple(notes), tuple(sorted(dropped.items())))
+
+
+def _may_join(
+    action: PlannedAction,
+    so_far: list[PlannedAction],
+    context: PlanContext,
+    dropped: Counter[str],
+) -> None:
+    """Raise ``InvalidValue`` (and count why) if the plan may not hold this join."""
+    joins = [a.channel for a in so_far if a.action is ActionKind.JOIN_CHANNEL]
+    if len(joins) >= context.join_allowance:
+        dropped["ramp"] += 1
+        raise InvalidValue(
+            f"join of {action.channel} beyond the account's allowance of "
+            f"{context.join_allowance} joins now (its age's daily limit)"
+        )
+    assert action.channel is not None
+    if context.room(action.channel) <= 0:
+        dropped["channel_pace"] += 1
+        raise InvalidValue(f"{action.channel} has had its joins from the pool this hour")
 
 
 def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings) -> PlannedAction:
@@ -132,7 +165,37 @@ def _reason(value: Any) -> str:
 
 def _first_unplanned(context: PlanContext, actions: list[PlannedAction]) -> str:
     planned = {a.channel for a in actions}
-    for channel in context.unjoined:
+    for channel in context.joinable:
         if channel.username not in planned:
             return channel.username
-    return context.unjoined[0].username
+    return context.joinable[0].username
+
+
+def narrowed(
+    actions: tuple[PlannedAction, ...],
+    granted: set[str],
+    context: PlanContext,
+    bounds: PlannerSettings,
+) -> Validated:
+    """A plan's actions with only the joins in ``granted`` (the ledger refused the others:
+    another node took the place meanwhile), reads of channels it could not join taken out
+    with them, and short breaks added if fewer than ``MIN_ACTIONS`` remain."""
+    only_granted = replace(
+        context,
+        join_allowance=len(granted),
+        channel_room={channel: 1 if channel in granted else 0 for channel in _joins(actions)},
+        room_per_channel=0,
+    )
+    items = [action.model_dump(mode="json") for action in actions]
+    try:
+        return validate_actions(items, only_granted, bounds)
+    except UnusablePlan:
+        pass
+    kept = [a for a in actions if a.action in (ActionKind.BROWSE_DIALOGS, ActionKind.IDLE)]
+    while len(kept) < MIN_ACTIONS:
+        kept.append(step(ActionKind.IDLE, None, clamp(None, bounds.idle_min_s, bounds.idle_max_s)))
+    return Validated(tuple(kept), ("the plan's joins were refused: it only idles and browses",))
+
+
+def _joins(actions: tuple[PlannedAction, ...]) -> list[str]:
+    return [a.channel for a in actions if a.action is ActionKind.JOIN_CHANNEL and a.channel]

@@ -10,7 +10,8 @@ raise ``DatabaseUnavailable``, as in an outage. Rows may be written with any val
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,12 +20,16 @@ from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.runs import (
     CHANNEL_FLAG_SESSIONS,
     CHANNEL_FLAG_WINDOW,
+    DAY,
+    HOUR,
     RECENT_RUNS,
+    WEEK,
+    join_verdict,
     past_run,
 )
 from heatup_daemon.db.scheduling import REAPED, refusals_of
 from heatup_daemon.db.sessions import read_time
-from heatup_daemon.enums import RunStatus, SessionState, Trigger
+from heatup_daemon.enums import JoinStatus, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -39,6 +44,7 @@ from heatup_daemon.stores import (
     ChannelView,
     Claim,
     Decision,
+    JoinLimits,
     PlanningFacts,
     PoolChannel,
     Reconciled,
@@ -46,6 +52,7 @@ from heatup_daemon.stores import (
     RunView,
     SlotPolicy,
     StoredPlan,
+    WarmthFacts,
 )
 from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
 
@@ -119,6 +126,7 @@ class InMemoryStore:
         self.channels: dict[int, dict[str, Any]] = {}
         self.joined: dict[int, dict[int, datetime]] = defaultdict(dict)
         self.runs: dict[int, _RunRow] = {}
+        self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
         self.unavailable = False
         self._now = now
@@ -482,7 +490,18 @@ class InMemoryStore:
             key=lambda r: (r.started_at, r.id),
             reverse=True,
         )[:RECENT_RUNS]
-        return PlanningFacts(pool, joined, tuple(past_run(run.view()) for run in finished))
+        channel_joins = {
+            row["username"]: held
+            for channel_id, row in self.channels.items()
+            if (held := self._held(now - HOUR, channel_id=channel_id))
+        }
+        return PlanningFacts(
+            pool,
+            joined,
+            tuple(past_run(run.view()) for run in finished),
+            joins_last_24h=self._held(now - DAY, session_id=session.id),
+            channel_joins_last_hour=channel_joins,
+        )
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
         self._check()
@@ -509,6 +528,9 @@ class InMemoryStore:
             run.status, run.error, run.finished_at, run.heartbeat_at = status, error, at, at
             if run.session_id in self.sessions:
                 self.sessions[run.session_id]["last_run_at"] = at
+            for join in self.ledger:
+                if join["run_id"] == run_id and join["status"] is JoinStatus.RESERVED:
+                    join["status"] = JoinStatus.RELEASED
         return run.status
 
     async def set_cooldown(
@@ -548,6 +570,87 @@ class InMemoryStore:
                 row["flagged_reason"] = f"{code} for {len(sessions)} sessions"
                 return str(row["flagged_reason"])
         return None
+
+    # --- the join ledger ------------------------------------------------------------------
+
+    def _held(self, since: datetime, **match: Any) -> int:
+        return sum(
+            1
+            for join in self.ledger
+            if join["reserved_at"] >= since
+            and join["status"] is not JoinStatus.RELEASED
+            and all(join[key] == value for key, value in match.items())
+        )
+
+    def _channel_id(self, username: str) -> int | None:
+        return next(
+            (cid for cid, row in self.channels.items() if row["username"] == username), None
+        )
+
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, str | None]:
+        self._check()
+        left = limits.per_day - self._held(now - DAY, session_id=run.session.id)
+        room: dict[int, int] = {}
+        verdicts: dict[str, str | None] = {}
+        for channel in channels:
+            channel_id = self._channel_id(channel)
+            if channel_id is not None and channel_id not in room:
+                room[channel_id] = limits.per_channel_hour - self._held(
+                    now - HOUR, channel_id=channel_id
+                )
+            verdicts[channel] = join_verdict(channel_id, left, room, limits)
+            if verdicts[channel] is None:
+                assert channel_id is not None
+                room[channel_id] -= 1
+                left -= 1
+                self.ledger.append(
+                    {
+                        "channel_id": channel_id,
+                        "session_id": run.session.id,
+                        "run_id": run.id,
+                        "reserved_at": now,
+                        "status": JoinStatus.RESERVED,
+                    }
+                )
+        return verdicts
+
+    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
+        self._check()
+        channel_id = self._channel_id(channel)
+        for join in self.ledger:
+            if join["run_id"] == run_id and join["channel_id"] == channel_id:
+                if join["status"] is JoinStatus.RESERVED:
+                    join["status"] = JoinStatus.JOINED if joined else JoinStatus.RELEASED
+
+    async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
+        self._check()
+        runs = Counter(
+            run.status.value
+            for run in self.runs.values()
+            if run.session_id == session_id and run.started_at >= now - WEEK
+        )
+        return WarmthFacts(
+            joins_last_24h=self._held(now - DAY, session_id=session_id),
+            joins_last_7d=self._held(now - WEEK, session_id=session_id),
+            channels_joined=tuple(
+                sorted(self.channels[cid]["username"] for cid in self.joined[session_id])
+            ),
+            runs_last_7d=dict(runs),
+        )
+
+    async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
+        self._check()
+        born = [
+            read_time(row["account_created_at"] or row["created_at"])
+            for row in self.sessions.values()
+            if row["enabled"] is True and row["invalid_reason"] is None and row["state"] == "active"
+        ]
+        return [
+            sum(1 for b in born if isinstance(b, datetime) and b <= now - timedelta(days=d))
+            for d in days
+        ]
 
     # --- tokens -------------------------------------------------------------------------------
 

@@ -157,7 +157,17 @@ def scheduler_for(repository: Repository, clock: FakeClock) -> tuple[Scheduler, 
         heartbeat_s=15,
     )
     planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-    pool = RunPool(Runner(repository, planner, executor, Observers(metrics), clock, "n1"))
+    runner = Runner(
+        repository,
+        planner,
+        executor,
+        Observers(metrics),
+        clock,
+        "n1",
+        joins=Settings().join_policy,
+        bounds=PlannerSettings(),
+    )
+    pool = RunPool(runner)
     scheduler = Scheduler(
         SchedulerSettings(),
         HistorySettings(),

@@ -55,7 +55,14 @@ class World:
         )
         planner = FallbackPlanner(PlannerSettings(), random.Random(1))
         runner = Runner(
-            self.repository, planner, executor, Observers(self.metrics), self.clock, node
+            self.repository,
+            planner,
+            executor,
+            Observers(self.metrics),
+            self.clock,
+            node,
+            joins=Settings().join_policy,
+            bounds=PlannerSettings(),
         )
         pool = RunPool(runner)
         self.pools.append(pool)

@@ -21,7 +21,7 @@ from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trig
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import ActionRecord, Decision, StoredPlan
+from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, StoredPlan
 from heatup_daemon.testing import InMemoryStore
 from heatup_daemon.validation import validate_channel, validate_session
 from tests.conftest import BACKENDS
@@ -174,16 +174,19 @@ async def test_two_claimers_at_once_claim_each_slot_once(store: Store) -> None:
 async def test_a_claim_that_fails_midway_changes_nothing(store: Store) -> None:
     await scheduled(store, 1, 2)
 
+    class Died(BaseException):
+        """The process dies between two decisions."""
+
     class Broken(Slots):
         calls = 0
 
         def claim(self, record: SessionRecord, running: int | None, now: datetime) -> Decision:
             Broken.calls += 1
             if Broken.calls == 2:
-                raise KeyboardInterrupt  # the process dies between two decisions
+                raise Died
             return super().claim(record, running, now)
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Died):
         await store.claim_due(Broken(300, random.Random(1)), NOW, 10, "node-a")
     if not isinstance(store, InMemoryStore):  # the fake has no transactions to roll back
         for gateway_id in (1, 2):
@@ -257,3 +260,56 @@ async def test_history_retention_and_the_token_ledger(store: Store) -> None:
 
 def date_after(day: Any) -> Any:
     return day + timedelta(days=1)
+
+
+async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None:
+    for name in ("nasa", "espn", "bbcnews"):
+        spec = validate_channel(username=name, title=None, category=None, description=None)
+        await store.add_channel(spec)
+    await scheduled(store, 1, 2, 3)
+    one = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    limits = JoinLimits(per_day=2, per_channel_hour=2)
+    verdicts = await store.reserve_joins(one, ["nasa", "espn", "bbcnews", "gone"], limits, NOW)
+    assert verdicts == {"nasa": None, "espn": None, "bbcnews": "ramp", "gone": "gone"}
+    two = await store.start_run(2, Trigger.CLI, NOW, "cli")
+    assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": None}
+    three = await store.start_run(3, Trigger.CLI, NOW, "cli")
+    later = NOW + timedelta(minutes=30)
+    assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": "channel_pace"}
+    # A join that did not happen gives its place back; one that did keeps it.
+    await store.settle_join(one.id, "nasa", joined=False)
+    await store.settle_join(one.id, "espn", joined=True)
+    assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": None}
+    facts = await store.planning_facts(three.session, later)
+    assert facts.channel_joins_last_hour == {"nasa": 2, "espn": 1}
+    # The run's end releases what it reserved and never reached.
+    await store.finish_run(three.id, RunStatus.INTERRUPTED, "stopped", later)
+    facts = await store.planning_facts(one.session, later)
+    assert (facts.joins_last_24h, facts.channel_joins_last_hour) == (1, {"nasa": 1, "espn": 1})
+    warmth = await store.warmth_facts(one.session.id, later)
+    assert (warmth.joins_last_24h, warmth.joins_last_7d) == (1, 1)
+    # An hour on, the channel has room again; a day on, the account too.
+    hour_on = await store.planning_facts(one.session, NOW + timedelta(minutes=61))
+    assert hour_on.channel_joins_last_hour == {}
+
+
+async def test_two_nodes_never_both_take_a_channels_last_place(store: Store) -> None:
+    spec = validate_channel(username="nasa", title=None, category=None, description=None)
+    await store.add_channel(spec)
+    await scheduled(store, *range(1, 9))
+    runs = [await store.start_run(g, Trigger.CLI, NOW, "n") for g in range(1, 9)]
+    limits = JoinLimits(per_day=5, per_channel_hour=3)
+    verdicts = await asyncio.gather(
+        *(store.reserve_joins(run, ["nasa"], limits, NOW) for run in runs)
+    )
+    granted = [v for v in verdicts if v["nasa"] is None]
+    assert len(granted) == 3  # exactly the pace, however the reservations raced
+
+
+async def test_sessions_aged_counts_from_the_account_or_the_registration(store: Store) -> None:
+    # A database stamps created_at with its own clock: judge from after that.
+    moment = max(NOW, datetime.now(UTC)) + timedelta(hours=1)
+    await add(store, 1, account_created_at=moment - timedelta(days=40))
+    await add(store, 2, account_created_at=moment - timedelta(days=2))
+    await add(store, 3)  # registered now: day 0
+    assert await store.sessions_aged(moment, [0, 1, 3, 30]) == [3, 2, 1, 1]

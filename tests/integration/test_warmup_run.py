@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from heatup_daemon.clock import SystemClock
-from heatup_daemon.config import Settings
+from heatup_daemon.config import PlannerSettings, Settings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, PlanSource, Trigger
 from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable
@@ -21,6 +23,7 @@ from heatup_daemon.executor import Executor
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.parts import Parts, build_parts
 from heatup_daemon.planner.model import Plan, PlanContext, PlannedAction, step
+from heatup_daemon.ramp import JoinPolicy, Ramp
 from heatup_daemon.runner import Runner, RunResult
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.stores import RunView
@@ -92,7 +95,12 @@ async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Parts
     await built.aclose()
 
 
-async def register(repository: Repository, gateway_id: int) -> SessionRecord:
+OLD_ACCOUNT = datetime(2020, 1, 1, tzinfo=UTC)  # eight joins a day: the ramp stays out of the way
+
+
+async def register(
+    repository: Repository, gateway_id: int, account_created_at: datetime | None = OLD_ACCOUNT
+) -> SessionRecord:
     spec = validate_session(
         gateway_session_id=gateway_id,
         schedule="6h",
@@ -100,7 +108,7 @@ async def register(repository: Repository, gateway_id: int) -> SessionRecord:
         timezone="Europe/Berlin",
         label=None,
     )
-    return await repository.add_session(spec)
+    return await repository.add_session(replace(spec, account_created_at=account_created_at))
 
 
 class ScriptedPlanner:
@@ -121,7 +129,16 @@ def scripted(parts: Parts, repository: Repository, *actions: PlannedAction) -> R
         clock=clock,
         heartbeat_s=15,
     )
-    return Runner(repository, ScriptedPlanner(*actions), executor, metrics, clock, "test-node")
+    return Runner(
+        repository,
+        ScriptedPlanner(*actions),
+        executor,
+        metrics,
+        clock,
+        "test-node",
+        joins=JoinPolicy(Ramp(((0, 100),)), 100),  # scripted plans: no limit in the way
+        bounds=PlannerSettings(),
+    )
 
 
 async def run_now(runner: Runner, gateway_id: int, trigger: Trigger = Trigger.CLI) -> RunResult:
@@ -218,6 +235,19 @@ async def test_joins_are_remembered_and_planned_around(
     facts = await repository.planning_facts(validate_record(session, now), now)
     assert facts.joined == joined and len(joined) >= 4
     assert len(facts.recent_runs) == 3 and facts.recent_runs[0].status == "succeeded"
+
+
+async def test_a_new_account_joins_one_channel_a_day(repository: Repository, parts: Parts) -> None:
+    session = await register(repository, 42, account_created_at=None)  # registered today
+    for _ in range(4):
+        result = await run_now(parts.runner, 42)
+        assert result.outcome.status == "succeeded"  # it still reads, browses and idles
+    runs = await repository.history(42)
+    joins = [a for run in runs for a in run.actions if a.kind == "join_channel"]
+    assert len(joins) == 1
+    facts = await repository.warmth_facts(session.id, SystemClock().now())
+    assert (facts.joins_last_24h, facts.joins_last_7d) == (1, 1)
+    assert len(facts.channels_joined) == 1 and facts.runs_last_7d == {"succeeded": 4}
 
 
 async def test_flood_wait_cools_the_session_down(

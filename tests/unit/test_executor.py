@@ -276,11 +276,29 @@ async def test_cancellation_records_the_action_in_flight() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert h.outcomes() == [
-        ("join_channel", "ok", None),
-        ("read_messages", "failed", "interrupted"),
-    ]
+    # The read happened; only the stay after it was cut short.
+    assert h.outcomes() == [("join_channel", "ok", None), ("read_messages", "ok", None)]
+    assert "cut short" in (h.store.runs[h.run_id].view().actions[1].error_text or "")
     assert len(h.gateway.calls) == 2  # the browse never happened
+
+
+async def test_cancellation_during_a_call_leaves_it_unknown_and_the_join_counted() -> None:
+    h = Harness()
+    reached, never = asyncio.Event(), asyncio.Event()
+
+    class Hanging(FakeGateway):
+        async def join_channel(self, gateway_id: int, username: str) -> None:
+            await super().join_channel(gateway_id, username)
+            reached.set()
+            await never.wait()
+
+    h.gateway = Hanging()
+    task = asyncio.create_task(h.run(JOIN_A, BROWSE))
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert h.outcomes() == [("join_channel", "unknown", "interrupted")]
 
 
 async def test_a_graceful_stop_finishes_the_current_action() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +19,7 @@ from heatup_daemon.config import PlannerSettings
 from heatup_daemon.planner.chain import CircuitBreaker
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import system_prompt, user_prompt
-from heatup_daemon.planner.model import PlanContext
+from heatup_daemon.planner.model import PlanContext, PlannedAction
 from heatup_daemon.planner.validate import UnusablePlan, actions_of, clamp, validate_actions
 from heatup_daemon.stores import PoolChannel
 from heatup_daemon.testing import FakeClock
@@ -112,7 +114,8 @@ def test_validation_keeps_good_actions_and_notes_the_rest() -> None:
         llm_item("browse_dialogs"),
         llm_item("read_messages", "@x'); __import__('os')", 5),
     ]
-    actions, notes = validate_actions(items, ctx, BOUNDS)
+    validated = validate_actions(items, ctx, BOUNDS)
+    actions, notes = validated.actions, validated.notes
     assert [(a.action, a.channel) for a in actions] == [
         ("join_channel", "chan05"),
         ("read_messages", "chan05"),
@@ -133,7 +136,8 @@ def test_validation_adds_a_join_when_unjoined_channels_remain() -> None:
         llm_item("read_messages", "@chan00", 10),
         llm_item("idle", None, 10),
     ]
-    actions, notes = validate_actions(items, ctx, BOUNDS)
+    validated = validate_actions(items, ctx, BOUNDS)
+    actions, notes = validated.actions, validated.notes
     assert actions[0].action == "join_channel" and actions[0].channel not in ctx.joined
     assert "added a join" in notes[-1]
 
@@ -141,7 +145,8 @@ def test_validation_adds_a_join_when_unjoined_channels_remain() -> None:
 def test_validation_truncates_and_refuses() -> None:
     ctx = context(joined=10)
     many = [llm_item("browse_dialogs"), llm_item("idle", None, 9)] * 6
-    actions, notes = validate_actions(many, ctx, BOUNDS)
+    validated = validate_actions(many, ctx, BOUNDS)
+    actions, notes = validated.actions, validated.notes
     assert len(actions) == 7 and "5 actions beyond 7 dropped" in notes[-1]
     with pytest.raises(UnusablePlan, match="only 2 usable actions"):
         validate_actions(many[:2], ctx, BOUNDS)
@@ -202,7 +207,7 @@ near_valid = st.fixed_dictionaries(
 def test_any_llm_answer_gives_a_valid_plan_or_a_refusal(text: str, joined: int) -> None:
     ctx = context(joined=joined)
     try:
-        actions, _ = validate_actions(actions_of(text), ctx, BOUNDS)
+        actions = validate_actions(actions_of(text), ctx, BOUNDS).actions
     except UnusablePlan:
         return  # the planner uses the fallback
     assert_valid_plan(actions, ctx, BOUNDS)
@@ -271,3 +276,63 @@ def test_prompt_carries_the_context() -> None:
     assert "news: @bbcnews" in text and "science: @nasa*" in text
     assert "Wed 09:00 succeeded; read @nasa" in text
     assert "5-45 s" in system_prompt(BOUNDS) and "JSON" in system_prompt(BOUNDS)
+
+
+@st.composite
+def limited_contexts(draw: st.DrawFn) -> PlanContext:
+    """Any pool and history, an account of any age (its allowance) and channels with any
+    room left this hour."""
+    base = draw(contexts())
+    allowance = draw(st.integers(0, 3))
+    room = {c.username: draw(st.integers(0, 2)) for c in base.pool}
+    return replace(base, join_allowance=allowance, channel_room=room, room_per_channel=2)
+
+
+def assert_within_limits(actions: Sequence[PlannedAction], ctx: PlanContext) -> None:
+    joins = [a.channel for a in actions if a.action == "join_channel"]
+    assert len(joins) <= ctx.join_allowance, (joins, ctx.join_allowance)
+    for channel in set(joins):
+        assert channel is not None and joins.count(channel) <= ctx.room(channel), channel
+
+
+@given(limited_contexts(), st.integers())
+def test_no_fallback_plan_exceeds_the_ramp_or_the_pace(ctx: PlanContext, seed: int) -> None:
+    actions = FallbackPlanner(BOUNDS, random.Random(seed)).actions(ctx)
+    assert_valid_plan(actions, ctx, BOUNDS)
+    assert_within_limits(actions, ctx)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(limited_contexts(), st.lists(near_valid, max_size=12))
+def test_no_llm_answer_exceeds_the_ramp_or_the_pace(
+    ctx: PlanContext, items: list[dict[str, Any]]
+) -> None:
+    names = [c.username for c in ctx.pool]
+    answer = [
+        {**item, "channel": f"@{names[i % len(names)]}"} if i % 2 else item
+        for i, item in enumerate(items)
+    ]
+    try:
+        validated = validate_actions(answer, ctx, BOUNDS)
+    except UnusablePlan:
+        return
+    assert_within_limits(validated.actions, ctx)
+    dropped = dict(validated.joins_dropped)
+    assert set(dropped) <= {"ramp", "channel_pace"}
+
+
+def test_an_account_out_of_joins_still_reads_browses_and_idles() -> None:
+    ctx = replace(context(joined=3), join_allowance=0)
+    for seed in range(50):
+        actions = FallbackPlanner(BOUNDS, random.Random(seed)).actions(ctx)
+        assert 3 <= len(actions) <= 7 and "join_channel" not in {a.action for a in actions}
+    items = [llm_item("join_channel", "@chan05"), llm_item("browse_dialogs")] * 3
+    validated = validate_actions(items, ctx, BOUNDS)
+    assert dict(validated.joins_dropped) == {"ramp": 3}
+    assert any("allowance" in note for note in validated.notes)
+
+
+def test_the_prompt_tells_the_allowance_and_full_channels() -> None:
+    ctx = replace(context(joined=1), join_allowance=1, channel_room={"chan02": 0})
+    text = user_prompt(ctx)
+    assert "Joins allowed in this plan: 1." in text and "@chan02!" in text

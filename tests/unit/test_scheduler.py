@@ -16,6 +16,7 @@ from heatup_daemon.config import (
     HistorySettings,
     PlannerSettings,
     SchedulerSettings,
+    Settings,
 )
 from heatup_daemon.enums import RunStatus, Trigger
 from heatup_daemon.events import Observers
@@ -47,7 +48,16 @@ class World:
             heartbeat_s=self.settings.heartbeat_seconds,
         )
         planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-        runner = Runner(self.store, planner, executor, Observers(self.metrics), self.clock, "n1")
+        runner = Runner(
+            self.store,
+            planner,
+            executor,
+            Observers(self.metrics),
+            self.clock,
+            "n1",
+            joins=Settings().join_policy,
+            bounds=PlannerSettings(),
+        )
         self.pool = RunPool(runner)
         self.scheduler = Scheduler(
             self.settings,

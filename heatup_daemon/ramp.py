@@ -1,0 +1,120 @@
+"""Looking after accounts: how many channels a session may join, by its age, and how many
+joins a pool channel may take in an hour from the whole pool.
+
+A session settling in joins few channels at first and more as it ages (``[ramp] stages``:
+the most joins in any 24 hours from each age in days on). A channel gets at most
+``pool.max_joins_per_channel_per_hour`` joins in any hour across every session and node. Both
+are counted in the database's join ledger, so they hold across restarts and nodes; a plan's
+joins are reserved in the ledger, atomically, before the run carries them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from heatup_daemon.session import Session, SessionRecord
+from heatup_daemon.stores import JoinLimits, WarmthFacts
+
+# The default ramp: from day 0 one join a day, from day 1 two, from day 3 three, from day 7
+# five, from day 30 eight.
+DEFAULT_STAGES: Final = ((0, 1), (1, 2), (3, 3), (7, 5), (30, 8))
+
+
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """``stages``: (first age in days, joins per 24 h), ascending, the first at day 0."""
+
+    stages: tuple[tuple[int, int], ...] = DEFAULT_STAGES
+
+    def stage(self, age_days: int) -> int:
+        """The index of the stage an account of ``age_days`` is in."""
+        index = 0
+        for i, (first_day, _) in enumerate(self.stages):
+            if age_days >= first_day:
+                index = i
+        return index
+
+    def joins_per_day(self, age_days: int) -> int:
+        return self.stages[self.stage(age_days)][1]
+
+    def allowance(self, age_days: int, joins_last_24h: int) -> int:
+        """How many more joins the account may make now."""
+        return max(self.joins_per_day(age_days) - joins_last_24h, 0)
+
+    def label(self, index: int) -> str:
+        """A stage's name, e.g. ``days_3_6`` or ``days_30_plus`` (a metric label value)."""
+        first = self.stages[index][0]
+        if index + 1 == len(self.stages):
+            return f"days_{first}_plus"
+        last = self.stages[index + 1][0] - 1
+        return f"day_{first}" if first == last else f"days_{first}_{last}"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.label(i) for i in range(len(self.stages)))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinPolicy:
+    """The ramp and the pool's pace together: a session's join limits at a moment."""
+
+    ramp: Ramp
+    per_channel_hour: int
+
+    def limits(self, session: Session, now: datetime) -> JoinLimits:
+        per_day = self.ramp.joins_per_day(session.age_days(now))
+        return JoinLimits(per_day=per_day, per_channel_hour=self.per_channel_hour)
+
+
+@dataclass(frozen=True, slots=True)
+class Warmth:
+    """How warm a session is: its age and ramp stage, what it joined, how its runs went."""
+
+    age_days: int
+    ramp_stage: str
+    joins_per_day: int
+    joins_last_24h: int
+    joins_last_7d: int
+    channels_joined: tuple[str, ...]
+    runs_last_7d: dict[str, int]
+    last_flood_wait_at: datetime | None
+    last_flood_wait_s: int | None
+    state: str
+    state_reason: str | None
+    next_run_at: datetime | None
+
+
+def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime) -> Warmth:
+    """The warmth report of ``record`` (a value heatup cannot read counts as absent)."""
+    born = _time(record.account_created_at) or _time(record.created_at) or now
+    age = max((now - born) // timedelta(days=1), 0)
+    flood_s = record.flood_wait_s if isinstance(record.flood_wait_s, int) else None
+    return Warmth(
+        age_days=age,
+        ramp_stage=ramp.label(ramp.stage(age)),
+        joins_per_day=ramp.joins_per_day(age),
+        joins_last_24h=facts.joins_last_24h,
+        joins_last_7d=facts.joins_last_7d,
+        channels_joined=facts.channels_joined,
+        runs_last_7d=facts.runs_last_7d,
+        last_flood_wait_at=_time(record.flood_wait_at),
+        last_flood_wait_s=flood_s,
+        state=str(record.state),
+        state_reason=record.state_reason,
+        next_run_at=_time(record.next_run_at),
+    )
+
+
+def stage_counts(ramp: Ramp, aged: list[int]) -> dict[str, int]:
+    """Sessions per ramp stage, from how many are at least each stage's first day old."""
+    counts = {}
+    for index, at_least in enumerate(aged):
+        older = aged[index + 1] if index + 1 < len(aged) else 0
+        counts[ramp.label(index)] = at_least - older
+    return counts
+
+
+def _time(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
