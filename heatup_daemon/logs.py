@@ -7,7 +7,9 @@ in the run task's context (``log_context``), so the planner's and the gateway cl
 lines carry them too. A line may add its own fields with ``extra={"fields": {...}}``.
 
 Third-party loggers (alembic, APScheduler, uvicorn, the HTTP clients, the openai SDK) stay at
-WARNING unless ``service.log_level`` is DEBUG.
+WARNING unless ``service.log_level`` is DEBUG. The wire-level ones (SQLAlchemy's statement
+echo, the database drivers, httpcore's connection steps) stay at WARNING even then: they
+would drown a run's story in thousands of lines.
 """
 
 from __future__ import annotations
@@ -30,16 +32,13 @@ QUIET: Final = (
     "apscheduler",
     "httpx2",
     "httpx",
-    "httpcore2",
-    "httpcore",
     "openai",
     "uvicorn",
     "uvicorn.access",
     "uvicorn.error",
-    "sqlalchemy",
-    "aiosqlite",
     "asyncio",
 )
+SILENT: Final = ("sqlalchemy", "aiosqlite", "asyncpg", "httpcore2", "httpcore")
 
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
     "heatup_log_context",
@@ -111,3 +110,5 @@ def configure_logging(level: str, *, json_lines: bool = True, secrets: Iterable[
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in QUIET:
         logging.getLogger(name).setLevel(quiet)
+    for name in SILENT:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -183,7 +183,14 @@ class _Daemon:
             on_registered=scheduler.reconcile_soon,
         )
         server = ReadyServer(
-            server_config(create_app(api), settings.api.host, settings.api.port, lifespan="off"),
+            server_config(
+                create_app(api),
+                settings.api.host,
+                settings.api.port,
+                lifespan="off",
+                log_config=None,  # uvicorn's lines go through heatup's JSON logging
+                log_level=None,  # at the level logs.configure_logging gives third parties
+            ),
             embedded=True,
         )
         serving = asyncio.create_task(server.serve(), name="api")

@@ -153,17 +153,17 @@ class ReadyServer(uvicorn.Server):
 
 
 def server_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
-    """uvicorn settings heatup uses: bounded httptools, no access log, no server header."""
-    return uvicorn.Config(
-        BodyLimit(app),
-        host=host,
-        port=port,
-        http=BoundedHttpTools,
-        access_log=False,
-        server_header=False,
-        log_level="warning",
+    """uvicorn settings heatup uses: bounded httptools, no access log, no server header.
+    ``options`` override uvicorn's (the daemon passes ``log_config=None`` so that uvicorn's
+    lines go through its own JSON logging)."""
+    settings: dict[str, Any] = {
+        "http": BoundedHttpTools,
+        "access_log": False,
+        "server_header": False,
+        "log_level": "warning",
         **options,
-    )
+    }
+    return uvicorn.Config(BodyLimit(app), host=host, port=port, **settings)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -277,8 +277,16 @@ class HttpGateway:
         self.auth_failing = False
 
     def _record(self, operation: str, outcome: str, started: float) -> None:
+        seconds = self._clock.monotonic() - started
         if self._observe is not None:
-            self._observe(operation, outcome, self._clock.monotonic() - started)
+            self._observe(operation, outcome, seconds)
+        log.debug(
+            "gateway %s: %s in %.0f ms",
+            operation,
+            outcome,
+            seconds * 1000,
+            extra={"fields": {"operation": operation, "gateway_outcome": outcome}},
+        )
 
 
 def _path_id(gateway_session_id: int) -> int:
