@@ -16,6 +16,7 @@ from typing import Protocol
 from heatup_daemon.enums import Outcome, RunStatus
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.stores import ActionRecord, Run
+from heatup_daemon.validation import handle
 
 log = logging.getLogger("heatup_daemon.runs")
 
@@ -103,6 +104,7 @@ class RunLog:
         )
 
     def action_ended(self, run: Run, record: ActionRecord) -> None:
+        record = record.shown()
         fields = {
             "kind": record.kind,
             "channel": record.channel,
@@ -167,7 +169,7 @@ class RunLog:
     def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
         log.warning(
             "channel %s is flagged in the pool: %s",
-            channel,
+            handle(channel),
             reason,
-            extra={"fields": {"channel": channel, "flagged_reason": reason}},
+            extra={"fields": {"channel": handle(channel), "flagged_reason": reason}},
         )

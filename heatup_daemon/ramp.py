@@ -16,6 +16,7 @@ from typing import Final
 
 from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.stores import JoinLimits, WarmthFacts
+from heatup_daemon.validation import handle
 
 # The default ramp: from day 0 one join a day, from day 1 two, from day 3 three, from day 7
 # five, from day 30 eight.
@@ -77,7 +78,7 @@ class Warmth:
     joins_per_day: int
     joins_last_24h: int
     joins_last_7d: int
-    channels_joined: tuple[str, ...]
+    channels_joined: tuple[str, ...]  # as @username
     runs_last_7d: dict[str, int]
     last_flood_wait_at: datetime | None
     last_flood_wait_s: int | None
@@ -97,7 +98,7 @@ def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime)
         joins_per_day=ramp.joins_per_day(age),
         joins_last_24h=facts.joins_last_24h,
         joins_last_7d=facts.joins_last_7d,
-        channels_joined=facts.channels_joined,
+        channels_joined=tuple(handle(channel) for channel in facts.channels_joined),
         runs_last_7d=facts.runs_last_7d,
         last_flood_wait_at=_time(record.flood_wait_at),
         last_flood_wait_s=flood_s,

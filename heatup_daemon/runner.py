@@ -36,6 +36,7 @@ from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
 from heatup_daemon.ramp import JoinPolicy
 from heatup_daemon.stores import ActionRecord, JoinLimits, Run, RunRecorder
+from heatup_daemon.validation import handle
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class Runner:
         dropped = Counter(dict(plan.joins_dropped))
         dropped.update(why for why in refused.values() if why != "gone")
         notes = [
-            f"join of {channel} refused by the ledger: {why}" for channel, why in refused.items()
+            f"join of {handle(channel)} refused by the ledger: {why}"
+            for channel, why in refused.items()
         ]
         return replace(
             plan,

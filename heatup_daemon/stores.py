@@ -1,26 +1,29 @@
-"""What heatup's parts ask of the database: three narrow ports and the records they exchange.
+"""What heatup's parts ask of the database: narrow ports and the records they exchange.
 
 - ``SchedulingStore``: the scheduler's (reconcile, claim, reap, housekeeping);
-- ``RunRecorder``: the runner's and the executor's (a run's rows and the session state runs
-  change);
-- ``RegistryReader``: the API's and the console's (the registry and the history).
+- ``RunRecorder``: the runner's and the executor's (a run's rows, the join ledger, the
+  session state runs change);
+- ``RegistryReader``: the API's and the CLI's (the registry and the history);
+- ``ConsoleReader``: the web console's (the registry and the history, the pool at a glance);
+- ``TokenLedger``: the LLM planner's daily token budget, shared by every node.
 
-``db.Repository`` implements all three on SQLite and PostgreSQL; ``testing.InMemoryStore``
-implements them in memory for unit tests, and one contract suite
-(``tests/integration/test_store_contract.py``) holds all of them to the same behaviour.
+``db.Repository`` implements all of them on SQLite and PostgreSQL; ``testing.InMemoryStore``
+implements all but ``ConsoleReader`` in memory for unit tests, and one contract suite
+(``tests/integration/test_store_contract.py``) holds both to the same behaviour.
 Records are plain frozen dataclasses: nothing outside ``db`` sees an ORM object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.session import Session, SessionRecord
-from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.validation import ChannelSpec, SessionSpec, handle
 
 # --- runs and slots -----------------------------------------------------------------------
 
@@ -121,8 +124,9 @@ class Reconciled:
 
 @dataclass(frozen=True, slots=True)
 class ActionRecord:
-    """One executed action, as the executor reports it and the history shows it. A channel
-    is written as its canonical username (lower case, no ``@``) here and in every output."""
+    """One executed action, as the executor reports it and the history shows it. ``channel``
+    is the canonical username (lower case, no ``@``); ``shown()`` is the record as outputs
+    write it."""
 
     seq: int
     kind: ActionKind
@@ -135,6 +139,9 @@ class ActionRecord:
     error_code: str | None = None
     error_text: str | None = None
     gateway_latency_s: float | None = None
+
+    def shown(self) -> ActionRecord:
+        return self if self.channel is None else replace(self, channel=handle(self.channel))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +178,19 @@ class RunView:
     error: str | None
     actions: tuple[ActionRecord, ...]
 
+    def shown(self) -> RunView:
+        """The run as outputs write it: each channel, in its actions and its plan, as
+        ``@username``."""
+        plan = self.plan
+        if plan is not None and isinstance(plan.get("actions"), list):
+            plan = {**plan, "actions": [_shown_step(step) for step in plan["actions"]]}
+        return replace(self, plan=plan, actions=tuple(a.shown() for a in self.actions))
+
+
+def _shown_step(step: Any) -> Any:
+    channel = step.get("channel") if isinstance(step, dict) else None
+    return {**step, "channel": handle(channel)} if isinstance(channel, str) else step
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelView:
@@ -184,6 +204,9 @@ class ChannelView:
     enabled: bool | str
     invalid_reason: str | None
     flagged_reason: str | None
+
+    def shown(self) -> ChannelView:
+        return replace(self, username=handle(self.username))
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -236,6 +259,56 @@ class WarmthFacts:
     joins_last_7d: int
     channels_joined: tuple[str, ...]
     runs_last_7d: dict[str, int]
+
+
+# --- the console ------------------------------------------------------------------------
+
+
+class SessionSort(StrEnum):
+    """The console's session list orders, each a column of the list."""
+
+    GATEWAY_ID = "id"
+    STATE = "state"
+    SCHEDULE = "schedule"
+    LAST_RUN = "last_run"
+    NEXT_RUN = "next_run"
+    PROBLEM = "problem"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOverview:
+    """The pool at a glance: ``sessions`` as ``SchedulingStore.counts`` gives them, the runs
+    of the last 24 hours by status, and the next time a session is due."""
+
+    sessions: dict[str, int]
+    runs_last_24h: dict[str, int]
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLine:
+    """A session in the console's list, with its latest run."""
+
+    record: SessionRecord
+    last_status: RunStatus | None
+    last_started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    lines: tuple[SessionLine, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLine:
+    """A pool channel, how many sessions joined it, and its joins of the last hour (the
+    pool's pace counts these) and day."""
+
+    view: ChannelView
+    members: int
+    joins_last_hour: int
+    joins_last_24h: int
 
 
 # --- ports -------------------------------------------------------------------------------
@@ -364,6 +437,19 @@ class RegistryReader(Protocol):
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts: ...
 
 
+class ConsoleReader(RegistryReader, Protocol):
+    """What the web console reads, beside the registry and the history."""
+
+    async def overview(self, now: datetime) -> PoolOverview: ...
+
+    async def session_page(
+        self, sort: SessionSort, descending: bool, offset: int, limit: int
+    ) -> SessionPage:
+        """``limit`` sessions from ``offset`` in the order asked, and how many there are."""
+
+    async def channel_lines(self, now: datetime) -> list[ChannelLine]: ...
+
+
 class TokenLedger(Protocol):
     """LLM tokens spent per UTC day by every node together."""
 
@@ -374,19 +460,25 @@ class TokenLedger(Protocol):
 
 __all__ = [
     "ActionRecord",
+    "ChannelLine",
     "ChannelView",
     "Claim",
+    "ConsoleReader",
     "Decision",
     "JoinLimits",
     "PastRun",
     "PlanningFacts",
     "PoolChannel",
+    "PoolOverview",
     "Reconciled",
     "RegistryReader",
     "Run",
     "RunRecorder",
     "RunView",
     "SchedulingStore",
+    "SessionLine",
+    "SessionPage",
+    "SessionSort",
     "SlotPolicy",
     "SlotRow",
     "StoredPlan",

@@ -60,6 +60,12 @@ def parse_username(value: object) -> str:
     return text.lower()
 
 
+def handle(username: str) -> str:
+    """How every output (API, CLI, logs, console) writes a channel: ``@username``. Inside
+    heatup (the database, plans, gateway calls) a channel is its canonical username alone."""
+    return f"@{username}"
+
+
 def parse_timezone(value: object) -> zoneinfo.ZoneInfo:
     if isinstance(value, str) and value and len(value) <= 64:
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -20,8 +19,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon import __version__
-from heatup_daemon.api import auth, seed
-from heatup_daemon.config import Settings
+from heatup_daemon.api import console, seed
+from heatup_daemon.api.state import ApiState, State, authorized
 from heatup_daemon.enums import Trigger
 from heatup_daemon.errors import (
     AlreadyExists,
@@ -33,9 +32,9 @@ from heatup_daemon.errors import (
 )
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.ramp import Warmth, warmth
-from heatup_daemon.runner import Runner, RunPool, RunResult
+from heatup_daemon.runner import RunResult
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.stores import RegistryReader, Run, RunView
+from heatup_daemon.stores import Run, RunView
 from heatup_daemon.validation import validate_session
 
 log = logging.getLogger(__name__)
@@ -115,18 +114,8 @@ class Problem(_Out):
     detail: str
 
 
-@dataclass
-class ApiState:
-    """What the routes need from the daemon."""
-
-    settings: Settings
-    registry: RegistryReader
-    runner: Runner
-    pool: RunPool
-    health: Callable[[], Awaitable[dict[str, str]]]
-    exposition: Callable[[], tuple[bytes, str]]
-    on_registered: Callable[[], None] = lambda: None
-    accepting: bool = True
+router = APIRouter()
+guarded = APIRouter(dependencies=[Depends(authorized)])
 
 
 def create_app(state: ApiState) -> FastAPI:
@@ -146,21 +135,17 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.heatup = state
     app.include_router(router)
+    app.include_router(console.router)
+    app.include_router(console.pages)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
     return app
 
 
-def _state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.heatup
-    return state
-
-
-def _authorized(request: Request, state: Annotated[ApiState, Depends(_state)]) -> None:
-    auth.require(request, state.settings.api.token)
-
-
-State = Annotated[ApiState, Depends(_state)]
-router = APIRouter()
-guarded = APIRouter(dependencies=[Depends(_authorized)])
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """A read the database could not answer: 503, as an HTML page on the console."""
+    if request.url.path.startswith(console.PREFIX):
+        return console.unavailable(request, str(exc))
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 @router.get("/healthz", response_model=Health)
@@ -271,13 +256,13 @@ async def session_runs(
     runs = await state.registry.history(gateway_session_id, limit)
     if not runs:
         await _session(state, gateway_session_id)  # 404 unless registered
-    return runs
+    return [run.shown() for run in runs]
 
 
 @guarded.get("/runs/{run_id}", response_model=RunView)
 async def run(run_id: RunId, state: State) -> RunView:
     try:
-        return await state.registry.get_run(run_id)
+        return (await state.registry.get_run(run_id)).shown()
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
 

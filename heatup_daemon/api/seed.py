@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from heatup_daemon.enums import ActionKind, Outcome
 from heatup_daemon.planner.model import PlannedAction
 from heatup_daemon.stores import ActionRecord, RunView
+from heatup_daemon.validation import handle
 
 STARTED: Final = "started"
 COMPLETED: Final = "completed"
@@ -58,15 +59,11 @@ class WarmupAnswer(BaseModel):
     run: RunView
 
 
-def handle(channel: str | None) -> str | None:
-    return None if channel is None else f"@{channel}"
-
-
 def seed_plan(actions: list[PlannedAction]) -> list[SeedAction]:
     return [
         SeedAction(
             action=a.action,
-            channel_username=handle(a.channel),
+            channel_username=None if a.channel is None else handle(a.channel),
             duration_seconds=a.duration_seconds,
             reason=a.reason,
         )
@@ -74,7 +71,8 @@ def seed_plan(actions: list[PlannedAction]) -> list[SeedAction]:
     ]
 
 
-def started(gateway_session_id: int, run: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
+def started(gateway_session_id: int, view: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
+    run = view.shown()
     source = run.plan_source or "-"
     return WarmupAnswer(
         session_id=str(gateway_session_id),
@@ -89,7 +87,8 @@ def started(gateway_session_id: int, run: RunView, actions: list[PlannedAction])
     )
 
 
-def completed(gateway_session_id: int, run: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
+def completed(gateway_session_id: int, view: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
+    run = view.shown()
     summary = summarize(str(gateway_session_id), run.actions)
     return WarmupAnswer(
         session_id=str(gateway_session_id),
@@ -105,6 +104,7 @@ def completed(gateway_session_id: int, run: RunView, actions: list[PlannedAction
 
 
 def summarize(session_id: str, actions: tuple[ActionRecord, ...]) -> ExecutionSummary:
+    """The seed's summary of a run's actions, as shown (channels as ``@username``)."""
     results = [
         SeedResult(
             step=a.seq,
@@ -126,7 +126,7 @@ def summarize(session_id: str, actions: tuple[ActionRecord, ...]) -> ExecutionSu
             if a.outcome is not Outcome.OK
         ],
         joined_channels=[
-            f"@{a.channel}"
+            a.channel
             for a in actions
             if a.kind is ActionKind.JOIN_CHANNEL and a.outcome is Outcome.OK and a.channel
         ],
@@ -134,7 +134,7 @@ def summarize(session_id: str, actions: tuple[ActionRecord, ...]) -> ExecutionSu
 
 
 def _result(action: ActionRecord) -> str:
-    where = f" @{action.channel}" if action.channel else ""
+    where = f" {action.channel}" if action.channel else ""
     if action.outcome is Outcome.OK:
         return f"{action.kind}{where}: ok"
     return f"{action.kind}{where}: {action.outcome} ({action.error_code or 'no code'})"

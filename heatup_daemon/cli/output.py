@@ -59,7 +59,7 @@ def print_json(value: object, out: TextIO | None = None) -> None:
 
 def action_line(record: ActionRecord, run: Run | None = None) -> str:
     """One line about an action that ended (``heatup warmup``; the demo names the run)."""
-    where = record.channel or "-"
+    where = record.shown().channel or "-"
     seconds = "-" if record.actual_duration_s is None else f"{record.actual_duration_s:.2f}s"
     error = f"  {record.error_code}: {record.error_text}" if record.error_code else ""
     head = f"  session {run.session.gateway_session_id} run {run.id}:" if run else " "

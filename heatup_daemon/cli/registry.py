@@ -206,7 +206,8 @@ def channels_add(args: argparse.Namespace) -> int:
 
 
 def channels_list(args: argparse.Namespace) -> int:
-    views = with_repository(settings_of(args), Repository.list_channels)
+    stored = with_repository(settings_of(args), Repository.list_channels)
+    views = [view.shown() for view in stored]
     if args.json:
         print_json(views)
         return EXIT_OK

@@ -15,7 +15,7 @@ from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlannedAction
 from heatup_daemon.session import validate_record
 from heatup_daemon.stores import Run, RunView
-from heatup_daemon.validation import parse_gateway_id
+from heatup_daemon.validation import handle, parse_gateway_id
 
 ACTION_COLUMNS = ("#", "ACTION", "CHANNEL", "SECONDS", "OUTCOME", "ERROR")
 
@@ -107,7 +107,7 @@ def _print_plan(plan: Plan) -> None:
 def _describe(action: PlannedAction) -> str:
     parts: list[str] = [action.action]
     if action.channel:
-        parts.append(action.channel)
+        parts.append(handle(action.channel))
     if action.duration_seconds is not None:
         parts.append(f"for {action.duration_seconds:g} s")
     if action.reason:
@@ -117,7 +117,8 @@ def _describe(action: PlannedAction) -> str:
 
 def show_history(args: argparse.Namespace) -> int:
     gateway_id = parse_gateway_id(args.id)
-    runs = with_repository(settings_of(args), lambda repo: repo.history(gateway_id, args.limit))
+    stored = with_repository(settings_of(args), lambda repo: repo.history(gateway_id, args.limit))
+    runs = [run.shown() for run in stored]
     if args.json:
         print_json(runs)
         return EXIT_OK

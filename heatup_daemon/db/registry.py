@@ -109,8 +109,8 @@ class RegistryStore(Store):
 
     async def list_channels(self) -> list[ChannelView]:
         async with self._read() as db:
-            rows = await db.execute(_channel_columns().order_by(ChannelRow.username))
-            return [_channel_view(row) for row in rows]
+            rows = await db.execute(channel_columns().order_by(ChannelRow.username))
+            return [channel_view(row) for row in rows]
 
     async def set_channel_enabled(self, username: str, enabled: bool) -> None:
         async with self._write() as db:
@@ -149,7 +149,7 @@ class RegistryStore(Store):
         """Validate every pool row (admins may write them by hand); store each verdict that
         changed in ``invalid_reason`` and return those (username, reason) pairs."""
         async with self._write() as db:
-            views = [_channel_view(row) for row in await db.execute(_channel_columns())]
+            views = [channel_view(row) for row in await db.execute(channel_columns())]
             changed = [
                 (v, problem) for v in views if (problem := channel_problem(v)) != v.invalid_reason
             ]
@@ -164,7 +164,7 @@ class RegistryStore(Store):
         return [(str(v.username), problem) for v, problem in changed]
 
 
-def _channel_columns() -> Select[Any]:
+def channel_columns() -> Select[Any]:
     """A ``ChannelView``'s columns, ``enabled`` as read (a hand edit may leave anything)."""
     table = ChannelRow.__table__.c
     names = ("id", "username", "title", "category", "description", "invalid_reason")
@@ -175,7 +175,7 @@ def _channel_columns() -> Select[Any]:
     )
 
 
-def _channel_view(row: Any) -> ChannelView:
+def channel_view(row: Any) -> ChannelView:
     return record_of(ChannelView, row, enabled=boolean_of(row.enabled))
 
 

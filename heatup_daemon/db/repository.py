@@ -1,11 +1,12 @@
 """The repository: every database operation heatup performs, and the only code that opens a
 database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
-``runs`` (runs, actions, the session state runs change) and ``scheduling`` (reconcile,
-claims, reaping, housekeeping)."""
+``runs`` (runs, actions, the session state runs change), ``scheduling`` (reconcile,
+claims, reaping, housekeeping) and ``console`` (what the web console reads)."""
 
 from __future__ import annotations
 
+from heatup_daemon.db.console import ConsoleStore
 from heatup_daemon.db.registry import RegistryStore
 from heatup_daemon.db.runs import RunStore
 from heatup_daemon.db.scheduling import SchedulingStore
@@ -13,5 +14,5 @@ from heatup_daemon.db.scheduling import SchedulingStore
 __all__ = ["Repository"]
 
 
-class Repository(RegistryStore, RunStore, SchedulingStore):
+class Repository(RegistryStore, RunStore, SchedulingStore, ConsoleStore):
     """All of heatup's database operations over one engine. Construct once per process."""

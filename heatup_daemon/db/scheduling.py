@@ -236,37 +236,43 @@ class SchedulingStore(Store):
         return [int(value or 0) for value in row]
 
     async def counts(self, now: datetime) -> dict[str, int]:
-        usable = SessionRow.invalid_reason.is_(None)
-        enabled, disabled = SessionRow.enabled.is_(True), SessionRow.enabled.is_(False)
         async with self._read() as db:
-            row = (
-                await db.execute(
-                    select(
-                        func.count(),
-                        func.count(SessionRow.next_run_at),
-                        func.count(SessionRow.invalid_reason),
-                        _count(and_(usable, enabled, SessionRow.state == SessionState.ACTIVE)),
-                        _count(
-                            and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)
-                        ),
-                        _count(and_(usable, disabled)),
-                    )
-                )
-            ).one()
-            invalid_channels = await db.scalar(select(func.count(ChannelRow.invalid_reason)))
-            running = await db.scalar(
-                select(func.count()).select_from(RunRow).where(RunRow.status == RunStatus.RUNNING)
+            return await session_counts(db, now)
+
+
+async def session_counts(db: AsyncSession, now: datetime) -> dict[str, int]:
+    """Sessions by what the scheduler makes of them, invalid channel rows, runs in flight."""
+    usable = SessionRow.invalid_reason.is_(None)
+    enabled, disabled = SessionRow.enabled.is_(True), SessionRow.enabled.is_(False)
+    active = and_(usable, enabled, SessionRow.state == SessionState.ACTIVE)
+    row = (
+        await db.execute(
+            select(
+                func.count(),
+                func.count(SessionRow.next_run_at),
+                func.count(SessionRow.invalid_reason),
+                _count(active),
+                _count(and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)),
+                _count(and_(usable, disabled)),
+                _count(and_(active, SessionRow.cooldown_until > now)),
             )
-        return {
-            "sessions": int(row[0]),
-            "scheduled": int(row[1]),
-            "invalid": int(row[2]),
-            "active": int(row[3] or 0),
-            "needs_attention": int(row[4] or 0),
-            "disabled": int(row[5] or 0),
-            "invalid_channels": int(invalid_channels or 0),
-            "running": int(running or 0),
-        }
+        )
+    ).one()
+    invalid_channels = await db.scalar(select(func.count(ChannelRow.invalid_reason)))
+    running = await db.scalar(
+        select(func.count()).select_from(RunRow).where(RunRow.status == RunStatus.RUNNING)
+    )
+    return {
+        "sessions": int(row[0]),
+        "scheduled": int(row[1]),
+        "invalid": int(row[2]),
+        "active": int(row[3] or 0),
+        "needs_attention": int(row[4] or 0),
+        "disabled": int(row[5] or 0),
+        "cooling_down": int(row[6] or 0),
+        "invalid_channels": int(invalid_channels or 0),
+        "running": int(running or 0),
+    }
 
 
 def _count(condition: Any) -> Any:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -127,7 +128,11 @@ def record_columns() -> list[KeyedColumnElement[Any]]:
     return columns
 
 
+_RECORD_FIELDS: Final = frozenset(field.name for field in fields(SessionRecord))
+
+
 def record_from(row: Any) -> SessionRecord:
-    values = dict(row._mapping)
-    enabled = values.pop("enabled_value")
-    return SessionRecord(**values, enabled=boolean_of(enabled))
+    """The ``SessionRecord`` of a row selected with ``record_columns()`` (other columns the
+    query added are left out)."""
+    values = {name: value for name, value in row._mapping.items() if name in _RECORD_FIELDS}
+    return SessionRecord(**values, enabled=boolean_of(row.enabled_value))

@@ -28,7 +28,7 @@ from heatup_daemon.planner.model import (
     PlannedAction,
     step,
 )
-from heatup_daemon.validation import parse_username
+from heatup_daemon.validation import handle, parse_username
 
 _CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -97,7 +97,7 @@ def validate_actions(items: list[Any], context: PlanContext, bounds: PlannerSett
             *actions,
         ]
         actions = actions[:MAX_ACTIONS]
-        notes.append(f"added a join of {channel}: unjoined pool channels remain")
+        notes.append(f"added a join of {handle(channel)}: unjoined pool channels remain")
     return Validated(tuple(actions), tuple(notes), tuple(sorted(dropped.items())))
 
 
@@ -108,17 +108,17 @@ def _may_join(
     dropped: Counter[str],
 ) -> None:
     """Raise ``InvalidValue`` (and count why) if the plan may not hold this join."""
+    assert action.channel is not None
     joins = [a.channel for a in so_far if a.action is ActionKind.JOIN_CHANNEL]
     if len(joins) >= context.join_allowance:
         dropped["ramp"] += 1
         raise InvalidValue(
-            f"join of {action.channel} beyond the account's allowance of "
+            f"join of {handle(action.channel)} beyond the account's allowance of "
             f"{context.join_allowance} joins now (its age's daily limit)"
         )
-    assert action.channel is not None
     if context.room(action.channel) <= 0:
         dropped["channel_pace"] += 1
-        raise InvalidValue(f"{action.channel} has had its joins from the pool this hour")
+        raise InvalidValue(f"{handle(action.channel)} has had its joins from the pool this hour")
 
 
 def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings) -> PlannedAction:
@@ -136,11 +136,11 @@ def _action(item: Any, pool: set[str], joined: set[str], bounds: PlannerSettings
     if kind.names_channel:
         channel = parse_username(item.get("channel", item.get("channel_username")))
         if channel not in pool:
-            raise InvalidValue(f"{channel} is not an enabled pool channel")
+            raise InvalidValue(f"{handle(channel)} is not an enabled pool channel")
         if kind is ActionKind.JOIN_CHANNEL and channel in joined:
-            raise InvalidValue(f"{channel} is joined already")
+            raise InvalidValue(f"{handle(channel)} is joined already")
         if kind is ActionKind.READ_MESSAGES and channel not in joined:
-            raise InvalidValue(f"{channel} is not joined, so it cannot be read")
+            raise InvalidValue(f"{handle(channel)} is not joined, so it cannot be read")
     duration = None
     if kind is ActionKind.READ_MESSAGES:
         duration = clamp(item.get("duration_seconds"), bounds.read_min_s, bounds.read_max_s)

@@ -438,6 +438,14 @@ class InMemoryStore:
                 1 for r in usable if r["enabled"] is True and r["state"] == "needs_attention"
             ),
             "disabled": sum(1 for r in usable if r["enabled"] is False),
+            "cooling_down": sum(
+                1
+                for r in usable
+                if r["enabled"] is True
+                and r["state"] == "active"
+                and isinstance(r["cooldown_until"], datetime)
+                and r["cooldown_until"] > now
+            ),
             "invalid_channels": sum(1 for c in self.channels.values() if c["invalid_reason"]),
             "running": sum(1 for r in self.runs.values() if r.status is RunStatus.RUNNING),
         }

@@ -18,6 +18,8 @@ import pytest
 
 from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP, REPO
+from tests.acceptance.daemons import wait_until
+from tests.seed import assert_seed_shape
 from tests.tools import tool
 
 TOKEN = "api-token-for-tests"
@@ -102,6 +104,20 @@ def test_health_and_info(api: httpx2.Client) -> None:
     assert info["service"] == "heatup" and "/warmup/{id}" in info["endpoints"]
     listed = api.get("/sessions").json()
     assert {s["gateway_session_id"] for s in listed} == {5, 6, 7}
+    console = api.get("/ui")  # on loopback with no token, the console is open
+    assert console.status_code == 200 and console.headers["content-type"].startswith("text/html")
+    assert "/ui/sessions/5" in console.text
+
+
+def test_probes_and_runs_log_no_third_party_chatter(api: httpx2.Client, daemon: Daemon) -> None:
+    for _ in range(5):
+        assert api.get("/readyz").status_code == 200
+        assert api.get("/health").status_code == 200
+    assert post_until_accepted(api, "/warmup-sync/7").status_code == 200
+    lines = [json.loads(line) for line in daemon.log.read_text().splitlines() if line[:1] == "{"]
+    chatter = [line for line in lines if not line["logger"].startswith("heatup_daemon")]
+    assert chatter == []  # alembic, APScheduler, uvicorn, HTTP clients: WARNING and up only
+    assert any(line["message"].startswith("run ") for line in lines)
 
 
 def test_warmup_answers_with_the_plan_then_refuses_a_second(api: httpx2.Client) -> None:
@@ -134,6 +150,46 @@ def test_warmup_sync_answers_with_the_whole_run(api: httpx2.Client) -> None:
     assert len(run["actions"]) == len(run["plan"]["actions"])
     runs = api.get("/sessions/6/runs").json()
     assert run["id"] in [r["id"] for r in runs]
+
+
+def post_until_accepted(api: httpx2.Client, path: str) -> httpx2.Response:
+    """POST, waiting out a run of the same session that another test left in flight."""
+    return wait_until(lambda: (r := api.post(path)).status_code != 409 and r, timeout_s=20)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "method", "path"),
+    [
+        ("root.json", "GET", "/"),
+        ("health.json", "GET", "/health"),
+        ("warmup.json", "POST", "/warmup/5"),
+        ("warmup-sync.json", "POST", "/warmup-sync/6"),
+    ],
+)
+def test_a_seed_client_reads_the_same_shape(
+    api: httpx2.Client, recorded: str, method: str, path: str
+) -> None:
+    """Every field path of the original service's answer exists in heatup's, with a type the
+    original gave it there; heatup's own record is under one added key, ``run``."""
+    if method == "POST":
+        answer = post_until_accepted(api, path)
+    else:
+        answer = api.get(path)
+    assert answer.status_code in (200, 202), answer.text
+    assert_seed_shape(recorded, answer.json())
+    body = answer.json()
+    if method == "POST":  # the seed's meanings: the gateway id as given, @channels, its words
+        assert body["session_id"] == path.rsplit("/", 1)[1]
+        assert body["status"] == ("started" if "sync" not in path else "completed")
+        handles = [a["channel_username"] for a in body["action_plan"] if a["channel_username"]]
+        assert handles and all(h.startswith("@") for h in handles)
+        run_channels = [a["channel"] for a in body["run"]["plan"]["actions"] if a["channel"]]
+        assert run_channels == handles  # one spelling in the whole answer
+        if body["execution_summary"] is not None:
+            summary = body["execution_summary"]
+            assert summary["session_id"] == body["session_id"]
+            assert summary["total_actions"] == len(body["run"]["actions"])
+            assert all(c.startswith("@") for c in summary["joined_channels"])
 
 
 @pytest.mark.parametrize(

@@ -73,14 +73,15 @@ def test_channel_commands(heatup: Heatup) -> None:
     ok(heatup("db", "upgrade"))
     ok(heatup("channels", "add", "@NASA", "--category", "science", "--title", "NASA"))
     assert ok(heatup("channels", "list")).splitlines()[1].split() == [
-        "nasa",
+        "@nasa",
         "science",
         "NASA",
         "yes",
         "-",
     ]
     ok(heatup("channels", "disable", "@nasa"))
-    assert json.loads(ok(heatup("channels", "list", "--json")))[0]["enabled"] is False
+    (listed,) = json.loads(ok(heatup("channels", "list", "--json")))
+    assert listed["enabled"] is False and listed["username"] == "@nasa"  # one spelling
     ok(heatup("channels", "enable", "nasa"))
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,8 +69,13 @@ def test_warmup_then_history(run: Heatup, gateway: tuple[str, Path], llm: str) -
     assert history.code == 0
     assert "run 2" in history.stdout and "run 1" in history.stdout
     assert "ACTION" in history.stdout and "join_channel" in history.stdout
-    assert "@" not in history.stdout  # one spelling of a channel: its bare username
     runs = json.loads(run("history", "5", "--json").stdout)
+    # One spelling of a channel, @username: in the live lines, the history and its JSON.
+    channels = [a["channel"] for r in runs for a in r["actions"] if a["channel"]]
+    channels += [a["channel"] for r in runs for a in r["plan"]["actions"] if a["channel"]]
+    assert channels and all(re.fullmatch(r"@[a-z][a-z0-9_]{3,31}", c) for c in channels)
+    for text in (first.stdout, second.stdout, history.stdout):
+        assert not re.search(r"(?<![@\w])(" + "|".join(c[1:] for c in channels) + r")\b", text)
     assert [(r["id"], r["plan_source"], r["status"]) for r in runs] == [
         (2, "llm", "succeeded"),
         (1, "fallback", "succeeded"),

@@ -74,7 +74,12 @@ def test_a_database_outage_under_load(
             time.sleep(2)
             status, checks = readiness(daemon.port)
             assert status == 503 and "not available" in checks["database"], checks
-            assert httpx2.get(f"http://127.0.0.1:{daemon.port}/healthz").status_code == 200
+            base = f"http://127.0.0.1:{daemon.port}"
+            assert httpx2.get(f"{base}/healthz").status_code == 200
+            reads = httpx2.get(f"{base}/sessions", timeout=30)  # a clear 503, not a 500
+            assert reads.status_code == 503 and "database" in reads.json()["detail"], reads.text
+            page = httpx2.get(f"{base}/ui", timeout=30)
+            assert page.status_code == 503 and "database unavailable" in page.text
             said = notify.wait_for_text("database unavailable", timeout_s=15)
             while (datetime.now(UTC) - down_at).total_seconds() < outage_s:
                 assert daemon.process is not None and daemon.process.poll() is None

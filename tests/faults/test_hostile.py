@@ -49,7 +49,18 @@ REQUESTS = [
     ("PATCH", "/runs/1", 405),
     ("GET", "/../../etc/passwd", 404),
     ("GET", "/nothing", 404),
+    ("GET", "/ui/sessions/..%2F..%2Fetc%2Fpasswd", 404),
+    ("GET", "/ui/sessions/1%00", 422),
+    ("GET", "/ui/sessions/-5", 422),
+    ("GET", "/ui?sort=id;DROP%20TABLE%20sessions", 422),
+    ("GET", "/ui?order=sideways", 422),
+    ("GET", "/ui?page=0", 422),
+    ("GET", "/ui?page=99999999999999999999", 422),
+    ("GET", "/ui/static/../../config.py", 404),
+    ("DELETE", "/ui/channels", 405),
 ]
+# The console without the token or its cookie: a browser is sent to the login form.
+CONSOLE = ("/ui", "/ui/sessions/5", "/ui/channels")
 
 
 def rss_kb(pid: int) -> int:
@@ -125,6 +136,15 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
                         assert response.status_code == 401, (path, header)
                     response = client.post("/warmup/5", headers=headers)
                     assert response.status_code == 401
+                    for path in CONSOLE:
+                        response = client.get(path, headers=headers)
+                        statuses[f"console, no valid token -> {response.status_code}"] += 1
+                        assert response.status_code == 303, (path, header)
+                        assert response.headers["location"].startswith("/ui/login?next=")
+                wrong = client.post("/ui/login", data={"token": "guess-" + API_TOKEN[:-6]})
+                assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+                huge = client.post("/ui/login", content=b"token=" + b"x" * 2_000_000)
+                assert huge.status_code == 413
                 client.headers["Authorization"] = f"Bearer {API_TOKEN}"
                 for method, path, status in REQUESTS:
                     response = client.request(method, path)
@@ -147,6 +167,11 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
                     answers.append(done.text)
                 answers.append(client.get("/sessions").text)
                 answers.append(client.get("/sessions/5/runs").text)
+                for path in CONSOLE:  # the hostile pool rows, shown escaped
+                    page = client.get(path)
+                    assert page.status_code == 200, path
+                    answers.append(page.text)
+                assert "x&#39;); import os #" in answers[-1]
             grown_kb = rss_kb(daemon.process.pid) - before
             code, _ = daemon.stop()
         finally:

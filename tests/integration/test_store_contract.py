@@ -233,6 +233,15 @@ async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(sto
     assert [a.seq for a in view.actions] == [1] and view.plan_source is PlanSource.FALLBACK
 
 
+async def test_the_prompt_tells_of_finished_runs_only(store: Store) -> None:
+    await scheduled(store, 1)
+    first = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    await store.finish_run(first.id, RunStatus.SUCCEEDED, None, NOW + timedelta(minutes=1))
+    planning = await store.start_run(1, Trigger.API, NOW + timedelta(minutes=2), "api")
+    facts = await store.planning_facts(planning.session, NOW + timedelta(minutes=2))
+    assert [run.status for run in facts.recent_runs] == ["succeeded"]  # not the one planned
+
+
 async def test_refusals_and_counts(store: Store) -> None:
     await scheduled(store, 1, 2)
     two = await store.get_session(2)
@@ -243,6 +252,11 @@ async def test_refusals_and_counts(store: Store) -> None:
     assert refused[999][0] == "removed"
     counts = await store.counts(NOW)
     assert (counts["sessions"], counts["active"], counts["needs_attention"]) == (2, 1, 1)
+    assert counts["cooling_down"] == 0
+    one = await store.get_session(1)
+    await store.set_cooldown(one.id, NOW + timedelta(minutes=5), 300, NOW)
+    assert (await store.counts(NOW))["cooling_down"] == 1
+    assert (await store.counts(NOW + timedelta(minutes=6)))["cooling_down"] == 0
 
 
 async def test_history_retention_and_the_token_ledger(store: Store) -> None:

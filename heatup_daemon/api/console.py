@@ -1,0 +1,266 @@
+"""The web console: read-only pages for operators, rendered on the server (Jinja2).
+
+- ``/ui``: the pool at a glance and the session list, sortable by any column;
+- ``/ui/sessions/{gateway id}``: a session's warmth and a timeline of its runs, each with its
+  actions;
+- ``/ui/channels``: the channel pool, its flags, and how it is used.
+
+The pages follow the API's rules (``auth``): open on loopback with no token; with one, a
+login form exchanges the token for the console's cookie. No script runs on any page and
+nothing is loaded from elsewhere: the stylesheet is served from the package, and the
+Content-Security-Policy allows nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from typing import Annotated, Any, Final
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from heatup_daemon import __version__
+from heatup_daemon.api import auth
+from heatup_daemon.api.state import State, state_of
+from heatup_daemon.enums import RunStatus
+from heatup_daemon.errors import NotFound
+from heatup_daemon.ramp import warmth
+from heatup_daemon.stores import SessionSort
+
+PREFIX: Final = "/ui"
+PAGE_SIZE: Final = 100
+TIMELINE_RUNS: Final = 60
+HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+STYLESHEET: Final = files("heatup_daemon.api").joinpath("static/console.css").read_bytes()
+# The columns of the session list, in order: (sort key, heading).
+COLUMNS: Final = (
+    (SessionSort.GATEWAY_ID, "session"),
+    (SessionSort.STATE, "state"),
+    (SessionSort.SCHEDULE, "schedule"),
+    (SessionSort.LAST_RUN, "last run"),
+    (SessionSort.NEXT_RUN, "next run"),
+    (SessionSort.PROBLEM, "reason"),
+)
+GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
+
+
+def _when(value: object) -> str:
+    if not isinstance(value, datetime):
+        return "-" if value is None else str(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _relative(value: object, now: datetime) -> str:
+    """``in 4 min``, ``2 h ago``: how far ``value`` is from ``now``."""
+    if not isinstance(value, datetime):
+        return ""
+    seconds = (value - now).total_seconds()
+    size = abs(seconds)
+    if size < 60:
+        text = f"{size:.0f} s"
+    elif size < 3600:
+        text = f"{size / 60:.0f} min"
+    elif size < 172800:
+        text = f"{size / 3600:.0f} h"
+    else:
+        text = f"{size / 86400:.0f} d"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("heatup_daemon.api", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(when=_when, seconds=_seconds)
+    environment.globals.update(version=__version__, relative=_relative)
+    return environment
+
+
+TEMPLATES: Final = _environment()
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    token = state_of(request).settings.api.token
+    signed_in = token is not None and auth.cookie_ok(request, token)
+    html = TEMPLATES.get_template(name).render(
+        signed_in=signed_in, now=datetime.now(UTC), **context
+    )
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def unavailable(request: Request, detail: str) -> HTMLResponse:
+    return page(request, "error.html", 503, title="database unavailable", detail=detail)
+
+
+def _signed_in(request: Request, state: State) -> None:
+    """Send a browser without the token or the cookie to the login form."""
+    if not auth.allowed(request, state.settings.api.token):
+        target = urlencode({"next": request.url.path})
+        raise HTTPException(303, "sign in first", headers={"Location": f"/ui/login?{target}"})
+
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+pages = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(_signed_in)])
+
+
+@router.get("/static/console.css")
+async def stylesheet() -> Response:
+    return Response(STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/login")
+async def login_form(
+    request: Request, state: State, target: Annotated[str, Query(alias="next")] = PREFIX
+) -> Response:
+    if state.settings.api.token is None:
+        return RedirectResponse(PREFIX, status_code=303)
+    return page(request, "login.html", title="sign in", target=_target(target), failed=False)
+
+
+@router.post("/login")
+async def login(request: Request, state: State) -> Response:
+    """Exchange the token for the console's cookie."""
+    token = state.settings.api.token
+    if token is None:
+        return RedirectResponse(PREFIX, status_code=303)
+    form = _form(await request.body())
+    target = _target(form.get("next", PREFIX))
+    if not auth.token_ok(form.get("token", ""), token):
+        return page(request, "login.html", 401, title="sign in", target=target, failed=True)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        auth.COOKIE,
+        auth.console_cookie(token),
+        max_age=auth.COOKIE_LIFETIME_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """The login form's fields (the last of each name); nothing else is read."""
+    try:
+        fields = parse_qs(body.decode(), max_num_fields=4, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[-1] for name, values in fields.items() if values}
+
+
+def _target(value: str) -> str:
+    """Where to go after signing in: a console page, never another site."""
+    if value.startswith(PREFIX) and not value.startswith("//") and "\\" not in value:
+        return value
+    return PREFIX
+
+
+@pages.get("")
+async def pool(
+    request: Request,
+    state: State,
+    sort: SessionSort = SessionSort.NEXT_RUN,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """The pool at a glance and a page of the session list."""
+    now = datetime.now(UTC)
+    overview = await state.registry.overview(now)
+    listing = await state.registry.session_page(
+        sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE
+    )
+    last_page = max(1, -(-listing.total // PAGE_SIZE))
+    return page(
+        request,
+        "pool.html",
+        title="pool",
+        overview=overview,
+        failures=_failures(overview.runs_last_24h),
+        lines=listing.lines,
+        total=listing.total,
+        columns=COLUMNS,
+        sort=sort,
+        order=order,
+        number=number,
+        last_page=last_page,
+        link=lambda **changes: _link(request, changes),
+    )
+
+
+def _failures(runs: Mapping[str, int]) -> int:
+    return sum(runs.get(status, 0) for status in (RunStatus.FAILED, RunStatus.INTERRUPTED))
+
+
+def _link(request: Request, changes: Mapping[str, object]) -> str:
+    query = {**request.query_params, **{name: str(value) for name, value in changes.items()}}
+    return f"{PREFIX}?{urlencode(query)}"
+
+
+@pages.get("/sessions/{gateway_session_id}")
+async def session(request: Request, gateway_session_id: GatewayId, state: State) -> Response:
+    """A session's warmth and the timeline of its runs."""
+    try:
+        record = await state.registry.get_session(gateway_session_id)
+    except NotFound as exc:
+        return page(request, "error.html", 404, title="no such session", detail=str(exc))
+    now = datetime.now(UTC)
+    facts = await state.registry.warmth_facts(record.id, now)
+    report = warmth(record, facts, state.settings.ramp.ramp, now)
+    runs = [run.shown() for run in await state.registry.history(gateway_session_id, TIMELINE_RUNS)]
+    return page(
+        request,
+        "session.html",
+        title=f"session {gateway_session_id}",
+        record=record,
+        warmth=report,
+        runs=runs,
+        timeline=list(reversed(runs)),
+        length=_length,
+    )
+
+
+def _length(started: datetime, finished: datetime | None) -> str:
+    if finished is None:
+        return "running"
+    return _seconds((finished - started) / timedelta(seconds=1))
+
+
+@pages.get("/channels")
+async def channels(request: Request, state: State) -> Response:
+    """The channel pool, its flags and its use."""
+    lines = await state.registry.channel_lines(datetime.now(UTC))
+    return page(
+        request,
+        "channels.html",
+        title="channels",
+        lines=[(line, line.view.shown()) for line in lines],
+        pace=state.settings.pool.max_joins_per_channel_per_hour,
+    )

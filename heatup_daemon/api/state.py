@@ -1,0 +1,41 @@
+"""What the HTTP routes share: the daemon's parts they use, and who may call them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from heatup_daemon.api import auth
+from heatup_daemon.config import Settings
+from heatup_daemon.runner import Runner, RunPool
+from heatup_daemon.stores import ConsoleReader
+
+
+@dataclass
+class ApiState:
+    """What the routes need from the daemon."""
+
+    settings: Settings
+    registry: ConsoleReader
+    runner: Runner
+    pool: RunPool
+    health: Callable[[], Awaitable[dict[str, str]]]
+    exposition: Callable[[], tuple[bytes, str]]
+    on_registered: Callable[[], None] = lambda: None
+    accepting: bool = True
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.heatup
+    return state
+
+
+State = Annotated[ApiState, Depends(state_of)]
+
+
+def authorized(request: Request, state: State) -> None:
+    """Refuse (401) a request to a guarded route without the token or the console cookie."""
+    auth.require(request, state.settings.api.token)

@@ -1,0 +1,127 @@
+"""What the web console reads: the pool at a glance, a page of the session list in the order
+asked, and the channel pool with how it is used. Reads only, each in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import and_, func, nulls_last, select
+
+from heatup_daemon.db.models import ChannelRow, JoinRow, RunRow, SessionChannelRow, SessionRow
+from heatup_daemon.db.registry import channel_columns, channel_view
+from heatup_daemon.db.scheduling import session_counts
+from heatup_daemon.db.sessions import record_columns, record_from
+from heatup_daemon.db.store import Store
+from heatup_daemon.enums import JoinStatus, RunStatus, SessionState
+from heatup_daemon.stores import (
+    ChannelLine,
+    PoolOverview,
+    SessionLine,
+    SessionPage,
+    SessionSort,
+)
+
+# The order each sort key gives, as columns; ties go by gateway id.
+_ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
+    SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id,),
+    SessionSort.STATE: (
+        SessionRow.invalid_reason.is_not(None),
+        SessionRow.enabled.is_(False),
+        SessionRow.state != SessionState.ACTIVE,
+    ),
+    SessionSort.SCHEDULE: (SessionRow.schedule,),
+    SessionSort.LAST_RUN: (SessionRow.last_run_at,),
+    SessionSort.NEXT_RUN: (SessionRow.next_run_at,),
+    SessionSort.PROBLEM: (func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason),),
+}
+
+
+class ConsoleStore(Store):
+    async def overview(self, now: datetime) -> PoolOverview:
+        usable = and_(
+            SessionRow.invalid_reason.is_(None),
+            SessionRow.enabled.is_(True),
+            SessionRow.state == SessionState.ACTIVE,
+        )
+        async with self._read() as db:
+            sessions = await session_counts(db, now)
+            runs = await db.execute(
+                select(RunRow.status, func.count())
+                .where(RunRow.started_at >= now - timedelta(hours=24))
+                .group_by(RunRow.status)
+            )
+            next_due = await db.scalar(select(func.min(SessionRow.next_run_at)).where(usable))
+        return PoolOverview(
+            sessions=sessions,
+            runs_last_24h={str(status): int(count) for status, count in runs},
+            next_due_at=next_due,
+        )
+
+    async def session_page(
+        self, sort: SessionSort, descending: bool, offset: int, limit: int
+    ) -> SessionPage:
+        keys = [nulls_last(c.desc() if descending else c.asc()) for c in _ORDER[sort]]
+        latest = (
+            select(RunRow.status, RunRow.started_at)
+            .where(RunRow.session_id == SessionRow.id)
+            .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+            .limit(1)
+        )
+        async with self._read() as db:
+            total = int(await db.scalar(select(func.count()).select_from(SessionRow)) or 0)
+            rows = await db.execute(
+                select(
+                    *record_columns(),
+                    latest.with_only_columns(RunRow.status).scalar_subquery().label("last_status"),
+                    latest.with_only_columns(RunRow.started_at)
+                    .scalar_subquery()
+                    .label("last_started_at"),
+                )
+                .order_by(*keys, SessionRow.gateway_session_id)
+                .offset(offset)
+                .limit(limit)
+            )
+            lines = tuple(
+                SessionLine(
+                    record_from(row),
+                    None if row.last_status is None else RunStatus(row.last_status),
+                    row.last_started_at,
+                )
+                for row in rows
+            )
+        return SessionPage(lines, total)
+
+    async def channel_lines(self, now: datetime) -> list[ChannelLine]:
+        counted = JoinRow.status != JoinStatus.RELEASED
+        since_hour, since_day = now - timedelta(hours=1), now - timedelta(hours=24)
+        async with self._read() as db:
+            channels = [
+                channel_view(row)
+                for row in await db.execute(channel_columns().order_by(ChannelRow.username))
+            ]
+            members = {
+                channel_id: int(count)
+                for channel_id, count in await db.execute(
+                    select(SessionChannelRow.channel_id, func.count()).group_by(
+                        SessionChannelRow.channel_id
+                    )
+                )
+            }
+            joins = {
+                channel_id: (int(hour or 0), int(day or 0))
+                for channel_id, hour, day in await db.execute(
+                    select(
+                        JoinRow.channel_id,
+                        func.count().filter(JoinRow.reserved_at >= since_hour),
+                        func.count(),
+                    )
+                    .where(counted, JoinRow.reserved_at >= since_day)
+                    .group_by(JoinRow.channel_id)
+                )
+            }
+        return [
+            ChannelLine(view, members.get(view.id, 0), *joins.get(view.id, (0, 0)))
+            for view in channels
+        ]

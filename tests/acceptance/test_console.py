@@ -1,0 +1,276 @@
+"""The web console in a real browser: Playwright driving Debian's chromium through every page
+of a daemon with real history, as an operator would, signed in with the API token. Each page
+is saved as a screenshot under ``tests/artifacts/``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request, sync_playwright
+
+from heatup_daemon.testing import sandbox_process, wait_until_healthy
+from tests.acceptance.conftest import HEATUP
+from tests.acceptance.daemons import SQL, Daemon, wait_until
+from tests.tools import tool
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+TOKEN = "console-token-for-tests"
+HOSTILE_LABEL = "<script>alert('label')</script>"
+HEALTHY = (1, 2, 3, 4)
+REVOKED, FROZEN, DISABLED, COOLING, INVALID = 9001, 9100, 5, 6, 7
+GREEN = "rgb(31, 122, 58)"
+
+
+@dataclass
+class Console:
+    url: str
+    sql: SQL
+
+
+def register(env: dict[str, str], gateway_id: int, *extra: str) -> None:
+    subprocess.run(
+        [str(HEATUP), "sessions", "add", "--gateway-id", str(gateway_id), "--schedule", "1d",
+         "--jitter", "80000", *extra],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    folder = tmp_path_factory.mktemp("console")
+    url = f"sqlite:///{folder / 'console.db'}"
+    with sandbox_process() as gateway:
+        daemon = Daemon(url, gateway, folder, HEATUP_API__TOKEN=TOKEN)
+        subprocess.run(
+            [str(HEATUP), "db", "upgrade"], env=daemon.env, check=True, capture_output=True
+        )
+        for gateway_id in (*HEALTHY, REVOKED, FROZEN, DISABLED, COOLING, INVALID):
+            register(daemon.env, gateway_id)
+        register(daemon.env, 8, "--label", HOSTILE_LABEL)
+        sql = SQL(url)
+        daemon.start()
+        try:
+            base = f"http://127.0.0.1:{daemon.port}"
+            wait_until_healthy(f"{base}/healthz", daemon.process)
+            make_history(base)
+            sql(f"UPDATE sessions SET enabled = 0 WHERE gateway_session_id = {DISABLED}")
+            sql(
+                "UPDATE sessions SET cooldown_until = '2099-01-01 00:00:00.000000' "
+                f"WHERE gateway_session_id = {COOLING}"
+            )
+            sql(f"UPDATE sessions SET schedule = 'when pigs fly' "
+                f"WHERE gateway_session_id = {INVALID}")  # fmt: skip
+            sql("UPDATE channels SET flagged_reason = 'CHANNEL_PRIVATE for 3 sessions' "
+                "WHERE username = 'nasa'")  # fmt: skip
+            wait_until(lambda: sql(
+                "SELECT count(*) FROM sessions WHERE invalid_reason IS NOT NULL"
+            ) == [["1"]])  # fmt: skip
+            yield Console(base, sql)
+        finally:
+            code, _ = daemon.stop()
+            assert code == 0, daemon.output()[-2000:]
+            assert "Traceback" not in daemon.output()
+
+
+def make_history(base: str) -> None:
+    """Runs for the console to show: several for the healthy sessions, one each for the
+    sessions the gateway reports revoked and frozen."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx2.Client(base_url=base, headers=headers, timeout=60) as api:
+        for _ in range(3):
+            for gateway_id in HEALTHY:
+                assert api.post(f"/warmup-sync/{gateway_id}").status_code == 200
+        for gateway_id in (REVOKED, FROZEN):
+            assert api.post(f"/warmup-sync/{gateway_id}").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=tool("chromium"),
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    """A fresh browser context (no cookie) that fails the test on a script dialog, a console
+    error (a Content-Security-Policy violation is one) or a request leaving the daemon."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("dialog", lambda dialog: problems.append(f"a script ran: {dialog.message}"))
+    opened.on("console", lambda message: _console(message, problems))
+    opened.on("request", lambda request: _request(request, console.url, problems))
+    yield opened
+    context.close()
+    assert problems == []
+
+
+def _console(message: ConsoleMessage, problems: list[str]) -> None:
+    """A console error other than a page's own status (the 401 of a refused sign-in, the
+    404 of an unknown session): a script error or a Content-Security-Policy violation."""
+    if message.type == "error" and not message.text.startswith("Failed to load resource"):
+        problems.append(f"console error: {message.text}")
+
+
+def _request(request: Request, base: str, problems: list[str]) -> None:
+    if not request.url.startswith(base):
+        problems.append(f"a request left the daemon: {request.url}")
+
+
+def sign_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/ui")
+    page.fill("#token", TOKEN)
+    page.click("form.login button")
+    page.wait_for_url(f"{base}/ui")
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+
+
+def test_signing_in_trades_the_token_for_a_strict_cookie(page: Page, console: Console) -> None:
+    page.goto(f"{console.url}/ui/channels")
+    assert page.url == f"{console.url}/ui/login?next=%2Fui%2Fchannels"
+    shot(page, "login")
+    page.fill("#token", "not-the-token-at-all")
+    with page.expect_response(f"{console.url}/ui/login") as refused:
+        page.click("form.login button")
+    assert refused.value.status == 401
+    assert "not the daemon's API token" in page.inner_text("[role=alert]")
+    page.fill("#token", TOKEN)
+    page.click("form.login button")
+    page.wait_for_url(f"{console.url}/ui/channels")  # back where the operator was going
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert TOKEN not in cookie["value"]
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r".*/ui/login"))
+    page.goto(f"{console.url}/ui")
+    assert "/ui/login" in page.url
+
+
+def row_of(page: Page, gateway_id: int) -> Locator:
+    link = page.locator(f"a[href='/ui/sessions/{gateway_id}']")
+    return page.locator("table.sessions tbody tr", has=link)
+
+
+def figure(page: Page, name: str) -> int:
+    return int(page.inner_text(f"#{name}"))
+
+
+def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    assert figure(page, "sessions-total") == 10
+    assert figure(page, "sessions-attention") == 2  # revoked and frozen
+    assert figure(page, "sessions-disabled") == 1
+    assert figure(page, "sessions-cooling") == 1
+    assert figure(page, "sessions-invalid") == 1
+    runs = int(console.sql("SELECT count(*) FROM warmup_runs")[0][0])
+    assert figure(page, "runs-24h") == runs >= 14
+    assert figure(page, "failures-24h") >= 1  # the frozen session's run failed
+    rows = page.locator("table.sessions tbody tr")
+    assert rows.count() == 10
+    hostile = page.locator("table.sessions tbody tr", has_text="alert(")
+    assert hostile.locator(".label").inner_text() == HOSTILE_LABEL  # shown, not run
+    revoked = row_of(page, REVOKED)
+    assert "needs attention" in revoked.inner_text() and "REVOKED" in revoked.inner_text()
+    invalid = row_of(page, INVALID)
+    assert "invalid" in invalid.inner_text() and "schedule" in invalid.inner_text()
+    shot(page, "pool")
+
+
+def states(page: Page) -> list[str]:
+    return page.locator("table.sessions tbody tr td:nth-child(2)").all_inner_texts()
+
+
+def test_the_session_list_sorts_by_any_column(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    page.click("table.sessions th >> text=state")
+    page.wait_for_url(re.compile(r"sort=state&order=asc"))
+    ascending = states(page)
+    assert ascending[0] == "active" and ascending[-1] == "invalid"
+    page.click("table.sessions th >> text=state")
+    page.wait_for_url(re.compile(r"sort=state&order=desc"))
+    assert states(page)[0] == "invalid"
+    assert page.get_attribute("th[aria-sort]", "aria-sort") == "descending"
+    page.click("table.sessions th >> text=session")
+    page.wait_for_url(re.compile(r"sort=id&order=asc"))
+    ids = [
+        int(t.split()[0])
+        for t in page.locator("table.sessions tbody tr td:first-child").all_inner_texts()
+    ]
+    assert ids == sorted(ids)
+
+
+def test_a_session_shows_its_runs_as_a_timeline(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    page.click("table.sessions a >> text=/^1$/")
+    page.wait_for_url(f"{console.url}/ui/sessions/1")
+    blocks = page.locator("ol.timeline a")
+    assert blocks.count() == 3
+    for index in range(blocks.count()):
+        block = blocks.nth(index)
+        status = block.inner_text().strip()
+        assert f"status-{status}" in (block.get_attribute("class") or "")
+        if status == "succeeded":
+            colour = block.evaluate("node => getComputedStyle(node).backgroundColor")
+            assert colour == GREEN
+    newest = page.locator("details.run").first
+    assert newest.get_attribute("open") is not None
+    actions = newest.locator("table.actions tbody tr")
+    assert 3 <= actions.count() <= 7
+    # Every run's actions, the closed ones too: one spelling of a channel, @username.
+    channels = page.locator("table.actions tbody tr td:nth-child(3)").all_text_contents()
+    assert all(c == "-" or c.startswith("@") for c in channels), channels
+    assert any(c.startswith("@") for c in channels)
+    assert "channels joined" in page.inner_text("dl.facts")
+    shot(page, "session")
+    page.goto(f"{console.url}/ui/sessions/{FROZEN}")
+    assert "FROZEN" in page.inner_text("dl.facts")
+    assert page.locator("ol.timeline a.status-failed").count() == 1
+    missing = page.goto(f"{console.url}/ui/sessions/424242")
+    assert missing is not None and missing.status == 404
+    assert "no session with gateway id 424242" in page.inner_text("main")
+
+
+def test_the_channel_pool_with_its_flags(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    page.click("nav >> text=Channels")
+    page.wait_for_url(f"{console.url}/ui/channels")
+    pool = int(console.sql("SELECT count(*) FROM channels")[0][0])
+    rows = page.locator("table.channels tbody tr")
+    assert rows.count() == pool
+    flagged = page.locator("table.channels tbody tr.flagged")
+    assert flagged.count() == 1 and "@nasa" in flagged.inner_text()
+    assert "CHANNEL_PRIVATE for 3 sessions" in flagged.inner_text()
+    joined = int(console.sql("SELECT count(DISTINCT channel_id) FROM session_channels")[0][0])
+    members = page.locator("table.channels tbody tr td:nth-child(5)").all_inner_texts()
+    assert sum(1 for m in members if int(m) > 0) == joined > 0
+    shot(page, "channels")
+
+
+def test_the_cookie_starts_no_run_and_sign_in_goes_nowhere_else(console: Console) -> None:
+    with httpx2.Client(base_url=console.url, timeout=30, follow_redirects=False) as client:
+        signed = client.post("/ui/login", data={"token": TOKEN, "next": "//evil.example/x"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/ui"
+        set_cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+        assert client.get("/ui").status_code == 200  # the cookie reads
+        refused = client.post("/warmup/1")  # but starts nothing
+        assert refused.status_code == 401
+        page = client.get("/ui")
+        assert "script-src" not in page.headers["content-security-policy"]
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert "<script" not in page.text.replace("&lt;script", "")
