@@ -3,13 +3,15 @@
 The runner and the executor report each event of a run here, whoever started it (schedule,
 API or CLI). Listeners: the metrics (``metrics.Metrics``), the run's story in the log
 (``RunLog``), and the live output of ``heatup warmup`` and the demo. ``Observers`` fans one
-event out to several.
+event out to several; ``Listener`` is a base that hears nothing, for an observer that only
+wants some events.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -21,6 +23,17 @@ from heatup_daemon.validation import handle
 log = logging.getLogger("heatup_daemon.runs")
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended: its final status (the reaper's, if it ended the run first), the error
+    that ended it, the actions carried out, and how long it took."""
+
+    status: RunStatus
+    error: str | None
+    actions: Sequence[ActionRecord]
+    seconds: float
+
+
 class RunObserver(Protocol):
     """Hears of a run's events as they happen. Calls are synchronous and must not fail."""
 
@@ -28,14 +41,7 @@ class RunObserver(Protocol):
 
     def action_ended(self, run: Run, record: ActionRecord) -> None: ...
 
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None: ...
+    def run_ended(self, run: Run, end: RunEnd) -> None: ...
 
     def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None: ...
 
@@ -58,16 +64,9 @@ class Observers:
         for observer in self._observers:
             observer.action_ended(run, record)
 
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None:
+    def run_ended(self, run: Run, end: RunEnd) -> None:
         for observer in self._observers:
-            observer.run_ended(run, status, error, actions, seconds)
+            observer.run_ended(run, end)
 
     def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
         for observer in self._observers:
@@ -80,6 +79,28 @@ class Observers:
     def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
         for observer in self._observers:
             observer.channel_flagged(run, channel, reason)
+
+
+class Listener:
+    """A ``RunObserver`` that hears nothing: a base for an observer that wants some events."""
+
+    def run_started(self, run: Run, plan: Plan) -> None:
+        pass
+
+    def action_ended(self, run: Run, record: ActionRecord) -> None:
+        pass
+
+    def run_ended(self, run: Run, end: RunEnd) -> None:
+        pass
+
+    def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
+        pass
+
+    def needs_attention(self, run: Run, reason: str) -> None:
+        pass
+
+    def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
+        pass
 
 
 class RunLog:
@@ -126,31 +147,28 @@ class RunLog:
             extra={"action": record.seq, "fields": fields},
         )
 
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None:
+    def run_ended(self, run: Run, end: RunEnd) -> None:
         counts = {outcome.value: 0 for outcome in Outcome}
-        for action in actions:
+        for action in end.actions:
             counts[action.outcome] += 1
-        level = (
-            logging.INFO if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else logging.WARNING
-        )
+        good = end.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
         log.log(
-            level,
+            logging.INFO if good else logging.WARNING,
             "run %d %s after %.1f s: %d actions (%d ok, %d failed)%s",
             run.id,
-            status,
-            seconds,
-            len(actions),
+            end.status,
+            end.seconds,
+            len(end.actions),
             counts[Outcome.OK],
             counts[Outcome.FAILED],
-            f": {error}" if error else "",
-            extra={"fields": {"status": status, "outcomes": counts, "seconds": round(seconds, 3)}},
+            f": {end.error}" if end.error else "",
+            extra={
+                "fields": {
+                    "status": end.status,
+                    "outcomes": counts,
+                    "seconds": round(end.seconds, 3),
+                }
+            },
         )
 
     def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:

@@ -13,7 +13,7 @@ sets (``enums``), so the series count does not grow with the number of sessions.
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
@@ -31,6 +31,7 @@ from prometheus_client import (
 
 from heatup_daemon import __version__
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.events import Listener, RunEnd
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.ramp import Ramp
 from heatup_daemon.stores import SKIP_CAUSES, ActionRecord, Run
@@ -52,7 +53,7 @@ JOBS: Final = ("dispatch", "reconcile", "reap", "refresh", "retention")
 JOIN_DROP_REASONS: Final = ("ramp", "channel_pace")
 
 
-class Metrics:
+class Metrics(Listener):
     """heatup's metrics in a registry of their own (a fresh one per test)."""
 
     def __init__(self, registry: CollectorRegistry | None = None, ramp: Ramp | None = None) -> None:
@@ -239,25 +240,15 @@ class Metrics:
         self.actions.labels(record.kind, record.outcome).inc()
         self.action_duration.labels(record.kind).observe(record.actual_duration_s or 0.0)
 
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None:
-        self.runs.labels(status, run.trigger).inc()
-        self.run_duration.labels(status).observe(seconds)
+    def run_ended(self, run: Run, end: RunEnd) -> None:
+        self.runs.labels(end.status, run.trigger).inc()
+        self.run_duration.labels(end.status).observe(end.seconds)
 
     def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
         self.flood_wait_seconds.inc(wait_s)
 
-    def needs_attention(self, run: Run, reason: str) -> None:
-        pass  # the sessions gauge shows it at the next refresh
-
-    def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
-        pass  # the invalid and flagged rows show in the console and the channel list
+    # A session needing attention shows in the sessions gauge at the next refresh; a flagged
+    # channel in the console and the channel list: neither is counted here.
 
     # --- the gateway client, the planner, the scheduler --------------------------------
 

@@ -27,7 +27,7 @@ from heatup_daemon.clock import Clock
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.events import RunObserver
+from heatup_daemon.events import RunEnd, RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner import Planner
@@ -175,7 +175,8 @@ class Runner:
             final = await self._recorder.finish_run(run.id, status, error, self._clock.now())
             if final is not status:
                 error = f"ended by the reaper first ({final}); the run saw: {error or status}"
-            self._observer.run_ended(run, final, error, actions, self._clock.monotonic() - started)
+            seconds = self._clock.monotonic() - started
+            self._observer.run_ended(run, RunEnd(final, error, actions, seconds))
             return final
 
 

@@ -24,6 +24,16 @@ from heatup_daemon.validation import parse_account_created, show, validate_sessi
 
 # A time column's value as read: a time, nothing, or the text of a value that is not a time.
 Stamp = datetime | str | None
+# The time columns of a sessions row (each read as a ``Stamp``).
+TIME_FIELDS: Final = (
+    "account_created_at",
+    "next_nominal_at",
+    "next_run_at",
+    "last_run_at",
+    "cooldown_until",
+    "flood_wait_at",
+    "created_at",
+)
 
 
 PUBLIC_FIELDS: Final = (

@@ -9,8 +9,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from heatup_daemon.enums import RunStatus
-from heatup_daemon.planner.model import Plan
+from heatup_daemon.events import Listener
 from heatup_daemon.stores import ActionRecord, Run
 
 
@@ -68,7 +67,7 @@ def action_line(record: ActionRecord, run: Run | None = None) -> str:
     )
 
 
-class LiveActions:
+class LiveActions(Listener):
     """A ``RunObserver`` that prints each action as it ends."""
 
     def __init__(self, *, with_run: bool = False) -> None:
@@ -77,25 +76,3 @@ class LiveActions:
     def action_ended(self, run: Run, record: ActionRecord) -> None:
         sys.stdout.write(action_line(record, run if self._with_run else None) + "\n")
         sys.stdout.flush()
-
-    def run_started(self, run: Run, plan: Plan) -> None:
-        pass
-
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None:
-        pass
-
-    def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
-        pass
-
-    def needs_attention(self, run: Run, reason: str) -> None:
-        pass
-
-    def channel_flagged(self, run: Run, channel: str, reason: str) -> None:
-        pass

@@ -43,20 +43,14 @@ from heatup_daemon.enums import (
     Trigger,
     sql_in,
 )
+from heatup_daemon.session import TIME_FIELDS
 
 # SQLite has no 64-bit autoincrement type: only INTEGER PRIMARY KEY is an alias of the rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 # Times the database itself keeps well-formed: finite on PostgreSQL; on SQLite, where any
 # column holds any value, text that SQLite reads as a date and time.
-SESSION_TIME_COLUMNS: Final = (
-    "account_created_at",
-    "next_nominal_at",
-    "next_run_at",
-    "last_run_at",
-    "cooldown_until",
-    "flood_wait_at",
-)
+SESSION_TIME_COLUMNS: Final = tuple(name for name in TIME_FIELDS if name != "created_at")
 
 
 def time_checks(column: str) -> tuple[CheckConstraint, CheckConstraint]:

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 from heatup_daemon.db.models import SessionRow
-from heatup_daemon.session import SessionRecord, Stamp
+from heatup_daemon.session import TIME_FIELDS, SessionRecord, Stamp
 from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
 
 # Times outside these years are not read as times: PostgreSQL's +-infinity arrive as the
@@ -94,15 +94,6 @@ def admin_key() -> ColumnElement[str]:
     return key
 
 
-_TIMES: Final = (
-    "account_created_at",
-    "next_nominal_at",
-    "next_run_at",
-    "last_run_at",
-    "cooldown_until",
-    "flood_wait_at",
-    "created_at",
-)
 _AS_READ: Final = (
     "id",
     "gateway_session_id",
@@ -122,7 +113,7 @@ def record_columns() -> list[KeyedColumnElement[Any]]:
     """The columns of a ``SessionRecord``, in a form no stored value can break."""
     table = SessionRow.__table__.c
     columns: list[KeyedColumnElement[Any]] = [table[name] for name in _AS_READ]
-    columns += [type_coerce(table[name], LenientTime()).label(name) for name in _TIMES]
+    columns += [type_coerce(table[name], LenientTime()).label(name) for name in TIME_FIELDS]
     columns.append(enabled_value().label("enabled_value"))
     columns.append(admin_key().label("key"))
     return columns

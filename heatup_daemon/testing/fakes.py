@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from heatup_daemon.enums import RunStatus
+from heatup_daemon.events import RunEnd
 from heatup_daemon.gateway import ChannelRef, HistoryRead
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.stores import ActionRecord, Run
@@ -93,15 +92,8 @@ class RecordingObserver:
     def action_ended(self, run: Run, record: ActionRecord) -> None:
         self.events.append(("action_ended", record))
 
-    def run_ended(
-        self,
-        run: Run,
-        status: RunStatus,
-        error: str | None,
-        actions: Sequence[ActionRecord],
-        seconds: float,
-    ) -> None:
-        self.events.append(("run_ended", status))
+    def run_ended(self, run: Run, end: RunEnd) -> None:
+        self.events.append(("run_ended", end.status))
 
     def cooldown_set(self, run: Run, until: datetime, wait_s: int) -> None:
         self.events.append(("cooldown_set", until))

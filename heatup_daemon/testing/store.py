@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from heatup_daemon.errors import (
     InvalidValue,
     NotFound,
 )
-from heatup_daemon.session import SessionRecord, admit
+from heatup_daemon.session import TIME_FIELDS, SessionRecord, admit
 from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
 from heatup_daemon.stores import (
     ActionRecord,
@@ -75,47 +75,17 @@ SESSION_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass
-class _RunRow:
-    id: int
-    session_id: int | None
-    gateway_session_id: int
-    trigger: Trigger
-    scheduled_for: datetime | None
-    next_slot_at: datetime | None
-    due_at: datetime
-    status: RunStatus
-    node: str
-    started_at: datetime
-    heartbeat_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    plan: StoredPlan | None = None
-    actions: dict[int, ActionRecord] = field(default_factory=dict)
-
-    def view(self) -> RunView:
-        plan = self.plan
-        return RunView(
-            id=self.id,
-            session_id=self.session_id,
-            gateway_session_id=self.gateway_session_id,
-            trigger=self.trigger,
-            scheduled_for=self.scheduled_for,
-            next_slot_at=self.next_slot_at,
-            due_at=self.due_at,
-            status=self.status,
-            plan_source=plan.source if plan else None,
-            plan_model=plan.model if plan else None,
-            plan=plan.document if plan else None,
-            prompt_tokens=plan.prompt_tokens if plan else None,
-            completion_tokens=plan.completion_tokens if plan else None,
-            node=self.node,
-            started_at=self.started_at,
-            heartbeat_at=self.heartbeat_at,
-            finished_at=self.finished_at,
-            error=self.error,
-            actions=tuple(self.actions[seq] for seq in sorted(self.actions)),
-        )
+def _new_run(**fields: Any) -> RunView:
+    """A run row as a fresh insert leaves it: no plan, no actions yet."""
+    return RunView(
+        plan_source=None,
+        plan_model=None,
+        plan=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        actions=(),
+        **fields,
+    )
 
 
 class InMemoryStore:
@@ -125,7 +95,7 @@ class InMemoryStore:
         self.sessions: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self.joined: dict[int, dict[int, datetime]] = defaultdict(dict)
-        self.runs: dict[int, _RunRow] = {}
+        self.runs: dict[int, RunView] = {}
         self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
         self.unavailable = False
@@ -154,18 +124,7 @@ class InMemoryStore:
 
     def _record(self, session_id: int) -> SessionRecord:
         row = self.sessions[session_id]
-        times = {
-            name: read_time(row[name])
-            for name in (
-                "account_created_at",
-                "next_nominal_at",
-                "next_run_at",
-                "last_run_at",
-                "cooldown_until",
-                "flood_wait_at",
-                "created_at",
-            )
-        }
+        times = {name: read_time(row[name]) for name in TIME_FIELDS}
         return SessionRecord(
             id=session_id,
             gateway_session_id=row["gateway_session_id"],
@@ -199,7 +158,10 @@ class InMemoryStore:
                 applied_key=d.applied_key,
             )
 
-    def _running(self, session_id: int) -> _RunRow | None:
+    def _update(self, run_id: int, **changes: Any) -> None:
+        self.runs[run_id] = replace(self.runs[run_id], **changes)
+
+    def _running(self, session_id: int) -> RunView | None:
         for run in self.runs.values():
             if run.session_id == session_id and run.status is RunStatus.RUNNING:
                 return run
@@ -300,13 +262,13 @@ class InMemoryStore:
         self._check()
         runs = [r for r in self.runs.values() if r.gateway_session_id == gateway_session_id]
         runs.sort(key=lambda r: (r.started_at, r.id), reverse=True)
-        return [run.view() for run in runs[:limit]]
+        return runs[:limit]
 
     async def get_run(self, run_id: int) -> RunView:
         self._check()
         if run_id not in self.runs:
             raise NotFound(f"no run with id {run_id}")
-        return self.runs[run_id].view()
+        return self.runs[run_id]
 
     # --- scheduling ---------------------------------------------------------------------------
 
@@ -352,7 +314,7 @@ class InMemoryStore:
 
     def _insert_slot_row(
         self, decision: Decision, status: RunStatus, slot: Any, node: str, now: datetime
-    ) -> _RunRow | None:
+    ) -> RunView | None:
         session_id = decision.record.id
         conflict = any(
             r.session_id == session_id
@@ -365,7 +327,7 @@ class InMemoryStore:
         if conflict:
             return None
         running = status is RunStatus.RUNNING
-        row = _RunRow(
+        row = _new_run(
             id=self._next_id(),
             session_id=session_id,
             gateway_session_id=int(str(decision.record.gateway_session_id)),
@@ -402,12 +364,12 @@ class InMemoryStore:
     async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
         self._check()
         reaped = 0
-        for run in self.runs.values():
+        for run in list(self.runs.values()):
             stale = run.heartbeat_at is not None and run.heartbeat_at < now - timedelta(
                 seconds=stale_s
             )
             if run.status is RunStatus.RUNNING and stale and run.id not in spare:
-                run.status, run.finished_at, run.error = RunStatus.INTERRUPTED, now, REAPED
+                self._update(run.id, status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
                 reaped += 1
         return reaped
 
@@ -461,7 +423,7 @@ class InMemoryStore:
         running = self._running(session_id)
         if running is not None:
             raise AlreadyRunning(f"session {gateway_session_id} has run {running.id} in flight")
-        row = _RunRow(
+        row = _new_run(
             id=self._next_id(),
             session_id=session_id,
             gateway_session_id=gateway_session_id,
@@ -506,25 +468,33 @@ class InMemoryStore:
         return PlanningFacts(
             pool,
             joined,
-            tuple(past_run(run.view()) for run in finished),
+            tuple(past_run(run) for run in finished),
             joins_last_24h=self._held(now - DAY, session_id=session.id),
             channel_joins_last_hour=channel_joins,
         )
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
         self._check()
-        self.runs[run_id].plan = plan
+        self._update(
+            run_id,
+            plan_source=plan.source,
+            plan_model=plan.model,
+            plan=plan.document,
+            prompt_tokens=plan.prompt_tokens,
+            completion_tokens=plan.completion_tokens,
+        )
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
         self._check()
-        self.runs[run_id].actions[record.seq] = record
+        others = (a for a in self.runs[run_id].actions if a.seq != record.seq)
+        self._update(run_id, actions=tuple(sorted((*others, record), key=lambda a: a.seq)))
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
         self._check()
         run = self.runs[run_id]
         if run.status is not RunStatus.RUNNING:
             return False
-        run.heartbeat_at = at
+        self._update(run_id, heartbeat_at=at)
         return True
 
     async def finish_run(
@@ -533,13 +503,13 @@ class InMemoryStore:
         self._check()
         run = self.runs[run_id]
         if run.status is RunStatus.RUNNING:
-            run.status, run.error, run.finished_at, run.heartbeat_at = status, error, at, at
+            self._update(run_id, status=status, error=error, finished_at=at, heartbeat_at=at)
             if run.session_id in self.sessions:
                 self.sessions[run.session_id]["last_run_at"] = at
             for join in self.ledger:
                 if join["run_id"] == run_id and join["status"] is JoinStatus.RESERVED:
                     join["status"] = JoinStatus.RELEASED
-        return run.status
+        return self.runs[run_id].status
 
     async def set_cooldown(
         self, session_id: int, until: datetime, wait_s: int, at: datetime
@@ -566,7 +536,7 @@ class InMemoryStore:
         sessions = {
             run.gateway_session_id
             for run in self.runs.values()
-            for action in run.actions.values()
+            for action in run.actions
             if action.channel == channel
             and action.error_code == code
             and action.finished_at >= at - CHANNEL_FLAG_WINDOW

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -47,6 +48,37 @@ class SQL:
             [*self.command, statement], capture_output=True, text=True, check=True, timeout=30
         ).stdout
         return [line.split("|") for line in out.splitlines() if line]
+
+
+def register(env: dict[str, str], gateway_id: int, *extra: str) -> None:
+    """``heatup sessions add`` as an admin types it: a daily schedule spread over the day
+    (``extra`` adds or overrides options)."""
+    subprocess.run(
+        [str(HEATUP), "sessions", "add", "--gateway-id", str(gateway_id),
+         "--schedule", "1d", "--jitter", "80000", *extra],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def sqlite_pool(
+    database: Path, sessions: int, schedule: str = "10s", jitter_s: int = 2, first_id: int = 1
+) -> str:
+    """A SQLite database migrated by ``heatup db upgrade``, holding sessions ``first_id`` and
+    up on ``schedule``, inserted in plain SQL as an admin would; returns its URL."""
+    url = f"sqlite:///{database}"
+    subprocess.run(
+        [str(HEATUP), "db", "upgrade"],
+        env={**os.environ, "HEATUP_DATABASE__URL": url},
+        check=True,
+        capture_output=True,
+    )
+    with sqlite3.connect(database) as db:
+        db.executemany(
+            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
+            "enabled, state) VALUES (?, ?, ?, 'UTC', 1, 'active')",
+            [(uid, schedule, jitter_s) for uid in range(first_id, first_id + sessions)],
+        )
+    return url
 
 
 class Daemon:

@@ -18,7 +18,7 @@ import pytest
 
 from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP, REPO
-from tests.acceptance.daemons import wait_until
+from tests.acceptance.daemons import register, wait_until
 from tests.seed import assert_seed_shape
 from tests.tools import tool
 
@@ -45,22 +45,7 @@ def start_daemon(folder: Path, gateway: str, **env: str) -> Daemon:
     }
     subprocess.run([str(HEATUP), "db", "upgrade"], env=base, check=True, capture_output=True)
     for gateway_id in (5, 6, 7):
-        subprocess.run(
-            [
-                str(HEATUP),
-                "sessions",
-                "add",
-                "--gateway-id",
-                str(gateway_id),
-                "--schedule",
-                "1d",
-                "--jitter",
-                "80000",
-            ],
-            env=base,
-            check=True,
-            capture_output=True,
-        )
+        register(base, gateway_id)
     port = free_port()
     log = folder / "daemon.log"
     with log.open("wb") as out:

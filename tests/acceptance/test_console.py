@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request,
 
 from heatup_daemon.testing import sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import SQL, Daemon, wait_until
+from tests.acceptance.daemons import SQL, Daemon, register, wait_until
 from tests.tools import tool
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -31,14 +31,6 @@ GREEN = "rgb(31, 122, 58)"
 class Console:
     url: str
     sql: SQL
-
-
-def register(env: dict[str, str], gateway_id: int, *extra: str) -> None:
-    subprocess.run(
-        [str(HEATUP), "sessions", "add", "--gateway-id", str(gateway_id), "--schedule", "1d",
-         "--jitter", "80000", *extra],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

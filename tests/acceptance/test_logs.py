@@ -16,7 +16,7 @@ import pytest
 
 from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import SQL, Daemon, wait_until
+from tests.acceptance.daemons import SQL, Daemon, register, wait_until
 
 # Joins of @privatechan fail CHANNEL_PRIVATE; any other join gets a flood wait.
 WORLD = """
@@ -74,8 +74,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]
         heatup(daemon.env, "db", "upgrade")
         heatup(daemon.env, "channels", "add", "@privatechan")  # the pool: one private channel
         for gateway_id in (*PRIVATE_JOINERS, FLOODED, REVOKED):
-            heatup(daemon.env, "sessions", "add", "--gateway-id", str(gateway_id),
-                   "--schedule", "1d", "--jitter", "80000")  # fmt: skip
+            register(daemon.env, gateway_id)
         daemon.start()
         try:
             base = f"http://127.0.0.1:{daemon.port}"
@@ -85,8 +84,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]
                     assert api.post(f"/warmup-sync/{gateway_id}").status_code == 200
                 heatup(daemon.env, "channels", "add", "@openchan")  # joinable, but flooded
                 assert api.post(f"/warmup-sync/{FLOODED}").status_code == 200
-            heatup(daemon.env, "sessions", "add", "--gateway-id", str(SCHEDULED),
-                   "--schedule", "1d")  # fmt: skip  # due at once: a scheduled run
+            register(daemon.env, SCHEDULED, "--jitter", "0")  # due at once: a scheduled run
             sql = SQL(url)
             wait_until(
                 lambda: (

@@ -5,10 +5,7 @@ the history (ok, or unknown when the process died during it), every run a kill c
 
 from __future__ import annotations
 
-import os
 import random
-import sqlite3
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import Daemon
+from tests.acceptance.daemons import Daemon, sqlite_pool
 from tests.faults.conftest import Report
 from tests.judging import (
     assert_every_slot_once,
@@ -46,19 +42,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Re
     kills = 50 if long_faults else 10
     rng = random.Random(20261126)
     database = tmp_path / "crash.db"
-    url = f"sqlite:///{database}"
-    subprocess.run(
-        [str(HEATUP), "db", "upgrade"],
-        env={**os.environ, "HEATUP_DATABASE__URL": url},
-        check=True,
-        capture_output=True,
-    )
-    with sqlite3.connect(database) as db:
-        db.executemany(
-            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
-            "enabled, state) VALUES (?, '10s', 2, 'UTC', 1, 'active')",
-            [(uid,) for uid in range(1, SESSIONS + 1)],
-        )
+    url = sqlite_pool(database, SESSIONS, "10s", 2)
     audit_path = tmp_path / "audit.jsonl"
     killed_at: list[datetime] = []
     with sandbox_process("--audit-log", str(audit_path)) as gateway:

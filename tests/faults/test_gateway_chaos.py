@@ -5,9 +5,7 @@ failure with its code, never calls during a flood wait, and retries within its b
 from __future__ import annotations
 
 import bisect
-import os
 import sqlite3
-import subprocess
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -18,8 +16,7 @@ import httpx2
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import Daemon
+from tests.acceptance.daemons import Daemon, sqlite_pool
 from tests.faults.conftest import Report
 from tests.judging import (
     assert_every_slot_once,
@@ -75,19 +72,7 @@ def most_attempts_for_one_call(database: Path, audit: list[dict[str, Any]]) -> i
 def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report) -> None:
     duration_s = 300 if long_faults else 40
     database = tmp_path / "chaos.db"
-    url = f"sqlite:///{database}"
-    subprocess.run(
-        [str(HEATUP), "db", "upgrade"],
-        env={**os.environ, "HEATUP_DATABASE__URL": url},
-        check=True,
-        capture_output=True,
-    )
-    with sqlite3.connect(database) as db:
-        db.executemany(
-            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
-            "enabled, state) VALUES (?, '10s', 3, 'UTC', 1, 'active')",
-            [(uid,) for uid in range(1, SESSIONS + 1)],
-        )
+    url = sqlite_pool(database, SESSIONS, "10s", 3)
     audit_path = tmp_path / "audit.jsonl"
     with sandbox_process("--audit-log", str(audit_path), "--faults", FAULTS) as gateway:
         daemon = Daemon(url, gateway, tmp_path, **ENV).start()

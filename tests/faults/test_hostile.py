@@ -19,7 +19,7 @@ import pytest
 from heatup_daemon.pool import DEFAULT_POOL
 from heatup_daemon.testing import heatup_server, sandbox_process
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import Daemon, wait_until
+from tests.acceptance.daemons import Daemon, register, wait_until
 from tests.faults.conftest import Report
 from tests.judging import load_audit
 
@@ -82,22 +82,7 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
     env = {**os.environ, "HEATUP_DATABASE__URL": url}
     subprocess.run([str(HEATUP), "db", "upgrade"], env=env, check=True, capture_output=True)
     for gateway_id in (5, 6):
-        subprocess.run(
-            [
-                str(HEATUP),
-                "sessions",
-                "add",
-                "--gateway-id",
-                str(gateway_id),
-                "--schedule",
-                "1d",
-                "--jitter",
-                "80000",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        register(env, gateway_id)
     audit_path = tmp_path / "audit.jsonl"
     statuses: Counter[str] = Counter()
     answers: list[str] = []

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -21,8 +19,7 @@ from heatup_daemon.enums import ActionKind
 from heatup_daemon.pool import DEFAULT_POOL
 from heatup_daemon.testing import heatup_server, sandbox_process
 from heatup_daemon.validation import USERNAME_RE
-from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import Daemon
+from tests.acceptance.daemons import Daemon, sqlite_pool
 from tests.faults.conftest import Report
 from tests.judging import load_audit
 
@@ -58,19 +55,7 @@ def assert_valid(plan: dict[str, Any]) -> None:
 def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: Report) -> None:
     phases = PHASES * (4 if long_faults else 1)
     database = tmp_path / "llm.db"
-    url = f"sqlite:///{database}"
-    subprocess.run(
-        [str(HEATUP), "db", "upgrade"],
-        env={**os.environ, "HEATUP_DATABASE__URL": url},
-        check=True,
-        capture_output=True,
-    )
-    with sqlite3.connect(database) as db:
-        db.executemany(
-            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
-            "enabled, state) VALUES (?, '10s', 5, 'UTC', 1, 'active')",
-            [(uid,) for uid in range(1, SESSIONS + 1)],
-        )
+    url = sqlite_pool(database, SESSIONS, "10s", 5)
     audit_path = tmp_path / "audit.jsonl"
     hangs: list[tuple[datetime, datetime, int]] = []  # (from, to, LLM requests meanwhile)
     with (

@@ -4,10 +4,8 @@ their current action."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import Daemon, NotifySocket, wait_until
+from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_pool, wait_until
 from tests.faults.conftest import Report
 
 RUNS = 200
@@ -41,19 +38,7 @@ def test_stop_with_200_runs_in_flight(
     signals: int, gateway: str, tmp_path: Path, report: Report
 ) -> None:
     database = tmp_path / "stop.db"
-    url = f"sqlite:///{database}"
-    subprocess.run(
-        [str(HEATUP), "db", "upgrade"],
-        env={**os.environ, "HEATUP_DATABASE__URL": url},
-        check=True,
-        capture_output=True,
-    )
-    with sqlite3.connect(database) as db:
-        db.executemany(
-            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
-            "enabled, state) VALUES (?, '1d', 0, 'UTC', 1, 'active')",
-            [(uid,) for uid in range(1, RUNS + 11)],
-        )
+    url = sqlite_pool(database, RUNS + 10, "1d", 0)
     notify = NotifySocket(tmp_path / "notify.sock")
     daemon = Daemon(
         url,
@@ -61,6 +46,11 @@ def test_stop_with_200_runs_in_flight(
         tmp_path,
         NOTIFY_SOCKET=str(notify.path),
         HEATUP_EXECUTOR__TIME_SCALE="1",
+        # Pauses between actions are short, and a stop ends a run in a pause at once: at the
+        # signal, the runs are inside their long reads and idles, which a stop lets finish.
+        HEATUP_EXECUTOR__DELAY_MIN_S="0",
+        HEATUP_EXECUTOR__DELAY_MAX_S="0.05",
+        HEATUP_EXECUTOR__LONG_PAUSE_CHANCE="0",
         HEATUP_PLANNER__READ_MIN_S="300",
         HEATUP_PLANNER__READ_MAX_S="400",
         HEATUP_PLANNER__IDLE_MIN_S="300",
@@ -71,6 +61,7 @@ def test_stop_with_200_runs_in_flight(
     try:
         notify.wait_for("READY=1", timeout_s=30)
         in_flight = wait_until(lambda: (n := running(database)) >= RUNS and n, timeout_s=60)
+        time.sleep(1)  # each is past its quick first actions
         assert daemon.process is not None
         started = time.monotonic()
         daemon.process.send_signal(signal.SIGTERM)

@@ -107,10 +107,10 @@ class Harness:
 
     @property
     def actions(self) -> list[object]:
-        return list((self.store.runs[self.run_id].view()).actions)
+        return list(self.store.runs[self.run_id].actions)
 
     def outcomes(self) -> list[tuple[str, str, str | None]]:
-        run = self.store.runs[self.run_id].view()
+        run = self.store.runs[self.run_id]
         return [(a.kind, a.outcome, a.error_code) for a in run.actions]
 
     def joined(self) -> list[str]:
@@ -129,7 +129,7 @@ async def test_a_clean_run() -> None:
         ("browse_dialogs", 77, None),
     ]
     assert h.joined() == ["chan_a"]
-    run = h.store.runs[h.run_id].view()
+    run = h.store.runs[h.run_id]
     assert [a.seq for a in run.actions] == [1, 2, 3, 4]
     # Three pauses of 3 s, a 20 s read and a 7 s idle: 36 s of waiting, nothing else.
     assert sum(h.clock.sleeps) == pytest.approx(36.0)
@@ -278,7 +278,7 @@ async def test_cancellation_records_the_action_in_flight() -> None:
         await task
     # The read happened; only the stay after it was cut short.
     assert h.outcomes() == [("join_channel", "ok", None), ("read_messages", "ok", None)]
-    assert "cut short" in (h.store.runs[h.run_id].view().actions[1].error_text or "")
+    assert "cut short" in (h.store.runs[h.run_id].actions[1].error_text or "")
     assert len(h.gateway.calls) == 2  # the browse never happened
 
 
@@ -332,7 +332,7 @@ async def test_each_action_is_written_before_the_next_one_starts() -> None:
     class WatchingGateway(FakeGateway):
         async def _call(self, operation: str, gateway_id: int, channel: str | None) -> None:
             rows = h.store.runs[h.run_id].actions
-            seen.append([(seq, rows[seq].outcome.value) for seq in sorted(rows)])
+            seen.append([(row.seq, row.outcome.value) for row in rows])
             await super()._call(operation, gateway_id, channel)
 
     h.gateway = WatchingGateway()
@@ -361,7 +361,7 @@ async def test_a_crash_during_a_call_leaves_the_action_unknown_not_missing() -> 
     h.gateway = Stuck()
     task = asyncio.create_task(h.run(JOIN_A, BROWSE))
     await reached.wait()
-    crashed = h.store.runs[h.run_id].view()  # what a SIGKILL now would leave behind
+    crashed = h.store.runs[h.run_id]  # what a SIGKILL now would leave behind
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

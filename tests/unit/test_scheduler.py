@@ -215,7 +215,7 @@ async def test_a_run_whose_row_becomes_invalid_is_cancelled() -> None:
     [run] = w.store.runs.values()
     assert run.status is RunStatus.INTERRUPTED
     assert "Mars/Olympus" in (w.store.sessions[session_id]["invalid_reason"] or "")
-    assert [a.error_code for a in run.view().actions] == ["interrupted"]
+    assert [a.error_code for a in run.actions] == ["interrupted"]
 
 
 async def test_bad_rows_are_flagged_once_and_the_others_go_on(
