@@ -49,6 +49,8 @@ SYSTEM_CONFIG_PATH: Final = Path("/etc/heatup/config.toml")
 SECRET_KEYS: Final = ("gateway.token", "llm.api_key", "api.token")
 MASK: Final = "********"
 MIN_API_TOKEN_LENGTH: Final = 16
+# How long a SQLite write waits for another process's lock (an admin's SQL client).
+DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -107,7 +109,7 @@ class _Section(BaseModel):
 class DatabaseSettings(_Section):
     url: str = Field(default_factory=default_database_url)
     pool_size: int = Field(default=10, ge=1, le=200)
-    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    sqlite_busy_timeout_ms: int = Field(default=DEFAULT_BUSY_TIMEOUT_MS, ge=0, le=600_000)
 
     @field_validator("url")
     @classmethod

@@ -32,9 +32,8 @@ from typing import IO, Final
 from heatup_daemon.api import ApiState, create_app
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import DatabaseSettings, Settings
-from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.migrate import head_revision
-from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHead
 from heatup_daemon.events import RunObserver
 from heatup_daemon.metrics import Metrics
@@ -104,9 +103,7 @@ async def _serve(
     listeners: tuple[RunObserver, ...],
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> int:
-    engine = create_engine(settings.database)
-    try:
-        repository = Repository(engine)
+    async with open_repository(settings.database) as repository:
         await repository.ensure_ready()
         seeded = await repository.seed_channels(settings.channels)
         if seeded:
@@ -140,9 +137,6 @@ async def _serve(
             return await daemon.serve(on_ready)
         finally:
             await parts.aclose()
-            await repository.drain()
-    finally:
-        await engine.dispose()
 
 
 class _Daemon:

@@ -77,10 +77,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def repository(engine: AsyncEngine) -> Repository:
+async def repository(engine: AsyncEngine) -> AsyncIterator[Repository]:
     """A repository on a database migrated to head."""
     await migrate.upgrade(engine)
-    return Repository(engine)
+    repository = Repository(engine)
+    yield repository
+    await repository.close()
 
 
 def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

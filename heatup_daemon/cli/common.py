@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 from heatup_daemon.config import Settings, load_settings
-from heatup_daemon.db.engine import create_engine
-from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.repository import Repository, open_repository
 
 T = TypeVar("T")
 
@@ -39,17 +38,10 @@ def with_repository(
     """
 
     async def run() -> T:
-        engine = create_engine(settings.database)
-        try:
-            repository = Repository(engine)
-            try:
-                if ready:
-                    await repository.ensure_ready()
-                return await work(repository)
-            finally:
-                await repository.drain()
-        finally:
-            await engine.dispose()
+        async with open_repository(settings.database) as repository:
+            if ready:
+                await repository.ensure_ready()
+            return await work(repository)
 
     return asyncio.run(run())
 

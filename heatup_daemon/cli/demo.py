@@ -106,15 +106,12 @@ async def _demo(settings: Settings, duration_s: float | None) -> int:
 
 async def _prepare(settings: Settings) -> None:
     from heatup_daemon.db import migrate
-    from heatup_daemon.db.engine import create_engine
-    from heatup_daemon.db.repository import Repository
+    from heatup_daemon.db.repository import open_repository
     from heatup_daemon.errors import AlreadyExists
     from heatup_daemon.validation import validate_session
 
-    engine = create_engine(settings.database)
-    try:
-        await migrate.upgrade(engine)
-        repository = Repository(engine)
+    async with open_repository(settings.database) as repository:
+        await migrate.upgrade(repository.engine)
         await repository.seed_channels(settings.channels)
         for gateway_id, schedule, jitter, timezone, label in DEMO_SESSIONS:
             spec = validate_session(
@@ -128,17 +125,12 @@ async def _prepare(settings: Settings) -> None:
                 await repository.add_session(spec)
             except AlreadyExists:
                 pass
-    finally:
-        await engine.dispose()
 
 
 async def _summary(settings: Settings) -> None:
-    from heatup_daemon.db.engine import create_engine
-    from heatup_daemon.db.repository import Repository
+    from heatup_daemon.db.repository import open_repository
 
-    engine = create_engine(settings.database)
-    try:
-        repository = Repository(engine)
+    async with open_repository(settings.database) as repository:
         rows = []
         for session in await repository.list_sessions():
             if not isinstance(session.gateway_session_id, int):
@@ -160,8 +152,6 @@ async def _summary(settings: Settings) -> None:
                     actions[Outcome.FAILED],
                 )
             )
-    finally:
-        await engine.dispose()
     say("\nsummary (all runs in the demo database):")
     print_table(
         (

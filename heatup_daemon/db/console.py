@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, func, nulls_last, select
+from sqlalchemy.engine import Connection
 
 from heatup_daemon.db.models import ChannelRow, JoinRow, RunRow, SessionChannelRow, SessionRow
 from heatup_daemon.db.registry import channel_columns, channel_view
@@ -45,19 +46,20 @@ class ConsoleStore(Store):
             SessionRow.enabled.is_(True),
             SessionRow.state == SessionState.ACTIVE,
         )
-        async with self._read() as db:
-            sessions = await session_counts(db, now)
-            runs = await db.execute(
+
+        def read(db: Connection) -> PoolOverview:
+            runs = db.execute(
                 select(RunRow.status, func.count())
                 .where(RunRow.started_at >= now - timedelta(hours=24))
                 .group_by(RunRow.status)
             )
-            next_due = await db.scalar(select(func.min(SessionRow.next_run_at)).where(usable))
-        return PoolOverview(
-            sessions=sessions,
-            runs_last_24h={str(status): int(count) for status, count in runs},
-            next_due_at=next_due,
-        )
+            return PoolOverview(
+                sessions=session_counts(db, now),
+                runs_last_24h={str(status): int(count) for status, count in runs},
+                next_due_at=db.scalar(select(func.min(SessionRow.next_run_at)).where(usable)),
+            )
+
+        return await self._read(read)
 
     async def session_page(
         self, sort: SessionSort, descending: bool, offset: int, limit: int
@@ -69,41 +71,45 @@ class ConsoleStore(Store):
             .order_by(RunRow.started_at.desc(), RunRow.id.desc())
             .limit(1)
         )
-        async with self._read() as db:
-            total = int(await db.scalar(select(func.count()).select_from(SessionRow)) or 0)
-            rows = await db.execute(
-                select(
-                    *record_columns(),
-                    latest.with_only_columns(RunRow.status).scalar_subquery().label("last_status"),
-                    latest.with_only_columns(RunRow.started_at)
-                    .scalar_subquery()
-                    .label("last_started_at"),
-                )
-                .order_by(*keys, SessionRow.gateway_session_id)
-                .offset(offset)
-                .limit(limit)
+        query = (
+            select(
+                *record_columns(),
+                latest.with_only_columns(RunRow.status).scalar_subquery().label("last_status"),
+                latest.with_only_columns(RunRow.started_at)
+                .scalar_subquery()
+                .label("last_started_at"),
             )
+            .order_by(*keys, SessionRow.gateway_session_id)
+            .offset(offset)
+            .limit(limit)
+        )
+
+        def read(db: Connection) -> SessionPage:
+            total = int(db.scalar(select(func.count()).select_from(SessionRow)) or 0)
             lines = tuple(
                 SessionLine(
                     record_from(row),
                     None if row.last_status is None else RunStatus(row.last_status),
                     row.last_started_at,
                 )
-                for row in rows
+                for row in db.execute(query)
             )
-        return SessionPage(lines, total)
+            return SessionPage(lines, total)
+
+        return await self._read(read)
 
     async def channel_lines(self, now: datetime) -> list[ChannelLine]:
         counted = JoinRow.status != JoinStatus.RELEASED
         since_hour, since_day = now - timedelta(hours=1), now - timedelta(hours=24)
-        async with self._read() as db:
+
+        def read(db: Connection) -> list[ChannelLine]:
             channels = [
                 channel_view(row)
-                for row in await db.execute(channel_columns().order_by(ChannelRow.username))
+                for row in db.execute(channel_columns().order_by(ChannelRow.username))
             ]
             members = {
                 channel_id: int(count)
-                for channel_id, count in await db.execute(
+                for channel_id, count in db.execute(
                     select(SessionChannelRow.channel_id, func.count()).group_by(
                         SessionChannelRow.channel_id
                     )
@@ -111,7 +117,7 @@ class ConsoleStore(Store):
             }
             joins = {
                 channel_id: (int(hour or 0), int(day or 0))
-                for channel_id, hour, day in await db.execute(
+                for channel_id, hour, day in db.execute(
                     select(
                         JoinRow.channel_id,
                         func.count().filter(JoinRow.reserved_at >= since_hour),
@@ -121,7 +127,9 @@ class ConsoleStore(Store):
                     .group_by(JoinRow.channel_id)
                 )
             }
-        return [
-            ChannelLine(view, members.get(view.id, 0), *joins.get(view.id, (0, 0)))
-            for view in channels
-        ]
+            return [
+                ChannelLine(view, members.get(view.id, 0), *joins.get(view.id, (0, 0)))
+                for view in channels
+            ]
+
+        return await self._read(read)

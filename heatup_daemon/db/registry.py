@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from heatup_daemon.config import ChannelEntry
@@ -29,7 +30,7 @@ class RegistryStore(Store):
     # --- sessions -------------------------------------------------------------------
 
     async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
-        row = SessionRow(
+        statement = insert(SessionRow).values(
             gateway_session_id=spec.gateway_session_id,
             label=spec.label,
             enabled=enabled,
@@ -39,8 +40,7 @@ class RegistryStore(Store):
             account_created_at=spec.account_created_at,
         )
         try:
-            async with self._write() as db:
-                db.add(row)
+            await self._write(lambda db: db.execute(statement))
         except IntegrityError:
             raise AlreadyExists(
                 f"a session with gateway id {spec.gateway_session_id} is already registered"
@@ -48,19 +48,12 @@ class RegistryStore(Store):
         return await self.get_session(spec.gateway_session_id)
 
     async def list_sessions(self) -> list[SessionRecord]:
-        async with self._read() as db:
-            rows = await db.execute(select(*record_columns()).order_by(SessionRow.id))
-            return [record_from(row) for row in rows]
+        query = select(*record_columns()).order_by(SessionRow.id)
+        return await self._read(lambda db: [record_from(row) for row in db.execute(query)])
 
     async def get_session(self, gateway_session_id: int) -> SessionRecord:
-        async with self._read() as db:
-            row = (
-                await db.execute(
-                    select(*record_columns()).where(
-                        SessionRow.gateway_session_id == gateway_session_id
-                    )
-                )
-            ).first()
+        query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
+        row = await self._read(lambda db: db.execute(query).first())
         if row is None:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
         return record_from(row)
@@ -71,53 +64,50 @@ class RegistryStore(Store):
         values: dict[str, object] = {"enabled": enabled}
         if enabled:
             values.update(state=SessionState.ACTIVE, state_reason=None)
-        async with self._write() as db:
-            result = await db.execute(
-                update(SessionRow)
-                .where(SessionRow.gateway_session_id == gateway_session_id)
-                .values(**values)
-            )
-        if rows_affected(result) == 0:
+        statement = (
+            update(SessionRow)
+            .where(SessionRow.gateway_session_id == gateway_session_id)
+            .values(**values)
+        )
+        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
         return await self.get_session(gateway_session_id)
 
     async def remove_session(self, gateway_session_id: int) -> None:
         """Delete a session; its runs stay in the history (their ``session_id`` is nulled)."""
-        async with self._write() as db:
-            result = await db.execute(
-                delete(SessionRow).where(SessionRow.gateway_session_id == gateway_session_id)
-            )
-        if rows_affected(result) == 0:
+        statement = delete(SessionRow).where(SessionRow.gateway_session_id == gateway_session_id)
+        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
 
     # --- channels -------------------------------------------------------------------
 
     async def add_channel(self, spec: ChannelSpec) -> ChannelView:
-        row = ChannelRow(
-            username=spec.username,
-            title=spec.title,
-            category=spec.category,
-            description=spec.description,
-            enabled=True,
+        statement = (
+            insert(ChannelRow)
+            .values(
+                username=spec.username,
+                title=spec.title,
+                category=spec.category,
+                description=spec.description,
+                enabled=True,
+            )
+            .returning(*channel_columns().selected_columns)
         )
         try:
-            async with self._write() as db:
-                db.add(row)
+            row = await self._write(lambda db: db.execute(statement).one())
         except IntegrityError:
             raise AlreadyExists(f"channel @{spec.username} is already in the pool") from None
-        return record_of(ChannelView, row, enabled=True)
+        return channel_view(row)
 
     async def list_channels(self) -> list[ChannelView]:
-        async with self._read() as db:
-            rows = await db.execute(channel_columns().order_by(ChannelRow.username))
-            return [channel_view(row) for row in rows]
+        query = channel_columns().order_by(ChannelRow.username)
+        return await self._read(lambda db: [channel_view(row) for row in db.execute(query)])
 
     async def set_channel_enabled(self, username: str, enabled: bool) -> None:
-        async with self._write() as db:
-            result = await db.execute(
-                update(ChannelRow).where(ChannelRow.username == username).values(enabled=enabled)
-            )
-        if rows_affected(result) == 0:
+        statement = (
+            update(ChannelRow).where(ChannelRow.username == username).values(enabled=enabled)
+        )
+        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
             raise NotFound(f"channel @{username} is not in the pool")
 
     async def seed_channels(self, entries: Iterable[ChannelEntry]) -> int:
@@ -127,40 +117,44 @@ class RegistryStore(Store):
         a channel they removed does not come back on the next start. Several nodes may seed
         at once: the insert skips what another one added meanwhile.
         """
-        async with self._write() as db:
-            if await db.scalar(select(func.count()).select_from(ChannelRow)):
+        rows = [
+            {
+                "username": entry.username,
+                "title": entry.title,
+                "category": entry.category,
+                "description": entry.description,
+                "enabled": True,
+            }
+            for entry in entries
+        ]
+        statement = self.insert(ChannelRow).on_conflict_do_nothing().returning(ChannelRow.id)
+
+        def seed(db: Connection) -> int:
+            if not rows or db.scalar(select(func.count()).select_from(ChannelRow)):
                 return 0
-            rows = [
-                {
-                    "username": entry.username,
-                    "title": entry.title,
-                    "category": entry.category,
-                    "description": entry.description,
-                    "enabled": True,
-                }
-                for entry in entries
-            ]
-            if not rows:
-                return 0
-            statement = self.insert(ChannelRow).on_conflict_do_nothing().returning(ChannelRow.id)
-            return len(await self._insert_rows(db, statement, rows))
+            return len(self._insert_rows(db, statement, rows))
+
+        return await self._write(seed)
 
     async def check_channels(self) -> list[tuple[str, str | None]]:
         """Validate every pool row (admins may write them by hand); store each verdict that
         changed in ``invalid_reason`` and return those (username, reason) pairs."""
-        async with self._write() as db:
-            views = [channel_view(row) for row in await db.execute(channel_columns())]
+        statement = (
+            update(ChannelRow)
+            .where(ChannelRow.id == bindparam("row_id"))
+            .values(invalid_reason=bindparam("reason"))
+        )
+
+        def check(db: Connection) -> list[tuple[ChannelView, str | None]]:
+            views = [channel_view(row) for row in db.execute(channel_columns())]
             changed = [
                 (v, problem) for v in views if (problem := channel_problem(v)) != v.invalid_reason
             ]
             if changed:
-                connection = await db.connection()
-                await connection.execute(
-                    update(ChannelRow)
-                    .where(ChannelRow.id == bindparam("row_id"))
-                    .values(invalid_reason=bindparam("reason")),
-                    [{"row_id": v.id, "reason": problem} for v, problem in changed],
-                )
+                db.execute(statement, [{"row_id": v.id, "reason": p} for v, p in changed])
+            return changed
+
+        changed = await self._write(check)
         return [(str(v.username), problem) for v, problem in changed]
 
 

@@ -6,13 +6,33 @@ claims, reaping, housekeeping) and ``console`` (what the web console reads)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db.console import ConsoleStore
+from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.registry import RegistryStore
 from heatup_daemon.db.runs import RunStore
 from heatup_daemon.db.scheduling import SchedulingStore
 
-__all__ = ["Repository"]
+__all__ = ["Repository", "open_repository"]
 
 
 class Repository(RegistryStore, RunStore, SchedulingStore, ConsoleStore):
     """All of heatup's database operations over one engine. Construct once per process."""
+
+
+@asynccontextmanager
+async def open_repository(settings: DatabaseSettings) -> AsyncIterator[Repository]:
+    """A repository on the configured database; on exit, its operations in flight finish
+    and its engines are closed."""
+    engine = create_engine(settings)
+    try:
+        repository = Repository(engine, settings.sqlite_busy_timeout_ms)
+        try:
+            yield repository
+        finally:
+            await repository.close()
+    finally:
+        await engine.dispose()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from heatup_daemon.db.models import (
     ActionRow,
@@ -52,6 +54,113 @@ CHANNEL_FLAG_SESSIONS: Final = 3
 CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
 RECENT_RUNS: Final = 3
 
+# The statements of a run's hot path, built once: a run executes them with new values only.
+# (Their parameters are named b_*: a column's own name is reserved in VALUES and SET.)
+ACTION_FIELDS: Final = (
+    "kind",
+    "channel",
+    "planned_duration_s",
+    "actual_duration_s",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "error_code",
+    "error_text",
+    "gateway_latency_s",
+)
+_RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)
+_HEARTBEAT: Final = (
+    update(RunRow).where(_RUNNING).values(heartbeat_at=bindparam("b_at")).returning(RunRow.id)
+)
+_FINISH: Final = (
+    update(RunRow)
+    .where(_RUNNING)
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_at"),
+        heartbeat_at=bindparam("b_at"),
+    )
+    .returning(RunRow.session_id)
+)
+_LAST_RUN: Final = (
+    update(SessionRow)
+    .where(SessionRow.id == bindparam("b_session_id"))
+    .values(last_run_at=bindparam("b_at"))
+)
+_RELEASE_RESERVED: Final = (
+    update(JoinRow)
+    .where(JoinRow.run_id == bindparam("b_run_id"), JoinRow.status == JoinStatus.RESERVED)
+    .values(status=JoinStatus.RELEASED)
+)
+_RUN_STATUS: Final = select(RunRow.status).where(RunRow.id == bindparam("b_run_id"))
+_SET_PLAN: Final = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("b_run_id"))
+    .values(
+        plan=bindparam("b_plan"),
+        plan_source=bindparam("b_source"),
+        plan_model=bindparam("b_model"),
+        prompt_tokens=bindparam("b_prompt_tokens"),
+        completion_tokens=bindparam("b_completion_tokens"),
+    )
+)
+
+
+# What a plan is made from (``planning_facts``). A ledger row counts (for the ramp and the
+# pace) while it is reserved or joined, not once released.
+_HELD_SINCE: Final = (JoinRow.reserved_at >= bindparam("b_since")) & (
+    JoinRow.status != JoinStatus.RELEASED
+)
+_POOL: Final = (
+    select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
+    .where(
+        ChannelRow.enabled.is_(True),
+        ChannelRow.invalid_reason.is_(None),
+        ChannelRow.flagged_reason.is_(None),
+    )
+    .order_by(ChannelRow.username)
+)
+_JOINED: Final = (
+    select(ChannelRow.username)
+    .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
+    .where(SessionChannelRow.session_id == bindparam("b_session_id"))
+)
+_FINISHED_RUNS: Final = (
+    select(RunRow)
+    .where(RunRow.session_id == bindparam("b_session_id"), RunRow.status != RunStatus.RUNNING)
+    .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+    .limit(RECENT_RUNS)
+)
+_ACTIONS_OF: Final = (
+    select(ActionRow)
+    .where(ActionRow.run_id.in_(bindparam("b_run_ids", expanding=True)))
+    .order_by(ActionRow.run_id, ActionRow.seq)
+)
+_SESSION_JOINS: Final = (
+    select(func.count())
+    .select_from(JoinRow)
+    .where(JoinRow.session_id == bindparam("b_session_id"), _HELD_SINCE)
+)
+_CHANNEL_JOINS: Final = (
+    select(ChannelRow.username, func.count())
+    .join(JoinRow, JoinRow.channel_id == ChannelRow.id)
+    .where(_HELD_SINCE)
+    .group_by(ChannelRow.username)
+)
+
+
+@functools.cache
+def _action_upsert(dialect: str) -> Any:
+    """Write an action's row, or rewrite it (its in-flight row, or a retried write)."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = ("run_id", "seq", *ACTION_FIELDS)
+    statement = insert_(ActionRow).values({name: bindparam(f"b_{name}") for name in columns})
+    return statement.on_conflict_do_update(
+        index_elements=[ActionRow.run_id, ActionRow.seq],
+        set_={name: statement.excluded[name] for name in ACTION_FIELDS},
+    )
+
 
 class RunStore(Store):
     """Runs, their actions, and the columns of ``sessions`` that runs change."""
@@ -62,19 +171,20 @@ class RunStore(Store):
         query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
         if self.locks_rows:
             query = query.with_for_update(of=SessionRow)
-        async with self._write() as db:
-            row = (await db.execute(query)).first()
+
+        def start(db: Connection) -> Run:
+            row = db.execute(query).first()
             if row is None:
                 raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
             session = admit(record_from(row), now)
-            running = await db.scalar(
+            running = db.scalar(
                 select(RunRow.id).where(
                     RunRow.session_id == session.id, RunRow.status == RunStatus.RUNNING
                 )
             )
             if running is not None:
                 raise AlreadyRunning(f"session {gateway_session_id} has run {running} in flight")
-            run_id = await db.scalar(
+            run_id = db.scalar(
                 self.insert(RunRow)
                 .values(
                     session_id=session.id,
@@ -88,138 +198,108 @@ class RunStore(Store):
                 )
                 .returning(RunRow.id)
             )
-        assert run_id is not None
-        return Run(run_id, session, trigger, now, now)
+            assert run_id is not None
+            return Run(run_id, session, trigger, now, now)
+
+        return await self._write(start)
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
-        async with self._write() as db:
-            await db.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(
-                    plan=plan.document,
-                    plan_source=plan.source,
-                    plan_model=plan.model,
-                    prompt_tokens=plan.prompt_tokens,
-                    completion_tokens=plan.completion_tokens,
-                )
-            )
+        values = {
+            "b_run_id": run_id,
+            "b_plan": plan.document,
+            "b_source": plan.source,
+            "b_model": plan.model,
+            "b_prompt_tokens": plan.prompt_tokens,
+            "b_completion_tokens": plan.completion_tokens,
+        }
+        await self._write(lambda db: db.execute(_SET_PLAN, values))
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
-        row = {
-            "run_id": run_id,
-            "seq": record.seq,
-            "kind": record.kind,
-            "channel": record.channel,
-            "planned_duration_s": record.planned_duration_s,
-            "actual_duration_s": record.actual_duration_s,
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
-            "outcome": record.outcome,
-            "error_code": record.error_code,
-            "error_text": record.error_text,
-            "gateway_latency_s": record.gateway_latency_s,
-        }
-        statement = self.insert(ActionRow).values(row)
-        written = {name: value for name, value in row.items() if name not in ("run_id", "seq")}
-        async with self._write() as db:
-            await db.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[ActionRow.run_id, ActionRow.seq], set_=written
-                )
-            )
+        values = {"b_run_id": run_id, "b_seq": record.seq}
+        values.update((f"b_{name}", getattr(record, name)) for name in ACTION_FIELDS)
+        statement = _action_upsert(self.dialect)
+        await self._write(lambda db: db.execute(statement, values))
 
     async def heartbeat(self, run_id: int, at: datetime) -> bool:
-        async with self._write() as db:
-            beat = await db.scalar(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING)
-                .values(heartbeat_at=at)
-                .returning(RunRow.id)
-            )
-        return beat is not None
+        values = {"b_run_id": run_id, "b_at": at}
+        return await self._write(lambda db: db.scalar(_HEARTBEAT, values)) is not None
 
     async def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, at: datetime
     ) -> RunStatus:
-        async with self._write() as db:
-            session_id = await db.scalar(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING)
-                .values(status=status, error=error, finished_at=at, heartbeat_at=at)
-                .returning(RunRow.session_id)
-            )
-            if session_id is not None:
-                await db.execute(
-                    update(SessionRow).where(SessionRow.id == session_id).values(last_run_at=at)
-                )
-                # Joins the plan reserved but never reached give their places back.
-                await db.execute(
-                    update(JoinRow)
-                    .where(JoinRow.run_id == run_id, JoinRow.status == JoinStatus.RESERVED)
-                    .values(status=JoinStatus.RELEASED)
-                )
-                return status
-            final = await db.scalar(select(RunRow.status).where(RunRow.id == run_id))
-        return RunStatus(final) if final is not None else status
+        def finish(db: Connection) -> RunStatus:
+            values = {"b_run_id": run_id, "b_status": status, "b_error": error, "b_at": at}
+            session_id = db.scalar(_FINISH, values)
+            if session_id is None:  # the reaper ended it first
+                final = db.scalar(_RUN_STATUS, {"b_run_id": run_id})
+                return RunStatus(final) if final is not None else status
+            db.execute(_LAST_RUN, {"b_session_id": session_id, "b_at": at})
+            # Joins the plan reserved but never reached give their places back.
+            db.execute(_RELEASE_RESERVED, {"b_run_id": run_id})
+            return status
+
+        return await self._write(finish)
 
     async def set_cooldown(
         self, session_id: int, until: datetime, wait_s: int, at: datetime
     ) -> None:
-        async with self._write() as db:
-            await db.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(cooldown_until=until, flood_wait_at=at, flood_wait_s=wait_s)
-            )
+        statement = (
+            update(SessionRow)
+            .where(SessionRow.id == session_id)
+            .values(cooldown_until=until, flood_wait_at=at, flood_wait_s=wait_s)
+        )
+        await self._write(lambda db: db.execute(statement))
 
     async def mark_needs_attention(self, session_id: int, reason: str) -> None:
-        async with self._write() as db:
-            await db.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
-            )
+        statement = (
+            update(SessionRow)
+            .where(SessionRow.id == session_id)
+            .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
+        )
+        await self._write(lambda db: db.execute(statement))
 
     async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
-        async with self._write() as db:
-            channel_id = await db.scalar(
-                select(ChannelRow.id).where(ChannelRow.username == channel)
-            )
+        def record(db: Connection) -> None:
+            channel_id = db.scalar(select(ChannelRow.id).where(ChannelRow.username == channel))
             if channel_id is None:
                 return  # removed from the pool meanwhile
-            await db.execute(
+            db.execute(
                 self.insert(SessionChannelRow)
                 .values(session_id=session_id, channel_id=channel_id, joined_at=at)
                 .on_conflict_do_nothing()
             )
 
+        await self._write(record)
+
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         """Flag ``channel`` in the pool once it failed with ``code`` for several sessions
         within a day (its action rows are the evidence); the reason if this call flagged it."""
-        async with self._write() as db:
-            sessions = await db.scalar(
-                select(func.count(func.distinct(RunRow.gateway_session_id)))
-                .select_from(ActionRow)
-                .join(RunRow, RunRow.id == ActionRow.run_id)
-                .where(
-                    ActionRow.channel == channel,
-                    ActionRow.error_code == code,
-                    ActionRow.finished_at >= at - CHANNEL_FLAG_WINDOW,
-                )
+        failed_for = (
+            select(func.count(func.distinct(RunRow.gateway_session_id)))
+            .select_from(ActionRow)
+            .join(RunRow, RunRow.id == ActionRow.run_id)
+            .where(
+                ActionRow.channel == channel,
+                ActionRow.error_code == code,
+                ActionRow.finished_at >= at - CHANNEL_FLAG_WINDOW,
             )
-            if (sessions or 0) < CHANNEL_FLAG_SESSIONS:
+        )
+
+        def note(db: Connection) -> str | None:
+            sessions = int(db.scalar(failed_for) or 0)
+            if sessions < CHANNEL_FLAG_SESSIONS:
                 return None
-            reason = (
-                f"{code} for {sessions} sessions (since {at - CHANNEL_FLAG_WINDOW:%Y-%m-%d %H:%M}Z)"
-            )
-            flagged = await db.scalar(
+            since = at - CHANNEL_FLAG_WINDOW
+            reason = f"{code} for {sessions} sessions (since {since:%Y-%m-%d %H:%M}Z)"
+            flagged = db.scalar(
                 update(ChannelRow)
                 .where(ChannelRow.username == channel, ChannelRow.flagged_reason.is_(None))
                 .values(flagged_reason=reason)
                 .returning(ChannelRow.id)
             )
-        return reason if flagged is not None else None
+            return reason if flagged is not None else None
+
+        return await self._write(note)
 
     async def reserve_joins(
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
@@ -233,21 +313,21 @@ class RunStore(Store):
         )
         if self.locks_rows:
             query = query.with_for_update(of=ChannelRow)
-        async with self._write() as db:
-            ids = {username: channel_id for channel_id, username in await db.execute(query)}
-            taken = await db.scalar(
-                select(func.count())
-                .select_from(JoinRow)
-                .where(JoinRow.session_id == run.session.id, _held(now - DAY))
-            )
+        session_id = run.session.id
+
+        def reserve(db: Connection) -> dict[str, str | None]:
+            ids = {username: channel_id for channel_id, username in db.execute(query)}
+            taken = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - DAY})
             left = limits.per_day - int(taken or 0)
-            hour = await db.execute(
+            hour = db.execute(
                 select(JoinRow.channel_id, func.count())
-                .where(JoinRow.channel_id.in_(list(ids.values())), _held(now - HOUR))
-                .group_by(JoinRow.channel_id)
+                .where(JoinRow.channel_id.in_(list(ids.values())), _HELD_SINCE)
+                .group_by(JoinRow.channel_id),
+                {"b_since": now - HOUR},
             )
             room = {channel_id: limits.per_channel_hour - count for channel_id, count in hour}
             verdicts: dict[str, str | None] = {}
+            reserved: list[dict[str, Any]] = []
             for channel in channels:
                 channel_id = ids.get(channel)
                 verdicts[channel] = join_verdict(channel_id, left, room, limits)
@@ -256,49 +336,45 @@ class RunStore(Store):
                 assert channel_id is not None
                 room[channel_id] = room.get(channel_id, limits.per_channel_hour) - 1
                 left -= 1
-                db.add(
-                    JoinRow(
-                        channel_id=channel_id,
-                        session_id=run.session.id,
-                        run_id=run.id,
-                        reserved_at=now,
-                        status=JoinStatus.RESERVED,
-                    )
+                reserved.append(
+                    {
+                        "channel_id": channel_id,
+                        "session_id": session_id,
+                        "run_id": run.id,
+                        "reserved_at": now,
+                        "status": JoinStatus.RESERVED,
+                    }
                 )
-        return verdicts
+            if reserved:
+                db.execute(insert(JoinRow), reserved)
+            return verdicts
+
+        return await self._write(reserve)
 
     async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
-        async with self._write() as db:
-            channel_id = select(ChannelRow.id).where(ChannelRow.username == channel)
-            await db.execute(
-                update(JoinRow)
-                .where(
-                    JoinRow.run_id == run_id,
-                    JoinRow.channel_id == channel_id.scalar_subquery(),
-                    JoinRow.status == JoinStatus.RESERVED,
-                )
-                .values(status=JoinStatus.JOINED if joined else JoinStatus.RELEASED)
+        channel_id = select(ChannelRow.id).where(ChannelRow.username == channel)
+        statement = (
+            update(JoinRow)
+            .where(
+                JoinRow.run_id == run_id,
+                JoinRow.channel_id == channel_id.scalar_subquery(),
+                JoinRow.status == JoinStatus.RESERVED,
             )
+            .values(status=JoinStatus.JOINED if joined else JoinStatus.RELEASED)
+        )
+        await self._write(lambda db: db.execute(statement))
 
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
-        async with self._read() as db:
-            day = await db.scalar(
-                select(func.count())
-                .select_from(JoinRow)
-                .where(JoinRow.session_id == session_id, _held(now - DAY))
-            )
-            week = await db.scalar(
-                select(func.count())
-                .select_from(JoinRow)
-                .where(JoinRow.session_id == session_id, _held(now - WEEK))
-            )
-            joined = await db.scalars(
+        def facts(db: Connection) -> WarmthFacts:
+            day = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - DAY})
+            week = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - WEEK})
+            joined = db.scalars(
                 select(ChannelRow.username)
                 .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
                 .where(SessionChannelRow.session_id == session_id)
                 .order_by(ChannelRow.username)
             )
-            runs = await db.execute(
+            runs = db.execute(
                 select(RunRow.status, func.count())
                 .where(RunRow.session_id == session_id, RunRow.started_at >= now - WEEK)
                 .group_by(RunRow.status)
@@ -310,61 +386,41 @@ class RunStore(Store):
                 runs_last_7d={str(status): int(count) for status, count in runs},
             )
 
+        return await self._read(facts)
+
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
         """The usable pool, the session's joined channels, its last finished runs, and the
         join ledger's counts."""
-        async with self._read() as db:
-            pool_rows = await db.execute(
-                select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
-                .where(
-                    ChannelRow.enabled.is_(True),
-                    ChannelRow.invalid_reason.is_(None),
-                    ChannelRow.flagged_reason.is_(None),
-                )
-                .order_by(ChannelRow.username)
+
+        def facts(db: Connection) -> PlanningFacts:
+            session_id = {"b_session_id": session.id}
+            pool = tuple(PoolChannel(*row) for row in db.execute(_POOL))
+            runs = _with_actions(db, db.execute(_FINISHED_RUNS, session_id).all())
+            taken = db.scalar(_SESSION_JOINS, {**session_id, "b_since": now - DAY})
+            hour = db.execute(_CHANNEL_JOINS, {"b_since": now - HOUR})
+            return PlanningFacts(
+                pool=pool,
+                joined=frozenset(db.scalars(_JOINED, session_id)),
+                recent_runs=tuple(map(past_run, runs)),
+                joins_last_24h=int(taken or 0),
+                channel_joins_last_hour={str(name): int(count) for name, count in hour},
             )
-            pool = tuple(PoolChannel(*row) for row in pool_rows)
-            joined = await db.scalars(
-                select(ChannelRow.username)
-                .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
-                .where(SessionChannelRow.session_id == session.id)
-            )
-            finished = (RunRow.session_id == session.id) & (RunRow.status != RunStatus.RUNNING)
-            runs = await self._runs(db, finished, RECENT_RUNS)
-            taken = await db.scalar(
-                select(func.count())
-                .select_from(JoinRow)
-                .where(JoinRow.session_id == session.id, _held(now - DAY))
-            )
-            hour = await db.execute(
-                select(ChannelRow.username, func.count())
-                .join(JoinRow, JoinRow.channel_id == ChannelRow.id)
-                .where(_held(now - HOUR))
-                .group_by(ChannelRow.username)
-            )
-            channel_joins = {str(username): int(count) for username, count in hour}
-        return PlanningFacts(
-            pool=pool,
-            joined=frozenset(joined),
-            recent_runs=tuple(map(past_run, runs)),
-            joins_last_24h=int(taken or 0),
-            channel_joins_last_hour=channel_joins,
-        )
+
+        return await self._read(facts)
 
     async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]:
-        async with self._read() as db:
-            return await self._runs(db, RunRow.gateway_session_id == gateway_session_id, limit)
+        condition = RunRow.gateway_session_id == gateway_session_id
+        return await self._read(lambda db: _runs(db, condition, limit))
 
     async def get_run(self, run_id: int) -> RunView:
-        async with self._read() as db:
-            runs = await self._runs(db, RunRow.id == run_id, 1)
+        runs = await self._read(lambda db: _runs(db, RunRow.id == run_id, 1))
         if not runs:
             raise NotFound(f"no run with id {run_id}")
         return runs[0]
 
     async def tokens_spent(self, day: date) -> int:
-        async with self._read() as db:
-            spent = await db.scalar(select(TokenUsageRow.tokens).where(TokenUsageRow.day == day))
+        query = select(TokenUsageRow.tokens).where(TokenUsageRow.day == day)
+        spent: int | None = await self._read(lambda db: db.scalar(query))
         return int(spent or 0)
 
     async def spend_tokens(self, day: date, tokens: int) -> None:
@@ -373,39 +429,36 @@ class RunStore(Store):
             index_elements=[TokenUsageRow.day],
             set_={"tokens": TokenUsageRow.tokens + statement.excluded.tokens},
         )
-        async with self._write() as db:
-            await db.execute(statement)
+        await self._write(lambda db: db.execute(statement))
 
-    @staticmethod
-    async def _runs(db: AsyncSession, condition: Any, limit: int) -> list[RunView]:
-        rows = list(
-            await db.scalars(
-                select(RunRow)
-                .where(condition)
-                .order_by(RunRow.started_at.desc(), RunRow.id.desc())
-                .limit(limit)
-            )
-        )
-        actions: dict[int, list[ActionRecord]] = defaultdict(list)
-        if rows:
-            action_rows = await db.scalars(
-                select(ActionRow)
-                .where(ActionRow.run_id.in_([row.id for row in rows]))
-                .order_by(ActionRow.run_id, ActionRow.seq)
-            )
-            for action in action_rows:
-                actions[action.run_id].append(
-                    record_of(
-                        ActionRecord,
-                        action,
-                        kind=ActionKind(action.kind),
-                        outcome=Outcome(action.outcome),
-                    )
+
+def _runs(db: Connection, condition: Any, limit: int) -> list[RunView]:
+    rows = db.execute(
+        select(RunRow)
+        .where(condition)
+        .order_by(RunRow.started_at.desc(), RunRow.id.desc())
+        .limit(limit)
+    ).all()
+    return _with_actions(db, rows)
+
+
+def _with_actions(db: Connection, rows: Sequence[Any]) -> list[RunView]:
+    """The runs of ``rows`` (``warmup_runs`` rows), each with its actions."""
+    actions: dict[int, list[ActionRecord]] = defaultdict(list)
+    if rows:
+        for action in db.execute(_ACTIONS_OF, {"b_run_ids": [row.id for row in rows]}):
+            actions[action.run_id].append(
+                record_of(
+                    ActionRecord,
+                    action,
+                    kind=ActionKind(action.kind),
+                    outcome=Outcome(action.outcome),
                 )
-        return [_view(row, tuple(actions[row.id])) for row in rows]
+            )
+    return [_view(row, tuple(actions[row.id])) for row in rows]
 
 
-def _view(row: RunRow, actions: tuple[ActionRecord, ...]) -> RunView:
+def _view(row: Any, actions: tuple[ActionRecord, ...]) -> RunView:
     return record_of(
         RunView,
         row,
@@ -432,11 +485,6 @@ def past_run(run: RunView) -> PastRun:
         channels(ActionKind.JOIN_CHANNEL),
         channels(ActionKind.READ_MESSAGES),
     )
-
-
-def _held(since: datetime) -> Any:
-    """A ledger row that counts: reserved or joined (not released) since ``since``."""
-    return (JoinRow.reserved_at >= since) & (JoinRow.status != JoinStatus.RELEASED)
 
 
 def join_verdict(

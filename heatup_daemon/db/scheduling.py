@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, bindparam, case, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
@@ -40,13 +40,16 @@ class SchedulingStore(Store):
             .order_by(SessionRow.id)
             .limit(limit)
         )
-        async with self._write() as db:
-            records = await self._lock(db, query)
+
+        def decide(db: Connection) -> Reconciled:
+            records = self._lock(db, query)
             decisions = [policy.reconcile(record, now) for record in records]
             changed = [d for d in decisions if d.changes_row]
-            await self._store_decisions(db, changed)
-        last_id = records[-1].id if records else after_id
-        return Reconciled(tuple(changed), len(records), last_id)
+            store_decisions(db, changed)
+            last_id = records[-1].id if records else after_id
+            return Reconciled(tuple(changed), len(records), last_id)
+
+        return await self._write(decide)
 
     async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
         query = (
@@ -55,60 +58,26 @@ class SchedulingStore(Store):
             .order_by(SessionRow.next_run_at)
             .limit(limit)
         )
-        async with self._write() as db:
-            records = await self._lock(db, query)
+
+        def claim(db: Connection) -> Claim:
+            records = self._lock(db, query)
             if not records:
                 return Claim((), ())
-            running = await self._running_runs(db, [r.id for r in records])
+            running = _running_runs(db, [r.id for r in records])
             decisions = [policy.claim(r, running.get(r.id), now) for r in records]
-            await self._store_decisions(db, decisions)
-            runs = await self._insert_slot_rows(db, decisions, node, now)
-        return Claim(tuple(decisions), runs)
+            store_decisions(db, decisions)
+            runs = self._insert_slot_rows(db, decisions, node, now)
+            return Claim(tuple(decisions), runs)
 
-    async def _lock(self, db: AsyncSession, query: Select[Any]) -> list[SessionRecord]:
+        return await self._write(claim)
+
+    def _lock(self, db: Connection, query: Select[Any]) -> list[SessionRecord]:
         if self.locks_rows:
             query = query.with_for_update(skip_locked=True, of=SessionRow)
-        return [record_from(row) for row in await db.execute(query)]
+        return [record_from(row) for row in db.execute(query)]
 
-    @staticmethod
-    async def _running_runs(db: AsyncSession, session_ids: list[int]) -> dict[int, int]:
-        rows = await db.execute(
-            select(RunRow.session_id, RunRow.id).where(
-                RunRow.session_id.in_(session_ids), RunRow.status == RunStatus.RUNNING
-            )
-        )
-        return {session_id: run_id for session_id, run_id in rows if session_id is not None}
-
-    @staticmethod
-    async def _store_decisions(db: AsyncSession, decisions: Sequence[Decision]) -> None:
-        if not decisions:
-            return
-        statement = (
-            update(SessionRow)
-            .where(SessionRow.id == bindparam("row_id"))
-            .values(
-                next_nominal_at=bindparam("nominal", type_=UTCDateTime()),
-                next_run_at=bindparam("due", type_=UTCDateTime()),
-                invalid_reason=bindparam("reason"),
-                applied_key=bindparam("key"),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        parameters = [
-            {
-                "row_id": d.record.id,
-                "nominal": d.next_nominal_at,
-                "due": d.next_run_at,
-                "reason": d.invalid_reason,
-                "key": d.applied_key,
-            }
-            for d in decisions
-        ]
-        connection = await db.connection()
-        await connection.execute(statement, parameters)
-
-    async def _insert_slot_rows(
-        self, db: AsyncSession, decisions: Sequence[Decision], node: str, now: datetime
+    def _insert_slot_rows(
+        self, db: Connection, decisions: Sequence[Decision], node: str, now: datetime
     ) -> tuple[Run, ...]:
         rows: list[dict[str, Any]] = []
         sessions: dict[int, Session] = {}
@@ -143,7 +112,7 @@ class SchedulingStore(Store):
                 RunRow.id, RunRow.session_id, RunRow.status, RunRow.scheduled_for, RunRow.due_at
             )
         )
-        inserted = await self._insert_rows(db, statement, rows)
+        inserted = self._insert_rows(db, statement, rows)
         return tuple(
             Run(
                 row.id,
@@ -158,20 +127,18 @@ class SchedulingStore(Store):
         )
 
     async def next_due_at(self) -> datetime | None:
-        async with self._read() as db:
-            value: datetime | None = await db.scalar(select(func.min(SessionRow.next_run_at)))
-            return value
+        query = select(func.min(SessionRow.next_run_at))
+        value: datetime | None = await self._read(lambda db: db.scalar(query))
+        return value
 
     async def refusals(
         self, session_ids: frozenset[int], now: datetime
     ) -> dict[int, tuple[str, str]]:
         if not session_ids:
             return {}
-        async with self._read() as db:
-            rows = await db.execute(
-                select(*record_columns()).where(SessionRow.id.in_(sorted(session_ids)))
-            )
-            records = {record.id: record for record in map(record_from, rows)}
+        query = select(*record_columns()).where(SessionRow.id.in_(sorted(session_ids)))
+        rows = await self._read(lambda db: [record_from(row) for row in db.execute(query)])
+        records = {record.id: record for record in rows}
         return refusals_of(records, session_ids, now)
 
     async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
@@ -181,19 +148,17 @@ class SchedulingStore(Store):
         )
         if spare:
             condition = and_(condition, RunRow.id.not_in(sorted(spare)))
-        async with self._write() as db:
-            result = await db.execute(
-                update(RunRow)
-                .where(condition)
-                .values(status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
-                .execution_options(synchronize_session=False)
-            )
-        return rows_affected(result)
+        statement = (
+            update(RunRow)
+            .where(condition)
+            .values(status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
+        )
+        return await self._write(lambda db: rows_affected(db.execute(statement)))
 
     async def delete_history(self, before: datetime, limit: int) -> int:
-        async with self._write() as db:
+        def trim(db: Connection) -> int:
             ids = list(
-                await db.scalars(
+                db.scalars(
                     select(RunRow.id)
                     .where(RunRow.started_at < before, RunRow.status != RunStatus.RUNNING)
                     .order_by(RunRow.started_at)
@@ -201,9 +166,9 @@ class SchedulingStore(Store):
                 )
             )
             if ids:
-                await db.execute(delete(ActionRow).where(ActionRow.run_id.in_(ids)))
-                await db.execute(delete(RunRow).where(RunRow.id.in_(ids)))
-            await db.execute(
+                db.execute(delete(ActionRow).where(ActionRow.run_id.in_(ids)))
+                db.execute(delete(RunRow).where(RunRow.id.in_(ids)))
+            db.execute(
                 delete(JoinRow).where(
                     JoinRow.id.in_(
                         select(JoinRow.id)
@@ -213,7 +178,9 @@ class SchedulingStore(Store):
                     )
                 )
             )
-        return len(ids)
+            return len(ids)
+
+        return await self._write(trim)
 
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
         born = func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
@@ -231,35 +198,67 @@ class SchedulingStore(Store):
             )
             for d in days
         ]
-        async with self._read() as db:
-            row = (await db.execute(select(*aged))).one()
+        row = await self._read(lambda db: db.execute(select(*aged)).one())
         return [int(value or 0) for value in row]
 
     async def counts(self, now: datetime) -> dict[str, int]:
-        async with self._read() as db:
-            return await session_counts(db, now)
+        return await self._read(lambda db: session_counts(db, now))
 
 
-async def session_counts(db: AsyncSession, now: datetime) -> dict[str, int]:
+def _running_runs(db: Connection, session_ids: list[int]) -> dict[int, int]:
+    rows = db.execute(
+        select(RunRow.session_id, RunRow.id).where(
+            RunRow.session_id.in_(session_ids), RunRow.status == RunStatus.RUNNING
+        )
+    )
+    return {session_id: run_id for session_id, run_id in rows if session_id is not None}
+
+
+def store_decisions(db: Connection, decisions: Sequence[Decision]) -> None:
+    """Write each decision's next slot, verdict and applied key to its session row."""
+    if not decisions:
+        return
+    statement = (
+        update(SessionRow)
+        .where(SessionRow.id == bindparam("row_id"))
+        .values(
+            next_nominal_at=bindparam("nominal", type_=UTCDateTime()),
+            next_run_at=bindparam("due", type_=UTCDateTime()),
+            invalid_reason=bindparam("reason"),
+            applied_key=bindparam("key"),
+        )
+    )
+    parameters = [
+        {
+            "row_id": d.record.id,
+            "nominal": d.next_nominal_at,
+            "due": d.next_run_at,
+            "reason": d.invalid_reason,
+            "key": d.applied_key,
+        }
+        for d in decisions
+    ]
+    db.execute(statement, parameters)
+
+
+def session_counts(db: Connection, now: datetime) -> dict[str, int]:
     """Sessions by what the scheduler makes of them, invalid channel rows, runs in flight."""
     usable = SessionRow.invalid_reason.is_(None)
     enabled, disabled = SessionRow.enabled.is_(True), SessionRow.enabled.is_(False)
     active = and_(usable, enabled, SessionRow.state == SessionState.ACTIVE)
-    row = (
-        await db.execute(
-            select(
-                func.count(),
-                func.count(SessionRow.next_run_at),
-                func.count(SessionRow.invalid_reason),
-                _count(active),
-                _count(and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)),
-                _count(and_(usable, disabled)),
-                _count(and_(active, SessionRow.cooldown_until > now)),
-            )
+    row = db.execute(
+        select(
+            func.count(),
+            func.count(SessionRow.next_run_at),
+            func.count(SessionRow.invalid_reason),
+            _count(active),
+            _count(and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)),
+            _count(and_(usable, disabled)),
+            _count(and_(active, SessionRow.cooldown_until > now)),
         )
     ).one()
-    invalid_channels = await db.scalar(select(func.count(ChannelRow.invalid_reason)))
-    running = await db.scalar(
+    invalid_channels = db.scalar(select(func.count(ChannelRow.invalid_reason)))
+    running = db.scalar(
         select(func.count()).select_from(RunRow).where(RunRow.status == RunStatus.RUNNING)
     )
     return {

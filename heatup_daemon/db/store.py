@@ -1,9 +1,17 @@
 """The base of heatup's repository: one engine, short transactions, errors translated.
 
-Two kinds of transaction: ``_read`` and ``_write``. On SQLite a write transaction takes the
-database's write lock when it begins (``BEGIN IMMEDIATE``, waiting up to the busy timeout),
-so a transaction that reads and then writes never fails on a stale snapshot; on PostgreSQL
-both are ordinary transactions and claims lock rows explicitly.
+Every operation is a plain function of a synchronous ``Connection`` that runs as one
+transaction, a read (``_read``) or a write (``_write``):
+
+- on PostgreSQL, on a connection of the async engine (asyncpg) through ``run_sync``; both
+  are ordinary transactions, and claims lock rows explicitly;
+- on SQLite, on a synchronous twin of the engine (``engine.sqlite_twin``) in threads of its
+  own: writes in one thread, so the process's writers take turns there and never wait for
+  each other in SQLite's busy handler (which sleeps in steps of up to 100 ms), reads in a
+  few others. A write transaction takes the database's write lock when it begins
+  (``BEGIN IMMEDIATE``, waiting up to the busy timeout for another process, such as an
+  admin's SQL client), so a transaction that reads and then writes never fails on a stale
+  snapshot. One thread hop a transaction: aiosqlite would make one per statement.
 
 Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
 of connections, a statement timeout) become ``DatabaseUnavailable``, which callers treat as
@@ -11,9 +19,8 @@ transient. Everything else (a constraint, a bug) propagates as it is.
 
 Every public operation is atomic against cancellation: a caller that is cancelled (a run an
 admin disabled, a stop) stops waiting at once, but the operation's transaction completes or
-rolls back in the background, never cut in half. A transaction cut mid-way would leave its
-connection unreset, and on SQLite still holding the write lock. ``drain`` waits for those
-operations before the engine is closed.
+rolls back in the background, never cut in half. ``drain`` waits for those operations
+before the engine is closed.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from typing import Any, Final, TypeVar
@@ -29,15 +37,20 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from heatup_daemon.config import masked_database_url
-from heatup_daemon.db.engine import WRITE
+from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
+from heatup_daemon.db.engine import WRITE, sqlite_twin
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.errors import DatabaseUnavailable
 
 R = TypeVar("R")
+# One transaction's work: a function of a connection, run inside the transaction.
+Work = Callable[[Connection], R]
+# SQLite threads that run read transactions (writes have one thread of their own).
+SQLITE_READERS: Final = 2
 
 # Rows per multi-row INSERT: well under both databases' limit of bound parameters.
 INSERT_CHUNK: Final = 500
@@ -123,29 +136,56 @@ class Store:
             if not name.startswith("_") and inspect.iscoroutinefunction(member):
                 setattr(cls, name, _uncancellable(member))
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, sqlite_busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    ) -> None:
         self.engine = engine
         self._pending: set[asyncio.Future[Any]] = set()
         self.dialect: str = engine.dialect.name
-        self._reads = async_sessionmaker(engine, expire_on_commit=False)
-        self._writes = async_sessionmaker(
-            engine.execution_options(**{WRITE: True}), expire_on_commit=False
-        )
+        self._twin: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        if self.dialect == "sqlite":
+            self._twin = sqlite_twin(engine, sqlite_busy_timeout_ms)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="heatup-sqlite-write")
+            self._readers = ThreadPoolExecutor(SQLITE_READERS, "heatup-sqlite-read")
 
     @property
     def locks_rows(self) -> bool:
         """PostgreSQL: claims lock rows (``FOR UPDATE SKIP LOCKED``); SQLite has one writer."""
         return self.dialect == "postgresql"
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncSession]:
-        async with self._translated(), self._reads() as session, session.begin():
-            yield session
+    async def _read(self, work: Work[R]) -> R:
+        """``work`` in a read transaction; its result."""
+        return await self._transaction(work, write=False)
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncSession]:
-        async with self._translated(), self._writes() as session, session.begin():
-            yield session
+    async def _write(self, work: Work[R]) -> R:
+        """``work`` in a write transaction, committed when it returns; its result."""
+        return await self._transaction(work, write=True)
+
+    async def _transaction(self, work: Work[R], *, write: bool) -> R:
+        async with self._translated():
+            if self._twin is None:
+                async with self.engine.connect() as connection:
+                    return await connection.run_sync(_in_transaction, work, write)
+            threads = self._writer if write else self._readers
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(threads, self._in_twin, work, write)
+
+    def _in_twin(self, work: Work[R], write: bool) -> R:
+        assert self._twin is not None
+        with self._twin.connect() as connection:
+            return _in_transaction(connection, work, write)
+
+    async def close(self) -> None:
+        """Wait for operations in flight, then release the SQLite threads and connections
+        (the async engine is its owner's to dispose)."""
+        await self.drain()
+        for threads in (self._writer, self._readers):
+            if threads is not None:
+                threads.shutdown(wait=True)
+        if self._twin is not None:
+            self._twin.dispose()
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
@@ -168,22 +208,24 @@ class Store:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
-    async def _insert_rows(
-        self, db: AsyncSession, statement: Insert, rows: Iterable[Mapping[str, Any]]
+    @staticmethod
+    def _insert_rows(
+        db: Connection, statement: Insert, rows: Iterable[Mapping[str, Any]]
     ) -> list[Any]:
         """Run a multi-row ``statement`` (with RETURNING) over ``rows`` in chunks; the
         returned rows of every chunk."""
         batch = list(rows)
         returned: list[Any] = []
         for start in range(0, len(batch), INSERT_CHUNK):
-            result = await db.execute(statement.values(batch[start : start + INSERT_CHUNK]))
+            result = db.execute(statement.values(batch[start : start + INSERT_CHUNK]))
             returned.extend(result.all())
         return returned
 
     async def schema_revision(self) -> str | None:
         """The schema revision the database is at (a cheap read, for readiness probes)."""
-        async with self._read() as db:
-            revision = await db.scalar(text("SELECT version_num FROM alembic_version"))
+        revision = await self._read(
+            lambda db: db.scalar(text("SELECT version_num FROM alembic_version"))
+        )
         return None if revision is None else str(revision)
 
     async def drain(self) -> None:
@@ -195,3 +237,10 @@ class Store:
         """Raise ``DatabaseUnavailable`` or ``SchemaNotAtHead`` unless the database is usable."""
         async with self._translated():
             await ensure_at_head(self.engine)
+
+
+def _in_transaction(connection: Connection, work: Work[R], write: bool) -> R:
+    if write:
+        connection = connection.execution_options(**{WRITE: True})
+    with connection.begin():
+        return work(connection)

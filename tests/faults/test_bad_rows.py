@@ -185,6 +185,7 @@ async def one_example(
     url: str, sessions: list[dict[str, Any]], channels: list[dict[str, Any]], figures: Figures
 ) -> None:
     engine = create_engine(DatabaseSettings(url=url))
+    repository = Repository(engine)
     try:
         async with engine.begin() as connection:
             for table in (
@@ -196,7 +197,6 @@ async def one_example(
                 "channels",
             ):
                 await connection.execute(text(f"DELETE FROM {table}"))
-        repository = Repository(engine)
         await repository.seed_channels(Settings().channels)
         for gateway_id in GOOD:
             spec = validate_session(
@@ -225,6 +225,7 @@ async def one_example(
             clock.advance(3600)
         await judge(repository, clock.now(), figures)
     finally:
+        await repository.close()
         await engine.dispose()
 
 

@@ -17,6 +17,7 @@ from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.repository import Repository
+from heatup_daemon.db.scheduling import store_decisions
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.session import SessionRecord
@@ -54,7 +55,9 @@ async def store(backend: str) -> AsyncIterator[Store]:
     engine = create_engine(DatabaseSettings(url=backend))
     try:
         await migrate.upgrade(engine)
-        yield Repository(engine)
+        repository = Repository(engine)
+        yield repository
+        await repository.close()
     finally:
         await engine.dispose()
 
@@ -145,8 +148,7 @@ async def _set_due(store: Store, record: SessionRecord, due: datetime) -> None:
     if isinstance(store, InMemoryStore):
         store._store([decision])
     else:
-        async with store._write() as db:
-            await store._store_decisions(db, [decision])
+        await store._write(lambda db: store_decisions(db, [decision]))
 
 
 async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
