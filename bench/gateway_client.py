@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -71,11 +71,12 @@ def main() -> None:
     duration_s = float(sys.argv[3]) if len(sys.argv) > 3 else 4.0
     print(f"sandbox latency {latency_ms} ms, {in_flight} requests in flight, {duration_s} s each")
     with sandbox_process("--faults", f"latency={latency_ms}ms") as url:
-        for name, run in (
+        clients: tuple[tuple[str, Callable[[], Coroutine[Any, Any, tuple[float, float]]]], ...] = (
             ("bare httpx 0.28", lambda: bare(httpx, url, in_flight, duration_s)),
             ("bare httpx2", lambda: bare(httpx2, url, in_flight, duration_s)),
             ("heatup HttpGateway", lambda: heatup(url, in_flight, duration_s)),
-        ):
+        )
+        for name, run in clients:
             rate, cpu_ms = uvloop.run(run())
             print(f"{name:20s} {rate:8.0f} req/s   client CPU {cpu_ms:6.2f} ms/request")
 
