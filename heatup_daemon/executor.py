@@ -208,7 +208,7 @@ class _Run:
                 await self._act(action, result)
         except asyncio.CancelledError:
             result.cancelled()
-            await asyncio.shield(self._end(seq, action, started_at, started, result))
+            await asyncio.shield(self._record(seq, action, started_at, started, result))
             raise
         except GatewayError as error:
             result.fail(error.code, str(error)[:500])
@@ -218,7 +218,7 @@ class _Run:
             result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
             result.fail("invalid", str(error)[:500])
-        await self._end(seq, action, started_at, started, result)
+        await self._record(seq, action, started_at, started, result)
         if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
             flagged = await self.recorder.note_channel_failure(
@@ -228,21 +228,6 @@ class _Run:
                 self.observer.channel_flagged(self.run, action.channel, flagged)
         if result.stop is not None:
             raise _Stop(result.stop)
-
-    async def _end(
-        self,
-        seq: int,
-        action: PlannedAction,
-        started_at: datetime,
-        started: float,
-        result: _Result,
-    ) -> None:
-        """Write the action's row; a join also settles its place in the ledger: kept if the
-        join happened or may have, given back if it did not."""
-        await self._record(seq, action, started_at, started, result)
-        if action.action is ActionKind.JOIN_CHANNEL and action.channel is not None:
-            joined = result.outcome in (Outcome.OK, Outcome.UNKNOWN)
-            await self.recorder.settle_join(self.run.id, action.channel, joined)
 
     async def _act(self, action: PlannedAction, result: _Result) -> None:
         """Carry out ``action``, noting in ``result`` the seconds spent in gateway calls."""
@@ -259,7 +244,6 @@ class _Run:
             assert action.channel is not None
             await gateway.join_channel(gateway_id, action.channel)
             result.latency_s = clock.monotonic() - before
-            await self.recorder.record_join(self.run.session.id, action.channel, clock.now())
         elif kind is ActionKind.READ_MESSAGES:
             assert action.channel is not None
             await gateway.read_history(gateway_id, action.channel)
@@ -296,7 +280,6 @@ class _Run:
         if member:
             result.outcome, result.code = Outcome.OK, None
             result.text = "joined (confirmed after the gateway's answer was lost)"
-            await self.recorder.record_join(self.run.session.id, action.channel, self.clock.now())
         elif member is None:
             result.outcome = Outcome.UNKNOWN
             result.text = f"{result.text} (whether it joined is unknown)"[:500]
@@ -333,6 +316,7 @@ class _Run:
         started: float,
         result: _Result,
     ) -> None:
+        """Write the action's row (a join's settles its place in the ledger with it)."""
         clock = self.clock
         record = ActionRecord(
             seq=seq,
@@ -347,7 +331,10 @@ class _Run:
             error_text=result.text,
             gateway_latency_s=None if result.latency_s is None else round(result.latency_s, 4),
         )
-        await self.recorder.record_action(self.run.id, record)
+        if action.action is ActionKind.JOIN_CHANNEL and action.channel is not None:
+            await self.recorder.record_join(self.run, record)
+        else:
+            await self.recorder.record_action(self.run.id, record)
         self.records.append(record)
         self.observer.action_ended(self.run, record)
 

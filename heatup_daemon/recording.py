@@ -102,11 +102,6 @@ class DurableRecorder:
             "the session's state", lambda: self._recorder.mark_needs_attention(session_id, reason)
         )
 
-    async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
-        await self._durably(
-            "the joined channel", lambda: self._recorder.record_join(session_id, channel, at)
-        )
-
     async def reserve_joins(
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
     ) -> dict[str, str | None]:
@@ -115,10 +110,8 @@ class DurableRecorder:
             lambda: self._recorder.reserve_joins(run, channels, limits, now),
         )
 
-    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
-        await self._durably(
-            "the join's place", lambda: self._recorder.settle_join(run_id, channel, joined)
-        )
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        await self._durably(f"action {record.seq}", lambda: self._recorder.record_join(run, record))
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         return await self._durably(

@@ -396,8 +396,6 @@ class RunRecorder(Protocol):
 
     async def mark_needs_attention(self, session_id: int, reason: str) -> None: ...
 
-    async def record_join(self, session_id: int, channel: str, at: datetime) -> None: ...
-
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         """Flag the channel once it failed with ``code`` for several sessions within a day;
         the flag's reason if this call flagged it."""
@@ -411,9 +409,11 @@ class RunRecorder(Protocol):
         across nodes: the count and the reservation are one transaction with the channels'
         rows locked, so two nodes never both take a channel's last place."""
 
-    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
-        """The run's join of ``channel`` happened (or may have): keep its place; it did not:
-        release it."""
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        """A join action's end, in one transaction: its row (as ``record_action`` writes
+        it); its place in the join ledger, kept if the join happened or may have (``ok``,
+        ``unknown``) and given back if it did not; and, when it happened, the channel among
+        the session's joined channels."""
 
 
 class RegistryReader(Protocol):

@@ -150,6 +150,33 @@ _CHANNEL_JOINS: Final = (
 )
 
 
+_CHANNEL_ID: Final = select(ChannelRow.id).where(ChannelRow.username == bindparam("b_username"))
+_SETTLE_JOIN: Final = (
+    update(JoinRow)
+    .where(
+        JoinRow.run_id == bindparam("b_run_id"),
+        JoinRow.channel_id == bindparam("b_channel_id"),
+        JoinRow.status == JoinStatus.RESERVED,
+    )
+    .values(status=bindparam("b_status"))
+)
+
+
+def _action_values(run_id: int, record: ActionRecord) -> dict[str, Any]:
+    values = {"b_run_id": run_id, "b_seq": record.seq}
+    values.update((f"b_{name}", getattr(record, name)) for name in ACTION_FIELDS)
+    return values
+
+
+@functools.cache
+def _member_insert(dialect: str) -> Any:
+    """The session joined the channel (kept once)."""
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = ("session_id", "channel_id", "joined_at")
+    statement = insert_(SessionChannelRow).values({c: bindparam(f"b_{c}") for c in columns})
+    return statement.on_conflict_do_nothing()
+
+
 @functools.cache
 def _action_upsert(dialect: str) -> Any:
     """Write an action's row, or rewrite it (its in-flight row, or a retried write)."""
@@ -215,8 +242,7 @@ class RunStore(Store):
         await self._write(lambda db: db.execute(_SET_PLAN, values))
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
-        values = {"b_run_id": run_id, "b_seq": record.seq}
-        values.update((f"b_{name}", getattr(record, name)) for name in ACTION_FIELDS)
+        values = _action_values(run_id, record)
         statement = _action_upsert(self.dialect)
         await self._write(lambda db: db.execute(statement, values))
 
@@ -257,19 +283,6 @@ class RunStore(Store):
             .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
         )
         await self._write(lambda db: db.execute(statement))
-
-    async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
-        def record(db: Connection) -> None:
-            channel_id = db.scalar(select(ChannelRow.id).where(ChannelRow.username == channel))
-            if channel_id is None:
-                return  # removed from the pool meanwhile
-            db.execute(
-                self.insert(SessionChannelRow)
-                .values(session_id=session_id, channel_id=channel_id, joined_at=at)
-                .on_conflict_do_nothing()
-            )
-
-        await self._write(record)
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         """Flag ``channel`` in the pool once it failed with ``code`` for several sessions
@@ -351,18 +364,27 @@ class RunStore(Store):
 
         return await self._write(reserve)
 
-    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
-        channel_id = select(ChannelRow.id).where(ChannelRow.username == channel)
-        statement = (
-            update(JoinRow)
-            .where(
-                JoinRow.run_id == run_id,
-                JoinRow.channel_id == channel_id.scalar_subquery(),
-                JoinRow.status == JoinStatus.RESERVED,
-            )
-            .values(status=JoinStatus.JOINED if joined else JoinStatus.RELEASED)
-        )
-        await self._write(lambda db: db.execute(statement))
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        assert record.channel is not None
+        action = _action_values(run.id, record)
+        kept = record.outcome in (Outcome.OK, Outcome.UNKNOWN)
+        upsert, member = _action_upsert(self.dialect), _member_insert(self.dialect)
+        settle = {
+            "b_run_id": run.id,
+            "b_status": JoinStatus.JOINED if kept else JoinStatus.RELEASED,
+        }
+        joined = {"b_session_id": run.session.id, "b_joined_at": record.finished_at}
+
+        def end(db: Connection) -> None:
+            db.execute(upsert, action)
+            channel_id = db.scalar(_CHANNEL_ID, {"b_username": record.channel})
+            if channel_id is None:
+                return  # removed from the pool meanwhile (its ledger rows went with it)
+            db.execute(_SETTLE_JOIN, {**settle, "b_channel_id": channel_id})
+            if record.outcome is Outcome.OK:
+                db.execute(member, {**joined, "b_channel_id": channel_id})
+
+        await self._write(end)
 
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
         def facts(db: Connection) -> WarmthFacts:

@@ -29,7 +29,7 @@ from heatup_daemon.db.runs import (
 )
 from heatup_daemon.db.scheduling import REAPED, refusals_of
 from heatup_daemon.db.sessions import read_time
-from heatup_daemon.enums import JoinStatus, RunStatus, SessionState, Trigger
+from heatup_daemon.enums import JoinStatus, Outcome, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -525,12 +525,6 @@ class InMemoryStore:
             state=SessionState.NEEDS_ATTENTION.value, state_reason=reason[:500]
         )
 
-    async def record_join(self, session_id: int, channel: str, at: datetime) -> None:
-        self._check()
-        for channel_id, row in self.channels.items():
-            if row["username"] == channel:
-                self.joined[session_id].setdefault(channel_id, at)
-
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         self._check()
         sessions = {
@@ -594,13 +588,19 @@ class InMemoryStore:
                 )
         return verdicts
 
-    async def settle_join(self, run_id: int, channel: str, joined: bool) -> None:
-        self._check()
-        channel_id = self._channel_id(channel)
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        await self.record_action(run.id, record)
+        assert record.channel is not None
+        channel_id = self._channel_id(record.channel)
+        if channel_id is None:
+            return
+        kept = record.outcome in (Outcome.OK, Outcome.UNKNOWN)
         for join in self.ledger:
-            if join["run_id"] == run_id and join["channel_id"] == channel_id:
+            if join["run_id"] == run.id and join["channel_id"] == channel_id:
                 if join["status"] is JoinStatus.RESERVED:
-                    join["status"] = JoinStatus.JOINED if joined else JoinStatus.RELEASED
+                    join["status"] = JoinStatus.JOINED if kept else JoinStatus.RELEASED
+        if record.outcome is Outcome.OK:
+            self.joined[run.session.id].setdefault(channel_id, record.finished_at)
 
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
         self._check()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import RunStatus, Trigger
-from heatup_daemon.stores import JoinLimits, SessionSort
+from heatup_daemon.enums import ActionKind, Outcome, RunStatus, Trigger
+from heatup_daemon.stores import ActionRecord, JoinLimits, SessionSort
 from heatup_daemon.validation import validate_channel, validate_session
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -115,7 +115,19 @@ async def test_the_channel_pool_and_its_use(repository: Repository) -> None:
         run = await repository.start_run(gateway_id, Trigger.API, at, "n")
         verdicts = await repository.reserve_joins(run, ["alpha_news"], limits, at)
         assert verdicts == {"alpha_news": None}
-        await repository.record_join(run.session.id, "alpha_news", at)
+        joined = ActionRecord(
+            seq=1,
+            kind=ActionKind.JOIN_CHANNEL,
+            channel="alpha_news",
+            planned_duration_s=None,
+            actual_duration_s=0.5,
+            started_at=at,
+            finished_at=at,
+            outcome=Outcome.OK,
+            error_code=None,
+            error_text=None,
+        )
+        await repository.record_join(run, joined)
     await sql(
         repository, "UPDATE channels SET flagged_reason = 'private' WHERE username = 'gamma_news'"
     )

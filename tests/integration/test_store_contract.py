@@ -278,6 +278,21 @@ def date_after(day: Any) -> Any:
     return day + timedelta(days=1)
 
 
+def join_record(seq: int, channel: str, outcome: Outcome) -> ActionRecord:
+    return ActionRecord(
+        seq=seq,
+        kind=ActionKind.JOIN_CHANNEL,
+        channel=channel,
+        planned_duration_s=None,
+        actual_duration_s=0.5,
+        started_at=NOW,
+        finished_at=NOW,
+        outcome=outcome,
+        error_code=None if outcome is Outcome.OK else "CHANNEL_PRIVATE",
+        error_text=None,
+    )
+
+
 async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None:
     for name in ("nasa", "espn", "bbcnews"):
         spec = validate_channel(username=name, title=None, category=None, description=None)
@@ -292,10 +307,16 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None
     three = await store.start_run(3, Trigger.CLI, NOW, "cli")
     later = NOW + timedelta(minutes=30)
     assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": "channel_pace"}
-    # A join that did not happen gives its place back; one that did keeps it.
-    await store.settle_join(one.id, "nasa", joined=False)
-    await store.settle_join(one.id, "espn", joined=True)
+    # A join that did not happen gives its place back; one that did keeps it, and the
+    # session counts the channel as joined.
+    await store.record_join(one, join_record(1, "nasa", Outcome.FAILED))
+    await store.record_join(one, join_record(2, "espn", Outcome.OK))
     assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": None}
+    assert (await store.planning_facts(one.session, later)).joined == {"espn"}
+    assert [a.outcome for a in (await store.get_run(one.id)).actions] == [
+        Outcome.FAILED,
+        Outcome.OK,
+    ]
     facts = await store.planning_facts(three.session, later)
     assert facts.channel_joins_last_hour == {"nasa": 2, "espn": 1}
     # The run's end releases what it reserved and never reached.
