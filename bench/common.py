@@ -270,11 +270,17 @@ class Heatup:
             stderr=subprocess.STDOUT,
         )
         try:
-            notify.settimeout(900)
-            while b"READY=1" not in notify.recv(65536):
+            notify.settimeout(0.5)
+            while time.perf_counter() - started < 900:
+                try:
+                    if b"READY=1" in notify.recv(65536):
+                        return time.perf_counter() - started
+                except TimeoutError:
+                    pass
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"heatup exited with {self.process.returncode}")
-            return time.perf_counter() - started
+                    tail = (self.folder / f"{self.node}.log").read_text()[-2000:]
+                    raise RuntimeError(f"heatup exited with {self.process.returncode}:\n{tail}")
+            raise RuntimeError("heatup was not ready within 900 s")
         finally:
             notify.close()
             notify_path.unlink(missing_ok=True)

@@ -62,7 +62,7 @@ def settings(concurrency: int) -> dict[str, str]:
         "HEATUP_EXECUTOR__TIME_SCALE": "0",
         "HEATUP_SCHEDULER__MAX_CONCURRENT_RUNS": str(concurrency),
         "HEATUP_GATEWAY__MAX_CONNECTIONS": str(concurrency),
-        "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "1000000",
+        "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "100000",
     }
 
 

@@ -82,7 +82,7 @@ def saturated(count: int, seconds: float) -> dict[str, Any]:
             env = {
                 "HEATUP_EXECUTOR__TIME_SCALE": "0",
                 "HEATUP_SCHEDULER__MAX_CONCURRENT_RUNS": "100",
-                "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "1000000",
+                "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "100000",
             }
             return run_nodes(db, gateway, folder, count, env, seconds)
 
