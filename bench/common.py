@@ -170,8 +170,11 @@ class Database:
         )
 
     def add_sessions(
-        self, count: int, schedule: str, jitter_s: int, *, enabled: bool = True
+        self, count: int, schedule: str, jitter_s: int, *, enabled: bool = True, joined: int = 0
     ) -> None:
+        """``count`` sessions of old accounts; with ``joined``, the shipped pool too, and each
+        session already a member of ``joined`` of its channels (a pool settled in: its plans
+        read channels as well as join them)."""
         flag = "1" if enabled else "0"
         if self.kind == "sqlite":
             with sqlite3.connect(self.folder / "heatup.db") as db:
@@ -182,12 +185,32 @@ class Database:
                     f"SELECT x, ?, ?, 'UTC', {flag}, 'active', '{OLD_ACCOUNT}' FROM n",
                     (count, schedule, jitter_s),
                 )
-            return
+        else:
+            self.sql(
+                "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
+                f"enabled, state, account_created_at) SELECT g, '{schedule}', {jitter_s}, "
+                f"'UTC', {'true' if enabled else 'false'}, 'active', '{OLD_ACCOUNT}' "
+                f"FROM generate_series(1, {count}) g"
+            )
+        if joined:
+            self._join(joined)
+
+    def _join(self, per_session: int) -> None:
+        pool = len(DEFAULT_POOL)
+        assert per_session <= pool
+        # A fresh database numbers them 1 to ``pool``, in this order.
+        values = ", ".join(f"('{username}', 'bench')" for username, *_ in DEFAULT_POOL)
+        self.sql(f"INSERT INTO channels (username, category) VALUES {values}")
+        offsets = (
+            f"(WITH RECURSIVE j(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM j WHERE k < "
+            f"{per_session - 1}) SELECT k FROM j)"
+            if self.kind == "sqlite"
+            else f"(SELECT generate_series(0, {per_session - 1}) AS k)"
+        )
+        joined_at = f"'{OLD_ACCOUNT}'" + ("" if self.kind == "sqlite" else "::timestamptz")
         self.sql(
-            "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, "
-            f"enabled, state, account_created_at) SELECT g, '{schedule}', {jitter_s}, 'UTC', "
-            f"{'true' if enabled else 'false'}, 'active', '{OLD_ACCOUNT}' "
-            f"FROM generate_series(1, {count}) g"
+            "INSERT INTO session_channels (session_id, channel_id, joined_at) "
+            f"SELECT s.id, ((s.id + j.k) % {pool}) + 1, {joined_at} FROM sessions s, {offsets} j"
         )
 
     def sql(self, statement: str) -> list[tuple[Any, ...]]:

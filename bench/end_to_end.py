@@ -15,9 +15,13 @@ For each database, in one run against one sandbox:
    CPU per action. heatup's actions/s as a share of the loop's, and its CPU per action as a
    multiple of the loop's.
 
-The sandbox's world lifts Telegram's join flood limit so that neither side spends the run in
+heatup runs with its defaults, the join ramp and the channel pace included. The sessions are
+a pool that has settled in: old accounts, each already a member of JOINED of the pool's
+channels, so their plans read channels, browse, idle and now and then join one. The
+sandbox's world lifts Telegram's join flood limit so that neither side spends the run in
 flood waits. Run from a checkout: ``.venv/bin/python -m bench.end_to_end [--seconds 60]
-[--databases sqlite,postgresql]``.
+[--databases sqlite,postgresql] [--joined 8]`` (``--joined 0``: a pool of new accounts,
+whose plans mostly browse and idle; its results go to ``end_to_end_joined_0.json``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ SESSIONS = 1000
 PERIOD_S = 20
 CONCURRENCY = 100
 WARMUP_S = 15
+# Channels each session has joined already: a pool that has settled in, whose plans read.
+JOINED = 8
 INVOKE = {"retries": 3, "timeout": 15, "sleep_threshold": 0}
 INSERTED_TABLES = ("warmup_runs", "warmup_actions", "channel_joins", "session_channels")
 
@@ -62,7 +68,6 @@ def settings(concurrency: int) -> dict[str, str]:
         "HEATUP_EXECUTOR__TIME_SCALE": "0",
         "HEATUP_SCHEDULER__MAX_CONCURRENT_RUNS": str(concurrency),
         "HEATUP_GATEWAY__MAX_CONNECTIONS": str(concurrency),
-        "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "100000",
     }
 
 
@@ -196,9 +201,11 @@ async def bare_loop(
     }
 
 
-def one_database(kind: str, seconds: float, sessions: int, period_s: int) -> dict[str, Any]:
+def one_database(
+    kind: str, seconds: float, sessions: int, period_s: int, joined: int
+) -> dict[str, Any]:
     with workspace() as folder, database(kind, folder) as db:
-        db.add_sessions(sessions * 4, f"{period_s}s", period_s - 1, enabled=False)
+        db.add_sessions(sessions * 4, f"{period_s}s", period_s - 1, enabled=False, joined=joined)
         with sandbox_for(folder, sessions * 4, flood_joins=1_000_000) as gateway:
             return measure(db, folder, gateway, seconds, sessions)
 
@@ -251,16 +258,25 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--sessions", type=int, default=SESSIONS)
     parser.add_argument("--period", type=int, default=PERIOD_S, help="schedule, seconds")
+    parser.add_argument(
+        "--joined",
+        type=int,
+        default=JOINED,
+        help="channels each session has joined already (0: a pool of new accounts)",
+    )
     args = parser.parse_args()
     results = {
         "concurrency": CONCURRENCY,
         "sessions": args.sessions,
         "period_s": args.period,
         "offered_runs_per_s": round(args.sessions / args.period, 1),
+        "channels_joined_per_session": args.joined,
     }
     for kind in args.databases.split(","):
-        results[kind] = one_database(kind, args.seconds, args.sessions, args.period)
-    write_results("end_to_end", results)
+        results[kind] = one_database(kind, args.seconds, args.sessions, args.period, args.joined)
+    write_results(
+        "end_to_end" if args.joined == JOINED else f"end_to_end_joined_{args.joined}", results
+    )
 
 
 if __name__ == "__main__":

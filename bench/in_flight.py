@@ -48,7 +48,6 @@ def main() -> None:
                     "HEATUP_PLANNER__READ_MAX_S": PARKED_S,
                     "HEATUP_PLANNER__IDLE_MIN_S": PARKED_S,
                     "HEATUP_PLANNER__IDLE_MAX_S": PARKED_S,
-                    "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "100000",
                 },
             )
             try:

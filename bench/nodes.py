@@ -33,7 +33,7 @@ from bench.common import (
     workspace,
     write_results,
 )
-from bench.end_to_end import lags
+from bench.end_to_end import JOINED, lags
 
 SATURATING_SESSIONS = 4000
 CLUSTER_SESSIONS = 300
@@ -77,12 +77,11 @@ def run_nodes(
 
 def saturated(count: int, seconds: float) -> dict[str, Any]:
     with workspace() as folder, database("postgresql", folder) as db:
-        db.add_sessions(SATURATING_SESSIONS, "10s", 9)
+        db.add_sessions(SATURATING_SESSIONS, "10s", 9, joined=JOINED)
         with sandbox_for(folder, SATURATING_SESSIONS, flood_joins=1_000_000) as gateway:
             env = {
                 "HEATUP_EXECUTOR__TIME_SCALE": "0",
                 "HEATUP_SCHEDULER__MAX_CONCURRENT_RUNS": "100",
-                "HEATUP_POOL__MAX_JOINS_PER_CHANNEL_PER_HOUR": "100000",
             }
             return run_nodes(db, gateway, folder, count, env, seconds)
 
