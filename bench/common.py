@@ -301,8 +301,8 @@ class Heatup:
                 except TimeoutError:
                     pass
                 if self.process.poll() is not None:
-                    tail = (self.folder / f"{self.node}.log").read_text()[-2000:]
-                    raise RuntimeError(f"heatup exited with {self.process.returncode}:\n{tail}")
+                    code, tail = self.process.returncode, self.output()[-2000:]
+                    raise RuntimeError(f"heatup exited with {code}:\n{tail}")
             raise RuntimeError("heatup was not ready within 900 s")
         finally:
             notify.close()
@@ -314,9 +314,17 @@ class Heatup:
         return self.process.pid
 
     def stop(self) -> int:
+        """SIGTERM, and wait for its exit: its code (a failed stop raises, with heatup's
+        last lines)."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=120)
+        code = self.process.wait(timeout=120)
+        if code != 0:
+            raise RuntimeError(f"heatup exited with {code}:\n{self.output()[-3000:]}")
+        return code
+
+    def output(self) -> str:
+        return (self.folder / f"{self.node}.log").read_text(errors="replace")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
