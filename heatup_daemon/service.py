@@ -103,6 +103,9 @@ async def _serve(
     listeners: tuple[RunObserver, ...],
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> int:
+    # From the first moment: a SIGTERM that systemd sends right after READY=1 (or during
+    # start-up) must find heatup's handler, never the default action that kills at once.
+    signals = None if once else _StopSignals()
     async with open_repository(settings.database) as repository:
         await repository.ensure_ready()
         seeded = await repository.seed_channels(settings.channels)
@@ -133,10 +136,33 @@ async def _serve(
                 started = await scheduler.run_once()
                 log.info("--once: %d runs started and finished", started)
                 return EXIT_OK
-            daemon = _Daemon(settings, repository, parts, scheduler, metrics, fatal)
+            assert signals is not None
+            daemon = _Daemon(settings, repository, parts, scheduler, metrics, fatal, signals)
             return await daemon.serve(on_ready)
         finally:
             await parts.aclose()
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT, handled from when they are made until exit: the first asks for a
+    graceful stop (one asked for during start-up happens once start-up ends), a second one
+    calls ``on_again`` (the daemon cancels its runs at once)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.on_again: Callable[[], None] = lambda: None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self.requested.is_set():
+            log.info("%s received: stopping gracefully", name)
+            self.requested.set()
+            return
+        log.warning("%s received again: cancelling the runs in flight now", name)
+        self.on_again()
 
 
 class _Daemon:
@@ -150,6 +176,7 @@ class _Daemon:
         scheduler: Scheduler,
         metrics: Metrics,
         fatal: asyncio.Future[BaseException],
+        signals: _StopSignals,
     ) -> None:
         self._settings = settings
         self._repository = repository
@@ -160,7 +187,8 @@ class _Daemon:
         self._notifier = Notifier.from_environ()
         self._head = head_revision()
         self._background: list[asyncio.Task[None]] = []
-        self._stop_requested = asyncio.Event()
+        self._signals = signals
+        signals.on_again = parts.pool.hurry
         self._stopping = False
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None) -> int:
@@ -283,12 +311,8 @@ class _Daemon:
     # --- signals ------------------------------------------------------------------------
 
     async def _wait_for_stop(self) -> BaseException | None:
-        """Until SIGTERM/SIGINT (``None``) or a fatal failure (the failure). The handlers
-        stay installed until exit: a second signal hurries the stop."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._on_signal, signum)
-        stopper = asyncio.create_task(self._stop_requested.wait())
+        """Until SIGTERM/SIGINT (``None``) or a fatal failure (the failure)."""
+        stopper = asyncio.create_task(self._signals.requested.wait())
         try:
             waiters: list[asyncio.Future[object]] = [stopper, self._fatal]  # type: ignore[list-item]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -296,12 +320,3 @@ class _Daemon:
             stopper.cancel()
         self._stopping = True
         return self._fatal.result() if self._fatal.done() else None
-
-    def _on_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        if not self._stop_requested.is_set():
-            log.info("%s received: stopping gracefully", name)
-            self._stop_requested.set()
-            return
-        log.warning("%s received again: cancelling the runs in flight now", name)
-        self._parts.pool.hurry()

@@ -124,6 +124,28 @@ def test_the_daemon_lives_and_stops_as_systemd_expects(
     assert logged.count("is not usable") == 1
 
 
+def test_sigterm_the_moment_it_is_ready_stops_it_cleanly(
+    heatup: Heatup, database_url: str, gateway_url: str, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """systemd may stop a unit as soon as it reports READY=1: heatup's own handler must
+    already be there, not the default action that kills the process."""
+    assert heatup("db", "upgrade").code == 0
+    for gateway_id in range(20, 40):
+        add(heatup, gateway_id, "10s", 9)
+    codes = []
+    for attempt in range(4):
+        notify = NotifySocket(tmp_path / f"notify-{attempt}.sock")
+        daemon = Daemon(database_url, gateway_url, tmp_path, NOTIFY_SOCKET=str(notify.path))
+        daemons.append(daemon.start())
+        try:
+            notify.wait_for("READY=1")
+        finally:
+            codes.append(daemon.stop()[0])
+            notify.close()
+    assert codes == [0, 0, 0, 0], daemon.output()[-2000:]
+    assert SQL(database_url)("SELECT count(*) FROM warmup_runs WHERE status = 'running'") == [["0"]]
+
+
 def test_sigterm_under_load(
     heatup: Heatup, database_url: str, gateway_url: str, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
