@@ -120,11 +120,15 @@ class Scheduler:
         """Why the database is unavailable, while the jobs find it so."""
         return self.last_error if self._database_lost_at is not None else None
 
-    async def prepare(self) -> None:
+    async def prepare(self, *, reconcile: bool = True) -> None:
         """Before the jobs start: reap runs whose process died, apply every pending admin
-        edit, check the pool, count."""
+        edit (unless ``reconcile`` is false), count. The daemon leaves the reconcile to the
+        job, which ``start`` runs at once: its readiness never waits on every row of a large
+        registry (rows already scheduled are dispatched meanwhile; a new row is claimed once
+        its first pass has given it a slot)."""
         await self.reap()
-        await self.reconcile()
+        if reconcile:
+            await self.reconcile()
         await self.refresh()
 
     def start(self) -> None:
@@ -135,6 +139,7 @@ class Scheduler:
             ("refresh", REFRESH_S, self.refresh),
             ("retention", RETENTION_S, self.trim_history),
         )
+        now = datetime.now(UTC)
         for name, interval_s, job in jobs:
             aps.add_job(
                 self._guarded(name, job),
@@ -142,6 +147,9 @@ class Scheduler:
                 seconds=interval_s,
                 id=name,
                 name=name,
+                # The first reconcile at once (prepare left it to the job), the others after
+                # their interval.
+                next_run_time=now if name == "reconcile" else now + timedelta(seconds=interval_s),
                 # A pass still running when the next is due is counted and skipped here, so
                 # APScheduler never sees (or logs) an overlap.
                 max_instances=2,

@@ -193,7 +193,7 @@ class _Daemon:
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None) -> int:
         settings, scheduler = self._settings, self._scheduler
-        await scheduler.prepare()
+        await scheduler.prepare(reconcile=False)  # the reconcile job starts at once
         scheduler.start()
         api = ApiState(
             settings=settings,
