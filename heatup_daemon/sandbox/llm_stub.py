@@ -4,7 +4,7 @@ For tests (the planner's tests use the real openai SDK against it over loopback)
 (``heatup llm-stub``). The ``good`` scenario reads the pool and joined channels out of
 heatup's prompt and answers a valid plan; the others answer each way an LLM can fail.
 ``PUT /_stub/scenario`` with ``{"scenario": NAME}`` switches scenario; ``GET /_stub/requests``
-lists the request bodies received.
+lists the request bodies received, and ``GET /_stub/arrivals`` when each arrived (Unix time).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class LLMStubApp:
         self.scenario = scenario
         self.hang_s = hang_s
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,6 +112,8 @@ class LLMStubApp:
             await send_json(send, self._set_scenario(body))
         elif path == "/_stub/requests" and method == "GET":
             await send_json(send, Reply(200, self.requests, "ok"))
+        elif path == "/_stub/arrivals" and method == "GET":
+            await send_json(send, Reply(200, self.arrivals, "ok"))
         elif path == "/v1/chat/completions" and method == "POST":
             await self._complete(body, receive, send)
         else:
@@ -132,6 +135,7 @@ class LLMStubApp:
             )
             return
         self.requests.append(request)
+        self.arrivals.append(time.time())
         scenario = self.scenario
         if scenario == "timeout":
             with contextlib.suppress(TimeoutError):

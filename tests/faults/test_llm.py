@@ -26,6 +26,7 @@ from tests.judging import load_audit
 SESSIONS = 40
 BREAKER_FAILURES = 2
 COOLOFF_S = 3.0
+TIMEOUT_S = 1.0
 POOL = {username for username, *_ in DEFAULT_POOL}
 # (scenario, seconds): the LLM's mood over the run.
 PHASES = (
@@ -57,7 +58,8 @@ def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: 
     database = tmp_path / "llm.db"
     url = sqlite_pool(database, SESSIONS, "10s", 5)
     audit_path = tmp_path / "audit.jsonl"
-    hangs: list[tuple[datetime, datetime, int]] = []  # (from, to, LLM requests meanwhile)
+    # (from, to, when each LLM request meanwhile arrived)
+    hangs: list[tuple[datetime, datetime, list[float]]] = []
     with (
         sandbox_process("--audit-log", str(audit_path)) as gateway,
         heatup_server("llm-stub") as llm,
@@ -70,7 +72,7 @@ def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: 
             HEATUP_EXECUTOR__TIME_SCALE="0.02",
             HEATUP_LLM__BASE_URL=f"{llm}/v1",
             HEATUP_LLM__API_KEY="sk-planted-llm-key-0123456789",
-            HEATUP_LLM__TIMEOUT_S="1",
+            HEATUP_LLM__TIMEOUT_S=str(TIMEOUT_S),
             HEATUP_LLM__MAX_RETRIES="0",
             HEATUP_LLM__BREAKER_FAILURES=str(BREAKER_FAILURES),
             HEATUP_LLM__BREAKER_COOLOFF_S=str(COOLOFF_S),
@@ -78,11 +80,11 @@ def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: 
         try:
             for scenario, seconds in phases:
                 stub.put("/_stub/scenario", json={"scenario": scenario}).raise_for_status()
-                before, started = len(stub.get("/_stub/requests").json()), datetime.now(UTC)
+                before, started = len(stub.get("/_stub/arrivals").json()), datetime.now(UTC)
                 time.sleep(seconds)
                 if scenario == "timeout":
-                    requests = len(stub.get("/_stub/requests").json()) - before
-                    hangs.append((started, datetime.now(UTC), requests))
+                    arrivals = stub.get("/_stub/arrivals").json()[before:]
+                    hangs.append((started, datetime.now(UTC), arrivals))
             code, _ = daemon.stop(timeout_s=60)
         finally:
             daemon.kill()
@@ -104,19 +106,29 @@ def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: 
     asked = {e["channel"] for e in audit if e["op"] in ("join_chat", "resolve_username")}
     assert asked <= POOL  # nothing hostile reached the gateway
     assert not [e for e in audit if e["outcome"] == "INPUT_METHOD_INVALID"]
-    planned_in_hangs = []
-    for started, ended, requests in hangs:
-        trials = BREAKER_FAILURES + math.ceil((ended - started).total_seconds() / COOLOFF_S) + 1
-        assert requests <= trials, (requests, trials)
+    planned_in_hangs, before_open, trials_made = [], [], []
+    for started, ended, arrivals in hangs:
+        # While the breaker is closed, the runs that start planning call the LLM (they cannot
+        # know yet); it opens once BREAKER_FAILURES calls have timed out. From then on, one
+        # trial per cooloff at most, and every other run plans at once with the fallback.
+        assert len(arrivals) >= BREAKER_FAILURES
+        opened = sorted(arrivals)[BREAKER_FAILURES - 1] + TIMEOUT_S
+        later = [at for at in arrivals if at > opened + 0.5]
+        trials = math.ceil((ended.timestamp() - opened) / COOLOFF_S) + 1
+        assert len(later) <= trials, (later, opened, trials)
         planned = [p for p in plans if started <= _utc(p[2]) <= ended]
-        assert len(planned) > 2 * requests  # the rest planned at once, with the fallback
+        assert len(planned) > 2 * len(arrivals)  # the rest planned at once, with the fallback
         planned_in_hangs.append(len(planned))
+        before_open.append(len(arrivals) - len(later))
+        trials_made.append(len(later))
     report(
         {
             "runs": len(plans),
             "plans by source": dict(Counter(source for source, _, _ in plans)),
             "fallback reasons": dict(reasons),
-            "LLM requests while it hung (per hang)": [r for _, _, r in hangs],
+            "LLM requests while it hung (per hang)": [len(a) for _, _, a in hangs],
+            "of which before the breaker opened": before_open,
+            "of which breaker trials": trials_made,
             "runs planned while it hung (per hang)": planned_in_hangs,
         }
     )
