@@ -113,7 +113,10 @@ def commit() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # Results and the plot drawn from them are outputs, not changes to what was measured.
+    outputs = (":!bench/results", ":!docs/scale.png")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
+    return head + ("+changes" if changed else "")
 
 
 def write_results(name: str, figures: dict[str, Any]) -> Path:

@@ -20,8 +20,10 @@ a pool that has settled in: old accounts, each already a member of JOINED of the
 channels, so their plans read channels, browse, idle and now and then join one. The
 sandbox's world lifts Telegram's join flood limit so that neither side spends the run in
 flood waits. Run from a checkout: ``.venv/bin/python -m bench.end_to_end [--seconds 60]
-[--databases sqlite,postgresql] [--joined 8]`` (``--joined 0``: a pool of new accounts,
-whose plans mostly browse and idle; its results go to ``end_to_end_joined_0.json``).
+[--databases sqlite,postgresql] [--joined 8] [--sessions 1000]`` (``--joined 0``: sessions
+that have joined nothing yet, whose plans mostly browse and idle, as the channel pace holds
+back their joins). Settings other than the defaults name the results file, e.g.
+``end_to_end_joined_0.json``.
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ def main() -> None:
         "--joined",
         type=int,
         default=JOINED,
-        help="channels each session has joined already (0: a pool of new accounts)",
+        help="channels each session has joined already (0: none yet)",
     )
     args = parser.parse_args()
     results = {
@@ -274,9 +276,12 @@ def main() -> None:
     }
     for kind in args.databases.split(","):
         results[kind] = one_database(kind, args.seconds, args.sessions, args.period, args.joined)
-    write_results(
-        "end_to_end" if args.joined == JOINED else f"end_to_end_joined_{args.joined}", results
-    )
+    name = "end_to_end"
+    if args.joined != JOINED:
+        name += f"_joined_{args.joined}"
+    if args.sessions != SESSIONS:
+        name += f"_{args.sessions}_sessions"
+    write_results(name, results)
 
 
 if __name__ == "__main__":
