@@ -39,7 +39,7 @@ from heatup_daemon.runner import Runner, RunPool
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.session import validate_record
 from heatup_daemon.testing import FakeClock, FakeGateway
-from heatup_daemon.validation import validate_session
+from tests.builders import session_spec
 from tests.faults.conftest import Report
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -199,14 +199,7 @@ async def one_example(
                 await connection.execute(text(f"DELETE FROM {table}"))
         await repository.seed_channels(Settings().channels)
         for gateway_id in GOOD:
-            spec = validate_session(
-                gateway_session_id=gateway_id,
-                schedule="1h",
-                jitter_seconds=0,
-                timezone="UTC",
-                label=None,
-            )
-            await repository.add_session(spec)
+            await repository.add_session(session_spec(gateway_id))
         figures.counts["session rows offered"] += len(sessions)
         figures.counts["session rows the database took"] += await write_rows(
             engine, "sessions", sessions

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import ActionKind, Outcome, RunStatus, Trigger
-from heatup_daemon.stores import ActionRecord, JoinLimits, SessionSort
-from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.enums import Outcome, RunStatus, Trigger
+from heatup_daemon.stores import JoinLimits, SessionSort
+from heatup_daemon.validation import validate_channel
+from tests.builders import join_record, session_spec
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -22,14 +23,7 @@ async def sql(repository: Repository, statement: str) -> None:
 
 async def pool_of(repository: Repository, count: int) -> None:
     for gateway_id in range(1, count + 1):
-        spec = validate_session(
-            gateway_session_id=gateway_id,
-            schedule="1h",
-            jitter_seconds=0,
-            timezone="UTC",
-            label=None,
-        )
-        await repository.add_session(spec)
+        await repository.add_session(session_spec(gateway_id))
 
 
 async def test_the_pool_at_a_glance(repository: Repository) -> None:
@@ -115,19 +109,7 @@ async def test_the_channel_pool_and_its_use(repository: Repository) -> None:
         run = await repository.start_run(gateway_id, Trigger.API, at, "n")
         verdicts = await repository.reserve_joins(run, ["alpha_news"], limits, at)
         assert verdicts == {"alpha_news": None}
-        joined = ActionRecord(
-            seq=1,
-            kind=ActionKind.JOIN_CHANNEL,
-            channel="alpha_news",
-            planned_duration_s=None,
-            actual_duration_s=0.5,
-            started_at=at,
-            finished_at=at,
-            outcome=Outcome.OK,
-            error_code=None,
-            error_text=None,
-        )
-        await repository.record_join(run, joined)
+        await repository.record_join(run, join_record(1, "alpha_news", Outcome.OK, at))
     await sql(
         repository, "UPDATE channels SET flagged_reason = 'private' WHERE username = 'gamma_news'"
     )

@@ -29,7 +29,7 @@ from heatup_daemon.runner import Runner, RunPool
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.testing import FakeClock, FakeGateway
-from heatup_daemon.validation import validate_session
+from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -78,14 +78,9 @@ class World:
         )
 
     async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> SessionRecord:
-        spec = validate_session(
-            gateway_session_id=gateway_id,
-            schedule=schedule,
-            jitter_seconds=jitter,
-            timezone="UTC",
-            label=None,
+        return await self.repository.add_session(
+            session_spec(gateway_id, schedule, jitter_seconds=jitter)
         )
-        return await self.repository.add_session(spec)
 
     async def settle(self) -> None:
         for pool in self.pools:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
 from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, StoredPlan
 from heatup_daemon.testing import InMemoryStore
-from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.validation import validate_channel
+from tests.builders import join_record, session_spec
 from tests.conftest import BACKENDS
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 
@@ -63,14 +63,7 @@ async def store(backend: str) -> AsyncIterator[Store]:
 
 
 async def add(store: Store, gateway_id: int, schedule: str = "1h", **values: Any) -> SessionRecord:
-    spec = validate_session(
-        gateway_session_id=gateway_id,
-        schedule=schedule,
-        jitter_seconds=0,
-        timezone="UTC",
-        label=None,
-    )
-    return await store.add_session(replace(spec, **values))
+    return await store.add_session(session_spec(gateway_id, schedule, **values))
 
 
 def slots() -> Slots:
@@ -278,21 +271,6 @@ def date_after(day: Any) -> Any:
     return day + timedelta(days=1)
 
 
-def join_record(seq: int, channel: str, outcome: Outcome) -> ActionRecord:
-    return ActionRecord(
-        seq=seq,
-        kind=ActionKind.JOIN_CHANNEL,
-        channel=channel,
-        planned_duration_s=None,
-        actual_duration_s=0.5,
-        started_at=NOW,
-        finished_at=NOW,
-        outcome=outcome,
-        error_code=None if outcome is Outcome.OK else "CHANNEL_PRIVATE",
-        error_text=None,
-    )
-
-
 async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None:
     for name in ("nasa", "espn", "bbcnews"):
         spec = validate_channel(username=name, title=None, category=None, description=None)
@@ -309,8 +287,8 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None
     assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": "channel_pace"}
     # A join that did not happen gives its place back; one that did keeps it, and the
     # session counts the channel as joined.
-    await store.record_join(one, join_record(1, "nasa", Outcome.FAILED))
-    await store.record_join(one, join_record(2, "espn", Outcome.OK))
+    await store.record_join(one, join_record(1, "nasa", Outcome.FAILED, NOW))
+    await store.record_join(one, join_record(2, "espn", Outcome.OK, NOW))
     assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": None}
     assert (await store.planning_facts(one.session, later)).joined == {"espn"}
     assert [a.outcome for a in (await store.get_run(one.id)).actions] == [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ from heatup_daemon.runner import Runner, RunResult
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.stores import RunView
 from heatup_daemon.testing import sandbox_process
-from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.validation import validate_channel
+from tests.builders import session_spec
 
 # Per gateway operation, what one action asks of the sandbox, in order.
 CALLS = {
@@ -101,14 +101,10 @@ OLD_ACCOUNT = datetime(2020, 1, 1, tzinfo=UTC)  # eight joins a day: the ramp st
 async def register(
     repository: Repository, gateway_id: int, account_created_at: datetime | None = OLD_ACCOUNT
 ) -> SessionRecord:
-    spec = validate_session(
-        gateway_session_id=gateway_id,
-        schedule="6h",
-        jitter_seconds=0,
-        timezone="Europe/Berlin",
-        label=None,
+    spec = session_spec(
+        gateway_id, "6h", timezone="Europe/Berlin", account_created_at=account_created_at
     )
-    return await repository.add_session(replace(spec, account_created_at=account_created_at))
+    return await repository.add_session(spec)
 
 
 class ScriptedPlanner:

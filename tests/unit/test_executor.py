@@ -27,7 +27,8 @@ from heatup_daemon.gateway import HistoryRead
 from heatup_daemon.planner.model import Plan, PlannedAction, step
 from heatup_daemon.stores import Run
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore, RecordingObserver
-from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.validation import validate_channel
+from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = ExecutorSettings(time_scale=1.0, long_pause_chance=0.0, delay_min_s=3, delay_max_s=3)
@@ -90,10 +91,7 @@ class Harness:
             await self.store.add_channel(
                 validate_channel(username=name, title=None, category=None, description=None)
             )
-        spec = validate_session(
-            gateway_session_id=77, schedule="1h", jitter_seconds=0, timezone="UTC", label=None
-        )
-        await self.store.add_session(spec)
+        await self.store.add_session(session_spec(77))
         run = await self.store.start_run(77, Trigger.CLI, self.clock.now(), "test")
         self.run_id = run.id
         return run

@@ -26,7 +26,8 @@ from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.runner import Runner, RunPool
 from heatup_daemon.scheduler import FATAL_AFTER_S, Scheduler
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
-from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.validation import validate_channel
+from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -76,13 +77,7 @@ class World:
             await self.store.add_channel(
                 validate_channel(username="chan_a", title=None, category="news", description=None)
             )
-        spec = validate_session(
-            gateway_session_id=gateway_id,
-            schedule=schedule,
-            jitter_seconds=jitter,
-            timezone="UTC",
-            label=None,
-        )
+        spec = session_spec(gateway_id, schedule, jitter_seconds=jitter)
         return (await self.store.add_session(spec)).id
 
     async def tick(self) -> int:
