@@ -323,3 +323,21 @@ async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.Monk
     assert await w.scheduler.trim_history() == 10
     assert len(await w.store.history(1, 100)) == 10
     assert w.sample("heatup_history_deleted_runs_total") == 10
+
+
+async def test_readiness_does_not_wait_for_the_first_reconcile_it_runs_at_once() -> None:
+    """The daemon's start: ``prepare`` without the reconcile, then the reconcile job starts
+    at once (not after ``reconcile_seconds``), so a new row gets its slot straight away."""
+    world = World(reconcile_seconds=3600)
+    session_id = await world.add(1)
+    await world.scheduler.prepare(reconcile=False)
+    assert world.store.sessions[session_id]["next_run_at"] is None  # READY comes here
+    world.scheduler.start()
+    try:
+        for _ in range(100):
+            if world.store.sessions[session_id]["next_run_at"] is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert world.store.sessions[session_id]["next_run_at"] is not None
+    finally:
+        await world.scheduler.stop(0)
