@@ -5,7 +5,8 @@ same contract as ``db.Repository`` (``tests/integration/test_store_contract.py``
 suite against both): every operation completes without yielding to the event loop, so each
 is atomic the way a database transaction is. ``unavailable = True`` makes every operation
 raise ``DatabaseUnavailable``, as in an outage. Rows may be written with any values
-(``sessions[id][column] = ...``), as an admin's hand edit would.
+(``sessions[id][column] = ...``), as an admin's hand edit would. Rows are stamped with the
+given ``clock``, as a database stamps them with its own.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from heatup_daemon.clock import Clock, SystemClock
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.runs import (
     CHANNEL_FLAG_SESSIONS,
@@ -91,7 +93,7 @@ def _new_run(**fields: Any) -> RunView:
 class InMemoryStore:
     """``SchedulingStore``, ``RunRecorder``, ``RegistryReader`` and ``TokenLedger``."""
 
-    def __init__(self, now: datetime | None = None) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self.sessions: dict[int, dict[str, Any]] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self.joined: dict[int, dict[int, datetime]] = defaultdict(dict)
@@ -99,7 +101,7 @@ class InMemoryStore:
         self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
         self.unavailable = False
-        self._now = now
+        self._clock = clock or SystemClock()
         self._ids = 0
 
     def _next_id(self) -> int:
@@ -185,7 +187,7 @@ class InMemoryStore:
             "jitter_seconds": spec.jitter_seconds,
             "timezone": spec.timezone.key,
             "account_created_at": spec.account_created_at,
-            "created_at": self._now or datetime.now(UTC),
+            "created_at": self._clock.now(),
         }
         return self._record(session_id)
 

@@ -6,6 +6,7 @@ appear in no log line, row or answer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -158,6 +159,8 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
                     answers.append(page.text)
                 assert "x&#39;); import os #" in answers[-1]
             grown_kb = rss_kb(daemon.process.pid) - before
+            # The pool is checked by every reconcile pass (0.5 s here): wait for it.
+            wait_until(lambda: _flagged(database) == len(HOSTILE_CHANNELS), timeout_s=10)
             code, _ = daemon.stop()
         finally:
             daemon.kill()
@@ -167,12 +170,10 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
     assert asked and asked <= POOL, asked  # only pool channels ever reached the gateway
     assert not [e for e in audit if e["outcome"] in ("INPUT_METHOD_INVALID", "invalid")]
     assert grown_kb < 30_000, grown_kb  # 16 MB of headers were never held
-    with sqlite3.connect(database) as db:
-        flagged = db.execute(
-            "SELECT count(*) FROM channels WHERE invalid_reason IS NOT NULL"
-        ).fetchone()[0]
-        dump = "\n".join(db.iterdump())
+    flagged = _flagged(database)
     assert flagged == len(HOSTILE_CHANNELS)
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        dump = "\n".join(db.iterdump())
     everything = "\n".join([daemon.output(), dump, *answers]).lower()
     for secret in SECRETS:
         assert secret.lower() not in everything, secret
@@ -185,6 +186,13 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
             "planted secrets found": 0,
         }
     )
+
+
+def _flagged(database: Path) -> int:
+    """Pool rows the daemon has marked unusable."""
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        row = db.execute("SELECT count(*) FROM channels WHERE invalid_reason IS NOT NULL")
+        return int(row.fetchone()[0])
 
 
 def _answers(url: str) -> bool:

@@ -22,7 +22,7 @@ from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, Sessio
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
 from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, StoredPlan
-from heatup_daemon.testing import InMemoryStore
+from heatup_daemon.testing import FakeClock, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
 from tests.conftest import BACKENDS
@@ -50,7 +50,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def store(backend: str) -> AsyncIterator[Store]:
     if backend == "memory":
-        yield InMemoryStore(NOW)
+        yield InMemoryStore(FakeClock(NOW))
         return
     engine = create_engine(DatabaseSettings(url=backend))
     try:
@@ -322,9 +322,11 @@ async def test_two_nodes_never_both_take_a_channels_last_place(store: Store) -> 
 
 
 async def test_sessions_aged_counts_from_the_account_or_the_registration(store: Store) -> None:
-    # A database stamps created_at with its own clock: judge from after that.
-    moment = max(NOW, datetime.now(UTC)) + timedelta(hours=1)
+    # Each store stamps created_at with its own clock (a database with the server's): the
+    # ages are judged from an hour after that registration, whatever today's date is.
+    registered = (await add(store, 3)).created_at  # registered now: day 0
+    assert isinstance(registered, datetime)
+    moment = registered + timedelta(hours=1)
     await add(store, 1, account_created_at=moment - timedelta(days=40))
     await add(store, 2, account_created_at=moment - timedelta(days=2))
-    await add(store, 3)  # registered now: day 0
     assert await store.sessions_aged(moment, [0, 1, 3, 30]) == [3, 2, 1, 1]

@@ -35,7 +35,7 @@ START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 class World:
     def __init__(self, gateway: FakeGateway | None = None, **settings: Any) -> None:
         self.clock = FakeClock(START)
-        self.store = InMemoryStore(START)
+        self.store = InMemoryStore(self.clock)
         self.gateway = gateway or FakeGateway()
         self.metrics = Metrics()
         self.fatal: list[BaseException] = []
