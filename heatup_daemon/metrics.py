@@ -144,6 +144,12 @@ class Metrics(Listener):
             ["cause"],
             registry=registry,
         )
+        self.decisions_refused_total = Counter(
+            "heatup_slot_decisions_refused",
+            "Sessions whose next slot the database refused: the row is flagged, the others "
+            "go on, and the next reconcile decides it again",
+            registry=registry,
+        )
         self.dispatch_lag = Histogram(
             "heatup_dispatch_lag_seconds",
             "Start of a scheduled run minus its due time",
@@ -268,6 +274,9 @@ class Metrics(Listener):
     def slots_skipped(self, cause: str, count: int) -> None:
         self.runs.labels(RunStatus.SKIPPED, Trigger.SCHEDULE).inc(count)
         self.skipped_slots.labels(cause).inc(count)
+
+    def decisions_refused(self, count: int) -> None:
+        self.decisions_refused_total.inc(count)
 
     def run_dispatched(self, lag_s: float) -> None:
         self.dispatch_lag.observe(max(lag_s, 0.0))

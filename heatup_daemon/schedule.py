@@ -10,19 +10,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from random import Random
-from typing import Final
+from typing import Final, Protocol
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
+from heatup_daemon.cron import CronTimes, parse_cron
 from heatup_daemon.errors import InvalidValue
 
 UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_S: Final = 10
 MAX_INTERVAL_S: Final = 366 * 86400
 MAX_SPEC_LENGTH: Final = 100
-CRON_PROBE_FROM: Final = datetime(2001, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 _INTERVAL_RE: Final = re.compile(r"(?:[0-9]{1,7}[smhd])+")
 _INTERVAL_PART_RE: Final = re.compile(r"([0-9]+)([smhd])")
@@ -98,30 +95,40 @@ def _parse_interval(text: str) -> IntervalSchedule:
 
 
 def _parse_cron(text: str) -> CronSchedule:
-    fields = text.split(" ")
-    if len(fields) != 5:
-        raise InvalidValue(
-            f"schedule {text!r} is neither an interval (90s, 15m, 6h, 1d, 1h30m) nor a cron "
-            f"expression: it has {len(fields)} fields, cron has five "
-            "(minute hour day month day-of-week)"
-        )
-    try:
-        trigger = CronTrigger.from_crontab(text, timezone="UTC")
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise InvalidValue(f"schedule {text!r} is not a valid cron expression: {exc}") from None
-    # A crontab has no year, so whatever fires at all fires within a few years of any date.
-    if trigger.get_next_fire_time(None, CRON_PROBE_FROM) is None:
-        raise InvalidValue(f"schedule {text!r} never fires: no date matches it")
+    parse_cron(text)  # raises InvalidValue naming what is wrong
     return CronSchedule(text)
 
 
 # --- fire times ---------------------------------------------------------------------------
 #
-# A session's slots are the fire times of an APScheduler trigger built *without* jitter:
-# the nominal times. Jitter is added to each slot separately, uniformly in [0, jitter),
-# clamped so that a jittered time never reaches the next nominal time. The nominal times
-# never move, however earlier slots were jittered: APScheduler 3's IntervalTrigger, given
-# the jittered time as its previous fire time, would drift by the jitter every slot.
+# A session's slots are its schedule's nominal times; jitter is added to each slot
+# separately, uniformly in [0, jitter), clamped so that a jittered time never reaches the
+# next nominal time. The nominal times never move, however earlier slots were jittered
+# (APScheduler 3's IntervalTrigger, given a jittered time as its previous fire time, drifts
+# by the jitter every slot), and each is strictly later than the one before, through every
+# daylight-saving change (``cron`` states the rule).
+
+
+class NominalTimes(Protocol):
+    """A schedule's nominal times, pure: no clock, no randomness."""
+
+    def after(self, moment: datetime) -> datetime:
+        """The first nominal time strictly after ``moment`` (aware; the answer in UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalTimes:
+    """``anchor`` plus whole periods, in absolute time (no daylight saving), computed in
+    exact integer arithmetic (APScheduler's IntervalTrigger goes through float timestamps)."""
+
+    anchor: datetime
+    period: timedelta
+
+    def after(self, moment: datetime) -> datetime:
+        if moment < self.anchor:
+            return self.anchor.astimezone(UTC)
+        periods = (moment - self.anchor) // self.period + 1
+        return (self.anchor + periods * self.period).astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,49 +139,28 @@ class Slot:
     due: datetime
 
 
-def make_trigger(schedule: Schedule, timezone: tzinfo, anchor: datetime) -> BaseTrigger:
-    """The APScheduler trigger of ``schedule``. Interval slots are ``anchor`` plus whole
-    periods, counted in absolute seconds (so in UTC: no DST jumps); cron fields are read in
-    ``timezone``."""
+def nominal_times(schedule: Schedule, timezone: tzinfo, anchor: datetime) -> NominalTimes:
+    """The nominal times of ``schedule``: an interval counts whole periods from ``anchor``;
+    a cron expression is read in ``timezone``."""
     if isinstance(schedule, IntervalSchedule):
-        return IntervalTrigger(seconds=schedule.seconds, start_date=anchor, timezone=UTC)
-    return CronTrigger.from_crontab(schedule.expression, timezone=timezone)
+        return IntervalTimes(anchor, timedelta(seconds=schedule.seconds))
+    return CronTimes(parse_cron(schedule.expression), timezone)
 
 
-def _fire(fire: datetime | None, after: datetime) -> datetime:
-    if fire is None:
-        raise InvalidValue(f"the schedule has no fire time after {after:%Y-%m-%d %H:%M}Z")
-    return fire.astimezone(UTC)
+def at_or_after(times: NominalTimes, moment: datetime) -> datetime:
+    """The first nominal time at or after ``moment``."""
+    return times.after(moment - _MICROSECOND)
 
 
-def first_nominal_at_or_after(trigger: BaseTrigger, moment: datetime) -> datetime:
-    return _fire(trigger.get_next_fire_time(None, moment), moment)
-
-
-def first_nominal_after(trigger: BaseTrigger, moment: datetime) -> datetime:
-    """The first nominal slot strictly after ``moment``."""
-    return first_nominal_at_or_after(trigger, moment + timedelta(microseconds=1))
-
-
-def nominal_after(trigger: BaseTrigger, nominal: datetime) -> datetime:
-    """The nominal slot that follows ``nominal``."""
-    return _fire(trigger.get_next_fire_time(nominal, nominal), nominal)
-
-
-def jittered(trigger: BaseTrigger, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
+def jittered(times: NominalTimes, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
     """``nominal`` with its jitter: uniform in [0, min(jitter_s, gap to the next slot))."""
     if jitter_s <= 0:
         return Slot(nominal, nominal)
-    gap_s = (nominal_after(trigger, nominal) - nominal).total_seconds()
+    gap_s = (times.after(nominal) - nominal).total_seconds()
     window_s = min(float(jitter_s), gap_s - 0.001)
     return Slot(nominal, nominal + timedelta(seconds=rng.uniform(0, max(window_s, 0.0))))
 
 
-def slot_at_or_after(trigger: BaseTrigger, moment: datetime, jitter_s: float, rng: Random) -> Slot:
+def slot_at_or_after(times: NominalTimes, moment: datetime, jitter_s: float, rng: Random) -> Slot:
     """The first slot whose nominal time is at or after ``moment``."""
-    return jittered(trigger, first_nominal_at_or_after(trigger, moment), jitter_s, rng)
-
-
-def slot_after(trigger: BaseTrigger, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
-    """The slot following the one at ``nominal``."""
-    return jittered(trigger, nominal_after(trigger, nominal), jitter_s, rng)
+    return jittered(times, at_or_after(times, moment), jitter_s, rng)

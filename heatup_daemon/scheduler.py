@@ -43,7 +43,7 @@ from heatup_daemon.logs import log_context
 from heatup_daemon.ramp import Ramp, stage_counts
 from heatup_daemon.runner import RunPool
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import Decision, SchedulingStore
+from heatup_daemon.stores import Decision, SchedulingStore, SlotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class SchedulerMetrics(Protocol):
     def run_dispatched(self, lag_s: float) -> None: ...
     def dispatch_finished(self, seconds: float, overran: bool) -> None: ...
     def slots_skipped(self, cause: str, count: int) -> None: ...
+    def decisions_refused(self, count: int) -> None: ...
     def job_failed(self, job: str) -> None: ...
     def job_overran(self, job: str) -> None: ...
     def history_trimmed(self, runs: int) -> None: ...
@@ -84,6 +85,7 @@ class Scheduler:
         *,
         ramp: Ramp | None = None,
         rng: random.Random | None = None,
+        policy: SlotPolicy | None = None,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
     ) -> None:
         self._settings = settings
@@ -94,7 +96,7 @@ class Scheduler:
         self._metrics = metrics
         self._clock = clock
         self._node = node
-        self._slots = Slots(settings.misfire_grace_seconds, rng or random.Random())
+        self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
         self._on_fatal = on_fatal
         self._stopping = False
         self._dispatching = asyncio.Lock()
@@ -314,6 +316,7 @@ class Scheduler:
 
     def _report(self, decisions: Sequence[Decision]) -> None:
         skipped: Counter[str] = Counter()
+        self._count_refused(decisions)
         for decision in decisions:
             self._log_verdict(decision)
             for row in decision.rows:
@@ -337,6 +340,7 @@ class Scheduler:
         while True:
             batch = await self._store.reconcile(self._slots, now, after_id, RECONCILE_BATCH)
             examined += batch.examined
+            self._count_refused(batch.decisions)
             for decision in batch.decisions:
                 self._log_verdict(decision)
                 if decision.next_run_at is not None:
@@ -355,6 +359,11 @@ class Scheduler:
             if refusal != "cooling_down":
                 self._pool.cancel(session_id, reason)
         return examined
+
+    def _count_refused(self, decisions: Sequence[Decision]) -> None:
+        refused = sum(1 for decision in decisions if decision.refused)
+        if refused:
+            self._metrics.decisions_refused(refused)
 
     @staticmethod
     def _log_verdict(decision: Decision) -> None:

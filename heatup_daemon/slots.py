@@ -28,17 +28,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
-from apscheduler.triggers.base import BaseTrigger
-
 from heatup_daemon.enums import RunStatus, SessionState
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
-from heatup_daemon.schedule import (
-    first_nominal_after,
-    jittered,
-    make_trigger,
-    nominal_after,
-    slot_at_or_after,
-)
+from heatup_daemon.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 from heatup_daemon.session import Session, SessionRecord, admit, validate_record
 from heatup_daemon.stores import Decision, SlotRow
 
@@ -78,7 +70,7 @@ class Slots:
             # Only a label or an account date changed: the pending slot stays as it is.
             return Decision(record, nominal, due, None, record.key)
         anchor = nominal if keep_grid and nominal is not None else now
-        slot = slot_at_or_after(self._trigger(session, anchor), now, session.jitter_s, self._rng)
+        slot = slot_at_or_after(self._times(session, anchor), now, session.jitter_s, self._rng)
         return Decision(record, slot.nominal, slot.due, None, record.key)
 
     # --- claim ------------------------------------------------------------------------------
@@ -105,9 +97,9 @@ class Slots:
                 return self._cooling_down(record, validate_record(record, now), nominal, due, now)
             # Invalid, disabled or set aside: no slot (reconcile brings it back when fixed).
             return replace(self._reconcile(record, now), next_run_at=None)
-        trigger = self._trigger(session, nominal)
-        following = nominal_after(trigger, nominal)
-        upcoming = following if following > now else first_nominal_after(trigger, now)
+        times = self._times(session, nominal)
+        following = times.after(nominal)
+        upcoming = following if following > now else times.after(now)
         late_s = (now - due).total_seconds()
         skip: tuple[str, str] | None = None
         if late_s > self._grace_s:
@@ -117,14 +109,14 @@ class Slots:
             skip = (f"run {running_run_id} of the session was still in flight", "in_flight")
         if skip is not None:
             skipped = SlotRow(RunStatus.SKIPPED, nominal, due, upcoming, *skip)
-            return self._next(record, session, trigger, upcoming, (skipped,))
+            return self._next(record, session, times, upcoming, (skipped,))
         rows = [SlotRow(RunStatus.RUNNING, nominal, due, following)]
         if following < upcoming:
             reason = f"coalesced into the run of {nominal:%H:%M:%S}Z: dispatch fell behind"
             rows.append(
                 SlotRow(RunStatus.SKIPPED, following, following, upcoming, reason, "coalesced")
             )
-        return self._next(record, session, trigger, upcoming, tuple(rows), session)
+        return self._next(record, session, times, upcoming, tuple(rows), session)
 
     def _cooling_down(
         self,
@@ -136,27 +128,27 @@ class Slots:
     ) -> Decision:
         until = session.cooldown_until
         assert until is not None
-        trigger = self._trigger(session, nominal)
-        upcoming = first_nominal_after(trigger, max(until, now, nominal))
+        times = self._times(session, nominal)
+        upcoming = times.after(max(until, now, nominal))
         reason = f"cooling down after a flood wait until {until:%Y-%m-%d %H:%M:%S}Z"
         rows = (SlotRow(RunStatus.SKIPPED, nominal, due, upcoming, reason, "cooldown"),)
-        return self._next(record, session, trigger, upcoming, rows)
+        return self._next(record, session, times, upcoming, rows)
 
     def _next(
         self,
         record: SessionRecord,
         session: Session,
-        trigger: BaseTrigger,
+        times: NominalTimes,
         upcoming: datetime,
         rows: tuple[SlotRow, ...],
         runs: Session | None = None,
     ) -> Decision:
-        slot = jittered(trigger, upcoming, session.jitter_s, self._rng)
+        slot = jittered(times, upcoming, session.jitter_s, self._rng)
         return Decision(record, slot.nominal, slot.due, None, record.key, rows, runs)
 
     @staticmethod
-    def _trigger(session: Session, anchor: datetime) -> BaseTrigger:
-        return make_trigger(session.schedule, session.timezone, anchor)
+    def _times(session: Session, anchor: datetime) -> NominalTimes:
+        return nominal_times(session.schedule, session.timezone, anchor)
 
 
 def schedule_changed(record: SessionRecord) -> bool:

@@ -66,7 +66,8 @@ class Decision:
     ``applied_key`` is stored as the row's applied key: the key it was decided on, or
     ``None`` to look at the row again on the next reconcile pass (a bad value in one of
     heatup's own columns). ``rows`` are the slot rows to write; a ``running`` one starts a
-    run of ``session``.
+    run of ``session``. ``refused``: the database refused what was decided for the row, and
+    this (no slot, the reason) was stored instead.
     """
 
     record: SessionRecord
@@ -76,6 +77,7 @@ class Decision:
     applied_key: str | None
     rows: tuple[SlotRow, ...] = ()
     session: Session | None = None
+    refused: bool = False
 
     @property
     def changes_row(self) -> bool:

@@ -11,23 +11,25 @@ key on (session, slot) of ``warmup_runs`` stands behind the locks: rows are inse
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, func, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
 from heatup_daemon.db.sessions import admin_key, record_columns, record_from
-from heatup_daemon.db.store import Store, rows_affected
+from heatup_daemon.db.store import Store, is_transient, rows_affected
 from heatup_daemon.enums import RunStatus, SessionState, Trigger
 from heatup_daemon.errors import SessionNotRunnable
 from heatup_daemon.session import Session, SessionRecord, admit
 from heatup_daemon.stores import Claim, Decision, Reconciled, Run, SlotPolicy
 
 REAPED: Final = "the process running it stopped (heartbeat lost)"
+R = TypeVar("R")
 
 
 class SchedulingStore(Store):
@@ -41,15 +43,15 @@ class SchedulingStore(Store):
             .limit(limit)
         )
 
-        def decide(db: Connection) -> Reconciled:
+        def decide(db: Connection, isolate: bool) -> Reconciled:
             records = self._lock(db, query)
             decisions = [policy.reconcile(record, now) for record in records]
             changed = [d for d in decisions if d.changes_row]
-            store_decisions(db, changed)
+            stored = _written(db, changed, isolate, lambda batch: store_decisions(db, batch))
             last_id = records[-1].id if records else after_id
-            return Reconciled(tuple(changed), len(records), last_id)
+            return Reconciled(tuple(stored), len(records), last_id)
 
-        return await self._write(decide)
+        return await self._refusal_isolated(decide)
 
     async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
         query = (
@@ -59,17 +61,31 @@ class SchedulingStore(Store):
             .limit(limit)
         )
 
-        def claim(db: Connection) -> Claim:
+        def claim(db: Connection, isolate: bool) -> Claim:
             records = self._lock(db, query)
             if not records:
                 return Claim((), ())
             running = _running_runs(db, [r.id for r in records])
             decisions = [policy.claim(r, running.get(r.id), now) for r in records]
-            store_decisions(db, decisions)
-            runs = self._insert_slot_rows(db, decisions, node, now)
-            return Claim(tuple(decisions), runs)
+            runs: list[Run] = []
 
-        return await self._write(claim)
+            def write(batch: Sequence[Decision]) -> None:
+                store_decisions(db, batch)
+                runs.extend(self._insert_slot_rows(db, batch, node, now))
+
+            stored = _written(db, decisions, isolate, write)
+            return Claim(tuple(stored), tuple(runs))
+
+        return await self._refusal_isolated(claim)
+
+    async def _refusal_isolated(self, work: Callable[[Connection, bool], R]) -> R:
+        """``work`` writes its batch of decisions at once; when the database refuses the
+        batch, it runs again with each row's writes on their own, so that the rows the
+        database takes are written and only the refused ones are flagged."""
+        try:
+            return await self._write(lambda db: work(db, False))
+        except sa_exc.DBAPIError:  # not transient: those became DatabaseUnavailable
+            return await self._write(lambda db: work(db, True))
 
     def _lock(self, db: Connection, query: Select[Any]) -> list[SessionRecord]:
         if self.locks_rows:
@@ -212,6 +228,45 @@ def _running_runs(db: Connection, session_ids: list[int]) -> dict[int, int]:
         )
     )
     return {session_id: run_id for session_id, run_id in rows if session_id is not None}
+
+
+def _written(
+    db: Connection,
+    decisions: Sequence[Decision],
+    isolate: bool,
+    write: Callable[[Sequence[Decision]], None],
+) -> list[Decision]:
+    """``write`` the decisions at once, or (``isolate``) each in a savepoint of its own,
+    replacing one the database refuses with ``refused``; the decisions as written."""
+    if not isolate:
+        write(decisions)
+        return list(decisions)
+    written: list[Decision] = []
+    for decision in decisions:
+        try:
+            with db.begin_nested():
+                write((decision,))
+        except sa_exc.DBAPIError as error:
+            if is_transient(error):
+                raise
+            decision = refused(decision, error)
+            store_decisions(db, (decision,))
+        written.append(decision)
+    return written
+
+
+def refused(decision: Decision, error: BaseException) -> Decision:
+    """What is stored for a row whose decision the database refused: no slot, the reason,
+    and no applied key, so the next reconcile decides the row again."""
+    cause = getattr(error, "orig", None) or error
+    detail = " ".join(str(cause).split())[:300]
+    reason = (
+        f"the database refused this row's next slot ({type(cause).__name__}: {detail}); "
+        "heatup decides it again at the next reconcile"
+    )
+    record = decision.record
+    nominal = record.next_nominal_at if isinstance(record.next_nominal_at, datetime) else None
+    return Decision(record, nominal, None, reason, None, refused=True)
 
 
 def store_decisions(db: Connection, decisions: Sequence[Decision]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +29,8 @@ from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.runner import Runner, RunPool
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.session import SessionRecord, validate_record
+from heatup_daemon.slots import Slots
+from heatup_daemon.stores import Decision
 from heatup_daemon.testing import FakeClock, FakeGateway
 from tests.builders import session_spec
 
@@ -346,3 +349,46 @@ async def test_bad_channel_rows_are_flagged_once_and_never_planned(
     await world.scheduler.reconcile()
     flags = {c.username: c.invalid_reason for c in await world.repository.list_channels()}
     assert flags["handmade_chan"] is None  # fixed by the admin: usable again
+
+
+class BreaksOneRow(Slots):
+    """The scheduler's policy, except that session 52's slot row breaks a constraint of the
+    database (its next slot is not after its own), as a wrong decision would."""
+
+    def claim(self, record: SessionRecord, running_run_id: int | None, now: datetime) -> Decision:
+        decision = super().claim(record, running_run_id, now)
+        if record.gateway_session_id != 52:
+            return decision
+        rows = tuple(replace(row, next_slot_at=row.scheduled_for) for row in decision.rows)
+        return replace(decision, rows=rows)
+
+
+async def test_a_decision_the_database_refuses_holds_up_no_other_row(world: World) -> None:
+    world.scheduler = Scheduler(
+        world.settings,
+        HistorySettings(),
+        world.repository,
+        world.pools[-1],
+        world.metrics,
+        world.clock,
+        "node-a",
+        policy=BreaksOneRow(300, random.Random(1)),
+    )
+    for gateway_id in (51, 52, 53):
+        await world.add(gateway_id, "1h")
+    await world.scheduler.prepare()
+    assert await world.tick() == 2  # 51 and 53 run; 52's refused decision stopped no one
+    assert [run[0] for run in await world.runs(51)] == ["succeeded"]
+    assert await world.runs(52) == []
+    flagged = await world.repository.get_session(52)
+    assert flagged.next_run_at is None
+    assert flagged.invalid_reason is not None
+    assert "the database refused this row's next slot" in flagged.invalid_reason
+    assert "next_slot_after" in flagged.invalid_reason  # the constraint, named
+    assert world.metrics.decisions_refused_total._value.get() == 1
+    # The next reconcile decides the row again; with a sound decision it runs.
+    world.scheduler = world.make_scheduler("node-a")
+    await world.scheduler.reconcile()
+    again = await world.repository.get_session(52)
+    assert (again.invalid_reason, again.next_run_at) == (None, START)
+    assert await world.tick() == 1

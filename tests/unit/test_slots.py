@@ -12,16 +12,23 @@ import pytest
 from heatup_daemon.schedule import (
     CronSchedule,
     IntervalSchedule,
-    make_trigger,
-    slot_after,
+    NominalTimes,
+    Slot,
+    jittered,
+    nominal_times,
     slot_at_or_after,
 )
 
 ANCHOR = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
 
+def slot_after(times: NominalTimes, nominal: datetime, jitter_s: float, rng: Random) -> Slot:
+    """The slot following the one at ``nominal``, as a claim computes it."""
+    return jittered(times, times.after(nominal), jitter_s, rng)
+
+
 def test_jitter_is_uniform_within_the_window() -> None:
-    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    trigger = nominal_times(IntervalSchedule(3600), UTC, ANCHOR)
     rng = Random(20261126)
     slot = slot_at_or_after(trigger, ANCHOR, 600, rng)
     offsets = []
@@ -38,7 +45,7 @@ def test_jitter_is_uniform_within_the_window() -> None:
 
 
 def test_no_drift_over_a_thousand_slots() -> None:
-    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    trigger = nominal_times(IntervalSchedule(3600), UTC, ANCHOR)
     rng = Random(1)
     slots = [slot_at_or_after(trigger, ANCHOR, 600, rng)]
     for _ in range(999):
@@ -50,7 +57,7 @@ def test_no_drift_over_a_thousand_slots() -> None:
 
 def test_jitter_never_reaches_the_next_nominal_time() -> None:
     # A cron period (5 min) shorter than the jitter (1 h): the jitter is clamped.
-    trigger = make_trigger(CronSchedule("*/5 * * * *"), UTC, ANCHOR)
+    trigger = nominal_times(CronSchedule("*/5 * * * *"), UTC, ANCHOR)
     rng = Random(3)
     slot = slot_at_or_after(trigger, ANCHOR, 3600, rng)
     for _ in range(2000):
@@ -61,13 +68,13 @@ def test_jitter_never_reaches_the_next_nominal_time() -> None:
 
 
 def test_zero_jitter_is_exact() -> None:
-    trigger = make_trigger(IntervalSchedule(90), UTC, ANCHOR)
+    trigger = nominal_times(IntervalSchedule(90), UTC, ANCHOR)
     slot = slot_at_or_after(trigger, ANCHOR + timedelta(seconds=100), 0, Random(1))
     assert slot.nominal == slot.due == ANCHOR + timedelta(seconds=180)
 
 
 def test_slots_after_a_gap_stay_on_the_grid() -> None:
-    trigger = make_trigger(IntervalSchedule(3600), UTC, ANCHOR)
+    trigger = nominal_times(IntervalSchedule(3600), UTC, ANCHOR)
     later = ANCHOR + timedelta(days=3, minutes=17)
     slot = slot_at_or_after(trigger, later, 0, Random(1))
     assert slot.nominal == ANCHOR + timedelta(days=3, hours=1)
@@ -75,7 +82,7 @@ def test_slots_after_a_gap_stay_on_the_grid() -> None:
 
 def test_cron_reads_the_sessions_time_zone() -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    trigger = make_trigger(CronSchedule("0 9 * * *"), berlin, ANCHOR)
+    trigger = nominal_times(CronSchedule("0 9 * * *"), berlin, ANCHOR)
     winter = slot_at_or_after(trigger, datetime(2026, 1, 10, tzinfo=UTC), 0, Random(1))
     summer = slot_at_or_after(trigger, datetime(2026, 7, 10, tzinfo=UTC), 0, Random(1))
     assert winter.nominal == datetime(2026, 1, 10, 8, 0, tzinfo=UTC)
@@ -86,7 +93,7 @@ def test_cron_reads_the_sessions_time_zone() -> None:
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "UTC"])
 def test_intervals_are_absolute_across_dst(zone: str) -> None:
     start = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)  # DST changes follow in both zones
-    trigger = make_trigger(IntervalSchedule(3600), ZoneInfo(zone), start)
+    trigger = nominal_times(IntervalSchedule(3600), ZoneInfo(zone), start)
     slot = slot_at_or_after(trigger, start, 0, Random(1))
     for _ in range(48):
         following = slot_after(trigger, slot.nominal, 0, Random(1))
