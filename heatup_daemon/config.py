@@ -51,6 +51,16 @@ MASK: Final = "********"
 MIN_API_TOKEN_LENGTH: Final = 16
 # How long a SQLite write waits for another process's lock (an admin's SQL client).
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
+# PostgreSQL: how long a connection may take to open, and a statement to run.
+CONNECT_TIMEOUT_S: Final = 10
+STATEMENT_TIMEOUT_S: Final = 30
+# What a node's lease must keep beyond its renewal interval and a gateway call, for the
+# renewal's own round trip. A renewal that comes later still is no danger: the fence before
+# a call asks for one when the lease would not outlast the call.
+RENEWAL_MARGIN_S: Final = 1.0
+# Beyond gateway.retry_deadline_s, what a gateway call's end may take (its last attempt's
+# timeouts are cut to the deadline; this is their rounding and the answer's handling).
+CALL_SLACK_S: Final = 1.0
 
 _DRIVERS: Final = {
     "sqlite": "sqlite+aiosqlite",
@@ -219,16 +229,6 @@ class SchedulerSettings(_Section):
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
 
-    @model_validator(mode="after")
-    def _heartbeat_below_stale(self) -> Self:
-        if self.heartbeat_seconds * 2 > self.stale_run_seconds:
-            raise ValueError(
-                f"scheduler.heartbeat_seconds ({self.heartbeat_seconds}) must be at most half "
-                f"of scheduler.stale_run_seconds ({self.stale_run_seconds}), or live runs "
-                "would be reaped"
-            )
-        return self
-
 
 class RampSettings(_Section):
     """The most joins in any 24 hours, by the account's age: [first day, joins] pairs."""
@@ -354,6 +354,29 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
+
+    @property
+    def call_budget_s(self) -> float:
+        """The longest one gateway call may take, retries included: a run's lease must last
+        this much more before it may make one."""
+        return self.gateway.retry_deadline_s + CALL_SLACK_S
+
+    @model_validator(mode="after")
+    def _a_live_lease_covers_a_call(self) -> Self:
+        # A node renews its lease (stale_run_seconds long) every heartbeat_seconds; a run
+        # may start a call only while the lease outlasts it.
+        scheduler = self.scheduler
+        needed = scheduler.heartbeat_seconds + self.call_budget_s + RENEWAL_MARGIN_S
+        if scheduler.stale_run_seconds <= needed:
+            raise ValueError(
+                f"scheduler.stale_run_seconds ({scheduler.stale_run_seconds:g}) must exceed "
+                f"scheduler.heartbeat_seconds ({scheduler.heartbeat_seconds:g}) + "
+                f"gateway.retry_deadline_s ({self.gateway.retry_deadline_s:g}) + "
+                f"{CALL_SLACK_S + RENEWAL_MARGIN_S:g} s, so that between two renewals a live "
+                f"run's lease always covers the gateway call it makes: raise it above "
+                f"{needed:g}"
+            )
+        return self
 
     @property
     def join_policy(self) -> JoinPolicy:

@@ -78,6 +78,16 @@ class JoinStatus(StrEnum):
     RELEASED = "released"
 
 
+class Clearance(StrEnum):
+    """Whether a run may make the gateway call it is about to make (``RunRecorder.start_call``):
+    ``cleared``; ``reaped``, the run no longer runs (the reaper ended it: it stops);
+    ``lease_short``, its node's lease would not outlast the call (renew it and ask again)."""
+
+    CLEARED = "cleared"
+    REAPED = "reaped"
+    LEASE_SHORT = "lease_short"
+
+
 def sql_in(column: str, values: type[StrEnum]) -> str:
     """``column IN ('a', 'b')`` over every member of ``values``, for a CHECK constraint."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"

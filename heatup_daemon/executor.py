@@ -14,9 +14,11 @@
 - A join whose answer never came (the gateway stayed unavailable) is checked with a
   read-only call: recorded ``ok`` if the session is a member, ``failed`` if not, and
   ``unknown`` if the check fails too; never ``failed`` when it happened.
-- The run holds a lease on its session (its heartbeat): renewed at least every
-  ``heartbeat_s`` while it waits, and confirmed before every gateway call, so a run the
-  reaper took (or one that cannot reach the database) makes no call.
+- The fence: before each gateway call the action's in-flight row is written by a statement
+  that succeeds only while the run is ``running`` and its node's lease outlasts the call
+  (``RunRecorder.start_call``); a run the reaper ended makes no further call, and one whose
+  lease would not cover the call asks for a renewal first. Waits write nothing: the node's
+  lease (``lease.NodeLease``) keeps every run of the process alive.
 - A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
   Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
   the action in flight is recorded as failed with code ``interrupted``.
@@ -26,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import ExecutorSettings
-from heatup_daemon.enums import ActionKind, Outcome, RunStatus
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
@@ -53,7 +56,8 @@ from heatup_daemon.stores import ActionRecord, Run, RunRecorder
 INTERRUPTED: Final = "interrupted"
 IN_FLIGHT: Final = "in_flight"
 STOPPED: Final = "heatup stopped before the rest of the plan"
-LEASE_LOST: Final = "the run lost its lease: the reaper marked it interrupted"
+LEASE_LOST: Final = "the run lost its lease: another node's reaper ended it"
+LEASE_SHORT: Final = "its node's lease could not be renewed to outlast the next gateway call"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,8 @@ class Executor:
         observer: RunObserver,
         *,
         clock: Clock,
-        heartbeat_s: float,
+        call_budget_s: float,
+        renew_lease: Callable[[], Awaitable[None]],
         rng: random.Random | None = None,
     ) -> None:
         self._gateway = gateway
@@ -89,21 +94,14 @@ class Executor:
         self._settings = settings
         self._observer = observer
         self._clock = clock
-        self._heartbeat_s = heartbeat_s
+        self._call_budget_s = call_budget_s
+        self._renew_lease = renew_lease
         self._rng = rng or random.Random()
 
     async def execute(self, run: Run, plan: Plan, stop: asyncio.Event | None = None) -> RunOutcome:
         """Carry out ``plan``. Once ``stop`` is set, the action in progress finishes and the
         run ends ``interrupted`` (a graceful shutdown)."""
-        state = _Run(
-            run,
-            self._gateway,
-            self._recorder,
-            self._observer,
-            self._clock,
-            self._heartbeat_s,
-            self._settings.time_scale,
-        )
+        state = _Run(run, self)
 
         def stopping() -> bool:
             return stop is not None and stop.is_set()
@@ -130,28 +128,17 @@ class Executor:
 class _Run:
     """The state of one run in flight."""
 
-    def __init__(
-        self,
-        run: Run,
-        gateway: Gateway,
-        recorder: RunRecorder,
-        observer: RunObserver,
-        clock: Clock,
-        heartbeat_s: float,
-        time_scale: float,
-    ) -> None:
+    def __init__(self, run: Run, executor: Executor) -> None:
         self.run = run
-        self.gateway = gateway
-        self.recorder = recorder
-        self.observer = observer
-        self.clock = clock
-        self.heartbeat_s = heartbeat_s
-        self.time_scale = time_scale
+        self.gateway = executor._gateway
+        self.recorder = executor._recorder
+        self.observer = executor._observer
+        self.clock = executor._clock
+        self.time_scale = executor._settings.time_scale
+        self.call_budget_s = executor._call_budget_s
+        self.renew_lease = executor._renew_lease
         self.records: list[ActionRecord] = []
         self.joins_blocked = False
-        # The lease was taken when the run's row was written (planning came in between).
-        held_s = max((clock.now() - run.started_at).total_seconds(), 0.0)
-        self.last_beat = clock.monotonic() - held_s
 
     @property
     def gateway_id(self) -> int:
@@ -170,26 +157,23 @@ class _Run:
             error = f"{total - ok} of {total} actions did not succeed"
         return RunOutcome(status, error, tuple(self.records))
 
-    async def beat(self) -> None:
-        if not await self.recorder.heartbeat(self.run.id, self.clock.now()):
-            raise _Stop(LEASE_LOST)
-        self.last_beat = self.clock.monotonic()
-
-    async def hold_lease(self) -> None:
-        """Before a gateway call: renew the lease unless it was renewed within
-        ``heartbeat_s`` (far inside ``scheduler.stale_run_seconds``)."""
-        if self.clock.monotonic() - self.last_beat >= self.heartbeat_s:
-            await self.beat()
+    async def clear_call(self, in_flight: ActionRecord) -> None:
+        """The fence before a gateway call: write the action's in-flight row, or stop the run
+        (``_Stop``) if it may not make the call."""
+        for _ in range(2):
+            clearance = await self.recorder.start_call(
+                self.run.id, in_flight, self.call_budget_s, self.clock.now()
+            )
+            if clearance is Clearance.CLEARED:
+                return
+            if clearance is Clearance.REAPED:
+                raise _Stop(LEASE_LOST)
+            await self.renew_lease()  # the lease would not outlast the call
+        raise _Stop(LEASE_SHORT)
 
     async def stay(self, seconds: float) -> None:
-        """Wait ``seconds`` (scaled), renewing the lease every ``heartbeat_s`` meanwhile."""
-        remaining = seconds * self.time_scale
-        while remaining > 0:
-            until_beat = self.heartbeat_s - (self.clock.monotonic() - self.last_beat)
-            slice_s = min(remaining, max(until_beat, 0.0))
-            await self.clock.sleep(slice_s)
-            remaining -= slice_s
-            await self.hold_lease()
+        """Wait ``seconds`` (scaled)."""
+        await self.clock.sleep(seconds * self.time_scale)
 
     async def perform(self, seq: int, action: PlannedAction) -> None:
         with log_context(action=seq):
@@ -236,8 +220,7 @@ class _Run:
         if kind is ActionKind.IDLE:
             await self.stay(action.duration_seconds or 0.0)  # no gateway call
             return
-        await self.hold_lease()
-        await self.recorder.record_action(self.run.id, self._in_flight(action, result))
+        await self.clear_call(self._in_flight(action, result))
         result.calling = True
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
@@ -272,8 +255,8 @@ class _Run:
     async def _confirm_join(self, action: PlannedAction, result: _Result) -> None:
         """The join's answer was lost: ask, read-only, whether the session is a member."""
         assert action.channel is not None
+        await self.clear_call(self._in_flight(action, result))
         try:
-            await self.hold_lease()
             member = await self.gateway.is_member(self.gateway_id, action.channel)
         except (GatewayError, InvalidValue):
             member = None

@@ -202,6 +202,12 @@ class Metrics(Listener):
             ["table"],
             registry=registry,
         )
+        self.clock_offset_seconds = Gauge(
+            "heatup_clock_offset_seconds",
+            "How far this host's clock is ahead of the database's (heatup keeps to the "
+            "database's on PostgreSQL; 0 on SQLite)",
+            registry=registry,
+        )
         self.ready = Gauge(
             "heatup_ready", "1 when the daemon is ready (see /readyz)", registry=registry
         )
@@ -305,6 +311,9 @@ class Metrics(Listener):
         for stage in self._ramp_labels:
             self.ramp_stages.labels(stage).set(ramp_stages.get(stage, 0))
         self.runs_in_flight.set(in_flight)
+
+    def clock_offset(self, seconds: float) -> None:
+        self.clock_offset_seconds.set(seconds)
 
     def set_health(self, *, ready: bool, database_up: bool, gateway_auth_failing: bool) -> None:
         self.ready.set(ready)

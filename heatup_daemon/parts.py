@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
-from heatup_daemon.clock import Clock
+from heatup_daemon.clock import Clock, DatabaseClock, SystemClock
 from heatup_daemon.config import Settings
-from heatup_daemon.db.repository import Repository
 from heatup_daemon.events import Observers, RunLog, RunObserver
 from heatup_daemon.executor import Executor
-from heatup_daemon.gateway import HttpGateway
+from heatup_daemon.gateway import Gateway, HttpGateway
+from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner import Planner
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.recording import DurableRecorder
 from heatup_daemon.runner import Runner, RunPool
+from heatup_daemon.stores import LeaseStore, RunRecorder, TokenLedger
+
+
+class PartsStore(RunRecorder, TokenLedger, LeaseStore, Protocol):
+    """What the working parts ask of the database."""
 
 
 @dataclass(slots=True)
 class Parts:
-    gateway: HttpGateway
+    gateway: Gateway
     planner: Planner
     runner: Runner
     pool: RunPool
@@ -32,42 +38,52 @@ class Parts:
         await self.gateway.aclose()
 
 
+def node_lease(
+    settings: Settings, repository: PartsStore, metrics: Metrics | None = None
+) -> NodeLease:
+    """This process's lease (not yet acquired), and with it the clock the process keeps:
+    the database's on PostgreSQL (``DatabaseClock``), the host's on SQLite (one host)."""
+    database_clock = None if settings.database.is_sqlite else DatabaseClock()
+    return NodeLease(
+        repository,
+        settings.node_name,
+        lease_s=settings.scheduler.stale_run_seconds,
+        renew_every_s=settings.scheduler.heartbeat_seconds,
+        clock=database_clock or SystemClock(),
+        database_clock=database_clock,
+        observer=metrics,
+    )
+
+
 def build_parts(
     settings: Settings,
-    repository: Repository,
+    repository: PartsStore,
     clock: Clock,
     metrics: Metrics,
+    lease: NodeLease,
     *listeners: RunObserver,
+    gateway: Gateway | None = None,
+    planner: Planner | None = None,
 ) -> Parts:
     """The gateway client, the planner (the built-in one alone when no LLM is configured),
-    the executor and the runner, every run event told to the metrics, the log and
-    ``listeners``."""
+    the executor and the runner of the node that holds ``lease``, every run event told to
+    the metrics, the log and ``listeners``. ``gateway`` and ``planner`` replace the ones
+    the settings describe (tests give scripted ones)."""
     seed = settings.planner.seed
     observer = Observers(metrics, RunLog(), *listeners)
     recorder = DurableRecorder(repository, clock)
-    gateway = HttpGateway(settings.gateway, clock=clock, observe=metrics.gateway_request)
-    fallback = FallbackPlanner(settings.planner, random.Random(seed))
-    planner: Planner = fallback
-    if settings.llm.configured:
-        from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
-        from heatup_daemon.planner.llm import LLMPlanner
-
-        llm = settings.llm
-        planner = LLMWithFallback(
-            LLMPlanner(llm, settings.planner, clock, observer=metrics),
-            fallback,
-            CircuitBreaker(llm.breaker_failures, llm.breaker_cooloff_s, clock),
-            repository,
-            llm.daily_token_budget,
-            clock,
-        )
+    if gateway is None:
+        gateway = HttpGateway(settings.gateway, clock=clock, observe=metrics.gateway_request)
+    if planner is None:
+        planner = _planner(settings, repository, clock, metrics)
     executor = Executor(
         gateway,
         recorder,
         settings.executor,
         observer,
         clock=clock,
-        heartbeat_s=settings.scheduler.heartbeat_seconds,
+        call_budget_s=settings.call_budget_s,
+        renew_lease=lease.renew,
         rng=random.Random(None if seed is None else seed + 1),
     )
     runner = Runner(
@@ -76,8 +92,27 @@ def build_parts(
         executor,
         observer,
         clock,
-        settings.node_name,
+        lease,
         joins=settings.join_policy,
         bounds=settings.planner,
     )
     return Parts(gateway, planner, runner, RunPool(runner))
+
+
+def _planner(settings: Settings, repository: PartsStore, clock: Clock, metrics: Metrics) -> Planner:
+    """The built-in planner, behind the LLM when one is configured."""
+    fallback = FallbackPlanner(settings.planner, random.Random(settings.planner.seed))
+    if not settings.llm.configured:
+        return fallback
+    from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
+    from heatup_daemon.planner.llm import LLMPlanner
+
+    llm = settings.llm
+    return LLMWithFallback(
+        LLMPlanner(llm, settings.planner, clock, observer=metrics),
+        fallback,
+        CircuitBreaker(llm.breaker_failures, llm.breaker_cooloff_s, clock),
+        repository,
+        llm.daily_token_budget,
+        clock,
+    )

@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from heatup_daemon.clock import Clock
-from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.enums import Clearance, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.session import Session
 from heatup_daemon.stores import (
     ActionRecord,
     JoinLimits,
+    Node,
     PlanningFacts,
     Run,
     RunRecorder,
@@ -62,7 +63,7 @@ class DurableRecorder:
             return result
 
     async def start_run(
-        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         return await self._recorder.start_run(gateway_session_id, trigger, now, node)
 
@@ -77,9 +78,14 @@ class DurableRecorder:
             f"action {record.seq}", lambda: self._recorder.record_action(run_id, record)
         )
 
-    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
+        # Retried through an outage with the moment of each attempt: the fence is decided
+        # when the write lands, never on a stale reading.
         return await self._durably(
-            "the run's heartbeat", lambda: self._recorder.heartbeat(run_id, self._clock.now())
+            f"action {record.seq}",
+            lambda: self._recorder.start_call(run_id, record, budget_s, self._clock.now()),
         )
 
     async def finish_run(

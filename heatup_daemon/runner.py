@@ -29,6 +29,7 @@ from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.events import RunEnd, RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
+from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner import Planner
 from heatup_daemon.planner.context import plan_context
@@ -60,7 +61,7 @@ class Runner:
         executor: Executor,
         observer: RunObserver,
         clock: Clock,
-        node: str,
+        lease: NodeLease,
         *,
         joins: JoinPolicy,
         bounds: PlannerSettings,
@@ -70,7 +71,7 @@ class Runner:
         self._executor = executor
         self._observer = observer
         self._clock = clock
-        self._node = node
+        self._lease = lease
         self._joins = joins
         self._bounds = bounds
         # Ends being written; they outlive a cancelled run task (see ``drain``).
@@ -85,7 +86,7 @@ class Runner:
     async def start(self, gateway_session_id: int, trigger: Trigger) -> Run:
         """Insert the ``running`` row of an API or CLI run (see ``RunRecorder.start_run``)."""
         return await self._recorder.start_run(
-            gateway_session_id, trigger, self._clock.now(), self._node
+            gateway_session_id, trigger, self._clock.now(), self._lease.node
         )
 
     async def run(

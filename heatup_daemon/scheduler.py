@@ -10,10 +10,10 @@
   rows flagged for a bad value in heatup's own columns, are decided again; an unusable row
   gets ``invalid_reason`` and one log line per distinct problem. The channel pool is checked.
   Runs of sessions that may no longer run (``session.admit``) are cancelled.
-- **reap** (every ``scheduler.heartbeat_seconds``): runs whose heartbeat is older than
-  ``scheduler.stale_run_seconds`` (their process died) end ``interrupted``; never this
-  process's own, and not until ``stale_run_seconds`` after a database outage, so that live
-  runs renew their leases first.
+- **reap** (every ``scheduler.heartbeat_seconds``): the runs of a node whose lease ran out
+  (its process died, or lost the database) end ``interrupted``, on the database's clock;
+  not until ``stale_run_seconds`` after a database outage, so that live nodes renew their
+  leases first.
 - **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line.
 - **retention** (every ``RETENTION_S``): runs older than ``history.retention_days`` are
   deleted in batches.
@@ -39,10 +39,11 @@ from heatup_daemon.clock import Clock
 from heatup_daemon.config import HistorySettings, SchedulerSettings
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
 from heatup_daemon.ramp import Ramp, stage_counts
 from heatup_daemon.runner import RunPool
-from heatup_daemon.slots import Slots
+from heatup_daemon.slots import CatchUp, Slots
 from heatup_daemon.stores import Decision, SchedulingStore, SlotPolicy
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Scheduler:
         pool: RunPool,
         metrics: SchedulerMetrics,
         clock: Clock,
-        node: str,
+        lease: NodeLease,
         *,
         ramp: Ramp | None = None,
         rng: random.Random | None = None,
@@ -95,7 +96,7 @@ class Scheduler:
         self._pool = pool
         self._metrics = metrics
         self._clock = clock
-        self._node = node
+        self._lease = lease
         self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
         self._on_fatal = on_fatal
         self._stopping = False
@@ -107,6 +108,9 @@ class Scheduler:
         self._dispatcher: asyncio.Task[None] | None = None
         self._database_lost_at: float | None = None
         self._database_back_at: float | None = None
+        # Dispatch (re)starts: overdue slots are spread out (``slots.CatchUp``).
+        self._catch_up_pending = True
+        self._catch_up: CatchUp | None = None
         self.last_error: str | None = None
         self.counts: dict[str, int] = {}
 
@@ -195,8 +199,10 @@ class Scheduler:
         await self._pool.stop(timeout_s)
 
     async def run_once(self) -> int:
-        """Dispatch what is due now, wait for those runs; return how many were started."""
+        """Dispatch what is due now, wait for those runs; return how many were started.
+        (An operator's explicit request: what is overdue is not spread out.)"""
         await self.prepare()
+        self._catch_up_pending = False
         cutoff = self._clock.now()
         started = 0
         while True:
@@ -246,6 +252,7 @@ class Scheduler:
         self.last_error = str(exc)
         if self._database_lost_at is None:
             self._database_lost_at = self._clock.monotonic()
+            self._catch_up_pending = True  # what falls due meanwhile is spread out after
             log.error("%s; dispatch pauses and resumes when it answers again", exc)
 
     def _database_available(self) -> None:
@@ -281,6 +288,8 @@ class Scheduler:
             return cap_s
         if due is None:
             return cap_s
+        if self._catch_up is not None:
+            due = self._catch_up.claimable_at(due)
         wait_s = (due - self._clock.now()).total_seconds()
         return min(cap_s, max(wait_s, BUSY_RETRY_S))
 
@@ -297,6 +306,8 @@ class Scheduler:
         """Claim due sessions while there is room and start their runs; return how many
         started."""
         async with self._dispatching:
+            if self._catch_up_pending:
+                await self._begin_catch_up()
             started = 0
             while not self._stopping:
                 room = self._settings.max_concurrent_runs - len(self._pool)
@@ -304,7 +315,9 @@ class Scheduler:
                     break
                 moment = now or self._clock.now()
                 limit = min(room, CLAIM_BATCH)
-                claim = await self._store.claim_due(self._slots, moment, limit, self._node)
+                claim = await self._store.claim_due(
+                    self._slots, moment, limit, self._lease.node, self._due_by(moment)
+                )
                 self._report(claim.decisions)
                 for run in claim.runs:
                     self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
@@ -313,6 +326,29 @@ class Scheduler:
                 if len(claim.decisions) < limit:
                     break
             return started
+
+    async def _begin_catch_up(self) -> None:
+        now = self._clock.now()
+        oldest = await self._store.next_due_at()
+        self._catch_up_pending = False
+        self._catch_up = CatchUp.of(oldest, now, self._settings.misfire_grace_seconds)
+        if self._catch_up is not None:
+            log.info(
+                "slots fell due while dispatch was away: the runs of the last %.0f s start "
+                "over the next %.0f s, in due order",
+                self._catch_up.window.total_seconds(),
+                self._catch_up.window.total_seconds(),
+            )
+
+    def _due_by(self, now: datetime) -> datetime | None:
+        """How far due rows may be claimed: all, or as far as a catch-up has come."""
+        if self._catch_up is None:
+            return None
+        cutoff = self._catch_up.cutoff(now)
+        if cutoff is None:
+            self._catch_up = None
+            log.info("caught up with the slots that fell due while dispatch was away")
+        return cutoff
 
     def _report(self, decisions: Sequence[Decision]) -> None:
         skipped: Counter[str] = Counter()
@@ -389,7 +425,7 @@ class Scheduler:
                 return 0  # live runs first renew the leases the outage left stale
             self._database_back_at = None
         reaped = await self._store.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds, self._pool.run_ids
+            self._clock.now(), self._settings.stale_run_seconds
         )
         if reaped:
             log.warning("marked %d runs interrupted: their process stopped", reaped)

@@ -30,14 +30,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Final
 
 from heatup_daemon.api import ApiState, create_app
-from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import DatabaseSettings, Settings
 from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHead
 from heatup_daemon.events import RunObserver
+from heatup_daemon.lease import CLOCK_OFFSET_WARN_S, NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import Parts, build_parts
+from heatup_daemon.parts import Parts, build_parts, node_lease
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.serving import ReadyServer, server_config
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
@@ -111,36 +111,41 @@ async def _serve(
         seeded = await repository.seed_channels(settings.channels)
         if seeded:
             log.info("seeded the channel pool with %d channels from the configuration", seeded)
-        clock, metrics = SystemClock(), Metrics(ramp=settings.ramp.ramp)
-        parts = build_parts(settings, repository, clock, metrics, *listeners)
+        metrics = Metrics(ramp=settings.ramp.ramp)
+        lease = node_lease(settings, repository, metrics)
         fatal: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
         def on_fatal(exc: BaseException) -> None:
             if not fatal.done():
                 fatal.set_result(exc)
 
-        scheduler = Scheduler(
-            settings.scheduler,
-            settings.history,
-            repository,
-            parts.pool,
-            metrics,
-            clock,
-            settings.node_name,
-            ramp=settings.ramp.ramp,
-            rng=random.Random(),
-            on_fatal=on_fatal,
-        )
-        try:
-            if once:
-                started = await scheduler.run_once()
-                log.info("--once: %d runs started and finished", started)
-                return EXIT_OK
-            assert signals is not None
-            daemon = _Daemon(settings, repository, parts, scheduler, metrics, fatal, signals)
-            return await daemon.serve(on_ready)
-        finally:
-            await parts.aclose()
+        async with lease.held(on_failure=on_fatal):
+            clock = lease.clock
+            parts = build_parts(settings, repository, clock, metrics, lease, *listeners)
+            scheduler = Scheduler(
+                settings.scheduler,
+                settings.history,
+                repository,
+                parts.pool,
+                metrics,
+                clock,
+                lease,
+                ramp=settings.ramp.ramp,
+                rng=random.Random(),
+                on_fatal=on_fatal,
+            )
+            try:
+                if once:
+                    started = await scheduler.run_once()
+                    log.info("--once: %d runs started and finished", started)
+                    return EXIT_OK
+                assert signals is not None
+                daemon = _Daemon(
+                    settings, repository, parts, scheduler, lease, metrics, fatal, signals
+                )
+                return await daemon.serve(on_ready)
+            finally:
+                await parts.aclose()
 
 
 class _StopSignals:
@@ -174,6 +179,7 @@ class _Daemon:
         repository: Repository,
         parts: Parts,
         scheduler: Scheduler,
+        lease: NodeLease,
         metrics: Metrics,
         fatal: asyncio.Future[BaseException],
         signals: _StopSignals,
@@ -182,6 +188,7 @@ class _Daemon:
         self._repository = repository
         self._parts = parts
         self._scheduler = scheduler
+        self._lease = lease
         self._metrics = metrics
         self._fatal = fatal
         self._notifier = Notifier.from_environ()
@@ -246,7 +253,7 @@ class _Daemon:
 
     async def health(self) -> dict[str, str]:
         """The readiness checks, each ``ok`` or why not (live, with no side effects)."""
-        checks = {"database": "ok", "dispatcher": "ok", "gateway_auth": "ok"}
+        checks = {"database": "ok", "dispatcher": "ok", "gateway_auth": "ok", "clock": "ok"}
         try:
             revision = await self._repository.schema_revision()
         except DatabaseUnavailable as exc:
@@ -258,6 +265,13 @@ class _Daemon:
             checks["dispatcher"] = "stopping" if self._stopping else "not running"
         if self._parts.gateway.auth_failing:
             checks["gateway_auth"] = "the gateway refuses heatup's token"
+        offset_s = self._lease.clock_offset_s
+        if abs(offset_s) > CLOCK_OFFSET_WARN_S:
+            side = "ahead of" if offset_s > 0 else "behind"
+            checks["clock"] = (
+                f"this host's clock is {abs(offset_s):.1f} s {side} the database's "
+                "(heatup keeps to the database's; fix the host's time synchronisation)"
+            )
         return checks
 
     async def status(self) -> str:

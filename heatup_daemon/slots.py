@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Final
 
 from heatup_daemon.enums import RunStatus, SessionState
@@ -37,6 +37,45 @@ from heatup_daemon.stores import Decision, SlotRow
 log = logging.getLogger(__name__)
 
 SCHEDULE_FIELDS: Final = ("schedule", "jitter_seconds", "timezone")
+# Overdue by less than this when dispatch resumes, slots are claimed as usual.
+CATCH_UP_FROM_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Slots that fell due while dispatch was away (heatup was down, or the database out),
+    spread out in due order. Claims take only the rows due up to ``cutoff(now)``, which
+    sweeps from ``since`` (the oldest overdue due time, at most the misfire grace back) to
+    real time at twice its pace: the overdue runs start over a window as long as they were
+    overdue, the slots that come due meanwhile queue behind them, the start rate stays
+    within twice the steady one, and no slot waits longer than it was already overdue (so
+    none becomes late by the spreading)."""
+
+    since: datetime
+    began: datetime
+
+    @classmethod
+    def of(cls, oldest_due: datetime | None, now: datetime, grace_s: float) -> CatchUp | None:
+        """The catch-up for a dispatch resuming at ``now``; ``None`` if little is overdue."""
+        if oldest_due is None:
+            return None
+        since = max(oldest_due, now - timedelta(seconds=grace_s))
+        if (now - since).total_seconds() < CATCH_UP_FROM_S:
+            return None
+        return cls(since, now)
+
+    @property
+    def window(self) -> timedelta:
+        return self.began - self.since
+
+    def cutoff(self, now: datetime) -> datetime | None:
+        """The latest due time claimable at ``now``; ``None`` once the sweep is over."""
+        swept = self.since + 2 * (now - self.began)
+        return None if swept >= now else swept
+
+    def claimable_at(self, due: datetime) -> datetime:
+        """When a row due at ``due`` comes within the cutoff."""
+        return self.began + max(due - self.since, timedelta(0)) / 2
 
 
 class Slots:

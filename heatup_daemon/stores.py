@@ -5,7 +5,8 @@
   session state runs change);
 - ``RegistryReader``: the API's and the CLI's (the registry and the history);
 - ``ConsoleReader``: the web console's (the registry and the history, the pool at a glance);
-- ``TokenLedger``: the LLM planner's daily token budget, shared by every node.
+- ``TokenLedger``: the LLM planner's daily token budget, shared by every node;
+- ``LeaseStore``: each process's lease, which keeps its runs alive.
 
 ``db.Repository`` implements all of them on SQLite and PostgreSQL; ``testing.InMemoryStore``
 implements all but ``ConsoleReader`` in memory for unit tests, and one contract suite
@@ -21,9 +22,29 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec, handle
+
+# --- nodes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A process that runs runs, as its lease row names it: ``id`` is the lease's, ``name``
+    the ``node_name`` its runs are recorded with."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReading:
+    """What a lease write returns: the node, and the database's clock when it was written."""
+
+    node: Node
+    database_now: datetime
+
 
 # --- runs and slots -----------------------------------------------------------------------
 
@@ -36,7 +57,7 @@ class Run:
     session: Session
     trigger: Trigger
     due_at: datetime
-    # When the row was written ``running``: its lease (heartbeat) counts from then.
+    # When the row was written ``running``.
     started_at: datetime
     scheduled_for: datetime | None = None
 
@@ -326,10 +347,18 @@ class SchedulingStore(Protocol):
         decision. Rows another node is deciding meanwhile are passed over; a decision is
         stored only if the row's key is still the one it was decided on."""
 
-    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
-        """In one transaction: lock up to ``limit`` rows whose ``next_run_at`` has come, most
-        overdue first, passing over rows another claimer holds; decide each with
-        ``policy.claim``; move each row to its next slot and insert its slot rows
+    async def claim_due(
+        self,
+        policy: SlotPolicy,
+        now: datetime,
+        limit: int,
+        node: Node,
+        due_by: datetime | None = None,
+    ) -> Claim:
+        """In one transaction: lock up to ``limit`` rows whose ``next_run_at`` has come (by
+        ``due_by``, default ``now``), most overdue first, passing over rows another claimer
+        holds; decide each with ``policy.claim`` at ``now``; move each row to its next slot
+        and insert its slot rows
         (``ON CONFLICT DO NOTHING`` on the slot key). A process that dies before the commit
         has changed nothing; after it, every slot has its row. Returns the runs whose
         ``running`` row was inserted."""
@@ -346,9 +375,11 @@ class SchedulingStore(Protocol):
     async def check_channels(self) -> list[tuple[str, str | None]]:
         """Validate every pool row; store and return each verdict that changed."""
 
-    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
-        """End ``interrupted`` the running runs whose heartbeat is older than ``stale_s``
-        (their process died), except the ids in ``spare`` (alive in this process)."""
+    async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
+        """End ``interrupted`` the running runs whose node's lease ran out (their process
+        died or lost the database), give back the join places they held, and drop those
+        nodes' rows; runs written before leases existed go when their heartbeat is older
+        than ``stale_s``. Decided on the database's clock (``now`` on SQLite)."""
 
     async def delete_history(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` finished runs (with their actions) started before
@@ -365,7 +396,7 @@ class SchedulingStore(Protocol):
 
 class RunRecorder(Protocol):
     async def start_run(
-        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         """Insert a ``running`` run for an API or CLI start, with the session's row locked:
         ``NotFound`` if it is not registered, ``SessionNotRunnable`` if ``session.admit``
@@ -381,9 +412,16 @@ class RunRecorder(Protocol):
         ``unknown`` before its gateway call, then its end. Keyed on (run, seq), so a retried
         write is stored once."""
 
-    async def heartbeat(self, run_id: int, at: datetime) -> bool:
-        """Renew the run's lease; ``False`` if it is no longer ``running`` (the reaper took
-        it: the run must stop, another may already have started)."""
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
+        """The fence before a gateway call. In one statement's condition: the run is still
+        ``running`` and its node's lease lasts at least ``budget_s`` more (the longest the
+        call may take), on the database's clock; only then is the action's in-flight row
+        (``record``, as ``record_action`` writes it) written and the run's heartbeat set,
+        and the answer is ``cleared``. Otherwise nothing is written: ``reaped`` or
+        ``lease_short``. So a run whose lease another node's reaper may take makes no call,
+        and no call outlives its run's lease."""
 
     async def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, at: datetime
@@ -452,6 +490,21 @@ class ConsoleReader(RegistryReader, Protocol):
     async def channel_lines(self, now: datetime) -> list[ChannelLine]: ...
 
 
+class LeaseStore(Protocol):
+    """The nodes' leases, on the database's clock (the node's own ``now`` on SQLite, where
+    every process shares one host)."""
+
+    async def register_node(self, name: str, lease_s: float, now: datetime) -> LeaseReading:
+        """A new lease row for a process starting, valid ``lease_s``."""
+
+    async def renew_node(self, node: Node, lease_s: float, now: datetime) -> LeaseReading | None:
+        """Extend the node's lease to ``lease_s`` from now; ``None`` if its row is gone (a
+        reaper took its runs: it must register again)."""
+
+    async def release_node(self, node: Node) -> None:
+        """Drop the node's lease (at a clean stop, once its runs have ended)."""
+
+
 class TokenLedger(Protocol):
     """LLM tokens spent per UTC day by every node together."""
 
@@ -468,6 +521,9 @@ __all__ = [
     "ConsoleReader",
     "Decision",
     "JoinLimits",
+    "LeaseReading",
+    "LeaseStore",
+    "Node",
     "PastRun",
     "PlanningFacts",
     "PoolChannel",

@@ -7,7 +7,6 @@ from typing import Any
 
 from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of, with_repository
 from heatup_daemon.cli.output import LiveActions, format_time, print_json, print_table
-from heatup_daemon.clock import SystemClock
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import Outcome, RunStatus, Trigger
@@ -48,7 +47,7 @@ def _time_scale(text: str) -> float:
 
 def run_warmup(args: argparse.Namespace) -> int:
     from heatup_daemon.metrics import Metrics
-    from heatup_daemon.parts import build_parts
+    from heatup_daemon.parts import build_parts, node_lease
 
     gateway_id = parse_gateway_id(args.id)
     settings = settings_of(args)
@@ -57,11 +56,12 @@ def run_warmup(args: argparse.Namespace) -> int:
             **{**settings.executor.model_dump(), "time_scale": args.time_scale}
         )
         settings = settings.model_copy(update={"executor": executor})
-    clock = SystemClock()
 
     async def work(repository: Repository) -> int:
         await repository.seed_channels(settings.channels)  # an empty pool only, as at start
-        parts = build_parts(settings, repository, clock, Metrics(), LiveActions())
+        lease = node_lease(settings, repository)
+        clock = lease.clock
+        parts = build_parts(settings, repository, clock, Metrics(), lease, LiveActions())
         try:
             if args.dry_run:
                 record = await repository.get_session(gateway_id)
@@ -77,8 +77,9 @@ def run_warmup(args: argparse.Namespace) -> int:
                 _print_plan(plan)
                 say("")
 
-            run = await parts.runner.start(gateway_id, Trigger.CLI)
-            result = await parts.runner.run(run, on_plan=on_plan)
+            async with lease.held():  # the run is alive while this process renews it
+                run = await parts.runner.start(gateway_id, Trigger.CLI)
+                result = await parts.runner.run(run, on_plan=on_plan)
         finally:
             await parts.aclose()
         outcome = result.outcome

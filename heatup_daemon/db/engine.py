@@ -22,11 +22,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, DatabaseSettings
 
 WRITE: Final = "heatup_write"
-CONNECT_TIMEOUT_S: Final = 10
-STATEMENT_TIMEOUT_S: Final = 30
 
 
 def create_engine(settings: DatabaseSettings, **kwargs: Any) -> AsyncEngine:

@@ -211,6 +211,20 @@ class JoinRow(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
 
 
+class NodeRow(Base):
+    """A process that runs runs (a daemon, or a ``heatup warmup``) and its lease. The process
+    renews ``lease_until`` on the database's clock; a run is alive while the lease of its
+    node is, and any node's reaper ends the runs of a node whose lease ran out."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+
 class RunRow(Base):
     """One warm-up run. Scheduled runs are unique per (session, nominal slot)."""
 
@@ -231,6 +245,13 @@ class RunRow(Base):
         Index("ix_warmup_runs_gateway_session_id_started_at", "gateway_session_id", "started_at"),
         Index("ix_warmup_runs_session_id_started_at", "session_id", "started_at"),
         Index("ix_warmup_runs_status_heartbeat_at", "status", "heartbeat_at"),
+        # The reaper's question: the runs in flight of a node whose lease ran out.
+        Index(
+            "ix_warmup_runs_running_node_id",
+            "node_id",
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
         Index("ix_warmup_runs_started_at", "started_at"),
         # One run in flight per session, whichever process or trigger starts it.
         Index(
@@ -263,7 +284,12 @@ class RunRow(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     node: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The ``nodes`` row whose lease keeps the run alive (no foreign key: the history keeps
+    # the id after the node's row is gone). NULL for runs written before leases existed,
+    # which the reaper judges by ``heartbeat_at``.
+    node_id: Mapped[int | None] = mapped_column(BigInteger)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # The run's last sign of life: its start, then each gateway call it was cleared to make.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)

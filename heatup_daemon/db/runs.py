@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -16,6 +16,7 @@ from heatup_daemon.db.models import (
     ActionRow,
     ChannelRow,
     JoinRow,
+    NodeRow,
     RunRow,
     SessionChannelRow,
     SessionRow,
@@ -25,6 +26,7 @@ from heatup_daemon.db.sessions import record_columns, record_from
 from heatup_daemon.db.store import Store, record_of
 from heatup_daemon.enums import (
     ActionKind,
+    Clearance,
     JoinStatus,
     Outcome,
     PlanSource,
@@ -37,6 +39,7 @@ from heatup_daemon.session import Session, admit
 from heatup_daemon.stores import (
     ActionRecord,
     JoinLimits,
+    Node,
     PastRun,
     PlanningFacts,
     PoolChannel,
@@ -69,9 +72,6 @@ ACTION_FIELDS: Final = (
     "gateway_latency_s",
 )
 _RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)
-_HEARTBEAT: Final = (
-    update(RunRow).where(_RUNNING).values(heartbeat_at=bindparam("b_at")).returning(RunRow.id)
-)
 _FINISH: Final = (
     update(RunRow)
     .where(_RUNNING)
@@ -193,7 +193,7 @@ class RunStore(Store):
     """Runs, their actions, and the columns of ``sessions`` that runs change."""
 
     async def start_run(
-        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
         if self.locks_rows:
@@ -219,7 +219,8 @@ class RunStore(Store):
                     trigger=trigger,
                     due_at=now,
                     status=RunStatus.RUNNING,
-                    node=node,
+                    node=node.name,
+                    node_id=node.id,
                     started_at=now,
                     heartbeat_at=now,
                 )
@@ -246,9 +247,29 @@ class RunStore(Store):
         statement = _action_upsert(self.dialect)
         await self._write(lambda db: db.execute(statement, values))
 
-    async def heartbeat(self, run_id: int, at: datetime) -> bool:
-        values = {"b_run_id": run_id, "b_at": at}
-        return await self._write(lambda db: db.scalar(_HEARTBEAT, values)) is not None
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
+        leased = exists().where(
+            NodeRow.id == RunRow.node_id,
+            NodeRow.lease_until > self.shared_now(now, budget_s),
+        )
+        fence = (
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING, leased)
+            .values(heartbeat_at=self.shared_now(now))
+            .returning(RunRow.id)
+        )
+        values, upsert = _action_values(run_id, record), _action_upsert(self.dialect)
+
+        def clear(db: Connection) -> Clearance:
+            if db.scalar(fence) is not None:
+                db.execute(upsert, values)
+                return Clearance.CLEARED
+            status = db.scalar(_RUN_STATUS, {"b_run_id": run_id})
+            return Clearance.LEASE_SHORT if status == RunStatus.RUNNING else Clearance.REAPED
+
+        return await self._write(clear)
 
     async def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, at: datetime

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, func, select, update
 from sqlalchemy import exc as sa_exc
@@ -22,13 +22,12 @@ from sqlalchemy.sql import Select
 
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
 from heatup_daemon.db.sessions import admin_key, record_columns, record_from
-from heatup_daemon.db.store import Store, is_transient, rows_affected
+from heatup_daemon.db.store import Store, is_transient
 from heatup_daemon.enums import RunStatus, SessionState, Trigger
 from heatup_daemon.errors import SessionNotRunnable
 from heatup_daemon.session import Session, SessionRecord, admit
-from heatup_daemon.stores import Claim, Decision, Reconciled, Run, SlotPolicy
+from heatup_daemon.stores import Claim, Decision, Node, Reconciled, Run, SlotPolicy
 
-REAPED: Final = "the process running it stopped (heartbeat lost)"
 R = TypeVar("R")
 
 
@@ -53,10 +52,17 @@ class SchedulingStore(Store):
 
         return await self._refusal_isolated(decide)
 
-    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
+    async def claim_due(
+        self,
+        policy: SlotPolicy,
+        now: datetime,
+        limit: int,
+        node: Node,
+        due_by: datetime | None = None,
+    ) -> Claim:
         query = (
             select(*record_columns())
-            .where(SessionRow.next_run_at <= now)
+            .where(SessionRow.next_run_at <= (due_by or now))
             .order_by(SessionRow.next_run_at)
             .limit(limit)
         )
@@ -93,7 +99,7 @@ class SchedulingStore(Store):
         return [record_from(row) for row in db.execute(query)]
 
     def _insert_slot_rows(
-        self, db: Connection, decisions: Sequence[Decision], node: str, now: datetime
+        self, db: Connection, decisions: Sequence[Decision], node: Node, now: datetime
     ) -> tuple[Run, ...]:
         rows: list[dict[str, Any]] = []
         sessions: dict[int, Session] = {}
@@ -112,7 +118,8 @@ class SchedulingStore(Store):
                         "next_slot_at": slot.next_slot_at,
                         "due_at": slot.due_at,
                         "status": slot.status,
-                        "node": node,
+                        "node": node.name,
+                        "node_id": node.id,
                         "started_at": now,
                         "heartbeat_at": now if running else None,
                         "finished_at": None if running else now,
@@ -156,20 +163,6 @@ class SchedulingStore(Store):
         rows = await self._read(lambda db: [record_from(row) for row in db.execute(query)])
         records = {record.id: record for record in rows}
         return refusals_of(records, session_ids, now)
-
-    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
-        condition = and_(
-            RunRow.status == RunStatus.RUNNING,
-            RunRow.heartbeat_at < now - timedelta(seconds=stale_s),
-        )
-        if spare:
-            condition = and_(condition, RunRow.id.not_in(sorted(spare)))
-        statement = (
-            update(RunRow)
-            .where(condition)
-            .values(status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
-        )
-        return await self._write(lambda db: rows_affected(db.execute(statement)))
 
     async def delete_history(self, before: datetime, limit: int) -> int:
         def trim(db: Connection) -> int:

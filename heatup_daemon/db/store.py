@@ -32,18 +32,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import fields
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
+from sqlalchemy import Interval, func, literal, text, type_coerce
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
 from heatup_daemon.db.engine import WRITE, sqlite_twin
 from heatup_daemon.db.migrate import ensure_at_head
+from heatup_daemon.db.models import UTCDateTime
 from heatup_daemon.errors import DatabaseUnavailable
 
 R = TypeVar("R")
@@ -154,6 +157,17 @@ class Store:
     def locks_rows(self) -> bool:
         """PostgreSQL: claims lock rows (``FOR UPDATE SKIP LOCKED``); SQLite has one writer."""
         return self.dialect == "postgresql"
+
+    def shared_now(self, now: datetime, plus_s: float = 0.0) -> ColumnElement[datetime]:
+        """The moment a decision that nodes share (a lease, a reap, a fence) is made at, plus
+        ``plus_s``: on PostgreSQL the database's own clock (``now()``, its transaction's
+        start), never a node's; on SQLite, where every process is on one host, ``now``."""
+        if self.dialect == "postgresql":
+            moment: ColumnElement[datetime] = func.now()
+            if plus_s:
+                moment = moment + literal(timedelta(seconds=plus_s), Interval())
+            return type_coerce(moment, UTCDateTime())
+        return literal(now + timedelta(seconds=plus_s), UTCDateTime())
 
     async def _read(self, work: Work[R]) -> R:
         """``work`` in a read transaction; its result."""

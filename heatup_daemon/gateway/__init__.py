@@ -16,6 +16,13 @@ class Gateway(Protocol):
     request (``InvalidValue``) and raises a ``GatewayError`` subclass for each failing
     outcome of GATEWAY.md's table; transient failures are retried inside."""
 
+    @property
+    def auth_failing(self) -> bool:
+        """Whether the gateway refused heatup's token on the last call (``/readyz``)."""
+
+    async def aclose(self) -> None:
+        """Release the connections (once, at the end)."""
+
     async def join_channel(self, gateway_session_id: int, username: str) -> None:
         """Join a public channel."""
 

@@ -48,8 +48,12 @@ class FakeGateway:
         self.fail: dict[object, BaseException] = {}
         self.always: set[object] = set()
         self.members: dict[str, bool | None] = {}
+        self.auth_failing = False
         self._clock = clock
         self._latency_s = latency_s
+
+    async def aclose(self) -> None:
+        pass
 
     async def _call(self, operation: str, gateway_session_id: int, channel: str | None) -> None:
         self.calls.append((operation, gateway_session_id, channel))

@@ -19,6 +19,7 @@ from typing import Any
 
 from heatup_daemon.clock import Clock, SystemClock
 from heatup_daemon.config import ChannelEntry
+from heatup_daemon.db.leases import REAPED
 from heatup_daemon.db.runs import (
     CHANNEL_FLAG_SESSIONS,
     CHANNEL_FLAG_WINDOW,
@@ -29,9 +30,9 @@ from heatup_daemon.db.runs import (
     join_verdict,
     past_run,
 )
-from heatup_daemon.db.scheduling import REAPED, refusals_of
+from heatup_daemon.db.scheduling import refusals_of
 from heatup_daemon.db.sessions import read_time
-from heatup_daemon.enums import JoinStatus, Outcome, RunStatus, SessionState, Trigger
+from heatup_daemon.enums import Clearance, JoinStatus, Outcome, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -47,6 +48,8 @@ from heatup_daemon.stores import (
     Claim,
     Decision,
     JoinLimits,
+    LeaseReading,
+    Node,
     PlanningFacts,
     PoolChannel,
     Reconciled,
@@ -100,6 +103,8 @@ class InMemoryStore:
         self.runs: dict[int, RunView] = {}
         self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
+        self.leases: dict[int, datetime] = {}  # node id -> lease_until
+        self.run_nodes: dict[int, int] = {}  # run id -> the node whose lease keeps it
         self.unavailable = False
         self._clock = clock or SystemClock()
         self._ids = 0
@@ -289,12 +294,20 @@ class InMemoryStore:
         self._store(changed)
         return Reconciled(tuple(changed), len(ids), ids[-1] if ids else after_id)
 
-    async def claim_due(self, policy: SlotPolicy, now: datetime, limit: int, node: str) -> Claim:
+    async def claim_due(
+        self,
+        policy: SlotPolicy,
+        now: datetime,
+        limit: int,
+        node: Node,
+        due_by: datetime | None = None,
+    ) -> Claim:
         self._check()
+        cutoff = due_by or now
         due = [
             (row["next_run_at"], session_id)
             for session_id, row in self.sessions.items()
-            if isinstance(row["next_run_at"], datetime) and row["next_run_at"] <= now
+            if isinstance(row["next_run_at"], datetime) and row["next_run_at"] <= cutoff
         ]
         ids = [session_id for _, session_id in sorted(due)][:limit]
         decisions = []
@@ -315,7 +328,7 @@ class InMemoryStore:
         return Claim(tuple(decisions), tuple(runs))
 
     def _insert_slot_row(
-        self, decision: Decision, status: RunStatus, slot: Any, node: str, now: datetime
+        self, decision: Decision, status: RunStatus, slot: Any, node: Node, now: datetime
     ) -> RunView | None:
         session_id = decision.record.id
         conflict = any(
@@ -338,13 +351,14 @@ class InMemoryStore:
             next_slot_at=slot.next_slot_at,
             due_at=slot.due_at,
             status=status,
-            node=node,
+            node=node.name,
             started_at=now,
             heartbeat_at=now if running else None,
             finished_at=None if running else now,
             error=slot.error,
         )
         self.runs[row.id] = row
+        self.run_nodes[row.id] = node.id
         return row
 
     async def next_due_at(self) -> datetime | None:
@@ -363,17 +377,37 @@ class InMemoryStore:
         records = {sid: self._record(sid) for sid in session_ids if sid in self.sessions}
         return refusals_of(records, session_ids, now)
 
-    async def reap_stale_runs(self, now: datetime, stale_s: float, spare: frozenset[int]) -> int:
+    async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
         self._check()
+        expired = {node for node, until in self.leases.items() if until < now}
         reaped = 0
         for run in list(self.runs.values()):
-            stale = run.heartbeat_at is not None and run.heartbeat_at < now - timedelta(
-                seconds=stale_s
-            )
-            if run.status is RunStatus.RUNNING and stale and run.id not in spare:
+            node = self.run_nodes.get(run.id)
+            if run.status is RunStatus.RUNNING and (node in expired or node not in self.leases):
                 self._update(run.id, status=RunStatus.INTERRUPTED, finished_at=now, error=REAPED)
                 reaped += 1
+        for node in expired:
+            del self.leases[node]
         return reaped
+
+    # --- leases ---------------------------------------------------------------------------
+
+    async def register_node(self, name: str, lease_s: float, now: datetime) -> LeaseReading:
+        self._check()
+        node = Node(self._next_id(), name)
+        self.leases[node.id] = now + timedelta(seconds=lease_s)
+        return LeaseReading(node, now)
+
+    async def renew_node(self, node: Node, lease_s: float, now: datetime) -> LeaseReading | None:
+        self._check()
+        if node.id not in self.leases:
+            return None
+        self.leases[node.id] = now + timedelta(seconds=lease_s)
+        return LeaseReading(node, now)
+
+    async def release_node(self, node: Node) -> None:
+        self._check()
+        self.leases.pop(node.id, None)
 
     async def delete_history(self, before: datetime, limit: int) -> int:
         self._check()
@@ -417,7 +451,7 @@ class InMemoryStore:
     # --- runs ---------------------------------------------------------------------------------
 
     async def start_run(
-        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: str
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         self._check()
         session_id = self._by_gateway_id(gateway_session_id)
@@ -434,13 +468,14 @@ class InMemoryStore:
             next_slot_at=None,
             due_at=now,
             status=RunStatus.RUNNING,
-            node=node,
+            node=node.name,
             started_at=now,
             heartbeat_at=now,
             finished_at=None,
             error=None,
         )
         self.runs[row.id] = row
+        self.run_nodes[row.id] = node.id
         return Run(row.id, session, trigger, now, now)
 
     async def planning_facts(self, session: Any, now: datetime) -> PlanningFacts:
@@ -491,13 +526,18 @@ class InMemoryStore:
         others = (a for a in self.runs[run_id].actions if a.seq != record.seq)
         self._update(run_id, actions=tuple(sorted((*others, record), key=lambda a: a.seq)))
 
-    async def heartbeat(self, run_id: int, at: datetime) -> bool:
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
         self._check()
-        run = self.runs[run_id]
-        if run.status is not RunStatus.RUNNING:
-            return False
-        self._update(run_id, heartbeat_at=at)
-        return True
+        if self.runs[run_id].status is not RunStatus.RUNNING:
+            return Clearance.REAPED
+        lease_until = self.leases.get(self.run_nodes.get(run_id, -1))
+        if lease_until is None or lease_until <= now + timedelta(seconds=budget_s):
+            return Clearance.LEASE_SHORT
+        self._update(run_id, heartbeat_at=now)
+        await self.record_action(run_id, record)
+        return Clearance.CLEARED
 
     async def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, at: datetime

@@ -83,7 +83,12 @@ def test_health_and_info(api: httpx2.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok", "checks": {}}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "dispatcher": "ok", "gateway_auth": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "dispatcher": "ok",
+        "gateway_auth": "ok",
+        "clock": "ok",
+    }
     assert api.get("/health").json()["status"] == "healthy"
     info = api.get("/").json()
     assert info["service"] == "heatup" and "/warmup/{id}" in info["endpoints"]

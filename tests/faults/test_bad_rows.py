@@ -6,7 +6,6 @@ those), nothing raises, and the good rows keep their schedule and run."""
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from heatup_daemon.config import (
     DatabaseSettings,
-    ExecutorSettings,
-    HistorySettings,
-    PlannerSettings,
-    SchedulerSettings,
     Settings,
 )
 from heatup_daemon.db import migrate
@@ -31,16 +26,11 @@ from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.registry import channel_problem
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.events import Observers
-from heatup_daemon.executor import Executor
-from heatup_daemon.metrics import Metrics
-from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.runner import Runner, RunPool
-from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.session import validate_record
-from heatup_daemon.testing import FakeClock, FakeGateway
+from heatup_daemon.testing import FakeClock
 from tests.builders import session_spec
 from tests.faults.conftest import Report
+from tests.worlds import World
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GOOD = (1, 2)  # registered through the CLI's path; they must keep running
@@ -146,41 +136,6 @@ async def write_rows(engine: AsyncEngine, table: str, rows: list[dict[str, Any]]
     return taken
 
 
-def scheduler_for(repository: Repository, clock: FakeClock) -> tuple[Scheduler, RunPool]:
-    metrics = Metrics()
-    executor = Executor(
-        FakeGateway(),
-        repository,
-        ExecutorSettings(time_scale=0),
-        metrics,
-        clock=clock,
-        heartbeat_s=15,
-    )
-    planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-    runner = Runner(
-        repository,
-        planner,
-        executor,
-        Observers(metrics),
-        clock,
-        "n1",
-        joins=Settings().join_policy,
-        bounds=PlannerSettings(),
-    )
-    pool = RunPool(runner)
-    scheduler = Scheduler(
-        SchedulerSettings(),
-        HistorySettings(),
-        repository,
-        pool,
-        metrics,
-        clock,
-        "n1",
-        rng=random.Random(2),
-    )
-    return scheduler, pool
-
-
 async def one_example(
     url: str, sessions: list[dict[str, Any]], channels: list[dict[str, Any]], figures: Figures
 ) -> None:
@@ -208,15 +163,14 @@ async def one_example(
         figures.counts["channel rows the database took"] += await write_rows(
             engine, "channels", channels
         )
-        clock = FakeClock(START)
-        scheduler, pool = scheduler_for(repository, clock)
-        await scheduler.prepare()
+        world = World(repository, clock=FakeClock(START))
+        node = await world.node()
+        await node.scheduler.prepare()
         for _ in range(3):
-            await scheduler.reconcile()
-            await scheduler.dispatch()
-            await pool.wait_all()
-            clock.advance(3600)
-        await judge(repository, clock.now(), figures)
+            await node.scheduler.reconcile()
+            await world.tick()
+            world.clock.advance(3600)
+        await judge(repository, world.clock.now(), figures)
     finally:
         await repository.close()
         await engine.dispose()

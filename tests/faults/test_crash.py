@@ -27,11 +27,14 @@ from tests.judging import (
 
 SESSIONS = 20
 PERIOD = timedelta(seconds=10)
-STALE_S = 3.0
+STALE_S = 5.0
 ENV = {
     "HEATUP_EXECUTOR__TIME_SCALE": "0.05",
     "HEATUP_SCHEDULER__STALE_RUN_SECONDS": str(STALE_S),
-    "HEATUP_SCHEDULER__HEARTBEAT_SECONDS": "1",
+    "HEATUP_SCHEDULER__HEARTBEAT_SECONDS": "0.5",
+    # A short lease must still outlast a gateway call: short calls.
+    "HEATUP_GATEWAY__READ_TIMEOUT_S": "1",
+    "HEATUP_GATEWAY__RETRY_DEADLINE_S": "2",
     "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
     "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.5",
 }

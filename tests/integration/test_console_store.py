@@ -9,11 +9,12 @@ from sqlalchemy import text
 
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import Outcome, RunStatus, Trigger
-from heatup_daemon.stores import JoinLimits, SessionSort
+from heatup_daemon.stores import JoinLimits, Node, SessionSort
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+NODE = Node(1, "n")
 
 
 async def sql(repository: Repository, statement: str) -> None:
@@ -35,10 +36,10 @@ async def test_the_pool_at_a_glance(repository: Repository) -> None:
         "WHERE gateway_session_id = 3",
     )
     await sql(repository, "UPDATE sessions SET invalid_reason = 'bad' WHERE gateway_session_id = 4")
-    finished = await repository.start_run(5, Trigger.API, NOW - timedelta(hours=1), "n")
+    finished = await repository.start_run(5, Trigger.API, NOW - timedelta(hours=1), NODE)
     await repository.finish_run(finished.id, RunStatus.FAILED, "x", NOW - timedelta(minutes=59))
-    await repository.start_run(5, Trigger.API, NOW, "n")  # in flight
-    old = await repository.start_run(1, Trigger.CLI, NOW - timedelta(hours=30), "n")
+    await repository.start_run(5, Trigger.API, NOW, NODE)  # in flight
+    old = await repository.start_run(1, Trigger.CLI, NOW - timedelta(hours=30), NODE)
     await repository.finish_run(old.id, RunStatus.SUCCEEDED, None, NOW - timedelta(hours=30))
     await repository.set_cooldown(old.session.id, NOW + timedelta(hours=1), 3600, NOW)
     due = NOW + timedelta(minutes=7)
@@ -89,7 +90,7 @@ async def test_the_session_list_sorts_and_pages(repository: Repository) -> None:
     second = await repository.session_page(SessionSort.GATEWAY_ID, False, 4, 4)
     assert second.total == 6
     assert [line.record.gateway_session_id for line in second.lines] == [5, 6]
-    run = await repository.start_run(6, Trigger.API, NOW, "n")
+    run = await repository.start_run(6, Trigger.API, NOW, NODE)
     await repository.finish_run(run.id, RunStatus.PARTIAL, None, NOW + timedelta(seconds=5))
     (line,) = [ln for ln in second.lines if ln.record.gateway_session_id == 5]
     assert line.last_status is None
@@ -106,7 +107,7 @@ async def test_the_channel_pool_and_its_use(repository: Repository) -> None:
         )
     limits = JoinLimits(per_day=5, per_channel_hour=20)
     for gateway_id, at in ((1, NOW - timedelta(minutes=5)), (2, NOW - timedelta(hours=3))):
-        run = await repository.start_run(gateway_id, Trigger.API, at, "n")
+        run = await repository.start_run(gateway_id, Trigger.API, at, NODE)
         verdicts = await repository.reserve_joins(run, ["alpha_news"], limits, at)
         assert verdicts == {"alpha_news": None}
         await repository.record_join(run, join_record(1, "alpha_news", Outcome.OK, at))

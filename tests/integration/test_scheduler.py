@@ -7,92 +7,42 @@ import asyncio
 import logging
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text, update
 
-from heatup_daemon.config import (
-    ExecutorSettings,
-    HistorySettings,
-    PlannerSettings,
-    SchedulerSettings,
-    Settings,
-)
-from heatup_daemon.db.models import SessionRow
+from heatup_daemon.config import Settings
+from heatup_daemon.db.models import NodeRow, SessionRow
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import RunStatus, Trigger
-from heatup_daemon.events import Observers
-from heatup_daemon.executor import Executor
-from heatup_daemon.metrics import Metrics
-from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.runner import Runner, RunPool
-from heatup_daemon.scheduler import Scheduler
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus, Trigger
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import Decision
-from heatup_daemon.testing import FakeClock, FakeGateway
-from tests.builders import session_spec
+from heatup_daemon.stores import ActionRecord, Decision
+from heatup_daemon.testing import FakeGateway
+from tests.worlds import START, World, WorldNode, quick_settings
 
-START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+IN_FLIGHT = ActionRecord(
+    seq=1,
+    kind=ActionKind.BROWSE_DIALOGS,
+    channel=None,
+    planned_duration_s=None,
+    actual_duration_s=None,
+    started_at=START,
+    finished_at=START,
+    outcome=Outcome.UNKNOWN,
+    error_code="in_flight",
+)
 
 
-class World:
-    def __init__(self, repository: Repository, gateway: FakeGateway | None = None) -> None:
-        self.repository = repository
-        self.clock = FakeClock(START)
-        self.gateway = gateway or FakeGateway()
-        self.metrics = Metrics()
-        self.settings = SchedulerSettings()
-        self.pools: list[RunPool] = []
-        self.scheduler = self.make_scheduler("node-a")
+class Integration(World):
+    """heatup on a real database."""
 
-    def make_scheduler(self, node: str) -> Scheduler:
-        executor = Executor(
-            self.gateway,
-            self.repository,
-            ExecutorSettings(time_scale=0),
-            self.metrics,
-            clock=self.clock,
-            heartbeat_s=15,
-        )
-        planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-        runner = Runner(
-            self.repository,
-            planner,
-            executor,
-            Observers(self.metrics),
-            self.clock,
-            node,
-            joins=Settings().join_policy,
-            bounds=PlannerSettings(),
-        )
-        pool = RunPool(runner)
-        self.pools.append(pool)
-        return Scheduler(
-            self.settings,
-            HistorySettings(),
-            self.repository,
-            pool,
-            self.metrics,
-            self.clock,
-            node,
-            rng=random.Random(7),
-        )
+    store: Repository
 
-    async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> SessionRecord:
-        return await self.repository.add_session(
-            session_spec(gateway_id, schedule, jitter_seconds=jitter)
-        )
-
-    async def settle(self) -> None:
-        for pool in self.pools:
-            await pool.wait_all()
-
-    async def tick(self) -> int:
-        started = await self.scheduler.dispatch()
-        await self.settle()
-        return started
+    @property
+    def repository(self) -> Repository:
+        return self.store
 
     async def runs(self, gateway_id: int) -> list[tuple[str, datetime | None]]:
         history = await self.repository.history(gateway_id, limit=100)
@@ -102,14 +52,24 @@ class World:
         async with self.repository.engine.begin() as connection:
             await connection.execute(text(statement), params)
 
+    async def expire(self, node: WorldNode) -> None:
+        """The node renews no more, and its lease has run out (on the database's clock)."""
+        moment = self.repository.shared_now(self.clock.now(), -1)
+        async with self.repository.engine.begin() as connection:
+            await connection.execute(
+                update(NodeRow).where(NodeRow.id == node.lease.node.id).values(lease_until=moment)
+            )
+
 
 @pytest.fixture
-async def world(repository: Repository) -> World:
+async def world(repository: Repository) -> Integration:
     await repository.seed_channels(Settings().channels)
-    return World(repository)
+    world = Integration(repository)
+    await world.node("node-a")
+    return world
 
 
-async def test_a_new_session_runs_now_and_then_every_period(world: World) -> None:
+async def test_a_new_session_runs_now_and_then_every_period(world: Integration) -> None:
     await world.add(1, "1h")
     await world.scheduler.prepare()
     view = await world.repository.get_session(1)
@@ -122,7 +82,7 @@ async def test_a_new_session_runs_now_and_then_every_period(world: World) -> Non
     assert (await world.repository.get_session(1)).next_run_at == START + timedelta(hours=2)
 
 
-async def test_jitter_delays_the_first_run_within_the_window(world: World) -> None:
+async def test_jitter_delays_the_first_run_within_the_window(world: Integration) -> None:
     await world.add(2, "1h", jitter=600)
     await world.scheduler.prepare()
     due = (await world.repository.get_session(2)).next_run_at
@@ -133,7 +93,7 @@ async def test_jitter_delays_the_first_run_within_the_window(world: World) -> No
     assert await world.tick() == 1
 
 
-async def test_restart_skips_long_missed_slots_without_a_stampede(world: World) -> None:
+async def test_restart_skips_long_missed_slots_without_a_stampede(world: Integration) -> None:
     for gateway_id in (11, 12, 13):
         await world.add(gateway_id, "1h")
     await world.add(14, "1d")
@@ -141,9 +101,8 @@ async def test_restart_skips_long_missed_slots_without_a_stampede(world: World) 
     await world.tick()  # everyone's first run
     # The daemon is down for 5 h 10 min: 11-13 missed five slots, 14 none.
     world.clock.advance(5 * 3600 + 600)
-    restarted = world.make_scheduler("node-a")
-    await restarted.prepare()
-    world.scheduler = restarted
+    restarted = await world.node("node-a")
+    await restarted.scheduler.prepare()
     assert await world.tick() == 0  # past the grace: skipped, not run, not all at once
     for gateway_id in (11, 12, 13):
         runs = await world.runs(gateway_id)
@@ -153,9 +112,9 @@ async def test_restart_skips_long_missed_slots_without_a_stampede(world: World) 
     assert await world.runs(14) == [("succeeded", START)]
 
 
-async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: World) -> None:
-    world.settings = SchedulerSettings(misfire_grace_seconds=3600)
-    world.scheduler = world.make_scheduler("node-a")
+async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: Integration) -> None:
+    world.settings = quick_settings(misfire_grace_seconds=3600)
+    await world.node("node-a")
     await world.add(21, "10m")
     await world.scheduler.prepare()
     await world.tick()
@@ -171,7 +130,7 @@ async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: World)
     assert view.next_run_at == START + timedelta(minutes=40)
 
 
-async def test_cooldown_moves_to_the_first_slot_after_it(world: World) -> None:
+async def test_cooldown_moves_to_the_first_slot_after_it(world: Integration) -> None:
     await world.add(31, "10m")
     await world.scheduler.prepare()
     view = await world.repository.get_session(31)
@@ -182,13 +141,13 @@ async def test_cooldown_moves_to_the_first_slot_after_it(world: World) -> None:
     assert await world.tick() == 1
 
 
-async def test_at_most_max_concurrent_runs_start_in_due_order(world: World) -> None:
-    world.settings = SchedulerSettings(max_concurrent_runs=2)
-    world.scheduler = world.make_scheduler("node-a")
+async def test_at_most_max_concurrent_runs_start_in_due_order(world: Integration) -> None:
+    world.settings = quick_settings(max_concurrent_runs=2)
+    await world.node("node-a")
     for offset, gateway_id in enumerate((41, 42, 43, 44, 45)):
         view = await world.add(gateway_id, "1h")
         await world.scheduler.prepare()
-        due = START - timedelta(seconds=60 - 10 * offset)  # late, within the grace
+        due = START - timedelta(seconds=4 - 0.5 * offset)  # due in this order, seconds ago
         async with world.repository.engine.begin() as connection:
             await connection.execute(
                 update(SessionRow)
@@ -196,7 +155,7 @@ async def test_at_most_max_concurrent_runs_start_in_due_order(world: World) -> N
                 .values(next_run_at=due, next_nominal_at=due)
             )
     started = await world.scheduler.dispatch()
-    assert started == 2 and len(world.pools[-1]) == 2
+    assert started == 2 and len(world.pool) == 2
     assert await world.scheduler.dispatch() == 0  # full: the rest wait
     await world.settle()
     assert await world.tick() == 2
@@ -208,12 +167,12 @@ async def test_at_most_max_concurrent_runs_start_in_due_order(world: World) -> N
     assert [g for _, g in sorted(order)][:2] == [41, 42]
 
 
-async def test_two_claimers_run_each_slot_once(world: World) -> None:
+async def test_two_claimers_run_each_slot_once(world: Integration) -> None:
     for gateway_id in range(51, 71):
         await world.add(gateway_id, "1h")
     await world.scheduler.prepare()
-    other = world.make_scheduler("node-b")
-    first, second = await asyncio.gather(world.scheduler.dispatch(), other.dispatch())
+    this, other = world.scheduler, (await world.node("node-b")).scheduler
+    first, second = await asyncio.gather(this.dispatch(), other.dispatch())
     await world.settle()
     assert first + second == 20
     for gateway_id in range(51, 71):
@@ -221,7 +180,7 @@ async def test_two_claimers_run_each_slot_once(world: World) -> None:
 
 
 async def test_bad_rows_are_flagged_once_and_others_go_on(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: Integration, caplog: pytest.LogCaptureFixture
 ) -> None:
     await world.add(81, "1h")
     await world.sql(
@@ -246,7 +205,7 @@ async def test_bad_rows_are_flagged_once_and_others_go_on(
     assert fixed.invalid_reason is None and fixed.next_run_at is not None
 
 
-async def test_admin_schedule_edits_take_effect_at_reconcile(world: World) -> None:
+async def test_admin_schedule_edits_take_effect_at_reconcile(world: Integration) -> None:
     await world.add(91, "1d")
     await world.scheduler.prepare()
     await world.tick()
@@ -274,7 +233,8 @@ async def test_disabling_cancels_the_run_in_flight(repository: Repository) -> No
             await blocker.wait()
 
     await repository.seed_channels(Settings().channels)
-    world = World(repository, SlowGateway())
+    world = Integration(repository, gateway=SlowGateway())
+    await world.node("node-a")
     await world.add(101, "1h")
     await world.scheduler.prepare()
     assert await world.scheduler.dispatch() == 1
@@ -287,7 +247,7 @@ async def test_disabling_cancels_the_run_in_flight(repository: Repository) -> No
     assert runs[0].status == "interrupted"
 
 
-async def test_a_scheduled_slot_meets_a_run_in_flight(world: World) -> None:
+async def test_a_scheduled_slot_meets_a_run_in_flight(world: Integration) -> None:
     view = await world.add(111, "1h")
     await world.scheduler.prepare()
     await world.sql(
@@ -303,31 +263,61 @@ async def test_a_scheduled_slot_meets_a_run_in_flight(world: World) -> None:
     assert "in flight" in (skipped.error or "")
 
 
-async def test_stale_runs_are_reaped(world: World) -> None:
-    view = await world.add(121, "1h")
+async def test_the_runs_of_a_node_whose_lease_ran_out_are_reaped(world: Integration) -> None:
+    await world.add(121, "1h")
+    await world.add(122, "1h")
+    dying, live = await world.node("node-z"), world.nodes[0]
+    dead = await world.repository.start_run(121, Trigger.CLI, START, dying.lease.node)
+    alive = await world.repository.start_run(122, Trigger.CLI, START, live.lease.node)
+    await world.expire(dying)
+    assert await live.scheduler.reap() == 1
+    assert (await world.repository.get_run(dead.id)).status == "interrupted"
+    assert "lease ran out" in ((await world.repository.get_run(dead.id)).error or "")
+    assert (await world.repository.get_run(alive.id)).status == "running"
+    assert await live.scheduler.reap() == 0  # the dead node's row went with its runs
+
+
+async def test_runs_from_before_leases_are_reaped_by_their_heartbeat(world: Integration) -> None:
+    view = await world.add(123, "1h")
     await world.sql(
         "INSERT INTO warmup_runs (session_id, gateway_session_id, trigger, due_at, status, node, "
-        "started_at, heartbeat_at) VALUES (:id, 121, 'cli', :t, 'running', 'node-z', :t, :t)",
+        "started_at, heartbeat_at) VALUES (:id, 123, 'cli', :t, 'running', 'node-z', :t, :t)",
         id=view.id,
-        t=(START - timedelta(minutes=5)).replace(tzinfo=None),
+        t=(START - timedelta(minutes=5)).replace(tzinfo=None),  # stale on either clock
     )
     assert await world.scheduler.reap() == 1
-    run = (await world.repository.history(121))[0]
-    assert run.status == "interrupted" and "heartbeat" in (run.error or "")
 
 
-async def test_a_reaped_run_keeps_its_end(world: World) -> None:
+async def test_a_reaped_run_keeps_its_end_and_is_fenced(world: Integration) -> None:
     await world.add(131, "1h")
-    run = await world.repository.start_run(131, Trigger.CLI, START - timedelta(minutes=5), "z")
-    assert await world.scheduler.reap() == 1
-    assert not await world.repository.heartbeat(run.id, START)
+    dying = await world.node("node-z")
+    run = await world.repository.start_run(131, Trigger.CLI, START, dying.lease.node)
+    await world.expire(dying)
+    assert await world.nodes[0].scheduler.reap() == 1
+    clearance = await world.repository.start_call(run.id, IN_FLIGHT, 10, world.clock.now())
+    assert clearance is Clearance.REAPED
+    assert (await world.repository.get_run(run.id)).actions == ()  # the fence wrote nothing
     final = await world.repository.finish_run(run.id, RunStatus.SUCCEEDED, None, START)
     assert final is RunStatus.INTERRUPTED
     assert (await world.repository.get_run(run.id)).status == "interrupted"
 
 
+async def test_the_fence_asks_for_a_lease_that_outlasts_the_call(world: Integration) -> None:
+    await world.add(132, "1h")
+    node = world.nodes[0]
+    run = await world.repository.start_run(132, Trigger.CLI, START, node.lease.node)
+    now = world.clock.now()
+    budget_s = world.settings.scheduler.stale_run_seconds + 1  # longer than any lease
+    assert await world.repository.start_call(run.id, IN_FLIGHT, budget_s, now) is (
+        Clearance.LEASE_SHORT
+    )
+    assert await world.repository.start_call(run.id, IN_FLIGHT, 10, now) is Clearance.CLEARED
+    [written] = (await world.repository.get_run(run.id)).actions
+    assert (written.seq, written.outcome, written.error_code) == (1, "unknown", "in_flight")
+
+
 async def test_bad_channel_rows_are_flagged_once_and_never_planned(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: Integration, caplog: pytest.LogCaptureFixture
 ) -> None:
     await world.sql(
         "INSERT INTO channels (username, enabled) VALUES ('x''y_z', true), ('@Handmade_Chan', true)"
@@ -363,17 +353,8 @@ class BreaksOneRow(Slots):
         return replace(decision, rows=rows)
 
 
-async def test_a_decision_the_database_refuses_holds_up_no_other_row(world: World) -> None:
-    world.scheduler = Scheduler(
-        world.settings,
-        HistorySettings(),
-        world.repository,
-        world.pools[-1],
-        world.metrics,
-        world.clock,
-        "node-a",
-        policy=BreaksOneRow(300, random.Random(1)),
-    )
+async def test_a_decision_the_database_refuses_holds_up_no_other_row(world: Integration) -> None:
+    breaking = await world.node("node-a", policy=BreaksOneRow(300, random.Random(1)))
     for gateway_id in (51, 52, 53):
         await world.add(gateway_id, "1h")
     await world.scheduler.prepare()
@@ -385,9 +366,9 @@ async def test_a_decision_the_database_refuses_holds_up_no_other_row(world: Worl
     assert flagged.invalid_reason is not None
     assert "the database refused this row's next slot" in flagged.invalid_reason
     assert "next_slot_after" in flagged.invalid_reason  # the constraint, named
-    assert world.metrics.decisions_refused_total._value.get() == 1
+    assert breaking.sample("heatup_slot_decisions_refused_total") == 1
     # The next reconcile decides the row again; with a sound decision it runs.
-    world.scheduler = world.make_scheduler("node-a")
+    await world.node("node-a")
     await world.scheduler.reconcile()
     again = await world.repository.get_session(52)
     assert (again.invalid_reason, again.next_run_at) == (None, START)

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
+from heatup_daemon.db.models import NodeRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.db.scheduling import store_decisions
-from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, StoredPlan
+from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.testing import FakeClock, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
@@ -29,6 +31,7 @@ from tests.conftest import BACKENDS
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+NODE = Node(1, "node-a")  # the node a run is recorded with (leases: see their tests)
 Store = Any  # InMemoryStore | Repository: the same contract
 
 
@@ -113,7 +116,7 @@ async def test_reconcile_decides_each_edited_row_once(store: Store) -> None:
 
 async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: Store) -> None:
     await scheduled(store, 1, 2)
-    claim = await store.claim_due(slots(), NOW, 10, "node-a")
+    claim = await store.claim_due(slots(), NOW, 10, NODE)
     assert sorted(run.session.gateway_session_id for run in claim.runs) == [1, 2]
     run = claim.runs[0]
     assert (run.trigger, run.scheduled_for, run.due_at) == (Trigger.SCHEDULE, NOW, NOW)
@@ -124,7 +127,7 @@ async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: Sto
         NOW + timedelta(hours=1),
     )
     assert (await store.get_session(1)).next_run_at == NOW + timedelta(hours=1)
-    assert (await store.claim_due(slots(), NOW, 10, "node-a")).decisions == ()
+    assert (await store.claim_due(slots(), NOW, 10, NODE)).decisions == ()
     assert await store.next_due_at() == NOW + timedelta(hours=1)
 
 
@@ -132,7 +135,7 @@ async def test_claims_take_the_most_overdue_first_up_to_the_limit(store: Store) 
     await scheduled(store, 1, 2, 3)
     for record in await store.list_sessions():
         await _set_due(store, record, NOW - timedelta(seconds=record.gateway_session_id * 10))
-    claim = await store.claim_due(slots(), NOW, 2, "node-a")
+    claim = await store.claim_due(slots(), NOW, 2, NODE)
     assert [d.record.gateway_session_id for d in claim.decisions] == [3, 2]
 
 
@@ -146,8 +149,8 @@ async def _set_due(store: Store, record: SessionRecord, due: datetime) -> None:
 
 async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
     await scheduled(store, 1)
-    manual = await store.start_run(1, Trigger.API, NOW, "api")
-    claim = await store.claim_due(slots(), NOW, 10, "node-a")
+    manual = await store.start_run(1, Trigger.API, NOW, NODE)
+    claim = await store.claim_due(slots(), NOW, 10, NODE)
     assert claim.runs == ()
     history = await store.history(1)
     skipped = [r for r in history if r.trigger is Trigger.SCHEDULE]
@@ -158,7 +161,7 @@ async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
 async def test_two_claimers_at_once_claim_each_slot_once(store: Store) -> None:
     await scheduled(store, *range(1, 41))
     claims = await asyncio.gather(
-        *(store.claim_due(slots(), NOW, 15, f"node-{n}") for n in range(4))
+        *(store.claim_due(slots(), NOW, 15, Node(n, f"node-{n}")) for n in range(4))
     )
     claimed = [run.session.gateway_session_id for claim in claims for run in claim.runs]
     assert sorted(claimed) == list(range(1, 41))  # every slot once: none lost, none twice
@@ -182,57 +185,99 @@ async def test_a_claim_that_fails_midway_changes_nothing(store: Store) -> None:
             return super().claim(record, running, now)
 
     with pytest.raises(Died):
-        await store.claim_due(Broken(300, random.Random(1)), NOW, 10, "node-a")
+        await store.claim_due(Broken(300, random.Random(1)), NOW, 10, NODE)
     if not isinstance(store, InMemoryStore):  # the fake has no transactions to roll back
         for gateway_id in (1, 2):
             assert (await store.get_session(gateway_id)).next_run_at == NOW
             assert await store.history(gateway_id) == []
-        claim = await store.claim_due(slots(), NOW, 10, "node-a")
+        claim = await store.claim_due(slots(), NOW, 10, NODE)
         assert len(claim.runs) == 2
 
 
 async def test_manual_starts_are_refused_with_nothing_written(store: Store) -> None:
     await scheduled(store, 1, 2)
     with pytest.raises(NotFound):
-        await store.start_run(9, Trigger.API, NOW, "api")
-    run = await store.start_run(1, Trigger.API, NOW, "api")
+        await store.start_run(9, Trigger.API, NOW, NODE)
+    run = await store.start_run(1, Trigger.API, NOW, NODE)
     assert (run.session.gateway_session_id, run.trigger, run.started_at) == (1, Trigger.API, NOW)
     with pytest.raises(AlreadyRunning):
-        await store.start_run(1, Trigger.CLI, NOW, "cli")
+        await store.start_run(1, Trigger.CLI, NOW, NODE)
     session_id = (await store.get_session(2)).id
     await store.set_cooldown(session_id, NOW + timedelta(minutes=5), 300, NOW)
     with pytest.raises(SessionNotRunnable, match="cooling down") as refused:
-        await store.start_run(2, Trigger.API, NOW, "api")
+        await store.start_run(2, Trigger.API, NOW, NODE)
     assert refused.value.refusal == "cooling_down"
     await store.mark_needs_attention(session_id, "session REVOKED")
     with pytest.raises(SessionNotRunnable, match="needs attention"):
-        await store.start_run(2, Trigger.API, NOW + timedelta(hours=1), "api")
+        await store.start_run(2, Trigger.API, NOW + timedelta(hours=1), NODE)
     assert await store.history(2) == []
 
 
 async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(store: Store) -> None:
     await scheduled(store, 1)
-    run = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    node = (await store.register_node("node-a", 60, NOW)).node
+    run = await store.start_run(1, Trigger.CLI, NOW, node)
     plan = StoredPlan(PlanSource.FALLBACK, None, 0, 0, {"actions": [], "notes": []})
     await store.set_run_plan(run.id, plan)
     action = ActionRecord(1, ActionKind.IDLE, None, 5.0, 5.0, NOW, NOW, Outcome.OK)
     await store.record_action(run.id, action)
     await store.record_action(run.id, action)  # a retried write is stored once
-    assert await store.heartbeat(run.id, NOW + timedelta(seconds=10))
-    assert await store.reap_stale_runs(NOW + timedelta(seconds=100), 60, frozenset({run.id})) == 0
-    assert await store.reap_stale_runs(NOW + timedelta(seconds=100), 60, frozenset()) == 1
-    assert not await store.heartbeat(run.id, NOW + timedelta(seconds=101))
+    assert await store.start_call(run.id, in_flight(2), 10, NOW) is Clearance.CLEARED
+    assert await store.reap_stale_runs(NOW, 60) == 0  # its node's lease keeps it alive
+    await expire(store, node)
+    assert await store.reap_stale_runs(NOW, 60) == 1
+    assert await store.start_call(run.id, in_flight(3), 10, NOW) is Clearance.REAPED
+    assert await store.renew_node(node, 60, NOW) is None  # the node's row went with its runs
     final = await store.finish_run(run.id, RunStatus.SUCCEEDED, None, NOW + timedelta(seconds=102))
     view = await store.get_run(run.id)
     assert final is RunStatus.INTERRUPTED and view.status is RunStatus.INTERRUPTED
-    assert [a.seq for a in view.actions] == [1] and view.plan_source is PlanSource.FALLBACK
+    assert [a.seq for a in view.actions] == [1, 2] and view.plan_source is PlanSource.FALLBACK
+    assert view.actions[1].outcome is Outcome.UNKNOWN  # the call it was cleared for
+
+
+async def test_leases_are_renewed_and_released(store: Store) -> None:
+    a = (await store.register_node("node-a", 60, NOW)).node
+    b = (await store.register_node("node-b", 60, NOW)).node
+    assert a.id != b.id and (a.name, b.name) == ("node-a", "node-b")
+    renewed = await store.renew_node(a, 60, NOW + timedelta(seconds=30))
+    assert renewed is not None and renewed.node == a
+    await store.release_node(b)
+    assert await store.renew_node(b, 60, NOW) is None
+
+
+async def test_the_fence_needs_a_lease_that_outlasts_the_call(store: Store) -> None:
+    await scheduled(store, 1)
+    node = (await store.register_node("node-a", 60, NOW)).node
+    run = await store.start_run(1, Trigger.CLI, NOW, node)
+    assert await store.start_call(run.id, in_flight(1), 61, NOW) is Clearance.LEASE_SHORT
+    assert (await store.get_run(run.id)).actions == ()  # refused: nothing written
+    assert await store.start_call(run.id, in_flight(1), 30, NOW) is Clearance.CLEARED
+    assert [a.error_code for a in (await store.get_run(run.id)).actions] == ["in_flight"]
+
+
+def in_flight(seq: int) -> ActionRecord:
+    return ActionRecord(
+        seq, ActionKind.BROWSE_DIALOGS, None, None, None, NOW, NOW, Outcome.UNKNOWN, "in_flight"
+    )
+
+
+async def expire(store: Store, node: Node) -> None:
+    """The node renews no more, and its lease has run out (on the store's clock)."""
+    if isinstance(store, InMemoryStore):
+        store.leases[node.id] = NOW - timedelta(seconds=1)
+        return
+    moment = store.shared_now(NOW, -1)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            update(NodeRow).where(NodeRow.id == node.id).values(lease_until=moment)
+        )
 
 
 async def test_the_prompt_tells_of_finished_runs_only(store: Store) -> None:
     await scheduled(store, 1)
-    first = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    first = await store.start_run(1, Trigger.CLI, NOW, NODE)
     await store.finish_run(first.id, RunStatus.SUCCEEDED, None, NOW + timedelta(minutes=1))
-    planning = await store.start_run(1, Trigger.API, NOW + timedelta(minutes=2), "api")
+    planning = await store.start_run(1, Trigger.API, NOW + timedelta(minutes=2), NODE)
     facts = await store.planning_facts(planning.session, NOW + timedelta(minutes=2))
     assert [run.status for run in facts.recent_runs] == ["succeeded"]  # not the one planned
 
@@ -256,9 +301,9 @@ async def test_refusals_and_counts(store: Store) -> None:
 
 async def test_history_retention_and_the_token_ledger(store: Store) -> None:
     await scheduled(store, 1)
-    old = await store.start_run(1, Trigger.CLI, NOW - timedelta(days=40), "cli")
+    old = await store.start_run(1, Trigger.CLI, NOW - timedelta(days=40), NODE)
     await store.finish_run(old.id, RunStatus.SUCCEEDED, None, NOW - timedelta(days=40))
-    await store.start_run(1, Trigger.CLI, NOW, "cli")  # running: never deleted
+    await store.start_run(1, Trigger.CLI, NOW, NODE)  # running: never deleted
     assert await store.delete_history(NOW - timedelta(days=30), 100) == 1
     assert len(await store.history(1)) == 1
     day = NOW.date()
@@ -276,13 +321,13 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None
         spec = validate_channel(username=name, title=None, category=None, description=None)
         await store.add_channel(spec)
     await scheduled(store, 1, 2, 3)
-    one = await store.start_run(1, Trigger.CLI, NOW, "cli")
+    one = await store.start_run(1, Trigger.CLI, NOW, NODE)
     limits = JoinLimits(per_day=2, per_channel_hour=2)
     verdicts = await store.reserve_joins(one, ["nasa", "espn", "bbcnews", "gone"], limits, NOW)
     assert verdicts == {"nasa": None, "espn": None, "bbcnews": "ramp", "gone": "gone"}
-    two = await store.start_run(2, Trigger.CLI, NOW, "cli")
+    two = await store.start_run(2, Trigger.CLI, NOW, NODE)
     assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": None}
-    three = await store.start_run(3, Trigger.CLI, NOW, "cli")
+    three = await store.start_run(3, Trigger.CLI, NOW, NODE)
     later = NOW + timedelta(minutes=30)
     assert await store.reserve_joins(three, ["nasa"], limits, later) == {"nasa": "channel_pace"}
     # A join that did not happen gives its place back; one that did keeps it, and the
@@ -312,7 +357,7 @@ async def test_two_nodes_never_both_take_a_channels_last_place(store: Store) -> 
     spec = validate_channel(username="nasa", title=None, category=None, description=None)
     await store.add_channel(spec)
     await scheduled(store, *range(1, 9))
-    runs = [await store.start_run(g, Trigger.CLI, NOW, "n") for g in range(1, 9)]
+    runs = [await store.start_run(g, Trigger.CLI, NOW, NODE) for g in range(1, 9)]
     limits = JoinLimits(per_day=5, per_channel_hour=3)
     verdicts = await asyncio.gather(
         *(store.reserve_joins(run, ["nasa"], limits, NOW) for run in runs)

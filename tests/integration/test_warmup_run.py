@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,14 @@ import httpx2
 import pytest
 from sqlalchemy import text
 
-from heatup_daemon.clock import SystemClock
-from heatup_daemon.config import PlannerSettings, Settings
+from heatup_daemon.config import PoolSettings, RampSettings, Settings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, PlanSource, Trigger
 from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable
-from heatup_daemon.executor import Executor
+from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import Parts, build_parts
+from heatup_daemon.parts import build_parts, node_lease
 from heatup_daemon.planner.model import Plan, PlanContext, PlannedAction, step
-from heatup_daemon.ramp import JoinPolicy, Ramp
 from heatup_daemon.runner import Runner, RunResult
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.stores import RunView
@@ -85,14 +84,49 @@ def settings_for(sandbox: Sandbox) -> Settings:
     )
 
 
+@dataclass
+class Built:
+    """A node's parts as the daemon builds them, against the sandbox, holding its lease."""
+
+    settings: Settings
+    repository: Repository
+    lease: NodeLease
+    parts: Built
+
+    @property
+    def runner(self) -> Runner:
+        return self.parts.runner
+
+    def scripted(self, *actions: PlannedAction) -> Runner:
+        """A runner of the same node whose plan is ``actions``, with no join limit in the
+        way (scripted plans are about the gateway's answers)."""
+        unlimited = self.settings.model_copy(
+            update={
+                "ramp": RampSettings(stages=((0, 100),)),
+                "pool": PoolSettings(max_joins_per_channel_per_hour=100),
+            }
+        )
+        return build_parts(
+            unlimited,
+            self.repository,
+            self.lease.clock,
+            Metrics(),
+            self.lease,
+            gateway=self.parts.gateway,
+            planner=ScriptedPlanner(*actions),
+        ).runner
+
+
 @pytest.fixture
-async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Parts]:
+async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Built]:
     sandbox.reset()
     settings = settings_for(sandbox)
     await repository.seed_channels(settings.channels)
-    built = build_parts(settings, repository, SystemClock(), Metrics())
-    yield built
-    await built.aclose()
+    lease = node_lease(settings, repository)
+    async with lease.held():
+        built = build_parts(settings, repository, lease.clock, Metrics(), lease)
+        yield Built(settings, repository, lease, built)
+        await built.aclose()
 
 
 OLD_ACCOUNT = datetime(2020, 1, 1, tzinfo=UTC)  # eight joins a day: the ramp stays out of the way
@@ -113,28 +147,6 @@ class ScriptedPlanner:
 
     async def plan(self, context: PlanContext) -> Plan:
         return Plan(self.actions, PlanSource.FALLBACK, fallback_reason="scripted")
-
-
-def scripted(parts: Parts, repository: Repository, *actions: PlannedAction) -> Runner:
-    clock, metrics = SystemClock(), Metrics()
-    executor = Executor(
-        parts.gateway,
-        repository,
-        Settings().executor.model_copy(update={"time_scale": 0}),
-        metrics,
-        clock=clock,
-        heartbeat_s=15,
-    )
-    return Runner(
-        repository,
-        ScriptedPlanner(*actions),
-        executor,
-        metrics,
-        clock,
-        "test-node",
-        joins=JoinPolicy(Ramp(((0, 100),)), 100),  # scripted plans: no limit in the way
-        bounds=PlannerSettings(),
-    )
 
 
 async def run_now(runner: Runner, gateway_id: int, trigger: Trigger = Trigger.CLI) -> RunResult:
@@ -183,7 +195,7 @@ def assert_history_matches_audit(runs: list[RunView], audit: list[dict[str, Any]
 
 
 async def test_history_equals_the_audit_log(
-    repository: Repository, parts: Parts, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: Sandbox
 ) -> None:
     sessions = [await register(repository, uid) for uid in (21, 22, 23)]
     for _ in range(3):
@@ -201,7 +213,7 @@ async def test_history_equals_the_audit_log(
 
 
 async def test_history_equals_the_audit_log_under_transient_faults(
-    repository: Repository, parts: Parts, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: Sandbox
 ) -> None:
     sandbox.reset("5xx=0.25,nonjson=0.05,seed=5")
     await register(repository, 31)
@@ -214,7 +226,7 @@ async def test_history_equals_the_audit_log_under_transient_faults(
 
 
 async def test_joins_are_remembered_and_planned_around(
-    repository: Repository, parts: Parts
+    repository: Repository, parts: Built
 ) -> None:
     session = await register(repository, 41)
     joined: set[str] = set()
@@ -227,13 +239,13 @@ async def test_joins_are_remembered_and_planned_around(
             for a in result.outcome.actions
             if a.kind == "join_channel" and a.outcome == "ok" and a.channel
         }
-    now = SystemClock().now()
+    now = parts.lease.clock.now()
     facts = await repository.planning_facts(validate_record(session, now), now)
     assert facts.joined == joined and len(joined) >= 4
     assert len(facts.recent_runs) == 3 and facts.recent_runs[0].status == "succeeded"
 
 
-async def test_a_new_account_joins_one_channel_a_day(repository: Repository, parts: Parts) -> None:
+async def test_a_new_account_joins_one_channel_a_day(repository: Repository, parts: Built) -> None:
     session = await register(repository, 42, account_created_at=None)  # registered today
     for _ in range(4):
         result = await run_now(parts.runner, 42)
@@ -241,20 +253,20 @@ async def test_a_new_account_joins_one_channel_a_day(repository: Repository, par
     runs = await repository.history(42)
     joins = [a for run in runs for a in run.actions if a.kind == "join_channel"]
     assert len(joins) == 1
-    facts = await repository.warmth_facts(session.id, SystemClock().now())
+    facts = await repository.warmth_facts(session.id, parts.lease.clock.now())
     assert (facts.joins_last_24h, facts.joins_last_7d) == (1, 1)
     assert len(facts.channels_joined) == 1 and facts.runs_last_7d == {"succeeded": 4}
 
 
 async def test_flood_wait_cools_the_session_down(
-    repository: Repository, parts: Parts, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: Sandbox
 ) -> None:
     await register(repository, 51)
     joins = [
         step(ActionKind.JOIN_CHANNEL, name)
         for name in ("telegram", "durov", "tginfo", "nasa", "natgeo", "python", "espn")
     ]
-    result = await run_now(scripted(parts, repository, *joins), 51)
+    result = await run_now(parts.scripted(*joins), 51)
     assert result.outcome.status == "partial"
     assert [a.outcome for a in result.outcome.actions] == ["ok"] * 5 + ["failed"]
     view = await repository.get_session(51)
@@ -274,7 +286,7 @@ async def test_flood_wait_cools_the_session_down(
     ("uid", "reason"), [(9001, "REVOKED"), (9100, "frozen"), (9202, "SESSION_REVOKED")]
 )
 async def test_lost_sessions_need_attention(
-    repository: Repository, parts: Parts, uid: int, reason: str
+    repository: Repository, parts: Built, uid: int, reason: str
 ) -> None:
     await register(repository, uid)
     plan = (
@@ -282,7 +294,7 @@ async def test_lost_sessions_need_attention(
         step(ActionKind.JOIN_CHANNEL, "telegram"),
         step(ActionKind.IDLE, None, 5),
     )
-    result = await run_now(scripted(parts, repository, *plan), uid)
+    result = await run_now(parts.scripted(*plan), uid)
     assert result.outcome.status == "failed" and len(result.outcome.actions) == 1
     view = await repository.get_session(uid)
     assert view.state == "needs_attention" and reason in (view.state_reason or "")
@@ -293,7 +305,7 @@ async def test_lost_sessions_need_attention(
 
 
 async def test_channel_problems_continue_and_flag_the_channel(
-    repository: Repository, parts: Parts
+    repository: Repository, parts: Built
 ) -> None:
     for name in ("privatechan", "inviteonly"):
         spec = validate_channel(username=name, title=None, category="odd", description=None)
@@ -305,7 +317,7 @@ async def test_channel_problems_continue_and_flag_the_channel(
     )
     for uid in (61, 62, 63):
         session = await register(repository, uid)
-        result = await run_now(scripted(parts, repository, *plan), uid)
+        result = await run_now(parts.scripted(*plan), uid)
         assert result.outcome.status == "partial"
         codes = [a.error_code for a in result.outcome.actions]
         assert codes == ["CHANNEL_PRIVATE", "INVITE_REQUEST_SENT", None]
@@ -315,13 +327,13 @@ async def test_channel_problems_continue_and_flag_the_channel(
         and "CHANNEL_PRIVATE for 3 sessions" in flags["privatechan"]
     )
     assert flags["inviteonly"] is not None and flags["telegram"] is None
-    now = SystemClock().now()
+    now = parts.lease.clock.now()
     facts = await repository.planning_facts(validate_record(session, now), now)
     assert "privatechan" not in {c.username for c in facts.pool}  # flagged: not planned
 
 
 async def test_runs_refused_before_anything_is_written(
-    repository: Repository, parts: Parts, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: Sandbox
 ) -> None:
     session = await register(repository, 71)
     await repository.set_session_enabled(71, False)
@@ -334,7 +346,7 @@ async def test_runs_refused_before_anything_is_written(
                 "INSERT INTO warmup_runs (session_id, gateway_session_id, trigger, due_at, status, "
                 "node, started_at) VALUES (:id, 71, 'api', :now, 'running', 'other', :now)"
             ),
-            {"id": session.id, "now": SystemClock().now().replace(tzinfo=None)},
+            {"id": session.id, "now": parts.lease.clock.now().replace(tzinfo=None)},
         )
     with pytest.raises(AlreadyRunning, match="in flight"):
         await parts.runner.start(71, Trigger.CLI)
@@ -342,7 +354,7 @@ async def test_runs_refused_before_anything_is_written(
     assert sandbox.audit() == []
 
 
-async def test_a_run_row_tells_the_whole_story(repository: Repository, parts: Parts) -> None:
+async def test_a_run_row_tells_the_whole_story(repository: Repository, parts: Built) -> None:
     await register(repository, 81)
     result = await run_now(parts.runner, 81)
     run = await repository.get_run(result.run.id)

@@ -151,7 +151,13 @@ def test_database_urls_get_async_drivers(monkeypatch: pytest.MonkeyPatch) -> Non
         ("[executor]\nlong_pause_chance = 1.5\n", "config key executor.long_pause_chance"),
         (
             "[scheduler]\nheartbeat_seconds = 100\n",
-            "scheduler.heartbeat_seconds (100.0) must be at most half of",
+            "scheduler.stale_run_seconds (120) must exceed scheduler.heartbeat_seconds (100) + "
+            "gateway.retry_deadline_s (45) + 2 s, so that between two renewals a live run's "
+            "lease always covers the gateway call it makes: raise it above 147",
+        ),
+        (
+            "[gateway]\nretry_deadline_s = 300\nread_timeout_s = 60\n",
+            "scheduler.stale_run_seconds (120) must exceed",
         ),
         (
             "[api]\nhost = '0.0.0.0'\n",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from heatup_daemon.config import ExecutorSettings
-from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
@@ -24,14 +23,16 @@ from heatup_daemon.errors import (
 )
 from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.gateway import HistoryRead
+from heatup_daemon.lease import NodeLease
 from heatup_daemon.planner.model import Plan, PlannedAction, step
-from heatup_daemon.stores import Run
+from heatup_daemon.stores import ActionRecord, Run
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore, RecordingObserver
 from heatup_daemon.validation import validate_channel
 from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = ExecutorSettings(time_scale=1.0, long_pause_chance=0.0, delay_min_s=3, delay_max_s=3)
+LEASE_S, CALL_BUDGET_S = 120, 50
 
 
 def plan(*actions: PlannedAction) -> Plan:
@@ -46,19 +47,22 @@ IDLE = step(ActionKind.IDLE, None, 7.0)
 
 
 class SpyStore(InMemoryStore):
-    """The in-memory store, keeping every heartbeat and channel failure it was told of."""
+    """The in-memory store, keeping every fence and channel failure it was asked about."""
 
-    def __init__(self) -> None:
-        super().__init__(START)
-        self.heartbeats: list[datetime] = []
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.fences: list[tuple[datetime, Clearance]] = []
         self.channel_failures: list[tuple[str, str]] = []
-        self.reaped = False  # the next heartbeat finds the run reaped
+        self.reaped = False  # another node's reaper ends the run before the next fence
 
-    async def heartbeat(self, run_id: int, at: datetime) -> bool:
-        self.heartbeats.append(at)
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
         if self.reaped:
-            await self.reap_stale_runs(at + timedelta(days=1), 1, frozenset())
-        return await super().heartbeat(run_id, at)
+            self._update(run_id, status=RunStatus.INTERRUPTED, error="reaped elsewhere")
+        clearance = await super().start_call(run_id, record, budget_s, now)
+        self.fences.append((now, clearance))
+        return clearance
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
         self.channel_failures.append((channel, code))
@@ -66,13 +70,15 @@ class SpyStore(InMemoryStore):
 
 
 class Harness:
-    def __init__(self, settings: ExecutorSettings = SETTINGS, heartbeat_s: float = 15) -> None:
+    def __init__(self, settings: ExecutorSettings = SETTINGS) -> None:
         self.clock = FakeClock(START)
         self.gateway = FakeGateway()
-        self.store = SpyStore()
+        self.store = SpyStore(self.clock)
         self.observer = RecordingObserver()
         self.settings = settings
-        self.heartbeat_s = heartbeat_s
+        self.lease = NodeLease(
+            self.store, "n1", lease_s=LEASE_S, renew_every_s=15, clock=self.clock
+        )
         self.run_id = 0
 
     def executor(self) -> Executor:
@@ -82,7 +88,8 @@ class Harness:
             self.settings,
             self.observer,
             clock=self.clock,
-            heartbeat_s=self.heartbeat_s,
+            call_budget_s=CALL_BUDGET_S,
+            renew_lease=self.lease.renew,
             rng=random.Random(4),
         )
 
@@ -92,7 +99,8 @@ class Harness:
                 validate_channel(username=name, title=None, category=None, description=None)
             )
         await self.store.add_session(session_spec(77))
-        run = await self.store.start_run(77, Trigger.CLI, self.clock.now(), "test")
+        node = await self.lease.acquire()
+        run = await self.store.start_run(77, Trigger.CLI, self.clock.now(), node)
         self.run_id = run.id
         return run
 
@@ -158,7 +166,8 @@ async def test_pauses_follow_the_settings() -> None:
         settings,
         RecordingObserver(),
         clock=FakeClock(),
-        heartbeat_s=15,
+        call_budget_s=CALL_BUDGET_S,
+        renew_lease=_no_renewal,
         rng=random.Random(2),
     )
     pauses = [executor.pause_s() for _ in range(2000)]
@@ -167,12 +176,18 @@ async def test_pauses_follow_the_settings() -> None:
     assert 0.2 < len(long) / len(pauses) < 0.5  # some of the half with a long pause
 
 
-async def test_heartbeat_during_long_waits() -> None:
-    h = Harness(heartbeat_s=5)
-    await h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 40.0), IDLE)
-    assert len(h.store.heartbeats) >= 9  # about (3 + 40 + 3 + 7) / 5
-    gaps = [b - a for a, b in itertools.pairwise([START, *h.store.heartbeats])]
-    assert max(gaps) <= timedelta(seconds=5)
+async def _no_renewal() -> None:
+    raise AssertionError("no renewal expected")
+
+
+async def test_waits_write_nothing_and_every_call_is_fenced() -> None:
+    h = Harness()
+    await h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 40.0), IDLE, BROWSE)
+    # One fence per gateway call, right before it; the 40 s read and the idle wrote nothing.
+    assert [at for at, _ in h.store.fences] == [START, START + timedelta(seconds=3),
+                                                 START + timedelta(seconds=56)]  # fmt: skip
+    assert {clearance for _, clearance in h.store.fences} == {Clearance.CLEARED}
+    assert len(h.gateway.calls) == 3
 
 
 async def test_flood_wait_stops_the_run_and_cools_the_session() -> None:
@@ -316,11 +331,18 @@ async def test_a_graceful_stop_finishes_the_current_action() -> None:
 
 
 async def test_a_run_whose_lease_was_reaped_stops() -> None:
-    h = Harness(heartbeat_s=5)
-    h.store.reaped = True
-    outcome = await h.run(JOIN_A, step(ActionKind.READ_MESSAGES, "chan_a", 40.0), BROWSE)
+    h = Harness()
+
+    class ReapedDuringTheCall(FakeGateway):
+        async def _call(self, operation: str, gateway_id: int, channel: str | None) -> None:
+            h.store.reaped = True  # meanwhile another node's reaper ends the run
+            await super()._call(operation, gateway_id, channel)
+
+    h.gateway = ReapedDuringTheCall()
+    outcome = await h.run(JOIN_A, READ_A, BROWSE)
     assert outcome.status == "partial" and "lost its lease" in (outcome.error or "")
-    assert [c[0] for c in h.gateway.calls] == ["join_channel", "read_history"]
+    assert [c[0] for c in h.gateway.calls] == ["join_channel"]  # nothing after the reap
+    assert h.store.fences[-1][1] is Clearance.REAPED
 
 
 async def test_each_action_is_written_before_the_next_one_starts() -> None:
@@ -369,15 +391,33 @@ async def test_a_crash_during_a_call_leaves_the_action_unknown_not_missing() -> 
     ]
 
 
-async def test_no_gateway_call_without_a_fresh_lease() -> None:
-    # The run waited (a long read) past its heartbeat interval; meanwhile the reaper took it.
-    h = Harness(ExecutorSettings(time_scale=0), heartbeat_s=5)
+async def test_no_gateway_call_after_the_reaper_ended_the_run() -> None:
+    h = Harness(ExecutorSettings(time_scale=0))
     run = await h.start()
-    h.clock.advance(6)  # e.g. the loop was busy: no beat for longer than heartbeat_s
-    await h.store.reap_stale_runs(h.clock.now(), 1, frozenset())
+    h.store.reaped = True  # e.g. the loop was stuck and another node judged this one dead
     outcome = await h.executor().execute(run, plan(BROWSE, JOIN_A))
-    assert h.gateway.calls == []  # the lease was checked first, and it was gone
+    assert h.gateway.calls == []  # the fence came first, and the run was gone
     assert outcome.error is not None and "lost its lease" in outcome.error
+    assert h.actions == []  # nothing was attempted, nothing is recorded
+
+
+async def test_a_lease_too_short_for_the_call_is_renewed_first() -> None:
+    h = Harness(ExecutorSettings(time_scale=0))
+    run = await h.start()
+    h.clock.advance(LEASE_S - CALL_BUDGET_S + 1)  # no renewal came (the database was away)
+    outcome = await h.executor().execute(run, plan(BROWSE))
+    assert [c for _, c in h.store.fences] == [Clearance.LEASE_SHORT, Clearance.CLEARED]
+    assert outcome.status is RunStatus.SUCCEEDED and len(h.gateway.calls) == 1
+
+
+async def test_a_lease_that_cannot_be_renewed_makes_no_call() -> None:
+    h = Harness(ExecutorSettings(time_scale=0))
+    run = await h.start()
+    h.clock.advance(LEASE_S - CALL_BUDGET_S + 1)
+    await h.store.release_node(h.lease.node)  # its row is gone: renewal registers anew
+    outcome = await h.executor().execute(run, plan(BROWSE))
+    assert h.gateway.calls == []
+    assert "could not be renewed" in (outcome.error or "")
 
 
 @pytest.mark.parametrize(

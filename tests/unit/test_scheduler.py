@@ -5,85 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from heatup_daemon.config import (
-    ExecutorSettings,
-    HistorySettings,
-    PlannerSettings,
-    SchedulerSettings,
-    Settings,
-)
 from heatup_daemon.enums import RunStatus, Trigger
-from heatup_daemon.events import Observers
-from heatup_daemon.executor import Executor
-from heatup_daemon.metrics import Metrics
-from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.runner import Runner, RunPool
-from heatup_daemon.scheduler import FATAL_AFTER_S, Scheduler
+from heatup_daemon.scheduler import FATAL_AFTER_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
 from heatup_daemon.validation import validate_channel
-from tests.builders import session_spec
-
-START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+from tests.worlds import START, World, quick_settings
 
 
-class World:
-    def __init__(self, gateway: FakeGateway | None = None, **settings: Any) -> None:
-        self.clock = FakeClock(START)
-        self.store = InMemoryStore(self.clock)
-        self.gateway = gateway or FakeGateway()
-        self.metrics = Metrics()
-        self.fatal: list[BaseException] = []
-        self.settings = SchedulerSettings(**settings)
-        executor = Executor(
-            self.gateway,
-            self.store,
-            ExecutorSettings(time_scale=0),
-            self.metrics,
-            clock=self.clock,
-            heartbeat_s=self.settings.heartbeat_seconds,
-        )
-        planner = FallbackPlanner(PlannerSettings(), random.Random(1))
-        runner = Runner(
-            self.store,
-            planner,
-            executor,
-            Observers(self.metrics),
-            self.clock,
-            "n1",
-            joins=Settings().join_policy,
-            bounds=PlannerSettings(),
-        )
-        self.pool = RunPool(runner)
-        self.scheduler = Scheduler(
-            self.settings,
-            HistorySettings(),
-            self.store,
-            self.pool,
-            self.metrics,
-            self.clock,
-            "n1",
-            rng=random.Random(7),
-            on_fatal=self.fatal.append,
-        )
+class Unit(World):
+    """heatup on the in-memory store."""
 
-    async def add(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> int:
+    store: InMemoryStore
+
+    def __init__(self, gateway: FakeGateway | None) -> None:
+        clock = FakeClock(START)
+        super().__init__(InMemoryStore(clock), gateway=gateway, clock=clock)
+
+    async def add_session(self, gateway_id: int, schedule: str = "1h", jitter: int = 0) -> int:
         if not self.store.channels:
             await self.store.add_channel(
                 validate_channel(username="chan_a", title=None, category="news", description=None)
             )
-        spec = session_spec(gateway_id, schedule, jitter_seconds=jitter)
-        return (await self.store.add_session(spec)).id
-
-    async def tick(self) -> int:
-        started = await self.scheduler.dispatch()
-        await self.pool.wait_all()
-        return started
+        return (await self.add(gateway_id, schedule, jitter)).id
 
     def rows(self, gateway_id: int) -> list[tuple[str, datetime | None, datetime | None]]:
         """The session's slot rows (scheduled runs), in slot order."""
@@ -100,8 +48,13 @@ class World:
     def errors(self, gateway_id: int) -> list[str | None]:
         return [r.error for r in self.store.runs.values() if r.gateway_session_id == gateway_id]
 
-    def sample(self, name: str, **labels: str) -> float:
-        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+async def world(gateway: FakeGateway | None = None, **scheduler: Any) -> Unit:
+    """One node on the in-memory store, with these scheduler settings."""
+    unit = Unit(gateway)
+    unit.settings = quick_settings(**scheduler)
+    await unit.node()
+    return unit
 
 
 def hours(n: float) -> datetime:
@@ -109,8 +62,8 @@ def hours(n: float) -> datetime:
 
 
 async def test_a_due_session_runs_once_per_slot_and_the_rows_chain() -> None:
-    w = World()
-    await w.add(1)
+    w = await world()
+    await w.add_session(1)
     await w.scheduler.prepare()
     assert await w.tick() == 1 and await w.tick() == 0
     w.clock.advance(3600)
@@ -120,8 +73,8 @@ async def test_a_due_session_runs_once_per_slot_and_the_rows_chain() -> None:
 
 
 async def test_late_slots_are_one_skipped_row_and_the_schedule_goes_on() -> None:
-    w = World()
-    await w.add(1)
+    w = await world()
+    await w.add_session(1)
     await w.scheduler.prepare()
     await w.tick()
     w.clock.advance(5 * 3600 + 600)  # down for five slots
@@ -133,8 +86,8 @@ async def test_late_slots_are_one_skipped_row_and_the_schedule_goes_on() -> None
 
 
 async def test_slots_passed_within_the_grace_coalesce_with_a_row_of_their_own() -> None:
-    w = World(misfire_grace_seconds=3600)
-    await w.add(1, "10m")
+    w = await world(misfire_grace_seconds=3600)
+    await w.add_session(1, "10m")
     await w.scheduler.prepare()
     await w.tick()
     w.clock.advance(35 * 60)
@@ -148,18 +101,19 @@ async def test_slots_passed_within_the_grace_coalesce_with_a_row_of_their_own() 
 
 
 async def test_a_slot_that_comes_while_a_run_is_in_flight_is_skipped() -> None:
-    w = World()
-    await w.add(1, "1h")
+    w = await world()
+    await w.add_session(1, "1h")
     await w.scheduler.prepare()
-    api_run = await w.store.start_run(1, Trigger.API, w.clock.now(), "api")  # holds the session
+    holder = w.nodes[0].lease.node
+    api_run = await w.store.start_run(1, Trigger.API, w.clock.now(), holder)  # holds it
     assert await w.scheduler.dispatch() == 0
     assert w.rows(1) == [("skipped", START, hours(1))]
     assert f"run {api_run.id} of the session was still in flight" in w.errors(1)
 
 
 async def test_cooldown_skips_to_the_first_slot_after_it() -> None:
-    w = World()
-    session_id = await w.add(1, "10m")
+    w = await world()
+    session_id = await w.add_session(1, "10m")
     await w.scheduler.prepare()
     await w.store.set_cooldown(session_id, START + timedelta(minutes=25), 1500, START)
     assert await w.tick() == 0
@@ -169,12 +123,13 @@ async def test_cooldown_skips_to_the_first_slot_after_it() -> None:
 
 
 async def test_at_most_max_concurrent_runs_in_due_order() -> None:
-    w = World(max_concurrent_runs=2)
+    w = await world(max_concurrent_runs=2)
     for gateway_id in (1, 2, 3):
-        await w.add(gateway_id)
+        await w.add_session(gateway_id)
     await w.scheduler.prepare()
     for offset, row in enumerate(w.store.sessions.values()):
-        row["next_run_at"] = row["next_nominal_at"] = START - timedelta(seconds=30 - offset)
+        # Due in this order, seconds ago (more overdue would be a backlog, spread out).
+        row["next_run_at"] = row["next_nominal_at"] = START - timedelta(seconds=3 - offset)
     assert await w.scheduler.dispatch() == 2
     assert await w.scheduler.dispatch() == 0  # full: the third waits
     await w.pool.wait_all()
@@ -199,8 +154,8 @@ class Hanging(FakeGateway):
 
 async def test_a_run_whose_row_becomes_invalid_is_cancelled() -> None:
     gateway = Hanging()
-    w = World(gateway)
-    session_id = await w.add(1)
+    w = await world(gateway)
+    session_id = await w.add_session(1)
     await w.scheduler.prepare()
     assert await w.scheduler.dispatch() == 1
     await gateway.entered.wait()  # the run is in its first gateway call
@@ -216,11 +171,11 @@ async def test_a_run_whose_row_becomes_invalid_is_cancelled() -> None:
 async def test_bad_rows_are_flagged_once_and_the_others_go_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    w = World()
-    await w.add(1)
-    bad = await w.add(2)
+    w = await world()
+    await w.add_session(1)
+    bad = await w.add_session(2)
     w.store.sessions[bad]["schedule"] = "0 0 31 2 *"  # parses, never fires
-    cooled = await w.add(3)
+    cooled = await w.add_session(3)
     w.store.sessions[cooled]["cooldown_until"] = "soon"  # junk in one of heatup's columns
     await w.scheduler.prepare()
     with caplog.at_level(logging.WARNING):
@@ -240,8 +195,8 @@ async def test_bad_rows_are_flagged_once_and_the_others_go_on(
 async def test_a_database_outage_pauses_the_jobs_and_is_never_fatal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    w = World()
-    await w.add(1)
+    w = await world()
+    await w.add_session(1)
     await w.scheduler.prepare()
     dispatch = w.scheduler._guarded("dispatch", w.scheduler.dispatch)
     w.store.unavailable = True
@@ -260,7 +215,7 @@ async def test_a_database_outage_pauses_the_jobs_and_is_never_fatal(
 
 
 async def test_a_job_failing_for_a_minute_for_another_reason_is_fatal() -> None:
-    w = World()
+    w = await world()
 
     async def broken() -> None:
         raise RuntimeError("a bug")
@@ -274,33 +229,36 @@ async def test_a_job_failing_for_a_minute_for_another_reason_is_fatal() -> None:
     assert w.sample("heatup_job_failures_total", job="reconcile") == FATAL_AFTER_S + 1
 
 
-async def test_the_reaper_spares_its_own_runs_and_waits_after_an_outage() -> None:
-    w = World(stale_run_seconds=60, heartbeat_seconds=10)
-    await w.add(1)
-    await w.add(2)
-    mine = await w.store.start_run(1, Trigger.API, START, "n1")
-    dead = await w.store.start_run(2, Trigger.API, START, "n2")
-    w.pool._tasks[mine.session.id] = (mine, asyncio.get_running_loop().create_future())  # type: ignore[assignment]
-    w.clock.advance(120)
-    reap = w.scheduler._guarded("reap", w.scheduler.reap)
+async def test_the_reaper_ends_the_runs_of_a_dead_node_but_waits_after_an_outage() -> None:
+    w = await world(stale_run_seconds=60, heartbeat_seconds=10)
+    live = w.nodes[0]
+    dying = await w.node("n2")  # another process, which dies
+    await w.add_session(1)
+    await w.add_session(2)
+    mine = await w.store.start_run(1, Trigger.API, START, live.lease.node)
+    dead = await w.store.start_run(2, Trigger.API, START, dying.lease.node)
+    w.clock.advance(61)
+    await live.lease.renew()  # the live node renews its lease; the dead one cannot
+    reap = live.scheduler._guarded("reap", live.scheduler.reap)
     w.store.unavailable = True
     await reap()
     w.store.unavailable = False
     assert await reap()  # the database is back ...
     assert w.store.runs[dead.id].status is RunStatus.RUNNING  # ... leases get a chance first
     w.clock.advance(61)
+    await live.lease.renew()
     await reap()
     assert w.store.runs[dead.id].status is RunStatus.INTERRUPTED
-    assert w.store.runs[mine.id].status is RunStatus.RUNNING  # alive in this process
-    w.pool._tasks.clear()
+    assert w.store.runs[mine.id].status is RunStatus.RUNNING  # its node holds its lease
+    assert dying.lease.node.id not in w.store.leases  # the dead node's row is gone
 
 
 async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
     # The run's own flood wait sets the cooldown and ends that run: reconcile must not turn
     # its end into "interrupted" (it cancels for disable, invalid rows, needs attention).
     gateway = Hanging()
-    w = World(gateway)
-    session_id = await w.add(1)
+    w = await world(gateway)
+    session_id = await w.add_session(1)
     await w.scheduler.prepare()
     assert await w.scheduler.dispatch() == 1
     await gateway.entered.wait()
@@ -314,11 +272,11 @@ async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
 
 async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("heatup_daemon.scheduler.RETENTION_BATCH", 3)
-    w = World()
-    await w.add(1)
+    w = await world()
+    await w.add_session(1)
     for days_ago in range(40, 20, -1):  # 20 runs, one a day; 10 are past 30 days
         started = START - timedelta(days=days_ago)
-        run = await w.store.start_run(1, Trigger.CLI, started, "n1")
+        run = await w.store.start_run(1, Trigger.CLI, started, w.nodes[0].lease.node)
         await w.store.finish_run(run.id, RunStatus.SUCCEEDED, None, started)
     assert await w.scheduler.trim_history() == 10
     assert len(await w.store.history(1, 100)) == 10
@@ -328,16 +286,74 @@ async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.Monk
 async def test_readiness_does_not_wait_for_the_first_reconcile_it_runs_at_once() -> None:
     """The daemon's start: ``prepare`` without the reconcile, then the reconcile job starts
     at once (not after ``reconcile_seconds``), so a new row gets its slot straight away."""
-    world = World(reconcile_seconds=3600)
-    session_id = await world.add(1)
-    await world.scheduler.prepare(reconcile=False)
-    assert world.store.sessions[session_id]["next_run_at"] is None  # READY comes here
-    world.scheduler.start()
+    w = await world(reconcile_seconds=3600)
+    session_id = await w.add_session(1)
+    await w.scheduler.prepare(reconcile=False)
+    assert w.store.sessions[session_id]["next_run_at"] is None  # READY comes here
+    w.scheduler.start()
     try:
         for _ in range(100):
-            if world.store.sessions[session_id]["next_run_at"] is not None:
+            if w.store.sessions[session_id]["next_run_at"] is not None:
                 break
             await asyncio.sleep(0.01)
-        assert world.store.sessions[session_id]["next_run_at"] is not None
+        assert w.store.sessions[session_id]["next_run_at"] is not None
     finally:
-        await world.scheduler.stop(0)
+        await w.scheduler.stop(0)
+
+
+async def overdue_pool(w: Unit, count: int) -> None:
+    """``count`` sessions that fell due one a second over the last ``count`` seconds."""
+    for gateway_id in range(1, count + 1):
+        await w.add_session(gateway_id, "1h")
+    await w.scheduler.prepare()
+    make_overdue(w, count)
+
+
+def make_overdue(w: Unit, count: int) -> None:
+    for offset, row in enumerate(w.store.sessions.values()):
+        row["next_run_at"] = row["next_nominal_at"] = START - timedelta(seconds=count - offset)
+
+
+async def starts_per_second(w: Unit, seconds: int) -> list[int]:
+    counts = []
+    for _ in range(seconds):
+        counts.append(await w.tick())
+        w.clock.advance(1)
+    return counts
+
+
+async def test_a_restart_spreads_the_overdue_slots_in_due_order() -> None:
+    w = await world()
+    await overdue_pool(w, 60)
+    await w.node()  # the daemon starts again
+    counts = await starts_per_second(w, 40)
+    assert sum(counts) == 60
+    assert max(counts) <= 3  # they fell due 1 a second: caught up at twice that, not at once
+    # The sweep reaches real time a window as long as they were overdue (60 s) after the
+    # start; at twice real time it has passed the last of them after 30 s.
+    assert sum(counts[:31]) == 60 and counts[0] <= 1
+    runs = sorted(w.store.runs.values(), key=lambda r: (r.started_at, r.id))
+    assert [r.gateway_session_id for r in runs] == list(range(1, 61))  # in due order
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)  # none became late by it
+
+
+async def test_dispatch_resuming_after_an_outage_spreads_the_overdue_slots() -> None:
+    w = await world()
+    for gateway_id in range(1, 61):
+        await w.add_session(gateway_id, "1h")
+    await w.scheduler.prepare()
+    for row in w.store.sessions.values():
+        row["next_run_at"] = row["next_nominal_at"] = START + timedelta(minutes=30)
+    dispatch = w.scheduler._guarded("dispatch", w.scheduler.dispatch)
+    assert await dispatch()  # dispatching as usual: nothing is due
+    w.store.unavailable = True
+    assert await dispatch() is False  # the database goes away, for a minute ...
+    make_overdue(w, 60)  # ... in which the 60 sessions fell due
+    w.store.unavailable = False
+    counts = []
+    for _ in range(40):  # it answers again: dispatch resumes, pass after pass
+        assert await dispatch()
+        await w.pool.wait_all()
+        counts.append(len([r for r in w.store.runs.values()]) - sum(counts))
+        w.clock.advance(1)
+    assert max(counts) <= 3 and sum(counts[:31]) == 60

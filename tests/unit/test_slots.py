@@ -18,6 +18,7 @@ from heatup_daemon.schedule import (
     nominal_times,
     slot_at_or_after,
 )
+from heatup_daemon.slots import CatchUp
 
 ANCHOR = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
@@ -99,3 +100,28 @@ def test_intervals_are_absolute_across_dst(zone: str) -> None:
         following = slot_after(trigger, slot.nominal, 0, Random(1))
         assert following.nominal - slot.nominal == timedelta(hours=1)
         slot = following
+
+
+def test_a_catch_up_sweeps_the_overdue_at_twice_real_time() -> None:
+    began = ANCHOR
+    catch_up = CatchUp.of(began - timedelta(seconds=60), began, grace_s=300)
+    assert catch_up is not None and catch_up.window == timedelta(seconds=60)
+    assert catch_up.cutoff(began) == began - timedelta(seconds=60)
+    assert catch_up.cutoff(began + timedelta(seconds=10)) == began - timedelta(seconds=40)
+    assert catch_up.cutoff(began + timedelta(seconds=60)) is None  # caught up with real time
+    for late_s in (60, 45, 1):  # the inverse: when each overdue row comes within the cutoff
+        due = began - timedelta(seconds=late_s)
+        at = catch_up.claimable_at(due)
+        assert catch_up.cutoff(at) == due and at - due <= timedelta(seconds=60)
+
+
+def test_a_catch_up_reaches_back_no_further_than_the_grace() -> None:
+    catch_up = CatchUp.of(ANCHOR - timedelta(hours=5), ANCHOR, grace_s=300)
+    assert catch_up is not None and catch_up.window == timedelta(seconds=300)
+    # Older rows are claimable at once (and skipped as late), the rest spread over 300 s.
+    assert catch_up.claimable_at(ANCHOR - timedelta(hours=5)) == ANCHOR
+
+
+def test_little_overdue_needs_no_catch_up() -> None:
+    assert CatchUp.of(ANCHOR - timedelta(seconds=2), ANCHOR, grace_s=300) is None
+    assert CatchUp.of(None, ANCHOR, grace_s=300) is None
