@@ -15,8 +15,8 @@
   not until ``stale_run_seconds`` after a database outage, so that live nodes renew their
   leases first.
 - **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line.
-- **retention** (every ``RETENTION_S``): runs older than ``history.retention_days`` are
-  deleted in batches.
+- **retention** (a minute after start, then every ``RETENTION_S``): runs older than
+  ``history.retention_days`` are deleted in batches.
 
 A database outage pauses the jobs (each pass fails, is logged once, and is tried again);
 they resume by themselves. Any other failure that lasts ``FATAL_AFTER_S`` stops the daemon
@@ -54,6 +54,7 @@ CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
 REFRESH_S: Final = 15.0
 RETENTION_S: Final = 3600.0
+RETENTION_FIRST_S: Final = 60.0
 # At a stop, how long a housekeeping pass in progress may take to finish.
 JOB_DRAIN_S: Final = 10.0
 # When the earliest due row is locked by another node, look again this soon, not at once.
@@ -139,23 +140,25 @@ class Scheduler:
 
     def start(self) -> None:
         aps = AsyncIOScheduler(timezone=UTC)
-        jobs: tuple[tuple[str, float, Callable[[], Awaitable[Any]]], ...] = (
-            ("reconcile", self._settings.reconcile_seconds, self.reconcile),
-            ("reap", self._settings.heartbeat_seconds, self.reap),
-            ("refresh", REFRESH_S, self.refresh),
-            ("retention", RETENTION_S, self.trim_history),
+        # (job, interval, first run after start): the reconcile at once (prepare left it to
+        # the job); retention soon, so that a daemon restarted more often than its interval
+        # still trims the history; the others after their interval.
+        jobs: tuple[tuple[str, float, float, Callable[[], Awaitable[Any]]], ...] = (
+            ("reconcile", self._settings.reconcile_seconds, 0.0, self.reconcile),
+            ("reap", self._settings.heartbeat_seconds, self._settings.heartbeat_seconds, self.reap),
+            ("refresh", REFRESH_S, REFRESH_S, self.refresh),
+            ("retention", RETENTION_S, RETENTION_FIRST_S, self.trim_history),
         )
+        # APScheduler keeps time by the host's clock (its waits are the host's): so do these.
         now = datetime.now(UTC)
-        for name, interval_s, job in jobs:
+        for name, interval_s, first_s, job in jobs:
             aps.add_job(
                 self._guarded(name, job),
                 "interval",
                 seconds=interval_s,
                 id=name,
                 name=name,
-                # The first reconcile at once (prepare left it to the job), the others after
-                # their interval.
-                next_run_time=now if name == "reconcile" else now + timedelta(seconds=interval_s),
+                next_run_time=now + timedelta(seconds=first_s),
                 # A pass still running when the next is due is counted and skipped here, so
                 # APScheduler never sees (or logs) an overlap.
                 max_instances=2,
@@ -170,6 +173,13 @@ class Scheduler:
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._on_fatal(task.exception() or RuntimeError("the dispatcher ended"))
+
+    @property
+    def next_runs(self) -> dict[str, datetime]:
+        """When each housekeeping job runs next (host time; empty until ``start``)."""
+        if self._aps is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._aps.get_jobs() if job.next_run_time}
 
     def reconcile_soon(self) -> None:
         """Run the reconcile job now (a session was registered in this process)."""

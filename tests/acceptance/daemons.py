@@ -82,6 +82,8 @@ def sqlite_pool(
 
 
 class Daemon:
+    """``heatup run`` as a process of its own (``env`` adds to its environment)."""
+
     def __init__(self, database_url: str, gateway_url: str, tmp_path: Path, **env: str) -> None:
         self.log = tmp_path / f"daemon-{time.monotonic_ns()}.log"
         self.port = free_port()
@@ -112,6 +114,11 @@ class Daemon:
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout_s)
         return code, time.monotonic() - started
+
+    def wait(self, timeout_s: float) -> int:
+        """Until the process exits (a signal was sent); its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

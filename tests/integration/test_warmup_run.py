@@ -69,9 +69,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         control.close()
 
 
-def settings_for(sandbox: Sandbox) -> Settings:
+def settings_for(sandbox: Sandbox, database_url: str) -> Settings:
     return Settings(
         node_name="test-node",
+        database={"url": database_url},  # the repository's: its clock is the node's
         gateway={
             "base_url": sandbox.url,
             "retry_attempts": 3,
@@ -118,9 +119,11 @@ class Built:
 
 
 @pytest.fixture
-async def parts(repository: Repository, sandbox: Sandbox) -> AsyncIterator[Built]:
+async def parts(
+    repository: Repository, sandbox: Sandbox, database_url: str
+) -> AsyncIterator[Built]:
     sandbox.reset()
-    settings = settings_for(sandbox)
+    settings = settings_for(sandbox, database_url)
     await repository.seed_channels(settings.channels)
     lease = node_lease(settings, repository)
     async with lease.held():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -357,3 +357,16 @@ async def test_dispatch_resuming_after_an_outage_spreads_the_overdue_slots() -> 
         counts.append(len([r for r in w.store.runs.values()]) - sum(counts))
         w.clock.advance(1)
     assert max(counts) <= 3 and sum(counts[:31]) == 60
+
+
+async def test_retention_runs_a_minute_after_start_then_hourly() -> None:
+    w = await world()
+    before = datetime.now(UTC)
+    w.scheduler.start()
+    try:
+        runs = w.scheduler.next_runs
+        assert runs["retention"] - before <= timedelta(seconds=61)  # not an hour
+        assert runs["reconcile"] - before <= timedelta(seconds=1)  # at once
+        assert runs["reap"] - before >= timedelta(seconds=14)  # after its interval
+    finally:
+        await w.scheduler.stop(0)
