@@ -60,18 +60,25 @@ class ActionKind(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How an executed action ended. ``unknown``: a join whose answer never came and that a
-    read-only call could not confirm; it counts as joined for the account's join limits."""
+    """How an executed action ended. ``unknown``: its call was made and its answer never
+    came (a join a read-only call could not confirm, or a call cut by a crash or a stop)."""
 
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
     UNKNOWN = "unknown"
 
+    @property
+    def may_have_happened(self) -> bool:
+        """The action may have taken effect: a join's place in the ledger is kept (it counts
+        for the account's ramp and the channel's pace)."""
+        return self in (Outcome.OK, Outcome.UNKNOWN)
+
 
 class JoinStatus(StrEnum):
     """A row of the join ledger: ``reserved`` when a plan took the place, ``joined`` once the
-    join happened (or may have: an ``unknown`` outcome), ``released`` when it did not."""
+    join happened or may have (``Outcome.may_have_happened``), ``released`` when it did not
+    (or the run ended before it)."""
 
     RESERVED = "reserved"
     JOINED = "joined"

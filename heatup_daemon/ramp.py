@@ -18,6 +18,10 @@ from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.stores import JoinLimits, WarmthFacts
 from heatup_daemon.validation import handle
 
+# The windows the limits count in: the ramp in any 24 hours, the pace in any hour.
+RAMP_WINDOW: Final = timedelta(days=1)
+PACE_WINDOW: Final = timedelta(hours=1)
+
 # The default ramp: from day 0 one join a day, from day 1 two, from day 3 three, from day 7
 # five, from day 30 eight.
 DEFAULT_STAGES: Final = ((0, 1), (1, 2), (3, 3), (7, 5), (30, 8))
@@ -119,3 +123,16 @@ def stage_counts(ramp: Ramp, aged: list[int]) -> dict[str, int]:
 
 def _time(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
+
+
+def join_verdict(
+    channel_id: int | None, left: int, room: dict[int, int], limits: JoinLimits
+) -> str | None:
+    """Why a join may not be reserved (``None``: it may)."""
+    if channel_id is None:
+        return "gone"
+    if left <= 0:
+        return "ramp"
+    if room.get(channel_id, limits.per_channel_hour) <= 0:
+        return "channel_pace"
+    return None

@@ -17,6 +17,7 @@ from typing import Final
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from heatup_daemon.db.ledger import ENDED_RUNS, settle_reserved
 from heatup_daemon.db.models import NodeRow, RunRow
 from heatup_daemon.db.store import Store, rows_affected
 from heatup_daemon.enums import RunStatus
@@ -80,6 +81,7 @@ class LeaseStore(Store):
             )
             if expired_ids:
                 db.execute(delete(NodeRow).where(NodeRow.id.in_(expired_ids)))
+            db.execute(settle_reserved(ENDED_RUNS))  # their places: kept only if joined
             return rows_affected(reaped)
 
         return await self._write(reap)

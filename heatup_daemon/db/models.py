@@ -196,8 +196,17 @@ class JoinRow(Base):
     __tablename__ = "channel_joins"
     __table_args__ = (
         CheckConstraint(sql_in("status", JoinStatus), name="status"),
+        # A run's place for a channel, once: a retried reservation changes nothing.
+        UniqueConstraint("run_id", "channel_id"),
         Index("ix_channel_joins_channel_id_reserved_at", "channel_id", "reserved_at"),
         Index("ix_channel_joins_session_id_reserved_at", "session_id", "reserved_at"),
+        # The places still reserved, by run: what a run's end settles.
+        Index(
+            "ix_channel_joins_reserved_run_id",
+            "run_id",
+            sqlite_where=text("status = 'reserved'"),
+            postgresql_where=text("status = 'reserved'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

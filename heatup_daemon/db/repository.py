@@ -1,7 +1,8 @@
 """The repository: every database operation heatup performs, and the only code that opens a
 database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
-``runs`` (runs, actions, the session state runs change), ``scheduling`` (reconcile,
+``runs`` (runs, actions, the session state runs change), ``ledger`` (the join ledger),
+``scheduling`` (reconcile,
 claims, housekeeping), ``leases`` (the nodes' leases and the reaper) and ``console`` (what
 the web console reads)."""
 
@@ -14,6 +15,7 @@ from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db.console import ConsoleStore
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.leases import LeaseStore
+from heatup_daemon.db.ledger import LedgerStore
 from heatup_daemon.db.registry import RegistryStore
 from heatup_daemon.db.runs import RunStore
 from heatup_daemon.db.scheduling import SchedulingStore
@@ -21,7 +23,7 @@ from heatup_daemon.db.scheduling import SchedulingStore
 __all__ = ["Repository", "open_repository"]
 
 
-class Repository(RegistryStore, RunStore, SchedulingStore, LeaseStore, ConsoleStore):
+class Repository(RegistryStore, RunStore, LedgerStore, SchedulingStore, LeaseStore, ConsoleStore):
     """All of heatup's database operations over one engine. Construct once per process."""
 
 

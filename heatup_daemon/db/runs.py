@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Connection
 
+from heatup_daemon.db.actions import action_upsert, action_values
+from heatup_daemon.db.ledger import CHANNEL_JOINS, SESSION_JOINS, settle_reserved
 from heatup_daemon.db.models import (
     ActionRow,
     ChannelRow,
@@ -27,7 +27,6 @@ from heatup_daemon.db.store import Store, record_of
 from heatup_daemon.enums import (
     ActionKind,
     Clearance,
-    JoinStatus,
     Outcome,
     PlanSource,
     RunStatus,
@@ -35,10 +34,10 @@ from heatup_daemon.enums import (
     Trigger,
 )
 from heatup_daemon.errors import AlreadyRunning, NotFound
+from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW
 from heatup_daemon.session import Session, admit
 from heatup_daemon.stores import (
     ActionRecord,
-    JoinLimits,
     Node,
     PastRun,
     PlanningFacts,
@@ -49,28 +48,12 @@ from heatup_daemon.stores import (
     WarmthFacts,
 )
 
-HOUR: Final = timedelta(hours=1)
-DAY: Final = timedelta(days=1)
 WEEK: Final = timedelta(days=7)
 # A channel failing with the same code for this many sessions within a day is flagged.
 CHANNEL_FLAG_SESSIONS: Final = 3
 CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
 RECENT_RUNS: Final = 3
 
-# The statements of a run's hot path, built once: a run executes them with new values only.
-# (Their parameters are named b_*: a column's own name is reserved in VALUES and SET.)
-ACTION_FIELDS: Final = (
-    "kind",
-    "channel",
-    "planned_duration_s",
-    "actual_duration_s",
-    "started_at",
-    "finished_at",
-    "outcome",
-    "error_code",
-    "error_text",
-    "gateway_latency_s",
-)
 _RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)
 _FINISH: Final = (
     update(RunRow)
@@ -81,18 +64,14 @@ _FINISH: Final = (
         finished_at=bindparam("b_at"),
         heartbeat_at=bindparam("b_at"),
     )
-    .returning(RunRow.session_id)
+    .returning(RunRow.id, RunRow.session_id)
 )
 _LAST_RUN: Final = (
     update(SessionRow)
     .where(SessionRow.id == bindparam("b_session_id"))
     .values(last_run_at=bindparam("b_at"))
 )
-_RELEASE_RESERVED: Final = (
-    update(JoinRow)
-    .where(JoinRow.run_id == bindparam("b_run_id"), JoinRow.status == JoinStatus.RESERVED)
-    .values(status=JoinStatus.RELEASED)
-)
+_SETTLE_RUN: Final = settle_reserved(JoinRow.run_id == bindparam("b_run_id"))
 _RUN_STATUS: Final = select(RunRow.status).where(RunRow.id == bindparam("b_run_id"))
 _SET_PLAN: Final = (
     update(RunRow)
@@ -109,9 +88,6 @@ _SET_PLAN: Final = (
 
 # What a plan is made from (``planning_facts``). A ledger row counts (for the ramp and the
 # pace) while it is reserved or joined, not once released.
-_HELD_SINCE: Final = (JoinRow.reserved_at >= bindparam("b_since")) & (
-    JoinRow.status != JoinStatus.RELEASED
-)
 _POOL: Final = (
     select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
     .where(
@@ -137,56 +113,6 @@ _ACTIONS_OF: Final = (
     .where(ActionRow.run_id.in_(bindparam("b_run_ids", expanding=True)))
     .order_by(ActionRow.run_id, ActionRow.seq)
 )
-_SESSION_JOINS: Final = (
-    select(func.count())
-    .select_from(JoinRow)
-    .where(JoinRow.session_id == bindparam("b_session_id"), _HELD_SINCE)
-)
-_CHANNEL_JOINS: Final = (
-    select(ChannelRow.username, func.count())
-    .join(JoinRow, JoinRow.channel_id == ChannelRow.id)
-    .where(_HELD_SINCE)
-    .group_by(ChannelRow.username)
-)
-
-
-_CHANNEL_ID: Final = select(ChannelRow.id).where(ChannelRow.username == bindparam("b_username"))
-_SETTLE_JOIN: Final = (
-    update(JoinRow)
-    .where(
-        JoinRow.run_id == bindparam("b_run_id"),
-        JoinRow.channel_id == bindparam("b_channel_id"),
-        JoinRow.status == JoinStatus.RESERVED,
-    )
-    .values(status=bindparam("b_status"))
-)
-
-
-def _action_values(run_id: int, record: ActionRecord) -> dict[str, Any]:
-    values = {"b_run_id": run_id, "b_seq": record.seq}
-    values.update((f"b_{name}", getattr(record, name)) for name in ACTION_FIELDS)
-    return values
-
-
-@functools.cache
-def _member_insert(dialect: str) -> Any:
-    """The session joined the channel (kept once)."""
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    columns = ("session_id", "channel_id", "joined_at")
-    statement = insert_(SessionChannelRow).values({c: bindparam(f"b_{c}") for c in columns})
-    return statement.on_conflict_do_nothing()
-
-
-@functools.cache
-def _action_upsert(dialect: str) -> Any:
-    """Write an action's row, or rewrite it (its in-flight row, or a retried write)."""
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    columns = ("run_id", "seq", *ACTION_FIELDS)
-    statement = insert_(ActionRow).values({name: bindparam(f"b_{name}") for name in columns})
-    return statement.on_conflict_do_update(
-        index_elements=[ActionRow.run_id, ActionRow.seq],
-        set_={name: statement.excluded[name] for name in ACTION_FIELDS},
-    )
 
 
 class RunStore(Store):
@@ -243,8 +169,8 @@ class RunStore(Store):
         await self._write(lambda db: db.execute(_SET_PLAN, values))
 
     async def record_action(self, run_id: int, record: ActionRecord) -> None:
-        values = _action_values(run_id, record)
-        statement = _action_upsert(self.dialect)
+        values = action_values(run_id, record)
+        statement = action_upsert(self.dialect)
         await self._write(lambda db: db.execute(statement, values))
 
     async def start_call(
@@ -260,7 +186,7 @@ class RunStore(Store):
             .values(heartbeat_at=self.shared_now(now))
             .returning(RunRow.id)
         )
-        values, upsert = _action_values(run_id, record), _action_upsert(self.dialect)
+        values, upsert = action_values(run_id, record), action_upsert(self.dialect)
 
         def clear(db: Connection) -> Clearance:
             if db.scalar(fence) is not None:
@@ -276,14 +202,16 @@ class RunStore(Store):
     ) -> RunStatus:
         def finish(db: Connection) -> RunStatus:
             values = {"b_run_id": run_id, "b_status": status, "b_error": error, "b_at": at}
-            session_id = db.scalar(_FINISH, values)
-            if session_id is None:  # the reaper ended it first
-                final = db.scalar(_RUN_STATUS, {"b_run_id": run_id})
-                return RunStatus(final) if final is not None else status
-            db.execute(_LAST_RUN, {"b_session_id": session_id, "b_at": at})
-            # Joins the plan reserved but never reached give their places back.
-            db.execute(_RELEASE_RESERVED, {"b_run_id": run_id})
-            return status
+            ended = db.execute(_FINISH, values).first()
+            if ended is not None and ended.session_id is not None:  # not removed meanwhile
+                db.execute(_LAST_RUN, {"b_session_id": ended.session_id, "b_at": at})
+            # Places the run reserved and never settled (whoever ended it): kept where its
+            # join may have happened, given back everywhere else.
+            db.execute(_SETTLE_RUN, {"b_run_id": run_id})
+            if ended is not None:
+                return status
+            final = db.scalar(_RUN_STATUS, {"b_run_id": run_id})  # the reaper ended it first
+            return RunStatus(final) if final is not None else status
 
         return await self._write(finish)
 
@@ -335,82 +263,11 @@ class RunStore(Store):
 
         return await self._write(note)
 
-    async def reserve_joins(
-        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
-    ) -> dict[str, str | None]:
-        if not channels:
-            return {}
-        query = (
-            select(ChannelRow.id, ChannelRow.username)
-            .where(ChannelRow.username.in_(sorted(set(channels))))
-            .order_by(ChannelRow.id)  # one lock order for every node: no deadlock
-        )
-        if self.locks_rows:
-            query = query.with_for_update(of=ChannelRow)
-        session_id = run.session.id
-
-        def reserve(db: Connection) -> dict[str, str | None]:
-            ids = {username: channel_id for channel_id, username in db.execute(query)}
-            taken = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - DAY})
-            left = limits.per_day - int(taken or 0)
-            hour = db.execute(
-                select(JoinRow.channel_id, func.count())
-                .where(JoinRow.channel_id.in_(list(ids.values())), _HELD_SINCE)
-                .group_by(JoinRow.channel_id),
-                {"b_since": now - HOUR},
-            )
-            room = {channel_id: limits.per_channel_hour - count for channel_id, count in hour}
-            verdicts: dict[str, str | None] = {}
-            reserved: list[dict[str, Any]] = []
-            for channel in channels:
-                channel_id = ids.get(channel)
-                verdicts[channel] = join_verdict(channel_id, left, room, limits)
-                if verdicts[channel] is not None:
-                    continue
-                assert channel_id is not None
-                room[channel_id] = room.get(channel_id, limits.per_channel_hour) - 1
-                left -= 1
-                reserved.append(
-                    {
-                        "channel_id": channel_id,
-                        "session_id": session_id,
-                        "run_id": run.id,
-                        "reserved_at": now,
-                        "status": JoinStatus.RESERVED,
-                    }
-                )
-            if reserved:
-                db.execute(insert(JoinRow), reserved)
-            return verdicts
-
-        return await self._write(reserve)
-
-    async def record_join(self, run: Run, record: ActionRecord) -> None:
-        assert record.channel is not None
-        action = _action_values(run.id, record)
-        kept = record.outcome in (Outcome.OK, Outcome.UNKNOWN)
-        upsert, member = _action_upsert(self.dialect), _member_insert(self.dialect)
-        settle = {
-            "b_run_id": run.id,
-            "b_status": JoinStatus.JOINED if kept else JoinStatus.RELEASED,
-        }
-        joined = {"b_session_id": run.session.id, "b_joined_at": record.finished_at}
-
-        def end(db: Connection) -> None:
-            db.execute(upsert, action)
-            channel_id = db.scalar(_CHANNEL_ID, {"b_username": record.channel})
-            if channel_id is None:
-                return  # removed from the pool meanwhile (its ledger rows went with it)
-            db.execute(_SETTLE_JOIN, {**settle, "b_channel_id": channel_id})
-            if record.outcome is Outcome.OK:
-                db.execute(member, {**joined, "b_channel_id": channel_id})
-
-        await self._write(end)
-
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
         def facts(db: Connection) -> WarmthFacts:
-            day = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - DAY})
-            week = db.scalar(_SESSION_JOINS, {"b_session_id": session_id, "b_since": now - WEEK})
+            of_session = {"b_session_id": session_id}
+            day = db.scalar(SESSION_JOINS, {**of_session, "b_since": now - RAMP_WINDOW})
+            week = db.scalar(SESSION_JOINS, {**of_session, "b_since": now - WEEK})
             joined = db.scalars(
                 select(ChannelRow.username)
                 .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
@@ -439,8 +296,8 @@ class RunStore(Store):
             session_id = {"b_session_id": session.id}
             pool = tuple(PoolChannel(*row) for row in db.execute(_POOL))
             runs = _with_actions(db, db.execute(_FINISHED_RUNS, session_id).all())
-            taken = db.scalar(_SESSION_JOINS, {**session_id, "b_since": now - DAY})
-            hour = db.execute(_CHANNEL_JOINS, {"b_since": now - HOUR})
+            taken = db.scalar(SESSION_JOINS, {**session_id, "b_since": now - RAMP_WINDOW})
+            hour = db.execute(CHANNEL_JOINS, {"b_since": now - PACE_WINDOW})
             return PlanningFacts(
                 pool=pool,
                 joined=frozenset(db.scalars(_JOINED, session_id)),
@@ -528,16 +385,3 @@ def past_run(run: RunView) -> PastRun:
         channels(ActionKind.JOIN_CHANNEL),
         channels(ActionKind.READ_MESSAGES),
     )
-
-
-def join_verdict(
-    channel_id: int | None, left: int, room: dict[int, int], limits: JoinLimits
-) -> str | None:
-    """Why a join may not be reserved (``None``: it may)."""
-    if channel_id is None:
-        return "gone"
-    if left <= 0:
-        return "ramp"
-    if room.get(channel_id, limits.per_channel_hour) <= 0:
-        return "channel_pace"
-    return None

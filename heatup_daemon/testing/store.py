@@ -12,7 +12,7 @@ given ``clock``, as a database stamps them with its own.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,16 +23,21 @@ from heatup_daemon.db.leases import REAPED
 from heatup_daemon.db.runs import (
     CHANNEL_FLAG_SESSIONS,
     CHANNEL_FLAG_WINDOW,
-    DAY,
-    HOUR,
     RECENT_RUNS,
     WEEK,
-    join_verdict,
     past_run,
 )
 from heatup_daemon.db.scheduling import refusals_of
 from heatup_daemon.db.sessions import read_time
-from heatup_daemon.enums import Clearance, JoinStatus, Outcome, RunStatus, SessionState, Trigger
+from heatup_daemon.enums import (
+    ActionKind,
+    Clearance,
+    JoinStatus,
+    Outcome,
+    RunStatus,
+    SessionState,
+    Trigger,
+)
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -40,6 +45,7 @@ from heatup_daemon.errors import (
     InvalidValue,
     NotFound,
 )
+from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW, join_verdict
 from heatup_daemon.session import TIME_FIELDS, SessionRecord, admit
 from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
 from heatup_daemon.stores import (
@@ -195,6 +201,19 @@ class InMemoryStore:
             "created_at": self._clock.now(),
         }
         return self._record(session_id)
+
+    async def remove_session(self, gateway_session_id: int) -> None:
+        """Delete a session; its runs and ledger places stay, without it (SET NULL)."""
+        self._check()
+        session_id = self._by_gateway_id(gateway_session_id)
+        del self.sessions[session_id]
+        self.joined.pop(session_id, None)
+        for run in list(self.runs.values()):
+            if run.session_id == session_id:
+                self._update(run.id, session_id=None)
+        for join in self.ledger:
+            if join["session_id"] == session_id:
+                join["session_id"] = None
 
     async def list_sessions(self) -> list[SessionRecord]:
         self._check()
@@ -388,7 +407,28 @@ class InMemoryStore:
                 reaped += 1
         for node in expired:
             del self.leases[node]
+        self._settle(self._of_ended_run)
         return reaped
+
+    def _of_ended_run(self, join: dict[str, Any]) -> bool:
+        run = self.runs.get(join["run_id"])
+        return run is None or run.status is not RunStatus.RUNNING
+
+    def _settle(self, chosen: Callable[[dict[str, Any]], bool]) -> None:
+        """Settle the places still reserved that ``chosen`` picks: kept where the run's join
+        of that channel may have happened, given back everywhere else."""
+        for join in self.ledger:
+            if join["status"] is not JoinStatus.RESERVED or not chosen(join):
+                continue
+            run = self.runs.get(join["run_id"])
+            username = self.channels.get(join["channel_id"], {}).get("username")
+            happened = run is not None and any(
+                a.kind is ActionKind.JOIN_CHANNEL
+                and a.channel == username
+                and a.outcome.may_have_happened
+                for a in run.actions
+            )
+            join["status"] = JoinStatus.JOINED if happened else JoinStatus.RELEASED
 
     # --- leases ---------------------------------------------------------------------------
 
@@ -500,13 +540,13 @@ class InMemoryStore:
         channel_joins = {
             row["username"]: held
             for channel_id, row in self.channels.items()
-            if (held := self._held(now - HOUR, channel_id=channel_id))
+            if (held := self._held(now - PACE_WINDOW, channel_id=channel_id))
         }
         return PlanningFacts(
             pool,
             joined,
             tuple(past_run(run) for run in finished),
-            joins_last_24h=self._held(now - DAY, session_id=session.id),
+            joins_last_24h=self._held(now - RAMP_WINDOW, session_id=session.id),
             channel_joins_last_hour=channel_joins,
         )
 
@@ -548,9 +588,7 @@ class InMemoryStore:
             self._update(run_id, status=status, error=error, finished_at=at, heartbeat_at=at)
             if run.session_id in self.sessions:
                 self.sessions[run.session_id]["last_run_at"] = at
-            for join in self.ledger:
-                if join["run_id"] == run_id and join["status"] is JoinStatus.RESERVED:
-                    join["status"] = JoinStatus.RELEASED
+        self._settle(lambda join: join["run_id"] == run_id)
         return self.runs[run_id].status
 
     async def set_cooldown(
@@ -587,12 +625,14 @@ class InMemoryStore:
 
     # --- the join ledger ------------------------------------------------------------------
 
-    def _held(self, since: datetime, **match: Any) -> int:
+    def _held(self, since: datetime, other_than: int | None = None, **match: Any) -> int:
+        """Places held since ``since`` matching ``match``, leaving out run ``other_than``'s."""
         return sum(
             1
             for join in self.ledger
             if join["reserved_at"] >= since
             and join["status"] is not JoinStatus.RELEASED
+            and join["run_id"] != other_than
             and all(join[key] == value for key, value in match.items())
         )
 
@@ -605,20 +645,26 @@ class InMemoryStore:
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
     ) -> dict[str, str | None]:
         self._check()
-        left = limits.per_day - self._held(now - DAY, session_id=run.session.id)
+        # This run's own places are left out of the counts and kept as they are (a retry).
+        held = {(join["channel_id"]) for join in self.ledger if join["run_id"] == run.id}
+        left = limits.per_day - self._held(
+            now - RAMP_WINDOW, other_than=run.id, session_id=run.session.id
+        )
         room: dict[int, int] = {}
         verdicts: dict[str, str | None] = {}
         for channel in channels:
             channel_id = self._channel_id(channel)
             if channel_id is not None and channel_id not in room:
                 room[channel_id] = limits.per_channel_hour - self._held(
-                    now - HOUR, channel_id=channel_id
+                    now - PACE_WINDOW, other_than=run.id, channel_id=channel_id
                 )
             verdicts[channel] = join_verdict(channel_id, left, room, limits)
             if verdicts[channel] is None:
                 assert channel_id is not None
                 room[channel_id] -= 1
                 left -= 1
+                if channel_id in held:
+                    continue
                 self.ledger.append(
                     {
                         "channel_id": channel_id,
@@ -636,7 +682,7 @@ class InMemoryStore:
         channel_id = self._channel_id(record.channel)
         if channel_id is None:
             return
-        kept = record.outcome in (Outcome.OK, Outcome.UNKNOWN)
+        kept = record.outcome.may_have_happened
         for join in self.ledger:
             if join["run_id"] == run.id and join["channel_id"] == channel_id:
                 if join["status"] is JoinStatus.RESERVED:
@@ -652,7 +698,7 @@ class InMemoryStore:
             if run.session_id == session_id and run.started_at >= now - WEEK
         )
         return WarmthFacts(
-            joins_last_24h=self._held(now - DAY, session_id=session_id),
+            joins_last_24h=self._held(now - RAMP_WINDOW, session_id=session_id),
             joins_last_7d=self._held(now - WEEK, session_id=session_id),
             channels_joined=tuple(
                 sorted(self.channels[cid]["username"] for cid in self.joined[session_id])

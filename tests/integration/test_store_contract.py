@@ -375,3 +375,78 @@ async def test_sessions_aged_counts_from_the_account_or_the_registration(store: 
     await add(store, 1, account_created_at=moment - timedelta(days=40))
     await add(store, 2, account_created_at=moment - timedelta(days=2))
     assert await store.sessions_aged(moment, [0, 1, 3, 30]) == [3, 2, 1, 1]
+
+
+async def ledger_of(store: Store) -> tuple[Any, ...]:
+    """Two pool channels, two sessions with a run each."""
+    for name in ("nasa", "espn"):
+        spec = validate_channel(username=name, title=None, category=None, description=None)
+        await store.add_channel(spec)
+    await scheduled(store, 1, 2)
+    node = (await store.register_node("node-a", 60, NOW)).node
+    one = await store.start_run(1, Trigger.CLI, NOW, node)
+    two = await store.start_run(2, Trigger.CLI, NOW, node)
+    return node, one, two
+
+
+async def held(store: Store, run: Any) -> int:
+    """The session's places that count for its ramp (reserved or joined)."""
+    return (await store.planning_facts(run.session, NOW)).joins_last_24h
+
+
+async def test_a_retried_reservation_changes_nothing(store: Store) -> None:
+    _, one, _ = await ledger_of(store)
+    limits = JoinLimits(per_day=1, per_channel_hour=1)
+    first = await store.reserve_joins(one, ["nasa"], limits, NOW)
+    again = await store.reserve_joins(one, ["nasa"], limits, NOW)  # its commit's answer lost
+    assert first == again == {"nasa": None}  # the same verdict, not "ramp" against itself
+    assert await held(store, one) == 1
+    facts = await store.planning_facts(one.session, NOW)
+    assert facts.channel_joins_last_hour == {"nasa": 1}
+
+
+def join_in_flight(channel: str) -> ActionRecord:
+    return ActionRecord(
+        1, ActionKind.JOIN_CHANNEL, channel, None, None, NOW, NOW, Outcome.UNKNOWN, "in_flight"
+    )
+
+
+async def test_a_run_that_ends_gives_back_the_places_it_never_used(store: Store) -> None:
+    _, one, two = await ledger_of(store)
+    limits = JoinLimits(per_day=5, per_channel_hour=5)
+    await store.reserve_joins(one, ["nasa", "espn"], limits, NOW)
+    await store.reserve_joins(two, ["nasa", "espn"], limits, NOW)
+    # Run two was cut during its join of nasa: the join may have happened.
+    assert await store.start_call(two.id, join_in_flight("nasa"), 10, NOW) is Clearance.CLEARED
+    await store.finish_run(one.id, RunStatus.FAILED, "before its joins", NOW)
+    await store.finish_run(two.id, RunStatus.INTERRUPTED, "stopped", NOW)
+    assert await held(store, one) == 0  # never tried: given back
+    assert await held(store, two) == 1  # in flight: kept; espn, never tried: given back
+
+
+async def test_a_reaped_run_gives_back_its_places_unless_a_join_was_in_flight(
+    store: Store,
+) -> None:
+    node, one, two = await ledger_of(store)
+    limits = JoinLimits(per_day=5, per_channel_hour=5)
+    await store.reserve_joins(one, ["nasa", "espn"], limits, NOW)
+    await store.reserve_joins(two, ["espn"], limits, NOW)
+    assert await store.start_call(one.id, join_in_flight("espn"), 10, NOW) is Clearance.CLEARED
+    await expire(store, node)  # the process died with both runs in flight
+    assert await store.reap_stale_runs(NOW, 60) == 2
+    assert await held(store, one) == 1  # espn may have happened: kept
+    assert await held(store, two) == 0
+    # The run's own end, written late, changes nothing more.
+    await store.finish_run(one.id, RunStatus.SUCCEEDED, None, NOW)
+    assert await held(store, one) == 1
+
+
+async def test_a_removed_sessions_run_still_gives_back_its_places(store: Store) -> None:
+    _, one, two = await ledger_of(store)
+    limits = JoinLimits(per_day=5, per_channel_hour=1)
+    await store.reserve_joins(one, ["nasa"], limits, NOW)
+    assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": "channel_pace"}
+    await store.remove_session(1)
+    final = await store.finish_run(one.id, RunStatus.INTERRUPTED, "removed", NOW)
+    assert final is RunStatus.INTERRUPTED  # its own end, not taken for the reaper's
+    assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": None}
