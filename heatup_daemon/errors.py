@@ -32,6 +32,12 @@ class DatabaseUnavailable(HeatupError):
     connections). Transient: heatup waits and tries again; it never exits for it."""
 
 
+class DatabaseRefused(HeatupError):
+    """The database refused a statement: a constraint, a missing column, too many bound
+    values, a disk error. A defect (of heatup, of a hand edit, of the database), not an
+    outage: never retried, and one that keeps happening stops the daemon."""
+
+
 class SchemaNotAtHead(HeatupError):
     """The database schema is not at the newest migration."""
 

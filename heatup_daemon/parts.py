@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,11 +65,13 @@ def build_parts(
     *listeners: RunObserver,
     gateway: Gateway | None = None,
     planner: Planner | None = None,
+    on_fatal: Callable[[BaseException], None] = lambda exc: None,
 ) -> Parts:
     """The gateway client, the planner (the built-in one alone when no LLM is configured),
     the executor and the runner of the node that holds ``lease``, every run event told to
     the metrics, the log and ``listeners``. ``gateway`` and ``planner`` replace the ones
-    the settings describe (tests give scripted ones)."""
+    the settings describe (tests give scripted ones); ``on_fatal`` hears of runs failing of
+    a defect for a minute (``fatal.FatalRule``)."""
     seed = settings.planner.seed
     observer = Observers(metrics, RunLog(), *listeners)
     recorder = DurableRecorder(repository, clock)
@@ -95,6 +98,7 @@ def build_parts(
         lease,
         joins=settings.join_policy,
         bounds=settings.planner,
+        on_fatal=on_fatal,
     )
     return Parts(gateway, planner, runner, RunPool(runner))
 

@@ -21,14 +21,15 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Final
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
-from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
 from heatup_daemon.events import RunEnd, RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
+from heatup_daemon.fatal import FatalRule
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner import Planner
@@ -42,6 +43,8 @@ from heatup_daemon.validation import handle
 log = logging.getLogger(__name__)
 
 PlanObserver = Callable[[Run, Plan], Awaitable[None]]
+# The fatal rule's name for runs that fail of a defect (a refused write, a bug).
+DEFECTS: Final = "runs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Runner:
         *,
         joins: JoinPolicy,
         bounds: PlannerSettings,
+        on_fatal: Callable[[BaseException], None] = lambda exc: None,
     ) -> None:
         self._recorder = recorder
         self._planner = planner
@@ -74,6 +78,7 @@ class Runner:
         self._lease = lease
         self._joins = joins
         self._bounds = bounds
+        self._fatal = FatalRule(clock, on_fatal)
         # Ends being written; they outlive a cancelled run task (see ``drain``).
         self._finishing: set[asyncio.Future[RunStatus]] = set()
 
@@ -119,15 +124,22 @@ class Runner:
                 await on_plan(run, plan)
             outcome = await self._executor.execute(run, plan, stop)
             status, error, actions = outcome.status, outcome.error, outcome.actions
+            self._fatal.recovered(DEFECTS)
         except asyncio.CancelledError:
             status, error = RunStatus.INTERRUPTED, "the run was cancelled"
             raise
         except DatabaseUnavailable as exc:
             error = f"the database was unavailable: {exc}"[:500]
             raise
+        except DatabaseRefused as exc:  # a defect: the run cannot go on, and it counts
+            log.error("run %d failed: %s", run.id, exc)
+            error = str(exc)[:500]
+            self._fatal.failed(DEFECTS, exc)
+            raise
         except Exception as exc:
             log.exception("run %d failed", run.id)
             error = f"internal error: {type(exc).__name__}"
+            self._fatal.failed(DEFECTS, exc)
             raise
         finally:
             finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
@@ -173,7 +185,12 @@ class Runner:
         started: float,
     ) -> RunStatus:
         with log_context(session=run.session.gateway_session_id, run=run.id):
-            final = await self._recorder.finish_run(run.id, status, error, self._clock.now())
+            try:
+                final = await self._recorder.finish_run(run.id, status, error, self._clock.now())
+            except DatabaseRefused as exc:  # its end cannot be written: it stays running
+                log.error("the end of run %d cannot be written: %s", run.id, exc)
+                self._fatal.failed(DEFECTS, exc)
+                raise
             if final is not status:
                 error = f"ended by the reaper first ({final}); the run saw: {error or status}"
             seconds = self._clock.monotonic() - started

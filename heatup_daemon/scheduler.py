@@ -19,8 +19,8 @@
   ``history.retention_days`` are deleted in batches.
 
 A database outage pauses the jobs (each pass fails, is logged once, and is tried again);
-they resume by themselves. Any other failure that lasts ``FATAL_AFTER_S`` stops the daemon
-with a non-zero exit, so that systemd restarts it: a broken process, not a broken dependency.
+they resume by themselves. Any other failure that lasts a minute stops the daemon with a
+non-zero exit (``fatal.FatalRule``): a broken process, not a broken dependency.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from heatup_daemon.clock import Clock
 from heatup_daemon.config import HistorySettings, SchedulerSettings
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.fatal import FatalRule
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
 from heatup_daemon.ramp import Ramp, stage_counts
@@ -48,7 +49,6 @@ from heatup_daemon.stores import Decision, SchedulingStore, SlotPolicy
 
 log = logging.getLogger(__name__)
 
-FATAL_AFTER_S: Final = 60.0
 RECONCILE_BATCH: Final = 10_000
 CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
@@ -100,10 +100,10 @@ class Scheduler:
         self._lease = lease
         self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
         self._on_fatal = on_fatal
+        self._fatal = FatalRule(clock, on_fatal)
         self._stopping = False
         self._dispatching = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._failing_since: dict[str, float] = {}
         self._busy: set[str] = set()
         self._aps: AsyncIOScheduler | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -242,20 +242,17 @@ class Scheduler:
                 return False
             finally:
                 self._busy.discard(name)
-            self._failing_since.pop(name, None)
+            self._fatal.recovered(name)
             self._database_available()
             return True
 
         return run
 
     def _failed(self, name: str, exc: Exception) -> None:
-        now = self._clock.monotonic()
-        since = self._failing_since.setdefault(name, now)
         self.last_error = f"{name}: {type(exc).__name__}: {str(exc)[:200]}"
         self._metrics.job_failed(name)
         log.exception("the %s job failed", name)
-        if now - since >= FATAL_AFTER_S:
-            self._on_fatal(exc)
+        self._fatal.failed(name, exc)
 
     def _database_unavailable(self, name: str, exc: DatabaseUnavailable) -> None:
         self._metrics.job_failed(name)

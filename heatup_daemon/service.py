@@ -121,7 +121,9 @@ async def _serve(
 
         async with lease.held(on_failure=on_fatal):
             clock = lease.clock
-            parts = build_parts(settings, repository, clock, metrics, lease, *listeners)
+            parts = build_parts(
+                settings, repository, clock, metrics, lease, *listeners, on_fatal=on_fatal
+            )
             scheduler = Scheduler(
                 settings.scheduler,
                 settings.history,

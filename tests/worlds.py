@@ -68,6 +68,7 @@ class WorldNode:
             self.lease,
             gateway=world.gateway,
             planner=planner,
+            on_fatal=self.fatal.append,
         )
         self.runner: Runner = self.parts.runner
         self.pool: RunPool = self.parts.pool

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.models import ChannelRow, SessionRow
@@ -30,21 +29,24 @@ class RegistryStore(Store):
     # --- sessions -------------------------------------------------------------------
 
     async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
-        statement = insert(SessionRow).values(
-            gateway_session_id=spec.gateway_session_id,
-            label=spec.label,
-            enabled=enabled,
-            schedule=spec.schedule_text,
-            jitter_seconds=spec.jitter_seconds,
-            timezone=spec.timezone.key,
-            account_created_at=spec.account_created_at,
+        statement = (
+            self.insert(SessionRow)
+            .values(
+                gateway_session_id=spec.gateway_session_id,
+                label=spec.label,
+                enabled=enabled,
+                schedule=spec.schedule_text,
+                jitter_seconds=spec.jitter_seconds,
+                timezone=spec.timezone.key,
+                account_created_at=spec.account_created_at,
+            )
+            .on_conflict_do_nothing(index_elements=[SessionRow.gateway_session_id])
+            .returning(SessionRow.id)
         )
-        try:
-            await self._write(lambda db: db.execute(statement))
-        except IntegrityError:
+        if await self._write(lambda db: db.scalar(statement)) is None:
             raise AlreadyExists(
                 f"a session with gateway id {spec.gateway_session_id} is already registered"
-            ) from None
+            )
         return await self.get_session(spec.gateway_session_id)
 
     async def list_sessions(self) -> list[SessionRecord]:
@@ -83,7 +85,7 @@ class RegistryStore(Store):
 
     async def add_channel(self, spec: ChannelSpec) -> ChannelView:
         statement = (
-            insert(ChannelRow)
+            self.insert(ChannelRow)
             .values(
                 username=spec.username,
                 title=spec.title,
@@ -91,12 +93,12 @@ class RegistryStore(Store):
                 description=spec.description,
                 enabled=True,
             )
+            .on_conflict_do_nothing(index_elements=[ChannelRow.username])
             .returning(*channel_columns().selected_columns)
         )
-        try:
-            row = await self._write(lambda db: db.execute(statement).one())
-        except IntegrityError:
-            raise AlreadyExists(f"channel @{spec.username} is already in the pool") from None
+        row = await self._write(lambda db: db.execute(statement).first())
+        if row is None:
+            raise AlreadyExists(f"channel @{spec.username} is already in the pool")
         return channel_view(row)
 
     async def list_channels(self) -> list[ChannelView]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import and_, bindparam, case, delete, func, select, update
 from sqlalchemy import exc as sa_exc
@@ -24,11 +24,13 @@ from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, Sess
 from heatup_daemon.db.sessions import admin_key, record_columns, record_from
 from heatup_daemon.db.store import Store, is_transient
 from heatup_daemon.enums import RunStatus, SessionState, Trigger
-from heatup_daemon.errors import SessionNotRunnable
+from heatup_daemon.errors import DatabaseRefused, SessionNotRunnable
 from heatup_daemon.session import Session, SessionRecord, admit
 from heatup_daemon.stores import Claim, Decision, Node, Reconciled, Run, SlotPolicy
 
 R = TypeVar("R")
+# Ids bound in one statement at most.
+ID_CHUNK: Final = 1000
 
 
 class SchedulingStore(Store):
@@ -90,7 +92,7 @@ class SchedulingStore(Store):
         database takes are written and only the refused ones are flagged."""
         try:
             return await self._write(lambda db: work(db, False))
-        except sa_exc.DBAPIError:  # not transient: those became DatabaseUnavailable
+        except DatabaseRefused:
             return await self._write(lambda db: work(db, True))
 
     def _lock(self, db: Connection, query: Select[Any]) -> list[SessionRecord]:
@@ -159,9 +161,20 @@ class SchedulingStore(Store):
     ) -> dict[int, tuple[str, str]]:
         if not session_ids:
             return {}
-        query = select(*record_columns()).where(SessionRow.id.in_(sorted(session_ids)))
-        rows = await self._read(lambda db: [record_from(row) for row in db.execute(query)])
-        records = {record.id: record for record in rows}
+        ids = sorted(session_ids)
+        query = select(*record_columns()).where(
+            SessionRow.id.in_(bindparam("b_ids", expanding=True))
+        )
+
+        def read(db: Connection) -> list[SessionRecord]:
+            # In chunks: a statement binds one value per id, and SQLite takes 32,766 at most.
+            return [
+                record_from(row)
+                for start in range(0, len(ids), ID_CHUNK)
+                for row in db.execute(query, {"b_ids": ids[start : start + ID_CHUNK]})
+            ]
+
+        records = {record.id: record for record in await self._read(read)}
         return refusals_of(records, session_ids, now)
 
     async def delete_history(self, before: datetime, limit: int) -> int:

@@ -14,8 +14,9 @@ transaction, a read (``_read``) or a write (``_write``):
   snapshot. One thread hop a transaction: aiosqlite would make one per statement.
 
 Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
-of connections, a statement timeout) become ``DatabaseUnavailable``, which callers treat as
-transient. Everything else (a constraint, a bug) propagates as it is.
+of connections, a statement timeout: ``is_transient`` names them) become
+``DatabaseUnavailable``, which callers wait out. A statement the database refuses (a
+constraint, a missing column, a disk error) becomes ``DatabaseRefused``, never retried.
 
 Every public operation is atomic against cancellation: a caller that is cancelled (a run an
 admin disabled, a stop) stops waiting at once, but the operation's transaction completes or
@@ -47,7 +48,7 @@ from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
 from heatup_daemon.db.engine import WRITE, sqlite_twin
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.db.models import UTCDateTime
-from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
 
 R = TypeVar("R")
 # One transaction's work: a function of a connection, run inside the transaction.
@@ -77,44 +78,53 @@ def rows_affected(result: Any) -> int:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` is the database being unavailable rather than a statement failing:
-    no connection, a server shutting down or starting, too many connections, a statement
-    timeout, a SQLite lock held past the busy timeout."""
+    """Whether ``error`` is the database being unavailable for now, which heatup waits out,
+    rather than a statement failing, which is a defect. Transient means one of:
+
+    - no connection: it could not be made or was lost (an error of the operating system, a
+      timeout, SQLAlchemy invalidating the connection, SQLSTATE class 08);
+    - the server is starting, stopping or out of connections (57P01-57P03, 53300), or
+      SQLAlchemy's pool has none to give in time;
+    - a lock not had in time: SQLite busy or locked past the busy timeout; PostgreSQL's
+      lock_not_available (55P03), a deadlock or a serialization failure (40P01, 40001), or
+      heatup's statement timeout (57014).
+
+    Anything else (a constraint, a missing column, too many bound variables, a disk I/O
+    error, a bug) is not."""
     if isinstance(error, OSError | TimeoutError | sa_exc.TimeoutError):
         return True
     if not isinstance(error, sa_exc.DBAPIError):
         return False
-    if error.connection_invalidated or isinstance(
-        error, sa_exc.OperationalError | sa_exc.InterfaceError
-    ):
+    if error.connection_invalidated:
         return True
     cause: BaseException | None = error
     while cause is not None:  # the driver's own error, wherever SQLAlchemy wrapped it
-        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        if isinstance(code, str) and code.startswith(_TRANSIENT_SQLSTATES):
-            return True
-        if isinstance(cause, OSError) or type(cause).__name__ in _TRANSIENT_DRIVER_ERRORS:
+        if _unavailable_cause(cause):
             return True
         cause = getattr(cause, "orig", None) or cause.__cause__
     return False
 
 
-# SQLSTATE classes and codes of an unavailable server: connection exceptions (08), operator
-# intervention (57P01-57P05: admin or crash shutdown, cannot connect now...), too many
-# connections (53300), a canceled statement (57014: heatup's statement timeout).
-_TRANSIENT_SQLSTATES: Final = ("08", "57P", "53300", "57014")
-_TRANSIENT_DRIVER_ERRORS: Final = frozenset(
-    {
-        "CannotConnectNowError",
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "TooManyConnectionsError",
-        "AdminShutdownError",
-        "CrashShutdownError",
-        "QueryCanceledError",
-        "InterfaceError",
-    }
+# SQLSTATEs of an unavailable server, besides class 08 (connection exceptions).
+_TRANSIENT_SQLSTATES: Final = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "55P03", "40P01", "40001", "57014"}
 )
+
+
+def _unavailable_cause(cause: BaseException) -> bool:
+    if isinstance(cause, OSError | TimeoutError):
+        return True
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if isinstance(code, str) and (code.startswith("08") or code in _TRANSIENT_SQLSTATES):
+        return True
+    sqlite = getattr(cause, "sqlite_errorname", None)
+    if isinstance(sqlite, str):
+        return sqlite.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+    driver = type(cause).__module__.split(".")[0]
+    if driver == "asyncpg" and type(cause).__name__ == "InterfaceError":
+        return "closed" in str(cause)  # the connection was closed under the statement
+    # psycopg says a connection failed or was lost with an OperationalError and no SQLSTATE.
+    return driver == "psycopg" and type(cause).__name__ == "OperationalError" and code is None
 
 
 def _uncancellable(
@@ -206,15 +216,16 @@ class Store:
         try:
             yield
         except Exception as error:
-            if not is_transient(error):
-                raise
-            raise DatabaseUnavailable(self._unavailable(error)) from None
+            if is_transient(error):
+                raise DatabaseUnavailable(self._unavailable(error)) from None
+            if isinstance(error, sa_exc.DBAPIError):
+                reason = f"the database refused a statement: {_reason(error)}"
+                raise DatabaseRefused(reason) from error
+            raise
 
     def _unavailable(self, error: BaseException) -> str:
         url = masked_database_url(self.engine.url.render_as_string(hide_password=False))
-        reason = getattr(error, "orig", None) or error
-        text = " ".join(str(reason).split())[:200]
-        return f"database {url} is not available: {type(reason).__name__}: {text}"
+        return f"database {url} is not available: {_reason(error)}"
 
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that knows ``ON CONFLICT`` on this database."""
@@ -251,6 +262,13 @@ class Store:
         """Raise ``DatabaseUnavailable`` or ``SchemaNotAtHead`` unless the database is usable."""
         async with self._translated():
             await ensure_at_head(self.engine)
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's error, on one line: its class and the start of its text."""
+    reason = getattr(error, "orig", None) or error
+    text = " ".join(str(reason).split())[:200]
+    return f"{type(reason).__name__}: {text}"
 
 
 def _in_transaction(connection: Connection, work: Work[R], write: bool) -> R:

@@ -373,3 +373,39 @@ async def test_a_decision_the_database_refuses_holds_up_no_other_row(world: Inte
     again = await world.repository.get_session(52)
     assert (again.invalid_reason, again.next_run_at) == (None, START)
     assert await world.tick() == 1
+
+
+async def refuse_action_rows(world: Integration) -> None:
+    """From now on the database refuses every new action row, as a full disk, a broken
+    column or a hand-made trigger would."""
+    if world.repository.dialect == "sqlite":
+        await world.sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON warmup_actions "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+        return
+    await world.sql(
+        "CREATE FUNCTION refuse() RETURNS trigger AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql"
+    )
+    await world.sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON warmup_actions "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+
+
+async def test_a_write_the_database_refuses_fails_the_run_and_is_fatal_if_it_lasts(
+    world: Integration,
+) -> None:
+    await world.add(151, "1m")
+    await world.scheduler.prepare()
+    await refuse_action_rows(world)
+    assert await world.tick() == 1  # not retried: the run ends at once
+    [run] = await world.repository.history(151)
+    assert run.status == "failed" and run.error is not None
+    assert "the database refused a statement" in run.error and "refused by the test" in run.error
+    assert world.fatal == []  # once is no reason to stop
+    world.clock.advance(61)  # a minute on, the next run meets the same defect
+    assert await world.tick() == 1
+    assert [r.status for r in await world.repository.history(151)] == ["failed", "failed"]
+    assert len(world.fatal) == 1  # a broken process: systemd restarts it

@@ -450,3 +450,12 @@ async def test_a_removed_sessions_run_still_gives_back_its_places(store: Store) 
     final = await store.finish_run(one.id, RunStatus.INTERRUPTED, "removed", NOW)
     assert final is RunStatus.INTERRUPTED  # its own end, not taken for the reaper's
     assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": None}
+
+
+async def test_refusals_of_any_number_of_runs_in_flight(store: Store) -> None:
+    await scheduled(store, 1)
+    live = (await store.get_session(1)).id
+    # As many as scheduler.max_concurrent_runs allows, past SQLite's 32,766 bound values.
+    asked = frozenset(range(live + 1, live + 100_001)) | {live}
+    refused = await store.refusals(asked, NOW)
+    assert len(refused) == 100_000 and live not in refused

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from heatup_daemon.enums import RunStatus, Trigger
-from heatup_daemon.scheduler import FATAL_AFTER_S
+from heatup_daemon.fatal import FATAL_AFTER_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.worlds import START, World, quick_settings
