@@ -94,8 +94,17 @@ def normalize_database_url(value: str) -> str:
 
 
 def masked_database_url(value: str) -> str:
-    """The URL without its password, wherever it is written (``user:pw@``, ``?password=``)."""
-    url: URL = make_url(value)
+    """The URL without its password, wherever it is written (``user:pw@``, ``?password=``).
+    A URL heatup cannot read is shown with all between its scheme and its host masked, or
+    masked whole: a password typed into a malformed URL is still a password."""
+    try:
+        url: URL = make_url(value)
+    except (ArgumentError, ValueError):
+        scheme, separator, rest = value.partition("://")
+        if not separator:
+            return MASK
+        host = rest.rpartition("@")[2] if "@" in rest else ""
+        return f"{scheme}://{MASK}@{host}" if host else f"{scheme}://{MASK}"
     return redact(url.render_as_string(hide_password=True))
 
 
@@ -497,11 +506,18 @@ def _describe(exc: ValidationError) -> Iterator[str]:
             # A section-wide rule: its message names the keys; the input holds the section.
             yield f"config key {key}: {message}"
         else:
-            # A URL may carry a password: the value is shown with any credential masked.
-            value = show(
-                redact(str(error.get("input"))) if key.endswith("url") else error.get("input")
-            )
-            yield f"config key {key}: value {value} is not allowed: {message}"
+            shown = _shown(key, error.get("input"))
+            yield f"config key {key}: value {shown} is not allowed: {message}"
+
+
+def _shown(key: str, value: object) -> str:
+    """A refused value as an error shows it: a URL with any credential masked (a database
+    URL masked even where it cannot be read)."""
+    if key == "database.url":
+        return show(masked_database_url(str(value)))
+    if key.endswith("url"):
+        return show(redact(str(value)))
+    return show(value)
 
 
 def _is_secret(key: str) -> bool:

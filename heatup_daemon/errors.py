@@ -38,6 +38,10 @@ class DatabaseRefused(HeatupError):
     outage: never retried, and one that keeps happening stops the daemon."""
 
 
+class Stopping(HeatupError):
+    """heatup is stopping: it starts no new run."""
+
+
 class SchemaNotAtHead(HeatupError):
     """The database schema is not at the newest migration."""
 

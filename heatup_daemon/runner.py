@@ -17,16 +17,17 @@ the API's alike, so that a stop waits for all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
-from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
+from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable, Stopping
 from heatup_daemon.events import RunEnd, RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.fatal import FatalRule
@@ -206,6 +207,8 @@ class RunPool:
         self._tasks: dict[int, tuple[Run, asyncio.Task[RunResult]]] = {}
         self._stop = asyncio.Event()  # graceful: finish the current action, then end
         self._ended = asyncio.Event()  # set whenever a run ends (room for another)
+        self._starting = 0  # API starts writing their running row
+        self._start_done = asyncio.Event()  # one of them ended
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -231,6 +234,19 @@ class RunPool:
         self._tasks[run.session.id] = (run, task)
         task.add_done_callback(lambda done: self._forget(run, done))
         return task
+
+    @contextlib.asynccontextmanager
+    async def starting(self) -> AsyncIterator[None]:
+        """Around an API start (its ``running`` row written, then ``launch``): refused with
+        ``Stopping`` once a stop began; otherwise a stop waits for it, and for its run."""
+        if self.stopping:
+            raise Stopping("heatup is stopping")
+        self._starting += 1
+        try:
+            yield
+        finally:
+            self._starting -= 1
+            self._start_done.set()
 
     def _forget(self, run: Run, task: asyncio.Task[Any]) -> None:
         held = self._tasks.get(run.session.id)
@@ -264,15 +280,29 @@ class RunPool:
 
     async def stop(self, timeout_s: float) -> None:
         """Let runs in flight finish their current action for up to ``timeout_s``; cancel
-        the rest (they end ``interrupted``). Waits until every run has written its end."""
+        the rest (they end ``interrupted``). Waits for the starts in progress and the runs
+        they launch too (those see the stop at once), until every run has written its end."""
         self._stop.set()
-        tasks = [task for _, task in self._tasks.values()]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._tasks or self._starting:
+            self._start_done.clear()
+            tasks = [task for _, task in self._tasks.values()]
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:  # out of time: cancel what runs (and what starts later)
+                for task in tasks:
+                    task.cancel()
+            # Until every run known now has ended, or a start ended (it may add one).
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._start_done.wait())]
+            if tasks:
+                waiters.append(asyncio.ensure_future(asyncio.wait(tasks)))
+            await asyncio.wait(
+                waiters,
+                timeout=remaining_s if remaining_s > 0 else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for waiter in waiters:
+                waiter.cancel()
         await self._runner.drain()
 
     def hurry(self) -> None:

@@ -106,6 +106,20 @@ async def _serve(
     # From the first moment: a SIGTERM that systemd sends right after READY=1 (or during
     # start-up) must find heatup's handler, never the default action that kills at once.
     signals = None if once else _StopSignals()
+    try:
+        return await _serve_with(settings, once, listeners, on_ready, signals)
+    finally:
+        if signals is not None:
+            signals.close()
+
+
+async def _serve_with(
+    settings: Settings,
+    once: bool,
+    listeners: tuple[RunObserver, ...],
+    on_ready: Callable[[], Awaitable[None]] | None,
+    signals: _StopSignals | None,
+) -> int:
     async with open_repository(settings.database) as repository:
         await repository.ensure_ready()
         seeded = await repository.seed_channels(settings.channels)
@@ -161,6 +175,14 @@ class _StopSignals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def close(self) -> None:
+        """The daemon has stopped (its runs ended, their ends written): from now on, while
+        the process exits, SIGTERM and SIGINT are ignored (process-wide, in every thread),
+        so that a late one never turns the exit into death by signal. uvloop, which heatup
+        runs on, leaves that disposition as it closes."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name

@@ -29,6 +29,7 @@ from heatup_daemon.errors import (
     HeatupError,
     NotFound,
     SessionNotRunnable,
+    Stopping,
 )
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.ramp import Warmth, warmth
@@ -282,21 +283,22 @@ async def _start(
     gateway_session_id: int,
     on_plan: Callable[[Run, Plan], Awaitable[None]] | None,
 ) -> asyncio.Task[RunResult]:
-    if not state.accepting or state.pool.stopping:
+    if not state.accepting:
         raise HTTPException(503, "heatup is stopping")
     try:
-        try:
-            run = await state.runner.start(gateway_session_id, Trigger.API)
-        except NotFound as exc:
-            if not state.settings.api.auto_register:
-                raise HTTPException(404, str(exc)) from None
-            await _register(state, gateway_session_id)
-            run = await state.runner.start(gateway_session_id, Trigger.API)
+        async with state.pool.starting():  # a stop that begins meanwhile awaits this run
+            try:
+                run = await state.runner.start(gateway_session_id, Trigger.API)
+            except NotFound as exc:
+                if not state.settings.api.auto_register:
+                    raise HTTPException(404, str(exc)) from None
+                await _register(state, gateway_session_id)
+                run = await state.runner.start(gateway_session_id, Trigger.API)
+            return state.pool.launch(run, on_plan)
     except (SessionNotRunnable, AlreadyRunning) as exc:
         raise HTTPException(409, str(exc)) from None
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, Stopping) as exc:
         raise HTTPException(503, str(exc)) from None
-    return state.pool.launch(run, on_plan)
 
 
 async def _register(state: ApiState, gateway_session_id: int) -> None:

@@ -4,6 +4,7 @@ their current action."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import sqlite3
 import time
@@ -97,3 +98,30 @@ def test_stop_with_200_runs_in_flight(
     else:
         assert seconds < STOP_TIMEOUT_S  # the second signal did not wait
     assert "Traceback" not in daemon.output()
+
+
+@pytest.mark.timeout(120)
+def test_every_signal_sequence_exits_0(gateway: str, tmp_path: Path, report: Report) -> None:
+    """A second SIGTERM or SIGINT at any moment of a quick stop: while heatup stops, as it
+    has just stopped, as the process exits."""
+    url = sqlite_pool(tmp_path / "signals.db", 5, "1d", 0)
+    codes = {}
+    for first, second, delay_s in itertools.product(
+        (signal.SIGTERM, signal.SIGINT), (signal.SIGTERM, signal.SIGINT), (0.0, 0.2, 0.5, 1.0)
+    ):
+        notify = NotifySocket(tmp_path / f"notify-{first}-{second}-{delay_s}.sock")
+        daemon = Daemon(url, gateway, tmp_path, NOTIFY_SOCKET=str(notify.path)).start()
+        try:
+            notify.wait_for("READY=1", timeout_s=30)
+            assert daemon.process is not None
+            daemon.process.send_signal(first)
+            time.sleep(delay_s)
+            if daemon.process.poll() is None:
+                daemon.process.send_signal(second)
+            codes[f"{first.name}, {delay_s} s, {second.name}"] = daemon.process.wait(timeout=30)
+        finally:
+            daemon.kill()
+            notify.close()
+    report({"exit codes by sequence": codes})
+    assert set(codes.values()) == {0}, codes
+    assert running(tmp_path / "signals.db") == 0

@@ -314,3 +314,22 @@ def test_a_deadline_that_leaves_no_retry_is_refused(monkeypatch: pytest.MonkeyPa
     assert "is never retried" in config_error()
     defaults = GatewaySettings()
     assert defaults.retry_deadline_s > 2 * defaults.read_timeout_s
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("::bad::secret", "'********'"),
+        ("postgresql://admin:hunter2@db:notaport/heatup", "'postgresql://********@db:notaport"),
+        ("mysql://admin:hunter2@db/heatup", "'mysql://admin:***@db/heatup'"),
+    ],
+)
+def test_a_database_url_heatup_refuses_is_shown_masked(
+    monkeypatch: pytest.MonkeyPatch, url: str, shown: str
+) -> None:
+    monkeypatch.setenv("HEATUP_DATABASE__URL", url)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert "secret" not in message and "hunter2" not in message
+    assert f"config key database.url: value {shown}" in message

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.errors import Stopping
 from heatup_daemon.fatal import FATAL_AFTER_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
 from heatup_daemon.validation import validate_channel
@@ -370,3 +371,40 @@ async def test_retention_runs_a_minute_after_start_then_hourly() -> None:
         assert runs["reap"] - before >= timedelta(seconds=14)  # after its interval
     finally:
         await w.scheduler.stop(0)
+
+
+async def test_a_start_that_races_a_stop_is_awaited_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = await world()
+    await w.add_session(1)
+    written, writing = asyncio.Event(), asyncio.Event()
+    start_run = w.store.start_run
+
+    async def slow_start(*args: Any) -> Any:
+        writing.set()
+        await written.wait()  # the running row's commit takes a while
+        return await start_run(*args)
+
+    monkeypatch.setattr(w.store, "start_run", slow_start)
+
+    async def api_start() -> asyncio.Task[Any]:  # as the API's /warmup starts a run
+        async with w.pool.starting():
+            run = await w.nodes[0].runner.start(1, Trigger.API)
+            return w.pool.launch(run)
+
+    starting = asyncio.create_task(api_start())
+    await writing.wait()
+    stopping = asyncio.create_task(w.pool.stop(5))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()  # the stop waits for the start in progress ...
+    written.set()
+    await stopping
+    launched = await starting
+    assert launched.done()  # ... and for the run it launched, which saw the stop
+    [run] = w.store.runs.values()
+    assert run.status is RunStatus.INTERRUPTED
+    with pytest.raises(Stopping):  # once stopping, no start begins
+        async with w.pool.starting():
+            pass
