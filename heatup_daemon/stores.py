@@ -510,7 +510,12 @@ class TokenLedger(Protocol):
 
     async def tokens_spent(self, day: date) -> int: ...
 
-    async def spend_tokens(self, day: date, tokens: int) -> None: ...
+    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+        """Count ``tokens`` against the day if the day's total stays within ``budget``,
+        atomically across nodes; whether it did."""
+
+    async def spend_tokens(self, day: date, tokens: int) -> None:
+        """Count ``tokens`` against the day (fewer than zero: give a reservation back)."""
 
 
 __all__ = [

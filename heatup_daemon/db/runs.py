@@ -323,6 +323,18 @@ class RunStore(Store):
         spent: int | None = await self._read(lambda db: db.scalar(query))
         return int(spent or 0)
 
+    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+        if tokens > budget:
+            return False
+        insert = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
+        reserve = insert.on_conflict_do_update(
+            index_elements=[TokenUsageRow.day],
+            set_={"tokens": TokenUsageRow.tokens + insert.excluded.tokens},
+            # The conflict's row is locked while this decides: no two nodes both fit.
+            where=TokenUsageRow.tokens + insert.excluded.tokens <= budget,
+        ).returning(TokenUsageRow.tokens)
+        return await self._write(lambda db: db.scalar(reserve)) is not None
+
     async def spend_tokens(self, day: date, tokens: int) -> None:
         statement = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
         statement = statement.on_conflict_do_update(

@@ -8,13 +8,19 @@ success closes the breaker, its failure opens it again; every other run meanwhil
 the fallback and never waits for the LLM.
 
 The budget is counted in the database (``stores.TokenLedger``), per UTC day, across every
-node and restart. Nodes planning at the same moment may overshoot it by the calls in flight.
+node and restart. Before a call, as many tokens as the plan can cost at most
+(``LLMPlanner.tokens_at_most``) are reserved, atomically: a call that would not fit is not
+made, however many runs and nodes plan at once. After it, the difference from what it cost
+is given back. A count the database could not take (it was away) is carried into the
+process's next write to the ledger.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import replace
+from datetime import date
 from typing import Final
 
 from heatup_daemon.clock import Clock
@@ -91,46 +97,66 @@ class LLMWithFallback:
         self._ledger = ledger
         self._daily = daily_token_budget
         self._clock = clock
+        # Token counts not yet written (the database was away), by day.
+        self._owed: Counter[date] = Counter()
 
     async def aclose(self) -> None:
         await self.llm.aclose()
 
     async def plan(self, context: PlanContext) -> Plan:
-        refusal = await self._budget_refusal()
-        if refusal is not None:
-            return self.fallback.plan_now(context, refusal)
         if not self.breaker.acquire():
             return self.fallback.plan_now(context, BREAKER_OPEN)
+        reserved = self.llm.tokens_at_most(context)
+        day = self._clock.now().date()
+        try:
+            refusal = await self._reserve(day, reserved)
+        except BaseException:
+            self.breaker.release()
+            raise
+        if refusal is not None:
+            self.breaker.release()
+            return self.fallback.plan_now(context, refusal)
         try:
             plan = await self.llm.plan(context)
         except PlannerUnavailable as exc:
             self.breaker.failure()
-            await self._spend(exc.prompt_tokens + exc.completion_tokens)
+            await self._settle(day, reserved, exc.prompt_tokens + exc.completion_tokens)
             log.warning("LLM planning failed, the built-in planner plans this run: %s", exc)
             fallback = self.fallback.plan_now(context, str(exc))
             return replace(
                 fallback, prompt_tokens=exc.prompt_tokens, completion_tokens=exc.completion_tokens
             )
-        except BaseException:
+        except BaseException:  # cancelled: what the call cost is unknown, the reservation stays
             self.breaker.release()
             raise
         self.breaker.success()
-        await self._spend(plan.prompt_tokens + plan.completion_tokens)
+        await self._settle(day, reserved, plan.prompt_tokens + plan.completion_tokens)
         return plan
 
-    async def _budget_refusal(self) -> str | None:
+    async def _reserve(self, day: date, tokens: int) -> str | None:
+        """``None`` when ``tokens`` are reserved, else why the LLM may not be called."""
         if self._daily <= 0:
             return BUDGET_SPENT
         try:
-            spent = await self._ledger.tokens_spent(self._clock.now().date())
+            await self._pay_owed()
+            reserved = await self._ledger.reserve_tokens(day, tokens, self._daily)
         except DatabaseUnavailable:
             return BUDGET_UNKNOWN
-        return BUDGET_SPENT if spent >= self._daily else None
+        return None if reserved else BUDGET_SPENT
 
-    async def _spend(self, tokens: int) -> None:
-        if tokens <= 0:
-            return
+    async def _settle(self, day: date, reserved: int, spent: int) -> None:
+        self._owed[day] += spent - reserved
         try:
-            await self._ledger.spend_tokens(self._clock.now().date(), tokens)
+            await self._pay_owed()
         except DatabaseUnavailable as exc:
-            log.warning("%d LLM tokens could not be counted against the budget: %s", tokens, exc)
+            log.warning(
+                "the LLM tokens of this plan are counted against the budget once the "
+                "database answers again: %s",
+                exc,
+            )
+
+    async def _pay_owed(self) -> None:
+        for day, tokens in list(self._owed.items()):
+            if tokens:
+                await self._ledger.spend_tokens(day, tokens)
+            del self._owed[day]

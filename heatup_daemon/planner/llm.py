@@ -11,6 +11,7 @@ Whatever comes back is validated action by action (``validate.validate_actions``
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from typing import Any, Final, Protocol
@@ -27,6 +28,8 @@ from heatup_daemon.planner.validate import UnusablePlan, Validated, actions_of, 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_TOKENS: Final = 700
+# The chat format's own tokens around the messages.
+PROMPT_FRAMING_TOKENS: Final = 50
 PLAN_SCHEMA: Final = {
     "type": "json_schema",
     "json_schema": {"name": "plan", "strict": True, "schema": PlanOut.model_json_schema()},
@@ -107,11 +110,22 @@ class LLMPlanner:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def plan(self, context: PlanContext) -> Plan:
-        messages: Any = [
+    def messages(self, context: PlanContext) -> Any:
+        return [
             {"role": "system", "content": system_prompt(self._bounds)},
             {"role": "user", "content": user_prompt(context)},
         ]
+
+    def tokens_at_most(self, context: PlanContext) -> int:
+        """More tokens than a plan for ``context`` costs: its prompt (the messages and the
+        schema, at most a token per 3 characters, and the chat format's framing) and the
+        longest answer. A 50-channel pool's prompt measured 3.6 characters a token."""
+        characters = sum(len(m["content"]) for m in self.messages(context))
+        characters += len(json.dumps(self._response_format))
+        return characters // 3 + PROMPT_FRAMING_TOKENS + MAX_ANSWER_TOKENS
+
+    async def plan(self, context: PlanContext) -> Plan:
+        messages = self.messages(context)
         prompt_tokens = completion_tokens = 0
         started = self._clock.monotonic()
         try:

@@ -724,6 +724,13 @@ class InMemoryStore:
         self._check()
         return self.tokens.get(day, 0)
 
+    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+        self._check()
+        if self.tokens.get(day, 0) + tokens > budget:
+            return False
+        self.tokens[day] = self.tokens.get(day, 0) + tokens
+        return True
+
     async def spend_tokens(self, day: date, tokens: int) -> None:
         self._check()
         self.tokens[day] = self.tokens.get(day, 0) + tokens

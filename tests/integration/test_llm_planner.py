@@ -17,7 +17,7 @@ from heatup_daemon.config import LLMSettings, PlannerSettings, Settings
 from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
-from heatup_daemon.planner.model import PlanContext
+from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.stores import PoolChannel
 from heatup_daemon.testing import FakeClock, InMemoryStore, heatup_server
 from tests.plans import assert_valid_plan
@@ -179,15 +179,22 @@ async def test_no_llm_configured_builds_no_llm_planner(clock: FakeClock) -> None
         await parts.aclose()
 
 
+def most_a_plan_costs(stub: Stub, clock: FakeClock) -> int:
+    return make_planner(stub, clock).llm.tokens_at_most(CONTEXT)
+
+
 async def test_the_budget_is_shared_by_restarts_and_nodes(stub: Stub, clock: FakeClock) -> None:
     stub.scenario("good")
     ledger = InMemoryStore()  # what the database keeps for every process
-    first = make_planner(stub, clock, ledger, daily_token_budget=100)
+    budget = most_a_plan_costs(stub, clock) + 100  # one plan fits, a second no longer does
+    first = make_planner(stub, clock, ledger, daily_token_budget=budget)
     try:
-        assert (await first.plan(CONTEXT)).source == "llm"  # spends more than 100 tokens
+        assert (await first.plan(CONTEXT)).source == "llm"
+        spent = await ledger.tokens_spent(clock.now().date())
+        assert 0 < spent < budget  # what it cost, the rest of its reservation given back
     finally:
         await first.aclose()
-    restarted = make_planner(stub, clock, ledger, daily_token_budget=100)
+    restarted = make_planner(stub, clock, ledger, daily_token_budget=budget)
     try:
         before = len(stub.requests())
         plan = await restarted.plan(CONTEXT)
@@ -197,6 +204,49 @@ async def test_the_budget_is_shared_by_restarts_and_nodes(stub: Stub, clock: Fak
         assert (await restarted.plan(CONTEXT)).source == "llm"
     finally:
         await restarted.aclose()
+
+
+async def test_plans_at_once_never_overshoot_the_budget(stub: Stub, clock: FakeClock) -> None:
+    stub.scenario("good")
+    ledger = InMemoryStore()
+    budget = 2 * most_a_plan_costs(stub, clock) + 100  # two plans' worth, however they race
+    planners = [make_planner(stub, clock, ledger, daily_token_budget=budget) for _ in range(2)]
+    try:
+        before = len(stub.requests())
+        plans = await asyncio.gather(*(planners[i % 2].plan(CONTEXT) for i in range(8)))
+        assert sum(p.source == "llm" for p in plans) == 2  # the calls that fit, no more
+        assert len(stub.requests()) == before + 2
+        assert await ledger.tokens_spent(clock.now().date()) <= budget
+    finally:
+        for planner in planners:
+            await planner.aclose()
+
+
+async def test_tokens_spent_while_the_database_is_away_are_counted(
+    stub: Stub, clock: FakeClock
+) -> None:
+    stub.scenario("good")
+    ledger = InMemoryStore()
+    planner = make_planner(stub, clock, ledger)
+    original = planner.llm.plan
+
+    async def database_goes_away(context: PlanContext) -> Plan:
+        plan = await original(context)
+        ledger.unavailable = True  # between the call and the count
+        return plan
+
+    planner.llm.plan = database_goes_away  # type: ignore[method-assign]
+    try:
+        first = await planner.plan(CONTEXT)
+        assert first.source == "llm"
+        ledger.unavailable = False
+        planner.llm.plan = original  # type: ignore[method-assign]
+        second = await planner.plan(CONTEXT)  # its reservation writes the count first
+        spent = await ledger.tokens_spent(clock.now().date())
+        cost = [plan.prompt_tokens + plan.completion_tokens for plan in (first, second)]
+        assert cost[0] > 0 and spent == sum(cost)  # both plans counted, once each
+    finally:
+        await planner.aclose()
 
 
 async def test_breaker_opens_then_tries_again(stub: Stub, clock: FakeClock) -> None:

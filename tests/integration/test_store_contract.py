@@ -459,3 +459,13 @@ async def test_refusals_of_any_number_of_runs_in_flight(store: Store) -> None:
     asked = frozenset(range(live + 1, live + 100_001)) | {live}
     refused = await store.refusals(asked, NOW)
     assert len(refused) == 100_000 and live not in refused
+
+
+async def test_token_reservations_never_overshoot_the_budget(store: Store) -> None:
+    day = NOW.date()
+    fits = await asyncio.gather(*(store.reserve_tokens(day, 100, 550) for _ in range(20)))
+    assert sum(fits) == 5 and await store.tokens_spent(day) == 500
+    assert not await store.reserve_tokens(day, 600, 550)  # more than the budget at all
+    await store.spend_tokens(day, -80)  # a plan cost less than it reserved
+    assert await store.reserve_tokens(day, 100, 550)
+    assert await store.tokens_spent(day) == 520
