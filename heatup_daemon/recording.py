@@ -24,6 +24,7 @@ from heatup_daemon.stores import (
     Node,
     PlanningFacts,
     Run,
+    RunInFlight,
     RunRecorder,
     StoredPlan,
 )
@@ -66,6 +67,9 @@ class DurableRecorder:
         self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         return await self._recorder.start_run(gateway_session_id, trigger, now, node)
+
+    async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
+        return await self._recorder.runs_in_flight(node)
 
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
         return await self._recorder.planning_facts(session, now)

@@ -27,7 +27,12 @@ from typing import Any, Final
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
-from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable, Stopping
+from heatup_daemon.errors import (
+    DatabaseRefused,
+    DatabaseUnavailable,
+    SessionNotRunnable,
+    Stopping,
+)
 from heatup_daemon.events import RunEnd, RunObserver
 from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.fatal import FatalRule
@@ -38,6 +43,7 @@ from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
 from heatup_daemon.ramp import JoinPolicy
+from heatup_daemon.session import admit
 from heatup_daemon.stores import ActionRecord, JoinLimits, Run, RunRecorder
 from heatup_daemon.validation import handle
 
@@ -94,6 +100,25 @@ class Runner:
         return await self._recorder.start_run(
             gateway_session_id, trigger, self._clock.now(), self._lease.node
         )
+
+    async def orphans(self, known: frozenset[int]) -> list[Run]:
+        """This node's runs in flight that none of ``known`` is: their row was written but
+        the answer to its commit was lost, so no task runs them. Those whose session may run
+        are returned, to launch; the others are ended ``interrupted``."""
+        now, adopted = self._clock.now(), []
+        for row in await self._recorder.runs_in_flight(self._lease.node):
+            if row.id in known:
+                continue
+            try:
+                session = admit(row.record, now)
+            except SessionNotRunnable as refused:
+                reason = f"its start could not be confirmed, and now {refused}"[:500]
+                await self._recorder.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
+                continue
+            adopted.append(
+                Run(row.id, session, row.trigger, row.due_at, row.started_at, row.scheduled_for)
+            )
+        return adopted
 
     async def run(
         self,
@@ -209,6 +234,9 @@ class RunPool:
         self._ended = asyncio.Event()  # set whenever a run ends (room for another)
         self._starting = 0  # API starts writing their running row
         self._start_done = asyncio.Event()  # one of them ended
+        # A write of a running row may have landed unconfirmed: adopt before the next claim.
+        self.adopt_pending = False
+        self._adopting = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -235,6 +263,19 @@ class RunPool:
         task.add_done_callback(lambda done: self._forget(run, done))
         return task
 
+    async def adopt_orphans(self, on_plan: dict[int, PlanObserver] | None = None) -> list[Run]:
+        """Launch this node's runs whose start was written but never confirmed
+        (``Runner.orphans``); ``on_plan`` observes the plan of a gateway id's run (an API
+        client waits for it). Returns the runs launched."""
+        async with self._adopting:
+            runs = await self._runner.orphans(self.run_ids)
+            self.adopt_pending = False
+            for run in runs:
+                with log_context(session=run.session.gateway_session_id, run=run.id):
+                    log.warning("adopting the run: its start was written, its answer lost")
+                self.launch(run, (on_plan or {}).get(run.session.gateway_session_id))
+            return runs
+
     @contextlib.asynccontextmanager
     async def starting(self) -> AsyncIterator[None]:
         """Around an API start (its ``running`` row written, then ``launch``): refused with
@@ -247,6 +288,10 @@ class RunPool:
         finally:
             self._starting -= 1
             self._start_done.set()
+
+    def task_of(self, run: Run) -> asyncio.Task[RunResult]:
+        """The task of ``run``, in flight here."""
+        return self._tasks[run.session.id][1]
 
     def _forget(self, run: Run, task: asyncio.Task[Any]) -> None:
         held = self._tasks.get(run.session.id)

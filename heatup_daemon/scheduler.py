@@ -260,6 +260,7 @@ class Scheduler:
         if self._database_lost_at is None:
             self._database_lost_at = self._clock.monotonic()
             self._catch_up_pending = True  # what falls due meanwhile is spread out after
+            self._pool.adopt_pending = True  # a write in flight may have landed unconfirmed
             log.error("%s; dispatch pauses and resumes when it answers again", exc)
 
     def _database_available(self) -> None:
@@ -313,6 +314,8 @@ class Scheduler:
         """Claim due sessions while there is room and start their runs; return how many
         started."""
         async with self._dispatching:
+            if self._pool.adopt_pending:  # a claim's commit answer may have been lost
+                await self._pool.adopt_orphans()
             if self._catch_up_pending:
                 await self._begin_catch_up()
             started = 0

@@ -63,6 +63,19 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class RunInFlight:
+    """A ``running`` row of a node, as the database holds it: to adopt one whose start the
+    node could not confirm (the answer to its commit was lost)."""
+
+    id: int
+    trigger: Trigger
+    due_at: datetime
+    started_at: datetime
+    scheduled_for: datetime | None
+    record: SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
 class SlotRow:
     """A ``warmup_runs`` row a claim writes for one slot (``running``), or for a slot and the
     ones up to ``next_slot_at`` that will not run (``skipped``, with the reason)."""
@@ -402,6 +415,10 @@ class RunRecorder(Protocol):
         ``NotFound`` if it is not registered, ``SessionNotRunnable`` if ``session.admit``
         refuses it, ``AlreadyRunning`` if it has a run in flight. Nothing is written then."""
 
+    async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
+        """The node's ``running`` runs, with their sessions' rows (a removed session's run
+        is not among them: it cannot run)."""
+
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
         """The usable pool, the session's joined channels and finished recent runs."""
 
@@ -536,6 +553,7 @@ __all__ = [
     "Reconciled",
     "RegistryReader",
     "Run",
+    "RunInFlight",
     "RunRecorder",
     "RunView",
     "SchedulingStore",

@@ -288,17 +288,44 @@ async def _start(
     try:
         async with state.pool.starting():  # a stop that begins meanwhile awaits this run
             try:
-                run = await state.runner.start(gateway_session_id, Trigger.API)
-            except NotFound as exc:
-                if not state.settings.api.auto_register:
-                    raise HTTPException(404, str(exc)) from None
-                await _register(state, gateway_session_id)
-                run = await state.runner.start(gateway_session_id, Trigger.API)
+                run = await _write_start(state, gateway_session_id)
+            except DatabaseUnavailable as exc:  # its commit may have landed unconfirmed
+                return await _read_back(state, gateway_session_id, on_plan, exc)
             return state.pool.launch(run, on_plan)
     except (SessionNotRunnable, AlreadyRunning) as exc:
         raise HTTPException(409, str(exc)) from None
-    except (DatabaseUnavailable, Stopping) as exc:
+    except Stopping as exc:
         raise HTTPException(503, str(exc)) from None
+
+
+async def _write_start(state: ApiState, gateway_session_id: int) -> Run:
+    try:
+        return await state.runner.start(gateway_session_id, Trigger.API)
+    except NotFound as exc:
+        if not state.settings.api.auto_register:
+            raise HTTPException(404, str(exc)) from None
+    await _register(state, gateway_session_id)
+    return await state.runner.start(gateway_session_id, Trigger.API)
+
+
+async def _read_back(
+    state: ApiState,
+    gateway_session_id: int,
+    on_plan: Callable[[Run, Plan], Awaitable[None]] | None,
+    unavailable: DatabaseUnavailable,
+) -> asyncio.Task[RunResult]:
+    """After a start the database may or may not have taken: the run it wrote, if it did
+    (adopted and launched, so the client is answered with the run that exists); 503 if
+    it did not, or the database cannot tell yet (the dispatcher adopts it later)."""
+    state.pool.adopt_pending = True
+    try:
+        adopted = await state.pool.adopt_orphans({gateway_session_id: on_plan} if on_plan else {})
+    except DatabaseUnavailable:
+        raise HTTPException(503, str(unavailable)) from None
+    for run in adopted:
+        if run.session.gateway_session_id == gateway_session_id:
+            return state.pool.task_of(run)
+    raise HTTPException(503, str(unavailable))
 
 
 async def _register(state: ApiState, gateway_session_id: int) -> None:

@@ -43,6 +43,7 @@ from heatup_daemon.stores import (
     PlanningFacts,
     PoolChannel,
     Run,
+    RunInFlight,
     RunView,
     StoredPlan,
     WarmthFacts,
@@ -156,6 +157,32 @@ class RunStore(Store):
             return Run(run_id, session, trigger, now, now)
 
         return await self._write(start)
+
+    async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
+        query = (
+            select(
+                RunRow.id.label("run_id"),
+                RunRow.trigger.label("run_trigger"),
+                RunRow.due_at.label("run_due_at"),
+                RunRow.started_at.label("run_started_at"),
+                RunRow.scheduled_for.label("run_scheduled_for"),
+                *record_columns(),
+            )
+            .join(SessionRow, SessionRow.id == RunRow.session_id)
+            .where(RunRow.node_id == node.id, RunRow.status == RunStatus.RUNNING)
+        )
+        rows = await self._read(lambda db: db.execute(query).all())
+        return [
+            RunInFlight(
+                row.run_id,
+                Trigger(row.run_trigger),
+                row.run_due_at,
+                row.run_started_at,
+                row.run_scheduled_for,
+                record_from(row),
+            )
+            for row in rows
+        ]
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
         values = {

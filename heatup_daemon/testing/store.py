@@ -60,6 +60,7 @@ from heatup_daemon.stores import (
     PoolChannel,
     Reconciled,
     Run,
+    RunInFlight,
     RunView,
     SlotPolicy,
     StoredPlan,
@@ -517,6 +518,23 @@ class InMemoryStore:
         self.runs[row.id] = row
         self.run_nodes[row.id] = node.id
         return Run(row.id, session, trigger, now, now)
+
+    async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
+        self._check()
+        return [
+            RunInFlight(
+                run.id,
+                run.trigger,
+                run.due_at,
+                run.started_at,
+                run.scheduled_for,
+                self._record(run.session_id),
+            )
+            for run in self.runs.values()
+            if run.status is RunStatus.RUNNING
+            and self.run_nodes.get(run.id) == node.id
+            and run.session_id in self.sessions
+        ]
 
     async def planning_facts(self, session: Any, now: datetime) -> PlanningFacts:
         self._check()
