@@ -15,7 +15,7 @@ from bench.common import write_results
 from heatup_daemon.config import PlannerSettings, Settings
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.model import PlanContext
-from heatup_daemon.stores import PoolChannel
+from heatup_daemon.records import PoolChannel
 
 CATEGORIES = ["news", "tech", "science", "business", "music", "sports", "travel", "food"]
 PLANS = 20_000

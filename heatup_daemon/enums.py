@@ -1,12 +1,13 @@
 """The closed sets of heatup, each defined once.
 
-The database's CHECK constraints (``db.models``) and the metrics' label values (``metrics``)
-are derived from these; nothing else spells them out.
+The database's CHECK constraints (``db.models``), the metrics' label values (``metrics``)
+and the words the log uses are derived from these; nothing else spells them out
+(``tests/unit/test_enums.py`` holds the constraints and the labels to them).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class SessionState(StrEnum):
@@ -15,6 +16,18 @@ class SessionState(StrEnum):
 
     ACTIVE = "active"
     NEEDS_ATTENTION = "needs_attention"
+
+
+class Standing(StrEnum):
+    """How heatup sees a ``sessions`` row, from its stored columns, in this order: flagged
+    ``invalid``; else ``disabled``; else ``needs_attention``; else ``active`` (it runs on its
+    schedule). ``session.standing`` and its SQL twin ``db.sessions.standing_sql`` decide it;
+    the label of ``heatup_sessions``."""
+
+    ACTIVE = "active"
+    NEEDS_ATTENTION = "needs_attention"
+    DISABLED = "disabled"
+    INVALID = "invalid"
 
 
 class Trigger(StrEnum):
@@ -85,6 +98,61 @@ class JoinStatus(StrEnum):
     RELEASED = "released"
 
 
+class SkipCause(StrEnum):
+    """Why a slot was recorded ``skipped`` (the label of ``heatup_slots_skipped_total``)."""
+
+    LATE = "late"  # missed past the misfire grace: heatup was down or behind
+    IN_FLIGHT = "in_flight"  # a run of the session was still in flight
+    COOLDOWN = "cooldown"  # the session was cooling down after a flood wait
+    COALESCED = "coalesced"  # passed while dispatch was behind, folded into one run
+
+
+class Refusal(StrEnum):
+    """Why a session may not run now (``session.admit``; ``removed``: its row is gone)."""
+
+    INVALID = "invalid"
+    DISABLED = "disabled"
+    NEEDS_ATTENTION = "needs_attention"
+    COOLING_DOWN = "cooling_down"
+    REMOVED = "removed"
+
+
+class JoinRefusal(StrEnum):
+    """Why the join ledger refuses a planned join: the account's ramp, the channel's pace
+    (the label of ``heatup_joins_dropped_total``), or a channel no longer in the pool."""
+
+    RAMP = "ramp"
+    CHANNEL_PACE = "channel_pace"
+    GONE = "gone"
+
+    @property
+    def looks_after_accounts(self) -> bool:
+        """A join dropped to look after accounts (counted), not for a channel gone."""
+        return self is not JoinRefusal.GONE
+
+
+class Job(StrEnum):
+    """The scheduler's jobs (the label of ``heatup_job_failures_total``)."""
+
+    DISPATCH = "dispatch"
+    RECONCILE = "reconcile"
+    REAP = "reap"
+    REFRESH = "refresh"
+    RETENTION = "retention"
+
+
+class LLMOutcome(StrEnum):
+    """How an LLM planning call ended (the label of ``heatup_llm_requests_total``)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    HTTP_ERROR = "http_error"
+    CONNECTION_ERROR = "connection_error"
+    UNUSABLE_ANSWER = "unusable_answer"
+    ERROR = "error"
+
+
 class Clearance(StrEnum):
     """Whether a run may make the gateway call it is about to make (``RunRecorder.start_call``):
     ``cleared``; ``reaped``, the run no longer runs (the reaper ended it: it stops);
@@ -98,3 +166,11 @@ class Clearance(StrEnum):
 def sql_in(column: str, values: type[StrEnum]) -> str:
     """``column IN ('a', 'b')`` over every member of ``values``, for a CHECK constraint."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class ExitCode(IntEnum):
+    """How the ``heatup`` command exits (systemd and scripts read it)."""
+
+    OK = 0
+    FAILURE = 1  # the daemon or a command failed; the error is on stderr or in the log
+    USAGE = 2  # the command line is wrong

@@ -6,6 +6,8 @@ these, so callers decide on behaviour without knowing which library is underneat
 
 from __future__ import annotations
 
+from heatup_daemon.enums import LLMOutcome, Refusal
+
 
 class HeatupError(Exception):
     """Base of every error heatup raises on purpose."""
@@ -145,11 +147,15 @@ class RpcFailed(GatewayError):
 
 
 class PlannerUnavailable(HeatupError):
-    """The LLM could not give a usable plan (timeout, HTTP error, junk). ``outcome`` is a
-    metric label; the tokens an unusable answer cost still count."""
+    """The LLM could not give a usable plan (timeout, HTTP error, junk); ``outcome`` says
+    which. The tokens an unusable answer cost still count."""
 
     def __init__(
-        self, message: str, outcome: str, prompt_tokens: int = 0, completion_tokens: int = 0
+        self,
+        message: str,
+        outcome: LLMOutcome,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
     ) -> None:
         super().__init__(message)
         self.outcome = outcome
@@ -165,9 +171,8 @@ class AlreadyRunning(HeatupError):
 
 
 class SessionNotRunnable(HeatupError):
-    """The session may not run now. ``refusal`` names the rule (``session.admit``):
-    ``invalid``, ``disabled``, ``needs_attention`` or ``cooling_down``."""
+    """The session may not run now. ``refusal`` names the rule (``session.admit``)."""
 
-    def __init__(self, message: str, refusal: str) -> None:
+    def __init__(self, message: str, refusal: Refusal) -> None:
         super().__init__(message)
         self.refusal = refusal

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from heatup_daemon.enums import Outcome, RunStatus
 from heatup_daemon.planner.model import Plan
-from heatup_daemon.stores import ActionRecord, Run
+from heatup_daemon.records import ActionRecord, Run
 from heatup_daemon.validation import handle
 
 log = logging.getLogger("heatup_daemon.runs")

@@ -51,7 +51,8 @@ from heatup_daemon.events import RunObserver
 from heatup_daemon.gateway import Gateway
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner.model import Plan, PlannedAction
-from heatup_daemon.stores import ActionRecord, Run, RunRecorder
+from heatup_daemon.ports import RunRecorder
+from heatup_daemon.records import ActionRecord, Run
 
 INTERRUPTED: Final = "interrupted"
 IN_FLIGHT: Final = "in_flight"

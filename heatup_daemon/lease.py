@@ -26,8 +26,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final, Protocol, TypeVar
 
 from heatup_daemon.clock import Clock, DatabaseClock
+from heatup_daemon.config import SchedulerSettings
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.stores import LeaseReading, LeaseStore, Node
+from heatup_daemon.ports import LeaseStore
+from heatup_daemon.records import LeaseReading, Node
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ R = TypeVar("R", LeaseReading, LeaseReading | None)
 # Above this, the host's clock is reported as off from the database's (heatup itself keeps
 # to the database's clock on PostgreSQL, but the host's logs and tools do not).
 CLOCK_OFFSET_WARN_S: Final = 1.0
+# The end the reaper gives the runs of a node whose lease ran out.
+REAPED: Final = "the process running it stopped (its node's lease ran out)"
 # After a renewal failed (the database is unavailable), try again this soon.
 RETRY_S: Final = 2.0
 
@@ -49,17 +53,17 @@ class NodeLease:
         self,
         store: LeaseStore,
         name: str,
+        timing: SchedulerSettings,
         *,
-        lease_s: float,
-        renew_every_s: float,
         clock: Clock,
         database_clock: DatabaseClock | None = None,
         observer: LeaseObserver | None = None,
     ) -> None:
         self._store = store
         self._name = name
-        self._lease_s = lease_s
-        self._renew_every_s = renew_every_s
+        # The lease lasts ``stale_run_seconds`` and is renewed every ``heartbeat_seconds``.
+        self._lease_s = timing.stale_run_seconds
+        self._renew_every_s = timing.heartbeat_seconds
         self._clock = clock
         self._database_clock = database_clock
         self._observer = observer

@@ -30,27 +30,24 @@ from prometheus_client import (
 )
 
 from heatup_daemon import __version__
-from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
+from heatup_daemon.enums import (
+    ActionKind,
+    Job,
+    JoinRefusal,
+    LLMOutcome,
+    Outcome,
+    PlanSource,
+    RunStatus,
+    SkipCause,
+    Trigger,
+)
 from heatup_daemon.events import Listener, RunEnd
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.ramp import Ramp
-from heatup_daemon.stores import SKIP_CAUSES, ActionRecord, Run
+from heatup_daemon.records import ActionRecord, Run, SessionCounts
 
 _FAST: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SLOW: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1200)
-
-LLM_OUTCOMES: Final = (
-    "ok",
-    "timeout",
-    "rate_limited",
-    "http_error",
-    "connection_error",
-    "unusable_answer",
-    "error",
-)
-SESSION_STATES: Final = ("active", "needs_attention", "disabled", "invalid")
-JOBS: Final = ("dispatch", "reconcile", "reap", "refresh", "retention")
-JOIN_DROP_REASONS: Final = ("ramp", "channel_pace")
 
 
 class Metrics(Listener):
@@ -223,14 +220,14 @@ class Metrics(Listener):
         labelled: tuple[tuple[Counter | Gauge, list[tuple[str, ...]]], ...] = (
             (self.plans, [(source,) for source in PlanSource]),
             (self.llm_tokens, [("prompt",), ("completion",)]),
-            (self.llm_requests, [(outcome,) for outcome in LLM_OUTCOMES]),
+            (self.llm_requests, [(outcome,) for outcome in LLMOutcome]),
             (self.runs, [(status, trigger) for status in final for trigger in Trigger]),
             (self.actions, [(kind, result) for kind in ActionKind for result in Outcome]),
-            (self.job_failures, [(job,) for job in JOBS]),
-            (self.job_overruns, [(job,) for job in JOBS]),
-            (self.joins_dropped, [(reason,) for reason in JOIN_DROP_REASONS]),
+            (self.job_failures, [(job,) for job in Job]),
+            (self.job_overruns, [(job,) for job in Job]),
+            (self.joins_dropped, [(r,) for r in JoinRefusal if r.looks_after_accounts]),
             (self.ramp_stages, [(stage,) for stage in self._ramp_labels]),
-            (self.skipped_slots, [(cause,) for cause in SKIP_CAUSES]),
+            (self.skipped_slots, [(cause,) for cause in SkipCause]),
         )
         for series, label_sets in labelled:
             for labels in label_sets:
@@ -268,16 +265,18 @@ class Metrics(Listener):
         self.gateway_requests.labels(operation, outcome).inc()
         self.gateway_latency.labels(operation).observe(seconds)
 
-    def llm_request(self, outcome: str, seconds: float, prompt: int, completion: int) -> None:
+    def llm_request(
+        self, outcome: LLMOutcome, seconds: float, prompt: int, completion: int
+    ) -> None:
         self.llm_requests.labels(outcome).inc()
         self.llm_latency.observe(seconds)
         self.llm_tokens.labels("prompt").inc(prompt)
         self.llm_tokens.labels("completion").inc(completion)
 
-    def join_dropped(self, reason: str, count: int = 1) -> None:
+    def join_dropped(self, reason: JoinRefusal, count: int = 1) -> None:
         self.joins_dropped.labels(reason).inc(count)
 
-    def slots_skipped(self, cause: str, count: int) -> None:
+    def slots_skipped(self, cause: SkipCause, count: int) -> None:
         self.runs.labels(RunStatus.SKIPPED, Trigger.SCHEDULE).inc(count)
         self.skipped_slots.labels(cause).inc(count)
 
@@ -292,22 +291,22 @@ class Metrics(Listener):
         if overran:
             self.dispatch_overruns.inc()
 
-    def job_failed(self, job: str) -> None:
+    def job_failed(self, job: Job) -> None:
         self.job_failures.labels(job).inc()
 
-    def job_overran(self, job: str) -> None:
+    def job_overran(self, job: Job) -> None:
         self.job_overruns.labels(job).inc()
 
     def history_trimmed(self, runs: int) -> None:
         self.history_deleted.inc(runs)
 
     def set_gauges(
-        self, counts: Mapping[str, int], ramp_stages: Mapping[str, int], in_flight: int
+        self, counts: SessionCounts, ramp_stages: Mapping[str, int], in_flight: int
     ) -> None:
-        for state in SESSION_STATES:
-            self.sessions.labels(state).set(counts.get(state, 0))
-        self.invalid_rows.labels("sessions").set(counts.get("invalid", 0))
-        self.invalid_rows.labels("channels").set(counts.get("invalid_channels", 0))
+        for standing, count in counts.by_standing().items():
+            self.sessions.labels(standing).set(count)
+        self.invalid_rows.labels("sessions").set(counts.invalid)
+        self.invalid_rows.labels("channels").set(counts.invalid_channels)
         for stage in self._ramp_labels:
             self.ramp_stages.labels(stage).set(ramp_stages.get(stage, 0))
         self.runs_in_flight.set(in_flight)

@@ -16,9 +16,9 @@ from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner import Planner
 from heatup_daemon.planner.fallback import FallbackPlanner
+from heatup_daemon.ports import LeaseStore, RunRecorder, TokenLedger
 from heatup_daemon.recording import DurableRecorder
-from heatup_daemon.runner import Runner, RunPool
-from heatup_daemon.stores import LeaseStore, RunRecorder, TokenLedger
+from heatup_daemon.runner import InFlight, Runner
 
 
 class PartsStore(RunRecorder, TokenLedger, LeaseStore, Protocol):
@@ -30,7 +30,7 @@ class Parts:
     gateway: Gateway
     planner: Planner
     runner: Runner
-    pool: RunPool
+    in_flight: InFlight
 
     async def aclose(self) -> None:
         closing = getattr(self.planner, "aclose", None)
@@ -48,8 +48,7 @@ def node_lease(
     return NodeLease(
         repository,
         settings.node_name,
-        lease_s=settings.scheduler.stale_run_seconds,
-        renew_every_s=settings.scheduler.heartbeat_seconds,
+        settings.scheduler,
         clock=database_clock or SystemClock(),
         database_clock=database_clock,
         observer=metrics,
@@ -100,7 +99,7 @@ def build_parts(
         bounds=settings.planner,
         on_fatal=on_fatal,
     )
-    return Parts(gateway, planner, runner, RunPool(runner))
+    return Parts(gateway, planner, runner, InFlight(runner))
 
 
 def _planner(settings: Settings, repository: PartsStore, clock: Clock, metrics: Metrics) -> Planner:

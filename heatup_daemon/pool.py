@@ -7,7 +7,22 @@ same entries under ``[[channels]]``; a test keeps the two equal.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Final
+
+# A channel failing with the same code for this many sessions within a day is flagged.
+CHANNEL_FLAG_SESSIONS: Final = 3
+CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
+
+
+def channel_flag(code: str, sessions: int, at: datetime) -> str | None:
+    """The flag of a pool channel that failed with ``code`` for ``sessions`` sessions within
+    ``CHANNEL_FLAG_WINDOW`` before ``at``; ``None`` while that is too few to flag it."""
+    if sessions < CHANNEL_FLAG_SESSIONS:
+        return None
+    since = at - CHANNEL_FLAG_WINDOW
+    return f"{code} for {sessions} sessions (since {since:%Y-%m-%d %H:%M}Z)"
+
 
 # (username, title, category, description)
 DEFAULT_POOL: Final[tuple[tuple[str, str, str, str], ...]] = (

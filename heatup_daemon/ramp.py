@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from heatup_daemon.session import Session, SessionRecord
-from heatup_daemon.stores import JoinLimits, WarmthFacts
-from heatup_daemon.validation import handle
+from heatup_daemon.enums import JoinRefusal
+from heatup_daemon.records import JoinLimits
+from heatup_daemon.session import Session
 
 # The windows the limits count in: the ramp in any 24 hours, the pace in any hour.
 RAMP_WINDOW: Final = timedelta(days=1)
@@ -44,10 +44,6 @@ class Ramp:
     def joins_per_day(self, age_days: int) -> int:
         return self.stages[self.stage(age_days)][1]
 
-    def allowance(self, age_days: int, joins_last_24h: int) -> int:
-        """How many more joins the account may make now."""
-        return max(self.joins_per_day(age_days) - joins_last_24h, 0)
-
     def label(self, index: int) -> str:
         """A stage's name, e.g. ``days_3_6`` or ``days_30_plus`` (a metric label value)."""
         first = self.stages[index][0]
@@ -73,45 +69,6 @@ class JoinPolicy:
         return JoinLimits(per_day=per_day, per_channel_hour=self.per_channel_hour)
 
 
-@dataclass(frozen=True, slots=True)
-class Warmth:
-    """How warm a session is: its age and ramp stage, what it joined, how its runs went."""
-
-    age_days: int
-    ramp_stage: str
-    joins_per_day: int
-    joins_last_24h: int
-    joins_last_7d: int
-    channels_joined: tuple[str, ...]  # as @username
-    runs_last_7d: dict[str, int]
-    last_flood_wait_at: datetime | None
-    last_flood_wait_s: int | None
-    state: str
-    state_reason: str | None
-    next_run_at: datetime | None
-
-
-def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime) -> Warmth:
-    """The warmth report of ``record`` (a value heatup cannot read counts as absent)."""
-    born = _time(record.account_created_at) or _time(record.created_at) or now
-    age = max((now - born) // timedelta(days=1), 0)
-    flood_s = record.flood_wait_s if isinstance(record.flood_wait_s, int) else None
-    return Warmth(
-        age_days=age,
-        ramp_stage=ramp.label(ramp.stage(age)),
-        joins_per_day=ramp.joins_per_day(age),
-        joins_last_24h=facts.joins_last_24h,
-        joins_last_7d=facts.joins_last_7d,
-        channels_joined=tuple(handle(channel) for channel in facts.channels_joined),
-        runs_last_7d=facts.runs_last_7d,
-        last_flood_wait_at=_time(record.flood_wait_at),
-        last_flood_wait_s=flood_s,
-        state=str(record.state),
-        state_reason=record.state_reason,
-        next_run_at=_time(record.next_run_at),
-    )
-
-
 def stage_counts(ramp: Ramp, aged: list[int]) -> dict[str, int]:
     """Sessions per ramp stage, from how many are at least each stage's first day old."""
     counts = {}
@@ -121,18 +78,15 @@ def stage_counts(ramp: Ramp, aged: list[int]) -> dict[str, int]:
     return counts
 
 
-def _time(value: object) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
 def join_verdict(
     channel_id: int | None, left: int, room: dict[int, int], limits: JoinLimits
-) -> str | None:
-    """Why a join may not be reserved (``None``: it may)."""
+) -> JoinRefusal | None:
+    """Why a join may not be reserved (``None``: it may): ``left`` joins of the account's
+    ramp remain, ``room`` holds each channel's places left this hour."""
     if channel_id is None:
-        return "gone"
+        return JoinRefusal.GONE
     if left <= 0:
-        return "ramp"
+        return JoinRefusal.RAMP
     if room.get(channel_id, limits.per_channel_hour) <= 0:
-        return "channel_pace"
+        return JoinRefusal.CHANNEL_PACE
     return None

@@ -15,19 +15,19 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from heatup_daemon.clock import Clock
-from heatup_daemon.enums import Clearance, RunStatus, Trigger
+from heatup_daemon.enums import Clearance, JoinRefusal, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.session import Session
-from heatup_daemon.stores import (
+from heatup_daemon.ports import RunRecorder
+from heatup_daemon.records import (
     ActionRecord,
     JoinLimits,
     Node,
     PlanningFacts,
     Run,
     RunInFlight,
-    RunRecorder,
     StoredPlan,
 )
+from heatup_daemon.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class DurableRecorder:
 
     async def reserve_joins(
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
-    ) -> dict[str, str | None]:
+    ) -> dict[str, JoinRefusal | None]:
         return await self._durably(
             "the plan's join reservations",
             lambda: self._recorder.reserve_joins(run, channels, limits, now),

@@ -10,7 +10,7 @@ written, when ``session.admit`` says no or a run is in flight). Then ``Runner.ru
 3. the run is finished with its status whatever happened (``interrupted`` on cancel), the
    write retried until the database takes it.
 
-``RunPool`` holds the runs in flight in this process, one per session: the dispatcher's and
+``InFlight`` holds the runs in flight in this process, one per session: the dispatcher's and
 the API's alike, so that a stop waits for all of them.
 """
 
@@ -42,9 +42,10 @@ from heatup_daemon.planner import Planner
 from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
+from heatup_daemon.ports import RunRecorder
 from heatup_daemon.ramp import JoinPolicy
+from heatup_daemon.records import ActionRecord, JoinLimits, Run
 from heatup_daemon.session import admit
-from heatup_daemon.stores import ActionRecord, JoinLimits, Run, RunRecorder
 from heatup_daemon.validation import handle
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class Runner:
         granted = {channel for channel, why in verdicts.items() if why is None}
         narrow = narrowed(plan.actions, granted, context, self._bounds)
         dropped = Counter(dict(plan.joins_dropped))
-        dropped.update(why for why in refused.values() if why != "gone")
+        dropped.update(why for why in refused.values() if why.looks_after_accounts)
         notes = [
             f"join of {handle(channel)} refused by the ledger: {why}"
             for channel, why in refused.items()
@@ -224,7 +225,7 @@ class Runner:
             return final
 
 
-class RunPool:
+class InFlight:
     """The runs in flight in this process, at most one per session."""
 
     def __init__(self, runner: Runner) -> None:

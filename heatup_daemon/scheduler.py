@@ -20,7 +20,7 @@
 
 A database outage pauses the jobs (each pass fails, is logged once, and is tried again);
 they resume by themselves. Any other failure that lasts a minute stops the daemon with a
-non-zero exit (``fatal.FatalRule``): a broken process, not a broken dependency.
+non-zero exit: a broken process, not a broken dependency (``jobs.Jobs`` judges each pass).
 """
 
 from __future__ import annotations
@@ -35,20 +35,25 @@ from typing import Any, Final, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from heatup_daemon.clock import Clock
+from heatup_daemon.clock import Clock, SystemClock
 from heatup_daemon.config import HistorySettings, SchedulerSettings
-from heatup_daemon.enums import RunStatus
+from heatup_daemon.enums import Job, Refusal, RunStatus, SkipCause
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.fatal import FatalRule
+from heatup_daemon.jobs import JobMetrics, Jobs
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
+from heatup_daemon.ports import SchedulingStore, SlotPolicy
 from heatup_daemon.ramp import Ramp, stage_counts
-from heatup_daemon.runner import RunPool
+from heatup_daemon.records import Decision, SessionCounts
+from heatup_daemon.runner import InFlight
 from heatup_daemon.slots import CatchUp, Slots
-from heatup_daemon.stores import Decision, SchedulingStore, SlotPolicy
 
 log = logging.getLogger(__name__)
 
+# APScheduler keeps the housekeeping jobs' times by the host's clock (its waits are the
+# host's), so they are given in the host's time, whatever clock the node decides by.
+HOST: Final = SystemClock()
 RECONCILE_BATCH: Final = 10_000
 CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
@@ -61,16 +66,14 @@ JOB_DRAIN_S: Final = 10.0
 BUSY_RETRY_S: Final = 0.02
 
 
-class SchedulerMetrics(Protocol):
+class SchedulerMetrics(JobMetrics, Protocol):
     def run_dispatched(self, lag_s: float) -> None: ...
     def dispatch_finished(self, seconds: float, overran: bool) -> None: ...
-    def slots_skipped(self, cause: str, count: int) -> None: ...
+    def slots_skipped(self, cause: SkipCause, count: int) -> None: ...
     def decisions_refused(self, count: int) -> None: ...
-    def job_failed(self, job: str) -> None: ...
-    def job_overran(self, job: str) -> None: ...
     def history_trimmed(self, runs: int) -> None: ...
     def set_gauges(
-        self, counts: dict[str, int], ramp_stages: dict[str, int], in_flight: int
+        self, counts: SessionCounts, ramp_stages: dict[str, int], in_flight: int
     ) -> None: ...
 
 
@@ -80,7 +83,7 @@ class Scheduler:
         settings: SchedulerSettings,
         history: HistorySettings,
         store: SchedulingStore,
-        pool: RunPool,
+        in_flight: InFlight,
         metrics: SchedulerMetrics,
         clock: Clock,
         lease: NodeLease,
@@ -94,26 +97,22 @@ class Scheduler:
         self._ramp = ramp or Ramp()
         self._history = history
         self._store = store
-        self._pool = pool
+        self._in_flight = in_flight
         self._metrics = metrics
         self._clock = clock
         self._lease = lease
         self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
         self._on_fatal = on_fatal
-        self._fatal = FatalRule(clock, on_fatal)
+        self.jobs = Jobs(clock, metrics, FatalRule(clock, on_fatal), self._outage_began)
         self._stopping = False
         self._dispatching = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._busy: set[str] = set()
         self._aps: AsyncIOScheduler | None = None
         self._dispatcher: asyncio.Task[None] | None = None
-        self._database_lost_at: float | None = None
-        self._database_back_at: float | None = None
         # Dispatch (re)starts: overdue slots are spread out (``slots.CatchUp``).
         self._catch_up_pending = True
         self._catch_up: CatchUp | None = None
-        self.last_error: str | None = None
-        self.counts: dict[str, int] = {}
+        self.counts = SessionCounts()
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -121,11 +120,6 @@ class Scheduler:
     def running(self) -> bool:
         """The dispatcher runs (started, not stopping, its loop alive)."""
         return self._dispatcher is not None and not self._dispatcher.done() and not self._stopping
-
-    @property
-    def database_error(self) -> str | None:
-        """Why the database is unavailable, while the jobs find it so."""
-        return self.last_error if self._database_lost_at is not None else None
 
     async def prepare(self, *, reconcile: bool = True) -> None:
         """Before the jobs start: reap runs whose process died, apply every pending admin
@@ -143,17 +137,21 @@ class Scheduler:
         # (job, interval, first run after start): the reconcile at once (prepare left it to
         # the job); retention soon, so that a daemon restarted more often than its interval
         # still trims the history; the others after their interval.
-        jobs: tuple[tuple[str, float, float, Callable[[], Awaitable[Any]]], ...] = (
-            ("reconcile", self._settings.reconcile_seconds, 0.0, self.reconcile),
-            ("reap", self._settings.heartbeat_seconds, self._settings.heartbeat_seconds, self.reap),
-            ("refresh", REFRESH_S, REFRESH_S, self.refresh),
-            ("retention", RETENTION_S, RETENTION_FIRST_S, self.trim_history),
+        jobs: tuple[tuple[Job, float, float, Callable[[], Awaitable[Any]]], ...] = (
+            (Job.RECONCILE, self._settings.reconcile_seconds, 0.0, self.reconcile),
+            (
+                Job.REAP,
+                self._settings.heartbeat_seconds,
+                self._settings.heartbeat_seconds,
+                self.reap,
+            ),
+            (Job.REFRESH, REFRESH_S, REFRESH_S, self.refresh),
+            (Job.RETENTION, RETENTION_S, RETENTION_FIRST_S, self.trim_history),
         )
-        # APScheduler keeps time by the host's clock (its waits are the host's): so do these.
-        now = datetime.now(UTC)
+        now = HOST.now()
         for name, interval_s, first_s, job in jobs:
             aps.add_job(
-                self._guarded(name, job),
+                self.jobs.guarded(name, job),
                 "interval",
                 seconds=interval_s,
                 id=name,
@@ -167,7 +165,7 @@ class Scheduler:
             )
         aps.start()
         self._aps = aps
-        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="dispatch")
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=Job.DISPATCH)
         self._dispatcher.add_done_callback(self._dispatcher_ended)
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
@@ -175,16 +173,17 @@ class Scheduler:
             self._on_fatal(task.exception() or RuntimeError("the dispatcher ended"))
 
     @property
-    def next_runs(self) -> dict[str, datetime]:
+    def next_runs(self) -> dict[Job, datetime]:
         """When each housekeeping job runs next (host time; empty until ``start``)."""
         if self._aps is None:
             return {}
-        return {job.id: job.next_run_time for job in self._aps.get_jobs() if job.next_run_time}
+        jobs = self._aps.get_jobs()
+        return {Job(job.id): job.next_run_time for job in jobs if job.next_run_time}
 
     def reconcile_soon(self) -> None:
         """Run the reconcile job now (a session was registered in this process)."""
         if self._aps is not None and self._aps.running:
-            self._aps.modify_job("reconcile", next_run_time=datetime.now(UTC))
+            self._aps.modify_job(Job.RECONCILE, next_run_time=HOST.now())
 
     def wake(self) -> None:
         """Look for due sessions now (a slot moved, or room was made)."""
@@ -201,12 +200,9 @@ class Scheduler:
         if self._aps is not None and self._aps.running:
             # A housekeeping pass in progress finishes; APScheduler would cancel it.
             self._aps.pause()
-            for _ in range(int(JOB_DRAIN_S / 0.05)):
-                if not self._busy:
-                    break
-                await asyncio.sleep(0.05)
+            await self.jobs.finished(JOB_DRAIN_S)
             self._aps.shutdown(wait=False)
-        await self._pool.stop(timeout_s)
+        await self._in_flight.stop(timeout_s)
 
     async def run_once(self) -> int:
         """Dispatch what is due now, wait for those runs; return how many were started.
@@ -218,65 +214,21 @@ class Scheduler:
         while True:
             count = await self.dispatch(now=cutoff)
             started += count
-            if len(self._pool):
-                await self._pool.wait_for_room(self._settings.dispatch_interval_seconds)
+            if len(self._in_flight):
+                await self._in_flight.wait_for_room(self._settings.dispatch_interval_seconds)
             elif count == 0:
-                await self._pool.wait_all()
+                await self._in_flight.wait_all()
                 return started
 
-    def _guarded(
-        self, name: str, job: Callable[[], Awaitable[Any]]
-    ) -> Callable[[], Awaitable[bool]]:
-        async def run() -> bool:
-            if name in self._busy:
-                self._metrics.job_overran(name)
-                return False
-            self._busy.add(name)
-            try:
-                await job()
-            except DatabaseUnavailable as exc:
-                self._database_unavailable(name, exc)
-                return False
-            except Exception as exc:
-                self._failed(name, exc)
-                return False
-            finally:
-                self._busy.discard(name)
-            self._fatal.recovered(name)
-            self._database_available()
-            return True
-
-        return run
-
-    def _failed(self, name: str, exc: Exception) -> None:
-        self.last_error = f"{name}: {type(exc).__name__}: {str(exc)[:200]}"
-        self._metrics.job_failed(name)
-        log.exception("the %s job failed", name)
-        self._fatal.failed(name, exc)
-
-    def _database_unavailable(self, name: str, exc: DatabaseUnavailable) -> None:
-        self._metrics.job_failed(name)
-        self.last_error = str(exc)
-        if self._database_lost_at is None:
-            self._database_lost_at = self._clock.monotonic()
-            self._catch_up_pending = True  # what falls due meanwhile is spread out after
-            self._pool.adopt_pending = True  # a write in flight may have landed unconfirmed
-            log.error("%s; dispatch pauses and resumes when it answers again", exc)
-
-    def _database_available(self) -> None:
-        if self._database_lost_at is None:
-            return
-        down_s = self._clock.monotonic() - self._database_lost_at
-        self._database_lost_at = None
-        self._database_back_at = self._clock.monotonic()
-        self.last_error = None
-        log.warning("the database answers again after %.0f s; dispatch resumes", down_s)
+    def _outage_began(self) -> None:
+        self._catch_up_pending = True  # what falls due meanwhile is spread out after
+        self._in_flight.adopt_pending = True  # a write in flight may have landed unconfirmed
 
     # --- dispatch ---------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
         interval_s = self._settings.dispatch_interval_seconds
-        dispatch = self._guarded("dispatch", self.dispatch)
+        dispatch = self.jobs.guarded(Job.DISPATCH, self.dispatch)
         while True:
             started = self._clock.monotonic()
             done = await dispatch()
@@ -286,8 +238,8 @@ class Scheduler:
 
     async def _until_due(self, cap_s: float) -> float:
         """Seconds until the next row comes due (at most ``cap_s``)."""
-        if len(self._pool) >= self._settings.max_concurrent_runs:
-            await self._pool.wait_for_room(cap_s)  # full: the next chance is a run ending
+        if len(self._in_flight) >= self._settings.max_concurrent_runs:
+            await self._in_flight.wait_for_room(cap_s)  # full: the next chance is a run ending
             return 0.0
         try:
             # Shielded: a stop cancels this loop, never a query halfway.
@@ -314,13 +266,13 @@ class Scheduler:
         """Claim due sessions while there is room and start their runs; return how many
         started."""
         async with self._dispatching:
-            if self._pool.adopt_pending:  # a claim's commit answer may have been lost
-                await self._pool.adopt_orphans()
+            if self._in_flight.adopt_pending:  # a claim's commit answer may have been lost
+                await self._in_flight.adopt_orphans()
             if self._catch_up_pending:
                 await self._begin_catch_up()
             started = 0
             while not self._stopping:
-                room = self._settings.max_concurrent_runs - len(self._pool)
+                room = self._settings.max_concurrent_runs - len(self._in_flight)
                 if room <= 0:
                     break
                 moment = now or self._clock.now()
@@ -331,7 +283,7 @@ class Scheduler:
                 self._report(claim.decisions)
                 for run in claim.runs:
                     self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
-                    self._pool.launch(run)
+                    self._in_flight.launch(run)
                 started += len(claim.runs)
                 if len(claim.decisions) < limit:
                     break
@@ -361,13 +313,13 @@ class Scheduler:
         return cutoff
 
     def _report(self, decisions: Sequence[Decision]) -> None:
-        skipped: Counter[str] = Counter()
+        skipped: Counter[SkipCause] = Counter()
         self._count_refused(decisions)
         for decision in decisions:
             self._log_verdict(decision)
             for row in decision.rows:
-                if row.status is RunStatus.SKIPPED:
-                    skipped[row.cause or "late"] += 1
+                if row.status is RunStatus.SKIPPED and row.cause is not None:
+                    skipped[row.cause] += 1
                     with log_context(session=decision.record.gateway_session_id):
                         log.debug("slot %s skipped: %s", row.scheduled_for, row.error)
         for cause, count in skipped.items():
@@ -399,11 +351,11 @@ class Scheduler:
                 log.info("channel row %r is usable again", username)
             else:
                 log.warning("channel row %r is not usable: %s", username, reason)
-        refused = await self._store.refusals(self._pool.session_ids, now)
+        refused = await self._store.refusals(self._in_flight.session_ids, now)
         for session_id, (refusal, reason) in refused.items():
             # A cooldown comes from the run's own flood wait, which already ends that run.
-            if refusal != "cooling_down":
-                self._pool.cancel(session_id, reason)
+            if refusal is not Refusal.COOLING_DOWN:
+                self._in_flight.cancel(session_id, reason)
         return examined
 
     def _count_refused(self, decisions: Sequence[Decision]) -> None:
@@ -426,14 +378,11 @@ class Scheduler:
     # --- reap and housekeeping ----------------------------------------------------------
 
     async def reap(self) -> int:
-        if self._database_lost_at is not None:
+        if self.jobs.in_outage:
             await self._store.next_due_at()  # still out: this raises, and the outage goes on
-            self._database_available()
-        back_at = self._database_back_at
-        if back_at is not None:
-            if self._clock.monotonic() - back_at < self._settings.stale_run_seconds:
-                return 0  # live runs first renew the leases the outage left stale
-            self._database_back_at = None
+            self.jobs.answered()
+        if self.jobs.back_within(self._settings.stale_run_seconds):
+            return 0  # live runs first renew the leases the outage left stale
         reaped = await self._store.reap_stale_runs(
             self._clock.now(), self._settings.stale_run_seconds
         )
@@ -446,7 +395,7 @@ class Scheduler:
         self.counts = await self._store.counts(now)
         first_days = [day for day, _ in self._ramp.stages]
         stages = stage_counts(self._ramp, await self._store.sessions_aged(now, first_days))
-        self._metrics.set_gauges(self.counts, stages, len(self._pool))
+        self._metrics.set_gauges(self.counts, stages, len(self._in_flight))
 
     async def trim_history(self) -> int:
         before = self._clock.now() - timedelta(days=self._history.retention_days)

@@ -33,6 +33,7 @@ from heatup_daemon.api import ApiState, create_app
 from heatup_daemon.config import DatabaseSettings, Settings
 from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository, open_repository
+from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHead
 from heatup_daemon.events import RunObserver
 from heatup_daemon.lease import CLOCK_OFFSET_WARN_S, NodeLease
@@ -45,8 +46,6 @@ from heatup_daemon.systemd import Notifier, watchdog_interval_s
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S: Final = 10.0
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
 
 
 class DaemonAlreadyRunning(HeatupError):
@@ -93,7 +92,7 @@ async def run_daemon(
             return await _serve(settings, once=once, listeners=listeners, on_ready=on_ready)
     except (DaemonAlreadyRunning, DatabaseUnavailable, SchemaNotAtHead) as exc:
         log.error("heatup cannot start: %s", exc)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
 
 
 async def _serve(
@@ -142,7 +141,7 @@ async def _serve_with(
                 settings.scheduler,
                 settings.history,
                 repository,
-                parts.pool,
+                parts.in_flight,
                 metrics,
                 clock,
                 lease,
@@ -154,7 +153,7 @@ async def _serve_with(
                 if once:
                     started = await scheduler.run_once()
                     log.info("--once: %d runs started and finished", started)
-                    return EXIT_OK
+                    return ExitCode.OK
                 assert signals is not None
                 daemon = _Daemon(
                     settings, repository, parts, scheduler, lease, metrics, fatal, signals
@@ -219,7 +218,7 @@ class _Daemon:
         self._head = head_revision()
         self._background: list[asyncio.Task[None]] = []
         self._signals = signals
-        signals.on_again = parts.pool.hurry
+        signals.on_again = parts.in_flight.hurry
         self._stopping = False
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None) -> int:
@@ -230,9 +229,10 @@ class _Daemon:
             settings=settings,
             registry=self._repository,
             runner=self._parts.runner,
-            pool=self._parts.pool,
+            in_flight=self._parts.in_flight,
             health=self.health,
             exposition=self._metrics.exposition,
+            clock=self._lease.clock,
             on_registered=scheduler.reconcile_soon,
         )
         server = ReadyServer(
@@ -250,7 +250,7 @@ class _Daemon:
         if not await server.wait_listening(serving):
             log.error("the API cannot listen on %s:%d", settings.api.host, settings.api.port)
             await scheduler.stop(0)
-            return EXIT_FAILURE
+            return ExitCode.FAILURE
         log.info("the API listens on http://%s:%d", settings.api.host, settings.api.port)
         self._start_background(serving)
         self._notifier.ready(await self.status())
@@ -260,7 +260,7 @@ class _Daemon:
         failure = await self._wait_for_stop()
         if failure is not None:
             log.error("heatup stops after a failure: %s: %s", type(failure).__name__, failure)
-        in_flight = len(self._parts.pool)
+        in_flight = len(self._parts.in_flight)
         self._notifier.stopping(f"stopping: {in_flight} runs in flight")
         log.info(
             "stopping: %d runs in flight get %.0f s to finish their current action",
@@ -273,7 +273,7 @@ class _Daemon:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
         log.info("heatup stopped")
-        return EXIT_FAILURE if failure is not None else EXIT_OK
+        return ExitCode.FAILURE if failure is not None else ExitCode.OK
 
     async def health(self) -> dict[str, str]:
         """The readiness checks, each ``ok`` or why not (live, with no side effects)."""
@@ -299,15 +299,15 @@ class _Daemon:
         return checks
 
     async def status(self) -> str:
-        counts, database = self._scheduler.counts, self._scheduler.database_error
+        counts, database = self._scheduler.counts, self._scheduler.jobs.database_error
         line = (
-            f"{counts.get('scheduled', 0)} of {counts.get('sessions', 0)} sessions scheduled, "
-            f"{len(self._parts.pool)} runs in flight, {counts.get('invalid', 0)} invalid, "
-            f"{counts.get('needs_attention', 0)} need attention"
+            f"{counts.scheduled} of {counts.sessions} sessions scheduled, "
+            f"{len(self._parts.in_flight)} runs in flight, {counts.invalid} invalid, "
+            f"{counts.needs_attention} need attention"
         )
         if database is not None:
             return f"{line}; database unavailable: {database}"
-        return f"{line}; last error: {self._scheduler.last_error or 'none'}"
+        return f"{line}; last error: {self._scheduler.jobs.last_error or 'none'}"
 
     # --- background ---------------------------------------------------------------------
 

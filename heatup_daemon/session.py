@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
-from heatup_daemon.enums import SessionState
+from heatup_daemon.enums import Refusal, SessionState, Standing
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
 from heatup_daemon.schedule import Schedule
 from heatup_daemon.validation import parse_account_created, show, validate_session
@@ -111,6 +111,28 @@ class Session:
         return max((now - self.account_created_at) // timedelta(days=1), 0)
 
 
+# Times outside these years are not read as times: PostgreSQL's +-infinity arrive as the
+# first and last representable instants, and arithmetic on them overflows.
+FIRST_YEAR: Final = 1970
+LAST_YEAR: Final = 2999
+
+
+def read_time(value: Any) -> Stamp:
+    """A time column's value as read: an aware UTC datetime, or the text of a value heatup
+    cannot read as a time in range (never an error)."""
+    if value is None:
+        return None
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(moment, datetime) or not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        return str(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def time_of(name: str, value: Stamp, error: type[InvalidValue] = InvalidState) -> datetime | None:
     """A time column's value; ``error`` (``InvalidState`` for heatup's own columns) names the
     column when heatup cannot read it."""
@@ -167,35 +189,68 @@ def validate_record(record: SessionRecord, now: datetime) -> Session:
     )
 
 
+def standing(record: SessionRecord) -> Standing:
+    """The row's ``Standing`` from its stored columns (``db.sessions.standing_sql`` is the
+    same rule in SQL, for the queries that count and filter by it)."""
+    if record.invalid_reason is not None:
+        return Standing.INVALID
+    if record.enabled is not True:
+        return Standing.DISABLED
+    if record.state != SessionState.ACTIVE:
+        return Standing.NEEDS_ATTENTION
+    return Standing.ACTIVE
+
+
 def admit(record: SessionRecord, now: datetime) -> Session:
-    """The session of ``record`` if it may run at ``now``; otherwise ``SessionNotRunnable``
-    saying why (its ``refusal`` names the rule: invalid, disabled, needs_attention,
-    cooling_down)."""
+    """The session of ``record`` if it may run at ``now``: its standing is ``active``, its
+    row is valid, and it is not cooling down. Otherwise ``SessionNotRunnable`` saying why
+    (its ``refusal`` names the rule)."""
     gateway_id = record.gateway_session_id
-    if record.invalid_reason:
+    if record.invalid_reason is not None:
         raise SessionNotRunnable(
             f"session {show(gateway_id)} cannot run: its row is not usable: "
             f"{record.invalid_reason}",
-            refusal="invalid",
+            refusal=Refusal.INVALID,
         )
     try:
         session = validate_record(record, now)
     except InvalidValue as exc:
         raise SessionNotRunnable(
             f"session {show(gateway_id)} cannot run: its row is not usable: {exc}",
-            refusal="invalid",
+            refusal=Refusal.INVALID,
         ) from None
-    if not session.enabled:
-        raise SessionNotRunnable(f"session {gateway_id} cannot run: it is disabled", "disabled")
-    if session.state is not SessionState.ACTIVE:
+    verdict = standing(record)
+    if verdict is Standing.DISABLED:
+        raise SessionNotRunnable(
+            f"session {gateway_id} cannot run: it is disabled", Refusal.DISABLED
+        )
+    if verdict is Standing.NEEDS_ATTENTION:
         reason = session.state_reason or "no reason recorded"
         raise SessionNotRunnable(
-            f"session {gateway_id} cannot run: it needs attention ({reason})", "needs_attention"
+            f"session {gateway_id} cannot run: it needs attention ({reason})",
+            Refusal.NEEDS_ATTENTION,
         )
     if session.cooldown_until is not None and session.cooldown_until > now:
         raise SessionNotRunnable(
             f"session {gateway_id} cannot run: it is cooling down until "
             f"{session.cooldown_until:%Y-%m-%d %H:%M:%S}Z",
-            "cooling_down",
+            Refusal.COOLING_DOWN,
         )
     return session
+
+
+def refusals_of(
+    records: dict[int, SessionRecord], session_ids: frozenset[int], now: datetime
+) -> dict[int, tuple[Refusal, str]]:
+    """``session.admit``'s refusals of ``session_ids`` (a missing id: the row was deleted)."""
+    refused = {
+        sid: (Refusal.REMOVED, "the session was removed")
+        for sid in session_ids
+        if sid not in records
+    }
+    for record in records.values():
+        try:
+            admit(record, now)
+        except SessionNotRunnable as exc:
+            refused[record.id] = (exc.refusal, str(exc))
+    return refused

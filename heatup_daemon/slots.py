@@ -1,7 +1,7 @@
 """What becomes of a session's slots: the scheduler's decisions, pure.
 
 Stores call these on rows they hold locked and write the outcome in the same transaction
-(``stores.SlotPolicy``). Nothing here reads the clock or does I/O; the moment and the random
+(``ports.SlotPolicy``). Nothing here reads the clock or does I/O; the moment and the random
 number generator are arguments.
 
 Every slot leaves exactly one ``warmup_runs`` row, and a session's scheduled rows form a
@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
-from heatup_daemon.enums import RunStatus, SessionState
+from heatup_daemon.enums import Refusal, RunStatus, SessionState, SkipCause
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
+from heatup_daemon.records import Decision, SlotRow
 from heatup_daemon.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 from heatup_daemon.session import Session, SessionRecord, admit, validate_record
-from heatup_daemon.stores import Decision, SlotRow
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Slots:
         try:
             session = admit(record, now)
         except SessionNotRunnable as refused:
-            if refused.refusal == "cooling_down":
+            if refused.refusal is Refusal.COOLING_DOWN:
                 return self._cooling_down(record, validate_record(record, now), nominal, due, now)
             # Invalid, disabled or set aside: no slot (reconcile brings it back when fixed).
             return replace(self._reconcile(record, now), next_run_at=None)
@@ -140,12 +141,12 @@ class Slots:
         following = times.after(nominal)
         upcoming = following if following > now else times.after(now)
         late_s = (now - due).total_seconds()
-        skip: tuple[str, str] | None = None
+        skip: tuple[str, SkipCause] | None = None
         if late_s > self._grace_s:
             text = f"missed by {late_s:.0f} s: heatup was not running or could not keep up"
-            skip = (text, "late")
+            skip = (text, SkipCause.LATE)
         elif running_run_id is not None:
-            skip = (f"run {running_run_id} of the session was still in flight", "in_flight")
+            skip = (f"run {running_run_id} of the session was still in flight", SkipCause.IN_FLIGHT)
         if skip is not None:
             skipped = SlotRow(RunStatus.SKIPPED, nominal, due, upcoming, *skip)
             return self._next(record, session, times, upcoming, (skipped,))
@@ -153,7 +154,9 @@ class Slots:
         if following < upcoming:
             reason = f"coalesced into the run of {nominal:%H:%M:%S}Z: dispatch fell behind"
             rows.append(
-                SlotRow(RunStatus.SKIPPED, following, following, upcoming, reason, "coalesced")
+                SlotRow(
+                    RunStatus.SKIPPED, following, following, upcoming, reason, SkipCause.COALESCED
+                )
             )
         return self._next(record, session, times, upcoming, tuple(rows), session)
 
@@ -170,7 +173,7 @@ class Slots:
         times = self._times(session, nominal)
         upcoming = times.after(max(until, now, nominal))
         reason = f"cooling down after a flood wait until {until:%Y-%m-%d %H:%M:%S}Z"
-        rows = (SlotRow(RunStatus.SKIPPED, nominal, due, upcoming, reason, "cooldown"),)
+        rows = (SlotRow(RunStatus.SKIPPED, nominal, due, upcoming, reason, SkipCause.COOLDOWN),)
         return self._next(record, session, times, upcoming, rows)
 
     def _next(
@@ -180,10 +183,12 @@ class Slots:
         times: NominalTimes,
         upcoming: datetime,
         rows: tuple[SlotRow, ...],
-        runs: Session | None = None,
+        to_run: Session | None = None,
     ) -> Decision:
+        """The decision to move the row to its next slot after ``upcoming``, writing
+        ``rows``; ``to_run``: the session, when one of them is a run that starts."""
         slot = jittered(times, upcoming, session.jitter_s, self._rng)
-        return Decision(record, slot.nominal, slot.due, None, record.key, rows, runs)
+        return Decision(record, slot.nominal, slot.due, None, record.key, rows, to_run)
 
     @staticmethod
     def _times(session: Session, anchor: datetime) -> NominalTimes:
@@ -208,6 +213,21 @@ KEY_FIELDS: Final = (
     "account_created_at",
 )
 KEY_SEPARATOR: Final = "\x1f"
+
+
+def admin_key_of(values: Mapping[str, object]) -> str:
+    """The admin key of a row given as values (the in-memory store's rows): each field's
+    text, as ``db.sessions.admin_key`` builds it in SQL (nothing is empty, a boolean is
+    on or off)."""
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value)
+
+    return KEY_SEPARATOR.join(text(values[name]) for name in KEY_FIELDS)
 
 
 def key_fields(key: str | None) -> dict[str, str]:

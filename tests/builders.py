@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from heatup_daemon.enums import ActionKind, Outcome
-from heatup_daemon.stores import ActionRecord
+from heatup_daemon.records import ActionRecord
 from heatup_daemon.validation import SessionSpec, validate_session
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import os
@@ -45,15 +46,16 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
             monkeypatch.delenv(name)
     for name in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("heatup_daemon.config.SYSTEM_CONFIG_PATH", tmp_path / "no-system.toml")
+    monkeypatch.setattr("heatup_daemon.config_file.SYSTEM_CONFIG_PATH", tmp_path / "no-system.toml")
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: SQLite always, PostgreSQL too when HEATUP_TEST_DATABASE_URL is set."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+@contextlib.contextmanager
+def empty_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in ``folder``, or (``postgresql``) a
+    database of its own on the server of ``HEATUP_TEST_DATABASE_URL``, dropped after."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'test.db'}"
         return
     server = postgres_server_url()
     assert server is not None
@@ -64,9 +66,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         drop_postgres_database(server, url)
 
 
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on an empty database; the test fails if it leaves a connection checked out."""
+@contextlib.asynccontextmanager
+async def checked_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``database_url``; the test fails if it leaves a connection checked out."""
     engine = create_engine(DatabaseSettings(url=database_url))
     try:
         yield engine
@@ -76,13 +78,37 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def migrated_repository(database_url: str) -> AsyncIterator[Repository]:
+    """A repository on a database migrated to head (and the engine checks above)."""
+    async with checked_engine(database_url) as engine:
+        await migrate.upgrade(engine)
+        repository = Repository(engine)
+        try:
+            yield repository
+        finally:
+            await repository.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: SQLite always, PostgreSQL too when HEATUP_TEST_DATABASE_URL is set."""
+    with empty_database(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-async def repository(engine: AsyncEngine) -> AsyncIterator[Repository]:
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on an empty database; the test fails if it leaves a connection checked out."""
+    async with checked_engine(database_url) as engine:
+        yield engine
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[Repository]:
     """A repository on a database migrated to head."""
-    await migrate.upgrade(engine)
-    repository = Repository(engine)
-    yield repository
-    await repository.close()
+    async with migrated_repository(database_url) as repository:
+        yield repository
 
 
 def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

@@ -11,20 +11,16 @@ from typing import Any
 from heatup_daemon.config import ExecutorSettings, GatewaySettings, PlannerSettings, Settings
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import PartsStore, build_parts
+from heatup_daemon.parts import build_parts
 from heatup_daemon.planner import Planner
-from heatup_daemon.runner import Runner, RunPool
+from heatup_daemon.ports import NodeStore, SlotPolicy
+from heatup_daemon.runner import InFlight, Runner
 from heatup_daemon.scheduler import Scheduler
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.stores import RegistryReader, SchedulingStore, SlotPolicy
 from heatup_daemon.testing import FakeClock, FakeGateway
 from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-
-
-class Store(PartsStore, SchedulingStore, RegistryReader):
-    """What a test world asks of its store: ``InMemoryStore`` and ``Repository`` are both."""
 
 
 def quick_settings(**scheduler: Any) -> Settings:
@@ -56,8 +52,7 @@ class WorldNode:
         self.lease = NodeLease(
             world.store,
             name,
-            lease_s=settings.scheduler.stale_run_seconds,
-            renew_every_s=settings.scheduler.heartbeat_seconds,
+            settings.scheduler,
             clock=world.clock,
         )
         self.parts = build_parts(
@@ -71,12 +66,12 @@ class WorldNode:
             on_fatal=self.fatal.append,
         )
         self.runner: Runner = self.parts.runner
-        self.pool: RunPool = self.parts.pool
+        self.in_flight: InFlight = self.parts.in_flight
         self.scheduler = Scheduler(
             settings.scheduler,
             settings.history,
             world.store,
-            self.pool,
+            self.in_flight,
             self.metrics,
             world.clock,
             self.lease,
@@ -94,7 +89,7 @@ class WorldNode:
 class World:
     def __init__(
         self,
-        store: Store,
+        store: NodeStore,
         *,
         settings: Settings | None = None,
         gateway: FakeGateway | None = None,
@@ -127,7 +122,7 @@ class World:
     async def settle(self) -> None:
         """Until every run of every node has ended."""
         for node in self.nodes:
-            await node.pool.wait_all()
+            await node.in_flight.wait_all()
 
     async def tick(self, node: WorldNode | None = None) -> int:
         """One dispatch pass (of the newest node, by default), then until its runs ended."""
@@ -142,8 +137,8 @@ class World:
         return self.nodes[-1].scheduler
 
     @property
-    def pool(self) -> RunPool:
-        return self.nodes[-1].pool
+    def in_flight(self) -> InFlight:
+        return self.nodes[-1].in_flight
 
     @property
     def fatal(self) -> list[BaseException]:

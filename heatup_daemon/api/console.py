@@ -19,17 +19,16 @@ from importlib.resources import files
 from typing import Annotated, Any, Final
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from heatup_daemon import __version__
+from heatup_daemon import __version__, warmth
 from heatup_daemon.api import auth
-from heatup_daemon.api.state import State, state_of
+from heatup_daemon.api.state import GatewayId, State, state_of
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import NotFound
-from heatup_daemon.ramp import warmth
-from heatup_daemon.stores import SessionSort
+from heatup_daemon.records import SessionSort
 
 PREFIX: Final = "/ui"
 PAGE_SIZE: Final = 100
@@ -53,7 +52,6 @@ COLUMNS: Final = (
     (SessionSort.NEXT_RUN, "next run"),
     (SessionSort.PROBLEM, "reason"),
 )
-GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
 
 
 def _when(value: object) -> str:
@@ -100,10 +98,11 @@ TEMPLATES: Final = _environment()
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    token = state_of(request).settings.api.token
+    state = state_of(request)
+    token = state.settings.api.token
     signed_in = token is not None and auth.cookie_ok(request, token)
     html = TEMPLATES.get_template(name).render(
-        signed_in=signed_in, now=datetime.now(UTC), **context
+        signed_in=signed_in, now=state.clock.now(), **context
     )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
@@ -192,7 +191,7 @@ async def pool(
     number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
 ) -> Response:
     """The pool at a glance and a page of the session list."""
-    now = datetime.now(UTC)
+    now = state.clock.now()
     overview = await state.registry.overview(now)
     listing = await state.registry.session_page(
         sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE
@@ -228,12 +227,11 @@ def _link(request: Request, changes: Mapping[str, object]) -> str:
 async def session(request: Request, gateway_session_id: GatewayId, state: State) -> Response:
     """A session's warmth and the timeline of its runs."""
     try:
-        record = await state.registry.get_session(gateway_session_id)
+        record, report = await warmth.report(
+            state.registry, gateway_session_id, state.settings.ramp.ramp, state.clock.now()
+        )
     except NotFound as exc:
         return page(request, "error.html", 404, title="no such session", detail=str(exc))
-    now = datetime.now(UTC)
-    facts = await state.registry.warmth_facts(record.id, now)
-    report = warmth(record, facts, state.settings.ramp.ramp, now)
     runs = [run.shown() for run in await state.registry.history(gateway_session_id, TIMELINE_RUNS)]
     return page(
         request,
@@ -256,7 +254,7 @@ def _length(started: datetime, finished: datetime | None) -> str:
 @pages.get("/channels")
 async def channels(request: Request, state: State) -> Response:
     """The channel pool, its flags and its use."""
-    lines = await state.registry.channel_lines(datetime.now(UTC))
+    lines = await state.registry.channel_lines(state.clock.now())
     return page(
         request,
         "channels.html",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
@@ -18,9 +18,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from heatup_daemon import __version__
+from heatup_daemon import __version__, warmth
 from heatup_daemon.api import console, seed
-from heatup_daemon.api.state import ApiState, State, authorized
+from heatup_daemon.api.state import ApiState, GatewayId, State, authorized
 from heatup_daemon.enums import Trigger
 from heatup_daemon.errors import (
     AlreadyExists,
@@ -32,15 +32,13 @@ from heatup_daemon.errors import (
     Stopping,
 )
 from heatup_daemon.planner.model import Plan
-from heatup_daemon.ramp import Warmth, warmth
+from heatup_daemon.records import Run, RunView
 from heatup_daemon.runner import RunResult
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.stores import Run, RunView
 from heatup_daemon.validation import validate_session
 
 log = logging.getLogger(__name__)
 
-GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
 RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 AUTO_REGISTER: Final = {"schedule": "1d", "jitter_seconds": 3600, "timezone": "UTC"}
 ENDPOINTS: Final = (
@@ -108,7 +106,7 @@ class SessionOut(_Out):
 class SessionDetail(SessionOut):
     """A session and its warmth report."""
 
-    warmth: Warmth
+    warmth: warmth.Warmth
 
 
 class Problem(_Out):
@@ -243,10 +241,12 @@ async def sessions(state: State) -> list[SessionRecord]:
 @guarded.get("/sessions/{gateway_session_id}", response_model=SessionDetail)
 async def session(gateway_session_id: GatewayId, state: State) -> SessionDetail:
     """The session's row and its warmth report."""
-    record = await _session(state, gateway_session_id)
-    now = datetime.now(UTC)
-    facts = await state.registry.warmth_facts(record.id, now)
-    report = warmth(record, facts, state.settings.ramp.ramp, now)
+    try:
+        record, report = await warmth.report(
+            state.registry, gateway_session_id, state.settings.ramp.ramp, state.clock.now()
+        )
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
     return SessionDetail.model_validate({**record.public(), "warmth": report})
 
 
@@ -286,12 +286,12 @@ async def _start(
     if not state.accepting:
         raise HTTPException(503, "heatup is stopping")
     try:
-        async with state.pool.starting():  # a stop that begins meanwhile awaits this run
+        async with state.in_flight.starting():  # a stop that begins meanwhile awaits this run
             try:
                 run = await _write_start(state, gateway_session_id)
             except DatabaseUnavailable as exc:  # its commit may have landed unconfirmed
                 return await _read_back(state, gateway_session_id, on_plan, exc)
-            return state.pool.launch(run, on_plan)
+            return state.in_flight.launch(run, on_plan)
     except (SessionNotRunnable, AlreadyRunning) as exc:
         raise HTTPException(409, str(exc)) from None
     except Stopping as exc:
@@ -317,14 +317,16 @@ async def _read_back(
     """After a start the database may or may not have taken: the run it wrote, if it did
     (adopted and launched, so the client is answered with the run that exists); 503 if
     it did not, or the database cannot tell yet (the dispatcher adopts it later)."""
-    state.pool.adopt_pending = True
+    state.in_flight.adopt_pending = True
     try:
-        adopted = await state.pool.adopt_orphans({gateway_session_id: on_plan} if on_plan else {})
+        adopted = await state.in_flight.adopt_orphans(
+            {gateway_session_id: on_plan} if on_plan else {}
+        )
     except DatabaseUnavailable:
         raise HTTPException(503, str(unavailable)) from None
     for run in adopted:
         if run.session.gateway_session_id == gateway_session_id:
-            return state.pool.task_of(run)
+            return state.in_flight.task_of(run)
     raise HTTPException(503, str(unavailable))
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon.enums import ActionKind, Outcome
 from heatup_daemon.planner.model import PlannedAction
-from heatup_daemon.stores import ActionRecord, RunView
+from heatup_daemon.records import ActionRecord, RunView
 from heatup_daemon.validation import handle
 
 STARTED: Final = "started"

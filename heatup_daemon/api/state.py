@@ -6,12 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from heatup_daemon.api import auth
+from heatup_daemon.clock import Clock
 from heatup_daemon.config import Settings
-from heatup_daemon.runner import Runner, RunPool
-from heatup_daemon.stores import ConsoleReader
+from heatup_daemon.ports import ConsoleReader
+from heatup_daemon.runner import InFlight, Runner
 
 
 @dataclass
@@ -21,9 +22,10 @@ class ApiState:
     settings: Settings
     registry: ConsoleReader
     runner: Runner
-    pool: RunPool
+    in_flight: InFlight
     health: Callable[[], Awaitable[dict[str, str]]]
     exposition: Callable[[], tuple[bytes, str]]
+    clock: Clock  # the node's: what the API decides and shows is at its ``now``
     on_registered: Callable[[], None] = lambda: None
     accepting: bool = True
 
@@ -34,6 +36,9 @@ def state_of(request: Request) -> ApiState:
 
 
 State = Annotated[ApiState, Depends(state_of)]
+
+# A session in a route's path: its gateway id, a positive 64-bit integer.
+GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
 
 
 def authorized(request: Request, state: State) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from heatup_daemon import __version__
 from heatup_daemon.cli import admin, daemon, demo, registry, sandbox, warmup
-from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_USAGE, Parser
+from heatup_daemon.cli.common import Parser
+from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -55,16 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except USAGE_ERRORS as exc:
-        return _fail(EXIT_USAGE, exc)
+        return _fail(ExitCode.USAGE, exc)
     except FAILURES as exc:
-        return _fail(EXIT_FAILURE, exc)
+        return _fail(ExitCode.FAILURE, exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader went away (`heatup sessions list | head`): not an error of ours.
         # Point stdout at /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILURE
+        return ExitCode.FAILURE
     return code
 
 

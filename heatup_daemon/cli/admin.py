@@ -6,13 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from heatup_daemon.cli.common import EXIT_OK, say, settings_of, with_repository
-from heatup_daemon.config import (
-    DatabaseSettings,
-    effective_settings,
-    resolve_config_path,
-)
+from heatup_daemon.cli.common import say, settings_of, with_repository
+from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config_file import effective_settings, resolve_config_path
 from heatup_daemon.db import migrate
+from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import DatabaseUnavailable
 
 
@@ -47,7 +45,7 @@ def db_current(args: argparse.Namespace) -> int:
     head = migrate.head_revision()
     state = "(head)" if current == head else f"(head is {head}: run `heatup db upgrade`)"
     say(f"{current or 'no schema'} {state}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def db_downgrade(args: argparse.Namespace) -> int:
@@ -75,7 +73,7 @@ def check_config(args: argparse.Namespace) -> int:
         for key, value in values.items():
             say(f"{key} = {_toml(value)}" if value is not None else f"# {key} is not set")
     say(f"\n# channels: {len(settings.channels)} in the configured pool")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _toml(value: object) -> str:

@@ -8,21 +8,19 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
-from heatup_daemon.config import Settings, load_settings
+from heatup_daemon.config import Settings
+from heatup_daemon.config_file import load_settings
 from heatup_daemon.db.repository import Repository, open_repository
+from heatup_daemon.enums import ExitCode
 
 T = TypeVar("T")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def settings_of(args: argparse.Namespace) -> Settings:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from heatup_daemon.events import Listener
-from heatup_daemon.stores import ActionRecord, Run
+from heatup_daemon.records import ActionRecord, Run
 
 
 def format_time(value: datetime | None) -> str:

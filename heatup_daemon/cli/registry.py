@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from heatup_daemon.cli.common import EXIT_OK, say, settings_of, with_repository
+from heatup_daemon import warmth
+from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
+from heatup_daemon.clock import SystemClock
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.ramp import Warmth, warmth
+from heatup_daemon.enums import ExitCode
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import (
     parse_account_created,
@@ -125,12 +126,12 @@ def sessions_add(args: argparse.Namespace) -> int:
         label=args.label,
     )
     if args.account_created is not None:
-        created = parse_account_created(args.account_created, datetime.now(UTC))
+        created = parse_account_created(args.account_created, SystemClock().now())
         spec = replace(spec, account_created_at=created)
     settings = settings_of(args)
     view = with_repository(settings, lambda repo: repo.add_session(spec, enabled=not args.disabled))
     say(f"registered session {view.gateway_session_id} ({view.schedule}, {view.timezone})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def sessions_list(args: argparse.Namespace) -> int:
@@ -139,7 +140,7 @@ def sessions_list(args: argparse.Namespace) -> int:
         print_json([view.public() for view in views])
     else:
         print_sessions(views)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def sessions_show(args: argparse.Namespace) -> int:
@@ -147,20 +148,18 @@ def sessions_show(args: argparse.Namespace) -> int:
     gateway_id = parse_gateway_id(args.id)
     settings = settings_of(args)
 
-    async def read(repo: Repository) -> tuple[SessionRecord, Warmth]:
-        record, now = await repo.get_session(gateway_id), datetime.now(UTC)
-        facts = await repo.warmth_facts(record.id, now)
-        return record, warmth(record, facts, settings.ramp.ramp, now)
+    async def read(repo: Repository) -> tuple[SessionRecord, warmth.Warmth]:
+        return await warmth.report(repo, gateway_id, settings.ramp.ramp, SystemClock().now())
 
     record, report = with_repository(settings, read)
     if args.json:
         print_json({**record.public(), "warmth": asdict(report)})
-        return EXIT_OK
+        return ExitCode.OK
     print_table(("FIELD", "VALUE"), list(record.public().items()))
     say("\nwarmth:")
     rows = [(name, _shown(value)) for name, value in asdict(report).items()]
     print_table(("", ""), rows)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _shown(value: object) -> object:
@@ -175,7 +174,7 @@ def _set_session_enabled(args: argparse.Namespace, enabled: bool) -> int:
     gateway_id = parse_gateway_id(args.id)
     with_repository(settings_of(args), lambda repo: repo.set_session_enabled(gateway_id, enabled))
     say(f"session {gateway_id} {'enabled' if enabled else 'disabled'}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def sessions_enable(args: argparse.Namespace) -> int:
@@ -190,7 +189,7 @@ def sessions_remove(args: argparse.Namespace) -> int:
     gateway_id = parse_gateway_id(args.id)
     with_repository(settings_of(args), lambda repo: repo.remove_session(gateway_id))
     say(f"session {gateway_id} removed; its run history is kept")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def channels_add(args: argparse.Namespace) -> int:
@@ -202,7 +201,7 @@ def channels_add(args: argparse.Namespace) -> int:
     )
     with_repository(settings_of(args), lambda repo: repo.add_channel(spec))
     say(f"channel @{spec.username} added to the pool")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def channels_list(args: argparse.Namespace) -> int:
@@ -210,7 +209,7 @@ def channels_list(args: argparse.Namespace) -> int:
     views = [view.shown() for view in stored]
     if args.json:
         print_json(views)
-        return EXIT_OK
+        return ExitCode.OK
     rows = [
         (
             view.username,
@@ -222,14 +221,14 @@ def channels_list(args: argparse.Namespace) -> int:
         for view in views
     ]
     print_table(CHANNEL_COLUMNS, rows)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _set_channel_enabled(args: argparse.Namespace, enabled: bool) -> int:
     username = parse_username(args.username)
     with_repository(settings_of(args), lambda repo: repo.set_channel_enabled(username, enabled))
     say(f"channel @{username} {'enabled' if enabled else 'disabled'}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def channels_disable(args: argparse.Namespace) -> int:

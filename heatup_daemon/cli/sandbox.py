@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of
+from heatup_daemon.cli.common import say, settings_of
+from heatup_daemon.enums import ExitCode
 
 
 def add_parsers(commands: Any) -> None:
@@ -74,5 +75,5 @@ def _serve(server: Any) -> int:
     try:
         server.run()
     except SystemExit:  # uvicorn's own exit when it cannot bind; it has said why
-        return EXIT_FAILURE
-    return EXIT_OK if server.started else EXIT_FAILURE
+        return ExitCode.FAILURE
+    return ExitCode.OK if server.started else ExitCode.FAILURE

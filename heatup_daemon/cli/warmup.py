@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from heatup_daemon.cli.common import EXIT_FAILURE, EXIT_OK, say, settings_of, with_repository
+from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import LiveActions, format_time, print_json, print_table
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import Outcome, RunStatus, Trigger
+from heatup_daemon.enums import ExitCode, Outcome, RunStatus, Trigger
 from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlannedAction
+from heatup_daemon.records import Run, RunView
 from heatup_daemon.session import validate_record
-from heatup_daemon.stores import Run, RunView
 from heatup_daemon.validation import handle, parse_gateway_id
 
 ACTION_COLUMNS = ("#", "ACTION", "CHANNEL", "SECONDS", "OUTCOME", "ERROR")
@@ -70,7 +70,7 @@ def run_warmup(args: argparse.Namespace) -> int:
                 facts = await repository.planning_facts(session, now)
                 limits = settings.join_policy.limits(session, now)
                 _print_plan(await parts.planner.plan(plan_context(session, facts, now, limits)))
-                return EXIT_OK
+                return ExitCode.OK
 
             async def on_plan(run: Run, plan: Plan) -> None:
                 say(f"run {run.id} for session {gateway_id}")
@@ -89,7 +89,7 @@ def run_warmup(args: argparse.Namespace) -> int:
             f"{outcome.count(Outcome.SKIPPED)} skipped)"
             + (f"; {outcome.error}" if outcome.error else "")
         )
-        return EXIT_FAILURE if result.status is RunStatus.FAILED else EXIT_OK
+        return ExitCode.FAILURE if result.status is RunStatus.FAILED else ExitCode.OK
 
     return with_repository(settings, work)
 
@@ -122,12 +122,12 @@ def show_history(args: argparse.Namespace) -> int:
     runs = [run.shown() for run in stored]
     if args.json:
         print_json(runs)
-        return EXIT_OK
+        return ExitCode.OK
     if not runs:
         say(f"no runs recorded for session {gateway_id}")
     for run in runs:
         _print_run(run)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_run(run: RunView) -> None:

@@ -8,10 +8,10 @@ import functools
 from typing import Any, Final
 
 from sqlalchemy import bindparam
-from sqlalchemy.dialects import postgresql, sqlite
 
+from heatup_daemon.db.dialect import insert
 from heatup_daemon.db.models import ActionRow, SessionChannelRow
-from heatup_daemon.stores import ActionRecord
+from heatup_daemon.records import ActionRecord
 
 ACTION_FIELDS: Final = (
     "kind",
@@ -33,15 +33,11 @@ def action_values(run_id: int, record: ActionRecord) -> dict[str, Any]:
     return values
 
 
-def _insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 @functools.cache
 def action_upsert(dialect: str) -> Any:
     """Write an action's row, or rewrite it (its in-flight row, or a retried write)."""
     columns = ("run_id", "seq", *ACTION_FIELDS)
-    statement = _insert(dialect)(ActionRow).values(
+    statement = insert(dialect, ActionRow).values(
         {name: bindparam(f"b_{name}") for name in columns}
     )
     return statement.on_conflict_do_update(
@@ -54,7 +50,5 @@ def action_upsert(dialect: str) -> Any:
 def member_insert(dialect: str) -> Any:
     """The session joined the channel (kept once)."""
     columns = ("session_id", "channel_id", "joined_at")
-    statement = _insert(dialect)(SessionChannelRow).values(
-        {c: bindparam(f"b_{c}") for c in columns}
-    )
+    statement = insert(dialect, SessionChannelRow).values({c: bindparam(f"b_{c}") for c in columns})
     return statement.on_conflict_do_nothing()

@@ -7,30 +7,23 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import and_, func, nulls_last, select
+from sqlalchemy import case, func, nulls_last, select
 from sqlalchemy.engine import Connection
 
+from heatup_daemon.db.base import SqlStore
 from heatup_daemon.db.models import ChannelRow, JoinRow, RunRow, SessionChannelRow, SessionRow
 from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
-from heatup_daemon.db.sessions import record_columns, record_from
-from heatup_daemon.db.store import Store
-from heatup_daemon.enums import JoinStatus, RunStatus, SessionState
-from heatup_daemon.stores import (
-    ChannelLine,
-    PoolOverview,
-    SessionLine,
-    SessionPage,
-    SessionSort,
-)
+from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
+from heatup_daemon.enums import JoinStatus, RunStatus, Standing
+from heatup_daemon.records import ChannelLine, Overview, SessionLine, SessionPage, SessionSort
 
 # The order each sort key gives, as columns; ties go by gateway id.
 _ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
     SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id,),
+    # Active first, then needing attention, disabled, invalid (``Standing``'s order).
     SessionSort.STATE: (
-        SessionRow.invalid_reason.is_not(None),
-        SessionRow.enabled.is_(False),
-        SessionRow.state != SessionState.ACTIVE,
+        case(*((standing_sql() == s.value, rank) for rank, s in enumerate(Standing)), else_=99),
     ),
     SessionSort.SCHEDULE: (SessionRow.schedule,),
     SessionSort.LAST_RUN: (SessionRow.last_run_at,),
@@ -39,21 +32,17 @@ _ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
 }
 
 
-class ConsoleStore(Store):
-    async def overview(self, now: datetime) -> PoolOverview:
-        usable = and_(
-            SessionRow.invalid_reason.is_(None),
-            SessionRow.enabled.is_(True),
-            SessionRow.state == SessionState.ACTIVE,
-        )
+class ConsoleSql(SqlStore):
+    async def overview(self, now: datetime) -> Overview:
+        usable = standing_sql() == Standing.ACTIVE.value
 
-        def read(db: Connection) -> PoolOverview:
+        def read(db: Connection) -> Overview:
             runs = db.execute(
                 select(RunRow.status, func.count())
                 .where(RunRow.started_at >= now - timedelta(hours=24))
                 .group_by(RunRow.status)
             )
-            return PoolOverview(
+            return Overview(
                 sessions=session_counts(db, now),
                 runs_last_24h={str(status): int(count) for status, count in runs},
                 next_due_at=db.scalar(select(func.min(SessionRow.next_run_at)).where(usable)),

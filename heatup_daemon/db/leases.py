@@ -5,28 +5,26 @@ per node per renewal, however many runs it has in flight). A run is alive while 
 lease is: the reaper ends the runs of a node whose lease ran out (``interrupted``) and drops
 that node's row, in one transaction, with the nodes it judges locked so that a renewal waits
 for the verdict instead of racing it. On PostgreSQL every comparison uses the database's
-``now()`` (``Store.shared_now``), so a node whose clock is wrong neither reaps live runs nor
+``now()`` (``SqlStore.shared_now``), so a node whose clock is wrong neither reaps live runs nor
 keeps dead ones.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from heatup_daemon.db.base import SqlStore, rows_affected
 from heatup_daemon.db.ledger import ENDED_RUNS, settle_reserved
 from heatup_daemon.db.models import NodeRow, RunRow
-from heatup_daemon.db.store import Store, rows_affected
 from heatup_daemon.enums import RunStatus
-from heatup_daemon.stores import LeaseReading, Node
+from heatup_daemon.lease import REAPED
+from heatup_daemon.records import LeaseReading, Node
 
-REAPED: Final = "the process running it stopped (its node's lease ran out)"
 
-
-class LeaseStore(Store):
+class LeaseSql(SqlStore):
     async def register_node(self, name: str, lease_s: float, now: datetime) -> LeaseReading:
         moment = self.shared_now(now)
         statement = (
@@ -59,8 +57,8 @@ class LeaseStore(Store):
     async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
         moment = self.shared_now(now)
         expired = select(NodeRow.id).where(NodeRow.lease_until < moment)
-        if self.locks_rows:  # a renewal of one of these waits for this verdict
-            expired = expired.with_for_update(skip_locked=True)
+        # A renewal of one of these waits for this verdict.
+        expired = self.locked(expired, NodeRow, skip_taken=True)
         has_node_row = exists().where(NodeRow.id == RunRow.node_id)
 
         def reap(db: Connection) -> int:

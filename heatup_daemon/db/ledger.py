@@ -22,11 +22,11 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.db.actions import action_upsert, action_values, member_insert
+from heatup_daemon.db.base import SqlStore
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow
-from heatup_daemon.db.store import Store
-from heatup_daemon.enums import ActionKind, JoinStatus, Outcome, RunStatus
+from heatup_daemon.enums import ActionKind, JoinRefusal, JoinStatus, Outcome, RunStatus
 from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW, join_verdict
-from heatup_daemon.stores import ActionRecord, JoinLimits, Run
+from heatup_daemon.records import ActionRecord, JoinLimits, Run
 
 HAPPENED: Final = tuple(outcome for outcome in Outcome if outcome.may_have_happened)
 
@@ -74,10 +74,10 @@ ENDED_RUNS: Final = or_(
 )
 
 
-class LedgerStore(Store):
+class LedgerSql(SqlStore):
     async def reserve_joins(
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
-    ) -> dict[str, str | None]:
+    ) -> dict[str, JoinRefusal | None]:
         if not channels:
             return {}
         query = (
@@ -85,8 +85,7 @@ class LedgerStore(Store):
             .where(ChannelRow.username.in_(sorted(set(channels))))
             .order_by(ChannelRow.id)  # one lock order for every node: no deadlock
         )
-        if self.locks_rows:
-            query = query.with_for_update(of=ChannelRow)
+        query = self.locked(query, ChannelRow)
         session_id = run.session.id
         # This run's own places are left out of the counts and kept as they are, so that a
         # retry of a reservation whose commit did land decides the same and adds nothing.
@@ -95,19 +94,19 @@ class LedgerStore(Store):
             index_elements=[JoinRow.run_id, JoinRow.channel_id]
         )
 
-        def reserve(db: Connection) -> dict[str, str | None]:
+        def reserve(db: Connection) -> dict[str, JoinRefusal | None]:
             ids = {username: channel_id for channel_id, username in db.execute(query)}
             since = {"b_session_id": session_id, "b_since": now - RAMP_WINDOW}
             taken = db.scalar(SESSION_JOINS.where(others), since)
-            left = limits.per_day - int(taken or 0)
+            left = limits.joins_left(int(taken or 0))
             hour = db.execute(
                 select(JoinRow.channel_id, func.count())
                 .where(JoinRow.channel_id.in_(list(ids.values())), HELD_SINCE, others)
                 .group_by(JoinRow.channel_id),
                 {"b_since": now - PACE_WINDOW},
             )
-            room = {channel_id: limits.per_channel_hour - count for channel_id, count in hour}
-            verdicts: dict[str, str | None] = {}
+            room = {channel_id: limits.room(count) for channel_id, count in hour}
+            verdicts: dict[str, JoinRefusal | None] = {}
             reserved: list[dict[str, Any]] = []
             for channel in channels:
                 channel_id = ids.get(channel)

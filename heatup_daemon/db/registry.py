@@ -9,21 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.config import ChannelEntry
+from heatup_daemon.db.base import SqlStore, record_of, rows_affected
 from heatup_daemon.db.models import ChannelRow, SessionRow
 from heatup_daemon.db.sessions import boolean_of, enabled_value, record_columns, record_from
-from heatup_daemon.db.store import Store, record_of, rows_affected
 from heatup_daemon.enums import SessionState
-from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
-from heatup_daemon.session import SessionRecord, parse_enabled
-from heatup_daemon.stores import ChannelView
-from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
+from heatup_daemon.errors import AlreadyExists, NotFound
+from heatup_daemon.records import ChannelView
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.validation import ChannelSpec, SessionSpec
 
 
-class RegistryStore(Store):
+class RegistrySql(SqlStore):
     """The admin-owned registry: sessions and the channel pool."""
 
     # --- sessions -------------------------------------------------------------------
@@ -149,15 +150,22 @@ class RegistryStore(Store):
 
         def check(db: Connection) -> list[tuple[ChannelView, str | None]]:
             views = [channel_view(row) for row in db.execute(channel_columns())]
-            changed = [
-                (v, problem) for v in views if (problem := channel_problem(v)) != v.invalid_reason
-            ]
+            changed = [(v, problem) for v in views if (problem := v.problem) != v.invalid_reason]
             if changed:
                 db.execute(statement, [{"row_id": v.id, "reason": p} for v, p in changed])
             return changed
 
         changed = await self._write(check)
         return [(str(v.username), problem) for v, problem in changed]
+
+
+def in_pool_sql() -> ColumnElement[bool]:
+    """``ChannelView.in_pool`` in SQL."""
+    return and_(
+        ChannelRow.enabled.is_(True),
+        ChannelRow.invalid_reason.is_(None),
+        ChannelRow.flagged_reason.is_(None),
+    )
 
 
 def channel_columns() -> Select[Any]:
@@ -173,21 +181,3 @@ def channel_columns() -> Select[Any]:
 
 def channel_view(row: Any) -> ChannelView:
     return record_of(ChannelView, row, enabled=boolean_of(row.enabled))
-
-
-def channel_problem(view: ChannelView) -> str | None:
-    """Why a ``channels`` row cannot be used, or ``None``. Usernames are stored canonical
-    (lower case, no ``@``): plans, joins and the history name channels that way."""
-    try:
-        spec = validate_channel(
-            username=view.username,
-            title=view.title,
-            category=view.category,
-            description=view.description,
-        )
-        parse_enabled(view.enabled)
-    except InvalidValue as exc:
-        return str(exc)
-    if spec.username != view.username:
-        return f"username {view.username!r} must be stored as {spec.username!r}"
-    return None

@@ -1,5 +1,5 @@
 """The repository: every database operation heatup performs, and the only code that opens a
-database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
+database session. It implements the ports of ``heatup_daemon.ports`` (each consumer is
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
 ``runs`` (runs, actions, the session state runs change), ``ledger`` (the join ledger),
 ``scheduling`` (reconcile,
@@ -12,18 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from heatup_daemon.config import DatabaseSettings
-from heatup_daemon.db.console import ConsoleStore
+from heatup_daemon.db.console import ConsoleSql
 from heatup_daemon.db.engine import create_engine
-from heatup_daemon.db.leases import LeaseStore
-from heatup_daemon.db.ledger import LedgerStore
-from heatup_daemon.db.registry import RegistryStore
-from heatup_daemon.db.runs import RunStore
-from heatup_daemon.db.scheduling import SchedulingStore
+from heatup_daemon.db.leases import LeaseSql
+from heatup_daemon.db.ledger import LedgerSql
+from heatup_daemon.db.registry import RegistrySql
+from heatup_daemon.db.runs import RunSql
+from heatup_daemon.db.scheduling import SchedulingSql
 
 __all__ = ["Repository", "open_repository"]
 
 
-class Repository(RegistryStore, RunStore, LedgerStore, SchedulingStore, LeaseStore, ConsoleStore):
+class Repository(RegistrySql, RunSql, LedgerSql, SchedulingSql, LeaseSql, ConsoleSql):
     """All of heatup's database operations over one engine. Construct once per process."""
 
 

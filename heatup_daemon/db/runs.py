@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final
 
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from heatup_daemon.db.actions import action_upsert, action_values
+from heatup_daemon.db.base import SqlStore, record_of
 from heatup_daemon.db.ledger import CHANNEL_JOINS, SESSION_JOINS, settle_reserved
 from heatup_daemon.db.models import (
     ActionRow,
@@ -22,8 +23,8 @@ from heatup_daemon.db.models import (
     SessionRow,
     TokenUsageRow,
 )
+from heatup_daemon.db.registry import in_pool_sql
 from heatup_daemon.db.sessions import record_columns, record_from
-from heatup_daemon.db.store import Store, record_of
 from heatup_daemon.enums import (
     ActionKind,
     Clearance,
@@ -34,9 +35,10 @@ from heatup_daemon.enums import (
     Trigger,
 )
 from heatup_daemon.errors import AlreadyRunning, NotFound
+from heatup_daemon.pool import CHANNEL_FLAG_WINDOW, channel_flag
 from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW
-from heatup_daemon.session import Session, admit
-from heatup_daemon.stores import (
+from heatup_daemon.records import (
+    RECENT_RUNS,
     ActionRecord,
     Node,
     PastRun,
@@ -48,12 +50,8 @@ from heatup_daemon.stores import (
     StoredPlan,
     WarmthFacts,
 )
-
-WEEK: Final = timedelta(days=7)
-# A channel failing with the same code for this many sessions within a day is flagged.
-CHANNEL_FLAG_SESSIONS: Final = 3
-CHANNEL_FLAG_WINDOW: Final = timedelta(days=1)
-RECENT_RUNS: Final = 3
+from heatup_daemon.session import Session, admit
+from heatup_daemon.warmth import WARMTH_WINDOW
 
 _RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)
 _FINISH: Final = (
@@ -91,11 +89,7 @@ _SET_PLAN: Final = (
 # pace) while it is reserved or joined, not once released.
 _POOL: Final = (
     select(ChannelRow.username, ChannelRow.category, ChannelRow.title)
-    .where(
-        ChannelRow.enabled.is_(True),
-        ChannelRow.invalid_reason.is_(None),
-        ChannelRow.flagged_reason.is_(None),
-    )
+    .where(in_pool_sql())
     .order_by(ChannelRow.username)
 )
 _JOINED: Final = (
@@ -116,15 +110,14 @@ _ACTIONS_OF: Final = (
 )
 
 
-class RunStore(Store):
+class RunSql(SqlStore):
     """Runs, their actions, and the columns of ``sessions`` that runs change."""
 
     async def start_run(
         self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
     ) -> Run:
         query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
-        if self.locks_rows:
-            query = query.with_for_update(of=SessionRow)
+        query = self.locked(query, SessionRow)
 
         def start(db: Connection) -> Run:
             row = db.execute(query).first()
@@ -275,11 +268,9 @@ class RunStore(Store):
         )
 
         def note(db: Connection) -> str | None:
-            sessions = int(db.scalar(failed_for) or 0)
-            if sessions < CHANNEL_FLAG_SESSIONS:
+            reason = channel_flag(code, int(db.scalar(failed_for) or 0), at)
+            if reason is None:
                 return None
-            since = at - CHANNEL_FLAG_WINDOW
-            reason = f"{code} for {sessions} sessions (since {since:%Y-%m-%d %H:%M}Z)"
             flagged = db.scalar(
                 update(ChannelRow)
                 .where(ChannelRow.username == channel, ChannelRow.flagged_reason.is_(None))
@@ -294,7 +285,7 @@ class RunStore(Store):
         def facts(db: Connection) -> WarmthFacts:
             of_session = {"b_session_id": session_id}
             day = db.scalar(SESSION_JOINS, {**of_session, "b_since": now - RAMP_WINDOW})
-            week = db.scalar(SESSION_JOINS, {**of_session, "b_since": now - WEEK})
+            week = db.scalar(SESSION_JOINS, {**of_session, "b_since": now - WARMTH_WINDOW})
             joined = db.scalars(
                 select(ChannelRow.username)
                 .join(SessionChannelRow, SessionChannelRow.channel_id == ChannelRow.id)
@@ -303,7 +294,7 @@ class RunStore(Store):
             )
             runs = db.execute(
                 select(RunRow.status, func.count())
-                .where(RunRow.session_id == session_id, RunRow.started_at >= now - WEEK)
+                .where(RunRow.session_id == session_id, RunRow.started_at >= now - WARMTH_WINDOW)
                 .group_by(RunRow.status)
             )
             return WarmthFacts(
@@ -328,7 +319,7 @@ class RunStore(Store):
             return PlanningFacts(
                 pool=pool,
                 joined=frozenset(db.scalars(_JOINED, session_id)),
-                recent_runs=tuple(map(past_run, runs)),
+                recent_runs=tuple(map(PastRun.of, runs)),
                 joins_last_24h=int(taken or 0),
                 channel_joins_last_hour={str(name): int(count) for name, count in hour},
             )
@@ -405,22 +396,4 @@ def _view(row: Any, actions: tuple[ActionRecord, ...]) -> RunView:
         status=RunStatus(row.status),
         plan_source=None if row.plan_source is None else PlanSource(row.plan_source),
         actions=actions,
-    )
-
-
-def past_run(run: RunView) -> PastRun:
-    """A finished run as the planner's prompt tells of it."""
-
-    def channels(kind: ActionKind) -> tuple[str, ...]:
-        return tuple(
-            a.channel
-            for a in run.actions
-            if a.kind is kind and a.outcome is Outcome.OK and a.channel
-        )
-
-    return PastRun(
-        run.started_at,
-        run.status,
-        channels(ActionKind.JOIN_CHANNEL),
-        channels(ActionKind.READ_MESSAGES),
     )

@@ -20,20 +20,21 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
+from heatup_daemon.db.base import SqlStore, is_transient
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
-from heatup_daemon.db.sessions import admin_key, record_columns, record_from
-from heatup_daemon.db.store import Store, is_transient
-from heatup_daemon.enums import RunStatus, SessionState, Trigger
-from heatup_daemon.errors import DatabaseRefused, SessionNotRunnable
-from heatup_daemon.session import Session, SessionRecord, admit
-from heatup_daemon.stores import Claim, Decision, Node, Reconciled, Run, SlotPolicy
+from heatup_daemon.db.sessions import admin_key, record_columns, record_from, standing_sql
+from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
+from heatup_daemon.errors import DatabaseRefused
+from heatup_daemon.ports import SlotPolicy
+from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, SessionCounts
+from heatup_daemon.session import Session, SessionRecord, refusals_of
 
 R = TypeVar("R")
 # Ids bound in one statement at most.
 ID_CHUNK: Final = 1000
 
 
-class SchedulingStore(Store):
+class SchedulingSql(SqlStore):
     async def reconcile(
         self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
     ) -> Reconciled:
@@ -96,8 +97,7 @@ class SchedulingStore(Store):
             return await self._write(lambda db: work(db, True))
 
     def _lock(self, db: Connection, query: Select[Any]) -> list[SessionRecord]:
-        if self.locks_rows:
-            query = query.with_for_update(skip_locked=True, of=SessionRow)
+        query = self.locked(query, SessionRow, skip_taken=True)
         return [record_from(row) for row in db.execute(query)]
 
     def _insert_slot_rows(
@@ -158,7 +158,7 @@ class SchedulingStore(Store):
 
     async def refusals(
         self, session_ids: frozenset[int], now: datetime
-    ) -> dict[int, tuple[str, str]]:
+    ) -> dict[int, tuple[Refusal, str]]:
         if not session_ids:
             return {}
         ids = sorted(session_ids)
@@ -206,11 +206,7 @@ class SchedulingStore(Store):
 
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
         born = func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
-        runnable = and_(
-            SessionRow.enabled.is_(True),
-            SessionRow.invalid_reason.is_(None),
-            SessionRow.state == SessionState.ACTIVE,
-        )
+        runnable = standing_sql() == Standing.ACTIVE.value
         aged = [
             _count(
                 and_(
@@ -223,7 +219,7 @@ class SchedulingStore(Store):
         row = await self._read(lambda db: db.execute(select(*aged)).one())
         return [int(value or 0) for value in row]
 
-    async def counts(self, now: datetime) -> dict[str, int]:
+    async def counts(self, now: datetime) -> SessionCounts:
         return await self._read(lambda db: session_counts(db, now))
 
 
@@ -302,53 +298,30 @@ def store_decisions(db: Connection, decisions: Sequence[Decision]) -> None:
     db.execute(statement, parameters)
 
 
-def session_counts(db: Connection, now: datetime) -> dict[str, int]:
-    """Sessions by what the scheduler makes of them, invalid channel rows, runs in flight."""
-    usable = SessionRow.invalid_reason.is_(None)
-    enabled, disabled = SessionRow.enabled.is_(True), SessionRow.enabled.is_(False)
-    active = and_(usable, enabled, SessionRow.state == SessionState.ACTIVE)
-    row = db.execute(
+def session_counts(db: Connection, now: datetime) -> SessionCounts:
+    """The rows by their standing (``standing_sql``), the pool rows heatup cannot use, the
+    runs in flight."""
+    standing = standing_sql().label("standing")
+    cooling = and_(standing_sql() == Standing.ACTIVE.value, SessionRow.cooldown_until > now)
+    rows = db.execute(
         select(
-            func.count(),
-            func.count(SessionRow.next_run_at),
-            func.count(SessionRow.invalid_reason),
-            _count(active),
-            _count(and_(usable, enabled, SessionRow.state == SessionState.NEEDS_ATTENTION)),
-            _count(and_(usable, disabled)),
-            _count(and_(active, SessionRow.cooldown_until > now)),
-        )
-    ).one()
+            standing, func.count(), func.count(SessionRow.next_run_at), _count(cooling)
+        ).group_by(standing)
+    ).all()
+    by_standing = {Standing(row.standing): int(row[1]) for row in rows}
     invalid_channels = db.scalar(select(func.count(ChannelRow.invalid_reason)))
     running = db.scalar(
         select(func.count()).select_from(RunRow).where(RunRow.status == RunStatus.RUNNING)
     )
-    return {
-        "sessions": int(row[0]),
-        "scheduled": int(row[1]),
-        "invalid": int(row[2]),
-        "active": int(row[3] or 0),
-        "needs_attention": int(row[4] or 0),
-        "disabled": int(row[5] or 0),
-        "cooling_down": int(row[6] or 0),
-        "invalid_channels": int(invalid_channels or 0),
-        "running": int(running or 0),
-    }
+    return SessionCounts(
+        sessions=sum(by_standing.values()),
+        scheduled=sum(int(row[2]) for row in rows),
+        cooling_down=sum(int(row[3] or 0) for row in rows),
+        invalid_channels=int(invalid_channels or 0),
+        running=int(running or 0),
+        **{standing.value: count for standing, count in by_standing.items()},
+    )
 
 
 def _count(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
-
-
-def refusals_of(
-    records: dict[int, SessionRecord], session_ids: frozenset[int], now: datetime
-) -> dict[int, tuple[str, str]]:
-    """``session.admit``'s refusals of ``session_ids`` (a missing id: the row was deleted)."""
-    refused = {
-        sid: ("removed", "the session was removed") for sid in session_ids if sid not in records
-    }
-    for record in records.values():
-        try:
-            admit(record, now)
-        except SessionNotRunnable as exc:
-            refused[record.id] = (exc.refusal, str(exc))
-    return refused

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Dialect, String, case, cast, func, literal, type_coerce
@@ -20,13 +19,9 @@ from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 from heatup_daemon.db.models import SessionRow
-from heatup_daemon.session import TIME_FIELDS, SessionRecord, Stamp
+from heatup_daemon.enums import SessionState, Standing
+from heatup_daemon.session import TIME_FIELDS, SessionRecord, Stamp, read_time
 from heatup_daemon.slots import KEY_FIELDS, KEY_SEPARATOR
-
-# Times outside these years are not read as times: PostgreSQL's +-infinity arrive as the
-# first and last representable instants, and arithmetic on them overflows.
-FIRST_YEAR: Final = 1970
-LAST_YEAR: Final = 2999
 
 
 class LenientTime(TypeDecorator[Any]):
@@ -45,20 +40,6 @@ class LenientTime(TypeDecorator[Any]):
         return read_time(value)
 
 
-def read_time(value: Any) -> Stamp:
-    if value is None:
-        return None
-    moment = value
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if not isinstance(moment, datetime) or not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        return str(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _text(column: Any) -> ColumnElement[str]:
     return func.coalesce(cast(column, String), literal(""))
 
@@ -75,6 +56,17 @@ def enabled_value(column: Any = SessionRow.enabled) -> ColumnElement[Any]:
 def boolean_of(value: object) -> object:
     """What ``enabled_value`` read: ``True``, ``False``, or the other value as it was."""
     return {"on": True, "off": False}.get(value, value) if isinstance(value, str) else value
+
+
+def standing_sql() -> ColumnElement[str]:
+    """``session.standing`` in SQL: the same columns, in the same order (a test holds the
+    two to each other on every combination of values)."""
+    return case(
+        (SessionRow.invalid_reason.is_not(None), literal(Standing.INVALID.value)),
+        (SessionRow.enabled.is_not(True), literal(Standing.DISABLED.value)),
+        (SessionRow.state != SessionState.ACTIVE.value, literal(Standing.NEEDS_ATTENTION.value)),
+        else_=literal(Standing.ACTIVE.value),
+    )
 
 
 def admin_key() -> ColumnElement[str]:

@@ -7,7 +7,7 @@ failures, so that a dead LLM does not add its timeout to every run. After
 success closes the breaker, its failure opens it again; every other run meanwhile plans with
 the fallback and never waits for the LLM.
 
-The budget is counted in the database (``stores.TokenLedger``), per UTC day, across every
+The budget is counted in the database (``ports.TokenLedger``), per UTC day, across every
 node and restart. Before a call, as many tokens as the plan can cost at most
 (``LLMPlanner.tokens_at_most``) are reserved, atomically: a call that would not fit is not
 made, however many runs and nodes plan at once. After it, the difference from what it cost
@@ -28,7 +28,7 @@ from heatup_daemon.errors import DatabaseUnavailable, PlannerUnavailable
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
 from heatup_daemon.planner.model import Plan, PlanContext
-from heatup_daemon.stores import TokenLedger
+from heatup_daemon.ports import TokenLedger
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self._open_until: float | None = None
         self._trial = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._open_until is not None
 
     def acquire(self) -> bool:
         """Whether this caller may call the LLM now. After a ``True`` the caller must report

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from heatup_daemon.planner.model import PlanContext
+from heatup_daemon.records import JoinLimits, PastRun, PlanningFacts
 from heatup_daemon.session import Session
-from heatup_daemon.stores import JoinLimits, PastRun, PlanningFacts
 
 
 def plan_context(
@@ -21,10 +21,9 @@ def plan_context(
         joined=facts.joined,
         local_time=now.astimezone(session.timezone),
         recent_runs=tuple(summary(run, session) for run in facts.recent_runs),
-        join_allowance=max(limits.per_day - facts.joins_last_24h, 0),
+        join_allowance=limits.joins_left(facts.joins_last_24h),
         channel_room={
-            channel: limits.per_channel_hour - count
-            for channel, count in facts.channel_joins_last_hour.items()
+            channel: limits.room(count) for channel, count in facts.channel_joins_last_hour.items()
         },
         room_per_channel=limits.per_channel_hour,
     )

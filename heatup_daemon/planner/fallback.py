@@ -23,7 +23,7 @@ from heatup_daemon.planner.model import (
     PlannedAction,
     step,
 )
-from heatup_daemon.stores import PoolChannel
+from heatup_daemon.records import PoolChannel
 
 # Relative weight of each kind for the steps that are not joins.
 _KIND_WEIGHTS: Final = (

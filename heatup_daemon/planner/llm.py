@@ -20,7 +20,7 @@ import openai
 
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import LLMSettings, PlannerSettings
-from heatup_daemon.enums import PlanSource
+from heatup_daemon.enums import LLMOutcome, PlanSource
 from heatup_daemon.errors import PlannerUnavailable
 from heatup_daemon.planner.model import MAX_ACTIONS, MIN_ACTIONS, Plan, PlanContext, PlanOut
 from heatup_daemon.planner.validate import UnusablePlan, Validated, actions_of, validate_actions
@@ -73,9 +73,11 @@ def user_prompt(context: PlanContext) -> str:
 
 
 class LLMObserver(Protocol):
-    """Hears of each LLM call: its outcome (a small fixed set), seconds and tokens."""
+    """Hears of each LLM call: its outcome, seconds and tokens."""
 
-    def llm_request(self, outcome: str, seconds: float, prompt: int, completion: int) -> None: ...
+    def llm_request(
+        self, outcome: LLMOutcome, seconds: float, prompt: int, completion: int
+    ) -> None: ...
 
 
 class LLMPlanner:
@@ -140,7 +142,7 @@ class LLMPlanner:
             raise PlannerUnavailable(
                 f"LLM failed: {_describe(exc)}", outcome, prompt_tokens, completion_tokens
             ) from None
-        self._report("ok", started, prompt_tokens, completion_tokens)
+        self._report(LLMOutcome.OK, started, prompt_tokens, completion_tokens)
         return Plan(
             validated.actions,
             PlanSource.LLM,
@@ -151,7 +153,7 @@ class LLMPlanner:
             joins_dropped=validated.joins_dropped,
         )
 
-    def _report(self, outcome: str, started: float, prompt: int, completion: int) -> None:
+    def _report(self, outcome: LLMOutcome, started: float, prompt: int, completion: int) -> None:
         if self._observer is not None:
             seconds = self._clock.monotonic() - started
             self._observer.llm_request(outcome, seconds, prompt, completion)
@@ -187,23 +189,20 @@ class LLMPlanner:
             raise UnusablePlan(f"the model refused: {str(refusal)[:100]}")
         return validate_actions(actions_of(choice.message.content or ""), context, self._bounds)
 
-    @property
-    def json_mode(self) -> bool:
-        """The server refused JSON-schema output, so JSON mode is used."""
-        return self._response_format is JSON_MODE
 
-
-def _outcome(exc: BaseException) -> str:
-    """A metric label for a failed LLM call, from a small fixed set."""
+def _outcome(exc: BaseException) -> LLMOutcome:
+    """How a failed LLM call ended."""
     if isinstance(exc, UnusablePlan):
-        return "unusable_answer"
+        return LLMOutcome.UNUSABLE_ANSWER
     if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
+        return LLMOutcome.TIMEOUT
     if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
+        return LLMOutcome.RATE_LIMITED
     if isinstance(exc, openai.APIStatusError):
-        return "http_error"
-    return "connection_error" if isinstance(exc, openai.APIConnectionError) else "error"
+        return LLMOutcome.HTTP_ERROR
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMOutcome.CONNECTION_ERROR
+    return LLMOutcome.ERROR
 
 
 def _describe(exc: BaseException) -> str:

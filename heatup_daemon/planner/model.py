@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from heatup_daemon.enums import ActionKind, PlanSource
-from heatup_daemon.stores import PoolChannel, StoredPlan
+from heatup_daemon.enums import ActionKind, JoinRefusal, PlanSource
+from heatup_daemon.records import PoolChannel, StoredPlan
 
 MIN_ACTIONS: Final = 3
 MAX_ACTIONS: Final = 7
@@ -95,7 +95,7 @@ class Plan:
     fallback_reason: str | None = None
     notes: tuple[str, ...] = field(default=())
     # Joins taken out to look after the account, by reason (ramp, channel_pace).
-    joins_dropped: tuple[tuple[str, int], ...] = ()
+    joins_dropped: tuple[tuple[JoinRefusal, int], ...] = ()
 
     def document(self) -> dict[str, Any]:
         """The plan as JSON, as a run row stores it."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from heatup_daemon.config import PlannerSettings
-from heatup_daemon.enums import ActionKind
+from heatup_daemon.enums import ActionKind, JoinRefusal
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.planner.model import (
     MAX_ACTIONS,
@@ -58,7 +58,7 @@ class Validated:
 
     actions: tuple[PlannedAction, ...]
     notes: tuple[str, ...]
-    joins_dropped: tuple[tuple[str, int], ...] = ()
+    joins_dropped: tuple[tuple[JoinRefusal, int], ...] = ()
 
 
 def validate_actions(items: list[Any], context: PlanContext, bounds: PlannerSettings) -> Validated:
@@ -69,7 +69,7 @@ def validate_actions(items: list[Any], context: PlanContext, bounds: PlannerSett
     joined = set(context.joined) & pool
     actions: list[PlannedAction] = []
     notes: list[str] = []
-    dropped: Counter[str] = Counter()
+    dropped: Counter[JoinRefusal] = Counter()
     for index, item in enumerate(items[: MAX_ACTIONS * 3]):
         try:
             action = _action(item, pool, joined, bounds)
@@ -105,19 +105,19 @@ def _may_join(
     action: PlannedAction,
     so_far: list[PlannedAction],
     context: PlanContext,
-    dropped: Counter[str],
+    dropped: Counter[JoinRefusal],
 ) -> None:
     """Raise ``InvalidValue`` (and count why) if the plan may not hold this join."""
     assert action.channel is not None
     joins = [a.channel for a in so_far if a.action is ActionKind.JOIN_CHANNEL]
     if len(joins) >= context.join_allowance:
-        dropped["ramp"] += 1
+        dropped[JoinRefusal.RAMP] += 1
         raise InvalidValue(
             f"join of {handle(action.channel)} beyond the account's allowance of "
             f"{context.join_allowance} joins now (its age's daily limit)"
         )
     if context.room(action.channel) <= 0:
-        dropped["channel_pace"] += 1
+        dropped[JoinRefusal.CHANNEL_PACE] += 1
         raise InvalidValue(f"{handle(action.channel)} has had its joins from the pool this hour")
 
 

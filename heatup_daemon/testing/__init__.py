@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from heatup_daemon.serving import free_port
 from heatup_daemon.testing.fakes import FakeClock, FakeGateway, RecordingObserver
+from heatup_daemon.testing.memory import InMemoryStore
 from heatup_daemon.testing.processes import heatup_server, sandbox_process, wait_until_healthy
-from heatup_daemon.testing.store import InMemoryStore
 
 __all__ = [
     "FakeClock",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from heatup_daemon.events import RunEnd
 from heatup_daemon.gateway import ChannelRef, HistoryRead
 from heatup_daemon.planner.model import Plan
-from heatup_daemon.stores import ActionRecord, Run
+from heatup_daemon.records import ActionRecord, Run
 
 
 class FakeClock:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import httpx2
 from sqlalchemy.engine import make_url
 
 from heatup_daemon.testing import free_port
@@ -60,7 +61,7 @@ def register(env: dict[str, str], gateway_id: int, *extra: str) -> None:
     )  # fmt: skip
 
 
-def sqlite_pool(
+def sqlite_with_sessions(
     database: Path, sessions: int, schedule: str = "10s", jitter_s: int = 2, first_id: int = 1
 ) -> str:
     """A SQLite database migrated by ``heatup db upgrade``, holding sessions ``first_id`` and
@@ -97,6 +98,11 @@ class Daemon:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def url(self) -> str:
+        """Where its API listens."""
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self, *args: str) -> Daemon:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -127,6 +133,14 @@ class Daemon:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 within a second."""
+    try:
+        return httpx2.get(url, timeout=1).status_code == 200
+    except httpx2.HTTPError:
+        return False
 
 
 class NotifySocket:

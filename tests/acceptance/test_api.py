@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,46 +17,25 @@ import pytest
 
 from heatup_daemon.testing import free_port, sandbox_process, wait_until_healthy
 from tests.acceptance.conftest import HEATUP, REPO
-from tests.acceptance.daemons import register, wait_until
+from tests.acceptance.daemons import Daemon, register, wait_until
 from tests.seed import assert_seed_shape
 from tests.tools import tool
 
 TOKEN = "api-token-for-tests"
 
 
-class Daemon:
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=20)
-
-
 def start_daemon(folder: Path, gateway: str, **env: str) -> Daemon:
-    database = folder / "api.db"
-    base = {
-        **os.environ,
-        "HEATUP_DATABASE__URL": f"sqlite:///{database}",
-        "HEATUP_GATEWAY__BASE_URL": gateway,
-        "HEATUP_EXECUTOR__TIME_SCALE": "0",
-        "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.2",
-    }
-    subprocess.run([str(HEATUP), "db", "upgrade"], env=base, check=True, capture_output=True)
+    """A daemon on a new SQLite database that holds sessions 5, 6 and 7, once it is healthy
+    (dispatching as often as the acceptance tests do; ``env`` adds to its environment)."""
+    daemon = Daemon(f"sqlite:///{folder / 'api.db'}", gateway, folder, **env)
+    upgrade = [str(HEATUP), "db", "upgrade"]
+    subprocess.run(upgrade, env=daemon.env, check=True, capture_output=True)
     for gateway_id in (5, 6, 7):
-        register(base, gateway_id)
-    port = free_port()
-    log = folder / "daemon.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(HEATUP), "run"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**base, "HEATUP_API__PORT": str(port), **env},
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(f"{url}/healthz", process)
-    return Daemon(url, process, log)
+        register(daemon.env, gateway_id)
+    daemon.start()
+    assert daemon.process is not None
+    wait_until_healthy(f"{daemon.url}/healthz", daemon.process)
+    return daemon
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +48,7 @@ def gateway() -> Iterator[str]:
 def daemon(tmp_path_factory: pytest.TempPathFactory, gateway: str) -> Iterator[Daemon]:
     running = start_daemon(tmp_path_factory.mktemp("api"), gateway)
     yield running
-    assert running.stop() == 0
+    assert running.stop()[0] == 0
 
 
 @pytest.fixture
@@ -104,7 +82,7 @@ def test_probes_and_runs_log_no_third_party_chatter(api: httpx2.Client, daemon: 
         assert api.get("/readyz").status_code == 200
         assert api.get("/health").status_code == 200
     assert post_until_accepted(api, "/warmup-sync/7").status_code == 200
-    lines = [json.loads(line) for line in daemon.log.read_text().splitlines() if line[:1] == "{"]
+    lines = [json.loads(line) for line in daemon.output().splitlines() if line[:1] == "{"]
     chatter = [line for line in lines if not line["logger"].startswith("heatup_daemon")]
     assert chatter == []  # alembic, APScheduler, uvicorn, HTTP clients: WARNING and up only
     assert any(line["message"].startswith("run ") for line in lines)
@@ -357,8 +335,8 @@ def test_off_loopback_every_route_but_health_and_metrics_needs_the_token(
             assert client.get("/openapi.json", headers=authorized).json()["info"]["title"]
             assert client.post("/warmup/5").status_code == 401
     finally:
-        assert daemon.stop() == 0
-    assert TOKEN not in daemon.log.read_text()
+        assert daemon.stop()[0] == 0
+    assert TOKEN not in daemon.output()
 
 
 def test_off_loopback_without_a_token_refuses_to_start(tmp_path: Path) -> None:
@@ -385,7 +363,7 @@ def test_auto_register_takes_an_unknown_session(tmp_path: Path, gateway: str) ->
             assert registered[42]["schedule"] == "1d" and registered[42]["enabled"] is True
             assert client.post("/warmup/0").status_code == 422  # still only valid ids
     finally:
-        assert daemon.stop() == 0
+        assert daemon.stop()[0] == 0
 
 
 def test_oversized_requests_are_refused_before_any_route(

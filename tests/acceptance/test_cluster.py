@@ -15,12 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import SQL, Daemon, wait_until
+from tests.acceptance.daemons import SQL, Daemon, answers, wait_until
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 from tests.judging import (
     Row,
@@ -91,19 +90,12 @@ def start_node(url: str, gateway: str, folder: Path, node: str) -> Daemon:
 def wait_ready(daemon: Daemon) -> None:
     wait_until(
         lambda: (
-            _answers(f"http://127.0.0.1:{daemon.port}/healthz")
+            answers(f"http://127.0.0.1:{daemon.port}/healthz")
             or (daemon.process is not None and daemon.process.poll() is not None)
         ),
         timeout_s=30,
     )
     assert daemon.process is not None and daemon.process.poll() is None, daemon.output()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx2.get(url, timeout=1).status_code == 200
-    except httpx2.HTTPError:
-        return False
 
 
 @pytest.mark.timeout(300)

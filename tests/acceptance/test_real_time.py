@@ -22,7 +22,7 @@ import pytest
 from heatup_daemon.db.leases import REAPED
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import SQL, Daemon, NotifySocket, sqlite_pool, wait_until
+from tests.acceptance.daemons import SQL, Daemon, NotifySocket, sqlite_with_sessions, wait_until
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 from tests.judging import Row, assert_every_slot_once, assert_no_overlap, load_runs
 from tests.tools import faketime
@@ -106,7 +106,7 @@ def test_the_daemon_keeps_time_across_daylight_saving_changes(tmp_path: Path, ga
     for change in CHANGES:
         folder = tmp_path / change.name
         folder.mkdir()
-        url = sqlite_pool(folder / "heatup.db", 0)
+        url = sqlite_with_sessions(folder / "heatup.db", 0)
         register(url, change)
         clock = fake_clock(change.at - BEFORE)
         daemon = Daemon(url, gateway, folder, **FAKE_TIME_ENV, **clock).start()
@@ -278,7 +278,9 @@ BUCKET_S = 5
 def test_a_restart_catches_up_at_most_twice_as_fast_as_the_pool_runs(
     tmp_path: Path, gateway: str
 ) -> None:
-    url = sqlite_pool(tmp_path / "restart.db", RESTART_SESSIONS, f"{RESTART_PERIOD_S}s", 19)
+    url = sqlite_with_sessions(
+        tmp_path / "restart.db", RESTART_SESSIONS, f"{RESTART_PERIOD_S}s", 19
+    )
     steady_per_s = RESTART_SESSIONS / RESTART_PERIOD_S
     env = {"HEATUP_EXECUTOR__TIME_SCALE": "0", "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1"}
     first = Daemon(url, gateway, tmp_path, **env).start()

@@ -23,7 +23,6 @@ from heatup_daemon.config import (
 )
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
-from heatup_daemon.db.registry import channel_problem
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.session import validate_record
@@ -192,7 +191,7 @@ async def judge(repository: Repository, now: datetime, figures: Figures) -> None
         runs = await repository.history(gateway_id)
         assert len(runs) == 3 and all(r.status == "succeeded" for r in runs), runs
     for channel in await repository.list_channels():
-        assert (channel.invalid_reason is None) == (channel_problem(channel) is None), channel
+        assert (channel.invalid_reason is None) == (channel.problem is None), channel
         if channel.invalid_reason:
             figures.counts["channel rows flagged"] += 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.daemons import Daemon, sqlite_pool
+from tests.acceptance.daemons import Daemon, sqlite_with_sessions
 from tests.faults.conftest import Report
 from tests.judging import (
     assert_every_slot_once,
@@ -45,7 +45,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Re
     kills = 50 if long_faults else 10
     rng = random.Random(20261126)
     database = tmp_path / "crash.db"
-    url = sqlite_pool(database, SESSIONS, "10s", 2)
+    url = sqlite_with_sessions(database, SESSIONS, "10s", 2)
     audit_path = tmp_path / "audit.jsonl"
     killed_at: list[datetime] = []
     with sandbox_process("--audit-log", str(audit_path)) as gateway:

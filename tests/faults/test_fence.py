@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.daemons import Daemon, sqlite_pool, wait_until
+from tests.acceptance.daemons import Daemon, sqlite_with_sessions, wait_until
 from tests.faults.conftest import Report
 from tests.judging import load_audit
 
@@ -33,7 +33,7 @@ def running(database: Path) -> int:
 @pytest.mark.timeout(180)
 def test_runs_ended_by_another_node_make_no_further_call(tmp_path: Path, report: Report) -> None:
     database = tmp_path / "fence.db"
-    url = sqlite_pool(database, SESSIONS, "1d", 0)  # each runs once, at the start
+    url = sqlite_with_sessions(database, SESSIONS, "1d", 0)  # each runs once, at the start
     audit_path = tmp_path / "audit.jsonl"
     with sandbox_process("--audit-log", str(audit_path)) as gateway:
         daemon = Daemon(url, gateway, tmp_path, HEATUP_EXECUTOR__TIME_SCALE="0.5").start()

@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.daemons import Daemon, sqlite_pool
+from tests.acceptance.daemons import Daemon, sqlite_with_sessions
 from tests.faults.conftest import Report
 from tests.judging import (
     assert_every_slot_once,
@@ -72,7 +72,7 @@ def most_attempts_for_one_call(database: Path, audit: list[dict[str, Any]]) -> i
 def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report) -> None:
     duration_s = 300 if long_faults else 40
     database = tmp_path / "chaos.db"
-    url = sqlite_pool(database, SESSIONS, "10s", 3)
+    url = sqlite_with_sessions(database, SESSIONS, "10s", 3)
     audit_path = tmp_path / "audit.jsonl"
     with sandbox_process("--audit-log", str(audit_path), "--faults", FAULTS) as gateway:
         daemon = Daemon(url, gateway, tmp_path, **ENV).start()

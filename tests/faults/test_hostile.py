@@ -19,6 +19,7 @@ import pytest
 
 from heatup_daemon.pool import DEFAULT_POOL
 from heatup_daemon.testing import heatup_server, sandbox_process
+from tests.acceptance import daemons
 from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import Daemon, register, wait_until
 from tests.faults.conftest import Report
@@ -104,7 +105,7 @@ def test_hostile_input(tmp_path: Path, report: Report) -> None:
         ).start()
         base = f"http://127.0.0.1:{daemon.port}"
         try:
-            wait_until(lambda: _answers(f"{base}/healthz"), timeout_s=30)
+            wait_until(lambda: daemons.answers(f"{base}/healthz"), timeout_s=30)
             with sqlite3.connect(database, timeout=10) as db:  # an admin's hostile pool rows
                 db.executemany(
                     "INSERT INTO channels (username, enabled) VALUES (?, 1)",
@@ -193,10 +194,3 @@ def _flagged(database: Path) -> int:
     with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
         row = db.execute("SELECT count(*) FROM channels WHERE invalid_reason IS NOT NULL")
         return int(row.fetchone()[0])
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx2.get(url, timeout=1).status_code == 200
-    except httpx2.HTTPError:
-        return False

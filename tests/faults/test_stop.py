@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_pool, wait_until
+from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_with_sessions, wait_until
 from tests.faults.conftest import Report
 
 RUNS = 200
@@ -39,7 +39,7 @@ def test_stop_with_200_runs_in_flight(
     signals: int, gateway: str, tmp_path: Path, report: Report
 ) -> None:
     database = tmp_path / "stop.db"
-    url = sqlite_pool(database, RUNS + 10, "1d", 0)
+    url = sqlite_with_sessions(database, RUNS + 10, "1d", 0)
     notify = NotifySocket(tmp_path / "notify.sock")
     daemon = Daemon(
         url,
@@ -104,7 +104,7 @@ def test_stop_with_200_runs_in_flight(
 def test_every_signal_sequence_exits_0(gateway: str, tmp_path: Path, report: Report) -> None:
     """A second SIGTERM or SIGINT at any moment of a quick stop: while heatup stops, as it
     has just stopped, as the process exits."""
-    url = sqlite_pool(tmp_path / "signals.db", 5, "1d", 0)
+    url = sqlite_with_sessions(tmp_path / "signals.db", 5, "1d", 0)
     codes = {}
     for first, second, delay_s in itertools.product(
         (signal.SIGTERM, signal.SIGINT), (signal.SIGTERM, signal.SIGINT), (0.0, 0.2, 0.5, 1.0)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import Outcome, RunStatus, Trigger
-from heatup_daemon.stores import JoinLimits, Node, SessionSort
+from heatup_daemon.records import JoinLimits, Node, SessionSort
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
 
@@ -50,9 +50,9 @@ async def test_the_pool_at_a_glance(repository: Repository) -> None:
     )
     overview = await repository.overview(NOW)
     counts = overview.sessions
-    assert (counts["sessions"], counts["active"], counts["cooling_down"]) == (5, 2, 1)
-    assert (counts["disabled"], counts["needs_attention"], counts["invalid"]) == (1, 1, 1)
-    assert counts["running"] == 1
+    assert (counts.sessions, counts.active, counts.cooling_down) == (5, 2, 1)
+    assert (counts.disabled, counts.needs_attention, counts.invalid) == (1, 1, 1)
+    assert counts.running == 1
     assert overview.runs_last_24h == {"failed": 1, "running": 1}  # the 30 h old run is out
     assert overview.next_due_at == due
 

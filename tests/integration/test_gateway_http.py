@@ -3,13 +3,11 @@ and recognised by ``HttpGateway`` over real loopback HTTP."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
 from heatup_daemon.config import GatewaySettings
@@ -29,50 +27,15 @@ from heatup_daemon.errors import (
 from heatup_daemon.gateway import HttpGateway
 from heatup_daemon.sandbox.world import DELETE_REASONS, GONE_ERRORS
 from heatup_daemon.testing import FakeClock, sandbox_process
+from tests.sandboxes import SandboxControl, running_sandbox
 
 TOKEN = "sandbox-bearer-7c1e0f"
 
 
-class Sandbox:
-    def __init__(self, url: str, audit: Path) -> None:
-        self.url = url
-        self.audit_path = audit
-        self._control = httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
-        self._seen = 0
-
-    def close(self) -> None:
-        self._control.close()
-
-    def reset(self, faults: str = "") -> None:
-        self._control.post("/_sandbox/reset").raise_for_status()
-        self.faults(faults)
-        self._seen = len(self._read())
-
-    def faults(self, spec: str) -> None:
-        self._control.put("/_sandbox/faults", json={"faults": spec}).raise_for_status()
-
-    def state(self, uid: int) -> dict[str, Any]:
-        response = self._control.get(f"/_sandbox/sessions/{uid}")
-        response.raise_for_status()
-        return dict(response.json())
-
-    def _read(self) -> list[dict[str, Any]]:
-        lines = self.audit_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines]
-
-    def new_audit(self) -> list[dict[str, Any]]:
-        """Audit records since the last reset."""
-        return self._read()[self._seen :]
-
-
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    audit = tmp_path_factory.mktemp("sandbox") / "audit.jsonl"
-    env = {"HEATUP_GATEWAY__TOKEN": TOKEN}
-    with sandbox_process("--audit-log", str(audit), env=env) as url:
-        control = Sandbox(url, audit)
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxControl]:
+    with running_sandbox(tmp_path_factory, TOKEN) as control:
         yield control
-        control.close()
 
 
 @pytest.fixture
@@ -94,7 +57,7 @@ def settings(url: str, **changes: Any) -> GatewaySettings:
 
 
 @pytest.fixture
-async def gateway(sandbox: Sandbox, clock: FakeClock) -> AsyncIterator[HttpGateway]:
+async def gateway(sandbox: SandboxControl, clock: FakeClock) -> AsyncIterator[HttpGateway]:
     sandbox.reset()
     client = HttpGateway(settings(sandbox.url), clock=clock)
     yield client
@@ -104,7 +67,7 @@ async def gateway(sandbox: Sandbox, clock: FakeClock) -> AsyncIterator[HttpGatew
 # --- success --------------------------------------------------------------------------
 
 
-async def test_success(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_success(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     await gateway.join_channel(5, "@Telegram")
     await gateway.join_channel(5, "nasa")
     assert await gateway.browse_dialogs(5) == 2
@@ -113,7 +76,7 @@ async def test_success(gateway: HttpGateway, sandbox: Sandbox) -> None:
     assert sandbox.state(5)["read_up_to"] == {"telegram": read.max_id}
     assert await gateway.is_member(5, "telegram") is True
     assert await gateway.is_member(5, "durov") is False
-    ops = [(r["op"], r["outcome"], r["session"]) for r in sandbox.new_audit()]
+    ops = [(r["op"], r["outcome"], r["session"]) for r in sandbox.audit()]
     assert ops == [
         ("join_chat", "ok", 5),
         ("join_chat", "ok", 5),
@@ -126,30 +89,32 @@ async def test_success(gateway: HttpGateway, sandbox: Sandbox) -> None:
     ]
 
 
-async def test_joining_a_joined_channel_is_a_join(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_joining_a_joined_channel_is_a_join(
+    gateway: HttpGateway, sandbox: SandboxControl
+) -> None:
     await gateway.join_channel(6, "nasa")
     await gateway.join_channel(6, "nasa")
-    assert [r["outcome"] for r in sandbox.new_audit()] == ["ok", "ok"]
+    assert [r["outcome"] for r in sandbox.audit()] == ["ok", "ok"]
     assert sandbox.state(6)["joined"] == ["nasa"]
 
 
 # --- flood wait -------------------------------------------------------------------------
 
 
-async def test_flood_wait(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_flood_wait(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     channels = ["telegram", "durov", "tginfo", "nasa", "natgeo"]
     for name in channels:  # the default world allows five joins per minute
         await gateway.join_channel(11, name)
     with pytest.raises(FloodWait) as caught:
         await gateway.join_channel(11, "python")
     assert caught.value.seconds == 73
-    audit = sandbox.new_audit()
+    audit = sandbox.audit()
     assert [r["outcome"] for r in audit] == ["ok"] * 5 + ["FLOOD_WAIT"]  # not retried
     assert not any(r["during_flood"] for r in audit)
     # The sandbox notices a call made while the wait runs (heatup must never make one).
     with pytest.raises(FloodWait):
         await gateway.browse_dialogs(11)
-    assert sandbox.new_audit()[-1]["during_flood"] is True
+    assert sandbox.audit()[-1]["during_flood"] is True
 
 
 # --- session gone / frozen ---------------------------------------------------------------
@@ -237,13 +202,13 @@ async def test_too_many_channels(tmp_path: Path) -> None:
     [("5xx=1", "5xx"), ("429=1", "429"), ("nonjson=1", "nonjson"), ("drop=1", "drop")],
 )
 async def test_transient_failures_are_retried_then_reported(
-    gateway: HttpGateway, sandbox: Sandbox, clock: FakeClock, faults: str, outcome: str
+    gateway: HttpGateway, sandbox: SandboxControl, clock: FakeClock, faults: str, outcome: str
 ) -> None:
     sandbox.faults(faults)
     with pytest.raises(GatewayUnavailable) as caught:
         await gateway.browse_dialogs(3)
     assert caught.value.code == "transient"
-    assert [r["outcome"] for r in sandbox.new_audit()] == [outcome] * 4  # retry_attempts
+    assert [r["outcome"] for r in sandbox.audit()] == [outcome] * 4  # retry_attempts
     assert len(clock.sleeps) == 3
     # Capped exponential backoff with full jitter (429 asks for Retry-After: 1).
     for failures, slept in enumerate(clock.sleeps, start=1):
@@ -253,7 +218,7 @@ async def test_transient_failures_are_retried_then_reported(
         )
 
 
-async def test_a_hang_times_out_and_is_retried(sandbox: Sandbox) -> None:
+async def test_a_hang_times_out_and_is_retried(sandbox: SandboxControl) -> None:
     sandbox.reset("hang=1,hang_s=5")
     client = HttpGateway(settings(sandbox.url, read_timeout_s=0.2, retry_attempts=2))
     try:
@@ -261,18 +226,20 @@ async def test_a_hang_times_out_and_is_retried(sandbox: Sandbox) -> None:
             await client.browse_dialogs(3)
     finally:
         await client.aclose()
-    assert [r["outcome"] for r in sandbox.new_audit()] == ["hang", "hang"]
+    assert [r["outcome"] for r in sandbox.audit()] == ["hang", "hang"]
 
 
-async def test_retries_recover_from_some_failures(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_retries_recover_from_some_failures(
+    gateway: HttpGateway, sandbox: SandboxControl
+) -> None:
     sandbox.faults("5xx=0.5,seed=3")
     for _ in range(10):
         await gateway.browse_dialogs(4)
-    outcomes = [r["outcome"] for r in sandbox.new_audit()]
+    outcomes = [r["outcome"] for r in sandbox.audit()]
     assert outcomes.count("ok") == 10 and "5xx" in outcomes
 
 
-async def test_retries_stop_at_the_deadline(sandbox: Sandbox, clock: FakeClock) -> None:
+async def test_retries_stop_at_the_deadline(sandbox: SandboxControl, clock: FakeClock) -> None:
     sandbox.reset("5xx=1")
     client = HttpGateway(
         settings(
@@ -290,14 +257,14 @@ async def test_retries_stop_at_the_deadline(sandbox: Sandbox, clock: FakeClock) 
     finally:
         await client.aclose()
     assert sum(clock.sleeps) < 3.0  # never slept past the deadline
-    attempts = len(sandbox.new_audit())
+    attempts = len(sandbox.audit())
     assert 1 < attempts < 20 and attempts == len(clock.sleeps) + 1
 
 
 # --- our bug: auth, unknown session, rejected ----------------------------------------------
 
 
-async def test_bad_token(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_token(sandbox: SandboxControl, caplog: pytest.LogCaptureFixture) -> None:
     sandbox.reset()
     client = HttpGateway(settings(sandbox.url, token="wrong-token"))
     try:
@@ -307,12 +274,12 @@ async def test_bad_token(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> 
         assert client.auth_failing
     finally:
         await client.aclose()
-    assert [r["outcome"] for r in sandbox.new_audit()] == ["unauthorized"] * 3  # never retried
+    assert [r["outcome"] for r in sandbox.audit()] == ["unauthorized"] * 3  # never retried
     loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(loud) == 1 and "gateway.token" in loud[0].getMessage()  # once, not per session
 
 
-async def test_missing_token(sandbox: Sandbox) -> None:
+async def test_missing_token(sandbox: SandboxControl) -> None:
     client = HttpGateway(settings(sandbox.url, token=None))
     try:
         with pytest.raises(GatewayAuthFailed, match="HTTP 403"):
@@ -321,34 +288,34 @@ async def test_missing_token(sandbox: Sandbox) -> None:
         await client.aclose()
 
 
-async def test_auth_recovers(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_auth_recovers(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     gateway.auth_failing = True
     await gateway.browse_dialogs(1)
     assert not gateway.auth_failing
 
 
-async def test_unknown_session(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_unknown_session(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     with pytest.raises(UnknownSession):
         await gateway.join_channel(5555, "telegram")
-    assert [r["status"] for r in sandbox.new_audit()] == [404]
+    assert [r["status"] for r in sandbox.audit()] == [404]
 
 
-async def test_rejected_request(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_rejected_request(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     # Only a bug in heatup sends a body the gateway rejects; reach the transport directly.
     with pytest.raises(RequestRejected, match="string_pattern_mismatch"):
         await gateway._rpc(5, "join_chat", "join_channel", {"params": {"chat_id": "@a b"}})
-    assert [r["status"] for r in sandbox.new_audit()] == [422]
+    assert [r["status"] for r in sandbox.audit()] == [422]
 
 
 # --- anything else --------------------------------------------------------------------------
 
 
-async def test_unknown_telegram_error(gateway: HttpGateway, sandbox: Sandbox) -> None:
+async def test_unknown_telegram_error(gateway: HttpGateway, sandbox: SandboxControl) -> None:
     sandbox.faults("rpc_error=1")
     with pytest.raises(RpcFailed) as caught:
         await gateway.join_channel(5, "telegram")
     assert caught.value.code == "MSG_ID_INVALID"
-    assert len(sandbox.new_audit()) == 1
+    assert len(sandbox.audit()) == 1
 
 
 # --- validation before any request; secrets ------------------------------------------------
@@ -367,27 +334,27 @@ async def test_unknown_telegram_error(gateway: HttpGateway, sandbox: Sandbox) ->
     ],
 )
 async def test_hostile_usernames_never_reach_the_sandbox(
-    gateway: HttpGateway, sandbox: Sandbox, username: str
+    gateway: HttpGateway, sandbox: SandboxControl, username: str
 ) -> None:
     for call in (gateway.join_channel, gateway.is_member, gateway.read_history):
         with pytest.raises(InvalidValue):
             await call(5, username)
-    assert sandbox.new_audit() == []
+    assert sandbox.audit() == []
 
 
 @pytest.mark.parametrize("uid", [0, -1, True, "5", 2**63, 1.5])
 async def test_bad_session_ids_never_reach_the_sandbox(
-    gateway: HttpGateway, sandbox: Sandbox, uid: Any
+    gateway: HttpGateway, sandbox: SandboxControl, uid: Any
 ) -> None:
     with pytest.raises(InvalidValue):
         await gateway.join_channel(uid, "telegram")
     with pytest.raises(InvalidValue):
         await gateway.browse_dialogs(uid)
-    assert sandbox.new_audit() == []
+    assert sandbox.audit() == []
 
 
 async def test_secrets_never_reach_logs_or_errors(
-    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    sandbox: SandboxControl, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sandbox.reset()

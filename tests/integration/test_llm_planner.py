@@ -18,7 +18,7 @@ from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
 from heatup_daemon.planner.model import Plan, PlanContext
-from heatup_daemon.stores import PoolChannel
+from heatup_daemon.records import PoolChannel
 from heatup_daemon.testing import FakeClock, InMemoryStore, heatup_server
 from tests.plans import assert_valid_plan
 

@@ -15,7 +15,7 @@ from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import RunStatus
+from heatup_daemon.enums import Job, RunStatus
 from heatup_daemon.testing import FakeGateway
 from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 from tests.proxy import CommitCutter
@@ -72,11 +72,11 @@ async def test_a_claim_whose_commit_answer_was_lost_runs_exactly_once(
     world: World, proxied: tuple[CommitCutter, str]
 ) -> None:
     proxy, _ = proxied
-    dispatch = world.scheduler._guarded("dispatch", world.scheduler.dispatch)
+    dispatch = world.scheduler.jobs.guarded(Job.DISPATCH, world.scheduler.dispatch)
     proxy.arm(b"INSERT INTO warmup_runs")
     assert await dispatch() is False  # the claim's answer never came
     assert proxy.cut.is_set()
-    assert len(world.pool) == 0  # so nothing runs yet, though the rows are there:
+    assert len(world.in_flight) == 0  # so nothing runs yet, though the rows are there:
     assert await runs_by_status(world) == [(1, "running"), (2, "running"), (3, "running")]
     assert await dispatch() is True  # the database answers: the node reads back, adopts
     await world.settle()
@@ -97,9 +97,10 @@ async def test_an_api_start_whose_commit_answer_was_lost_answers_with_its_run(
         settings=world.settings,
         registry=world.store,  # type: ignore[arg-type]
         runner=node.runner,
-        pool=node.pool,
+        in_flight=node.in_flight,
         health=healthy,
         exposition=node.metrics.exposition,
+        clock=world.clock,
     )
     transport = httpx2.ASGITransport(app=create_app(state))
     async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as api:

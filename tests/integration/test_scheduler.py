@@ -16,9 +16,9 @@ from heatup_daemon.config import Settings
 from heatup_daemon.db.models import NodeRow, SessionRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus, Trigger
+from heatup_daemon.records import ActionRecord, Decision
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import ActionRecord, Decision
 from heatup_daemon.testing import FakeGateway
 from tests.worlds import START, World, WorldNode, quick_settings
 
@@ -155,7 +155,7 @@ async def test_at_most_max_concurrent_runs_start_in_due_order(world: Integration
                 .values(next_run_at=due, next_nominal_at=due)
             )
     started = await world.scheduler.dispatch()
-    assert started == 2 and len(world.pool) == 2
+    assert started == 2 and len(world.in_flight) == 2
     assert await world.scheduler.dispatch() == 0  # full: the rest wait
     await world.settle()
     assert await world.tick() == 2

@@ -13,59 +13,47 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from heatup_daemon.config import DatabaseSettings
-from heatup_daemon.db import migrate
-from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import NodeRow
-from heatup_daemon.db.repository import Repository
-from heatup_daemon.db.scheduling import store_decisions
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
+from heatup_daemon.ports import NodeStore
+from heatup_daemon.records import ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
-from heatup_daemon.stores import ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.testing import FakeClock, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
-from tests.conftest import BACKENDS
-from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
+from tests.conftest import BACKENDS, empty_database, migrated_repository
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 NODE = Node(1, "node-a")  # the node a run is recorded with (leases: see their tests)
-Store = Any  # InMemoryStore | Repository: the same contract
 
 
 @pytest.fixture(params=["memory", *BACKENDS])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """``memory``, or the URL of an empty database."""
+def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """Nothing for the in-memory store, else the URL of an empty database
+    (``tests/conftest.py``'s)."""
     if request.param == "memory":
-        yield "memory"
-    elif request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
-    else:
-        server = postgres_server_url()
-        assert server is not None
-        url = create_postgres_database(server)
+        yield None
+        return
+    with empty_database(request.param, tmp_path) as url:
         yield url
-        drop_postgres_database(server, url)
 
 
 @pytest.fixture
-async def store(backend: str) -> AsyncIterator[Store]:
-    if backend == "memory":
+async def store(backing: str | None) -> AsyncIterator[NodeStore]:
+    """The in-memory store, or a repository on the empty database (with the leaked-connection
+    check of ``tests/conftest.py``)."""
+    if backing is None:
         yield InMemoryStore(FakeClock(NOW))
         return
-    engine = create_engine(DatabaseSettings(url=backend))
-    try:
-        await migrate.upgrade(engine)
-        repository = Repository(engine)
+    async with migrated_repository(backing) as repository:
         yield repository
-        await repository.close()
-    finally:
-        await engine.dispose()
 
 
-async def add(store: Store, gateway_id: int, schedule: str = "1h", **values: Any) -> SessionRecord:
+async def add(
+    store: NodeStore, gateway_id: int, schedule: str = "1h", **values: Any
+) -> SessionRecord:
     return await store.add_session(session_spec(gateway_id, schedule, **values))
 
 
@@ -73,14 +61,14 @@ def slots() -> Slots:
     return Slots(misfire_grace_s=300, rng=random.Random(1))
 
 
-async def scheduled(store: Store, *gateway_ids: int) -> None:
+async def scheduled(store: NodeStore, *gateway_ids: int) -> None:
     for gateway_id in gateway_ids:
         await add(store, gateway_id)
     while (await store.reconcile(slots(), NOW, 0, 1000)).examined:
         pass
 
 
-async def test_sessions_registry(store: Store) -> None:
+async def test_sessions_registry(store: NodeStore) -> None:
     record = await add(store, 5)
     assert record.gateway_session_id == 5 and record.enabled is True and record.edited
     assert (await store.get_session(5)).id == record.id
@@ -91,7 +79,7 @@ async def test_sessions_registry(store: Store) -> None:
         await store.get_session(6)
 
 
-async def test_channels_registry(store: Store) -> None:
+async def test_channels_registry(store: NodeStore) -> None:
     spec = validate_channel(username="@NASA", title="NASA", category="science", description=None)
     view = await store.add_channel(spec)
     assert (view.username, view.enabled, view.invalid_reason) == ("nasa", True, None)
@@ -101,7 +89,7 @@ async def test_channels_registry(store: Store) -> None:
     assert await store.check_channels() == []
 
 
-async def test_reconcile_decides_each_edited_row_once(store: Store) -> None:
+async def test_reconcile_decides_each_edited_row_once(store: NodeStore) -> None:
     await add(store, 1)
     await add(store, 2)
     first = await store.reconcile(slots(), NOW, 0, 1)
@@ -114,7 +102,7 @@ async def test_reconcile_decides_each_edited_row_once(store: Store) -> None:
     assert record.next_run_at == NOW and not record.edited
 
 
-async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: Store) -> None:
+async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: NodeStore) -> None:
     await scheduled(store, 1, 2)
     claim = await store.claim_due(slots(), NOW, 10, NODE)
     assert sorted(run.session.gateway_session_id for run in claim.runs) == [1, 2]
@@ -131,23 +119,28 @@ async def test_a_claim_moves_the_row_and_writes_its_slot_row_together(store: Sto
     assert await store.next_due_at() == NOW + timedelta(hours=1)
 
 
-async def test_claims_take_the_most_overdue_first_up_to_the_limit(store: Store) -> None:
+class MoveTo(Slots):
+    """A policy that moves each row it claims to the due time given for its gateway id, and
+    writes no slot row: a way to set rows due through the stores' public methods."""
+
+    def __init__(self, dues: dict[int, datetime]) -> None:
+        super().__init__(misfire_grace_s=300, rng=random.Random(1))
+        self.dues = dues
+
+    def claim(self, record: SessionRecord, running: int | None, now: datetime) -> Decision:
+        due = self.dues[int(str(record.gateway_session_id))]
+        return Decision(record, due, due, None, record.applied_key)
+
+
+async def test_claims_take_the_most_overdue_first_up_to_the_limit(store: NodeStore) -> None:
     await scheduled(store, 1, 2, 3)
-    for record in await store.list_sessions():
-        await _set_due(store, record, NOW - timedelta(seconds=record.gateway_session_id * 10))
+    dues = {g: NOW - timedelta(seconds=g * 10) for g in (1, 2, 3)}
+    await store.claim_due(MoveTo(dues), NOW, 10, NODE)
     claim = await store.claim_due(slots(), NOW, 2, NODE)
     assert [d.record.gateway_session_id for d in claim.decisions] == [3, 2]
 
 
-async def _set_due(store: Store, record: SessionRecord, due: datetime) -> None:
-    decision = Decision(record, due, due, None, record.applied_key)
-    if isinstance(store, InMemoryStore):
-        store._store([decision])
-    else:
-        await store._write(lambda db: store_decisions(db, [decision]))
-
-
-async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
+async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: NodeStore) -> None:
     await scheduled(store, 1)
     manual = await store.start_run(1, Trigger.API, NOW, NODE)
     claim = await store.claim_due(slots(), NOW, 10, NODE)
@@ -158,7 +151,7 @@ async def test_a_slot_meeting_a_run_in_flight_is_skipped(store: Store) -> None:
     assert f"run {manual.id}" in (skipped[0].error or "")
 
 
-async def test_two_claimers_at_once_claim_each_slot_once(store: Store) -> None:
+async def test_two_claimers_at_once_claim_each_slot_once(store: NodeStore) -> None:
     await scheduled(store, *range(1, 41))
     claims = await asyncio.gather(
         *(store.claim_due(slots(), NOW, 15, Node(n, f"node-{n}")) for n in range(4))
@@ -169,7 +162,7 @@ async def test_two_claimers_at_once_claim_each_slot_once(store: Store) -> None:
         assert len(await store.history(gateway_id)) == 1
 
 
-async def test_a_claim_that_fails_midway_changes_nothing(store: Store) -> None:
+async def test_a_claim_that_fails_midway_changes_nothing(store: NodeStore) -> None:
     await scheduled(store, 1, 2)
 
     class Died(BaseException):
@@ -194,7 +187,7 @@ async def test_a_claim_that_fails_midway_changes_nothing(store: Store) -> None:
         assert len(claim.runs) == 2
 
 
-async def test_manual_starts_are_refused_with_nothing_written(store: Store) -> None:
+async def test_manual_starts_are_refused_with_nothing_written(store: NodeStore) -> None:
     await scheduled(store, 1, 2)
     with pytest.raises(NotFound):
         await store.start_run(9, Trigger.API, NOW, NODE)
@@ -213,7 +206,9 @@ async def test_manual_starts_are_refused_with_nothing_written(store: Store) -> N
     assert await store.history(2) == []
 
 
-async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(store: Store) -> None:
+async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(
+    store: NodeStore,
+) -> None:
     await scheduled(store, 1)
     node = (await store.register_node("node-a", 60, NOW)).node
     run = await store.start_run(1, Trigger.CLI, NOW, node)
@@ -235,7 +230,7 @@ async def test_a_run_writes_its_story_and_a_reaped_run_keeps_the_reapers_end(sto
     assert view.actions[1].outcome is Outcome.UNKNOWN  # the call it was cleared for
 
 
-async def test_leases_are_renewed_and_released(store: Store) -> None:
+async def test_leases_are_renewed_and_released(store: NodeStore) -> None:
     a = (await store.register_node("node-a", 60, NOW)).node
     b = (await store.register_node("node-b", 60, NOW)).node
     assert a.id != b.id and (a.name, b.name) == ("node-a", "node-b")
@@ -245,7 +240,7 @@ async def test_leases_are_renewed_and_released(store: Store) -> None:
     assert await store.renew_node(b, 60, NOW) is None
 
 
-async def test_the_fence_needs_a_lease_that_outlasts_the_call(store: Store) -> None:
+async def test_the_fence_needs_a_lease_that_outlasts_the_call(store: NodeStore) -> None:
     await scheduled(store, 1)
     node = (await store.register_node("node-a", 60, NOW)).node
     run = await store.start_run(1, Trigger.CLI, NOW, node)
@@ -261,7 +256,7 @@ def in_flight(seq: int) -> ActionRecord:
     )
 
 
-async def expire(store: Store, node: Node) -> None:
+async def expire(store: NodeStore, node: Node) -> None:
     """The node renews no more, and its lease has run out (on the store's clock)."""
     if isinstance(store, InMemoryStore):
         store.leases[node.id] = NOW - timedelta(seconds=1)
@@ -273,7 +268,7 @@ async def expire(store: Store, node: Node) -> None:
         )
 
 
-async def test_the_prompt_tells_of_finished_runs_only(store: Store) -> None:
+async def test_the_prompt_tells_of_finished_runs_only(store: NodeStore) -> None:
     await scheduled(store, 1)
     first = await store.start_run(1, Trigger.CLI, NOW, NODE)
     await store.finish_run(first.id, RunStatus.SUCCEEDED, None, NOW + timedelta(minutes=1))
@@ -282,7 +277,7 @@ async def test_the_prompt_tells_of_finished_runs_only(store: Store) -> None:
     assert [run.status for run in facts.recent_runs] == ["succeeded"]  # not the one planned
 
 
-async def test_refusals_and_counts(store: Store) -> None:
+async def test_refusals_and_counts(store: NodeStore) -> None:
     await scheduled(store, 1, 2)
     two = await store.get_session(2)
     await store.mark_needs_attention(two.id, "session frozen")
@@ -291,15 +286,15 @@ async def test_refusals_and_counts(store: Store) -> None:
     assert refused[two.id][0] == "needs_attention" and "needs attention" in refused[two.id][1]
     assert refused[999][0] == "removed"
     counts = await store.counts(NOW)
-    assert (counts["sessions"], counts["active"], counts["needs_attention"]) == (2, 1, 1)
-    assert counts["cooling_down"] == 0
+    assert (counts.sessions, counts.active, counts.needs_attention) == (2, 1, 1)
+    assert counts.cooling_down == 0
     one = await store.get_session(1)
     await store.set_cooldown(one.id, NOW + timedelta(minutes=5), 300, NOW)
-    assert (await store.counts(NOW))["cooling_down"] == 1
-    assert (await store.counts(NOW + timedelta(minutes=6)))["cooling_down"] == 0
+    assert (await store.counts(NOW)).cooling_down == 1
+    assert (await store.counts(NOW + timedelta(minutes=6))).cooling_down == 0
 
 
-async def test_history_retention_and_the_token_ledger(store: Store) -> None:
+async def test_history_retention_and_the_token_ledger(store: NodeStore) -> None:
     await scheduled(store, 1)
     old = await store.start_run(1, Trigger.CLI, NOW - timedelta(days=40), NODE)
     await store.finish_run(old.id, RunStatus.SUCCEEDED, None, NOW - timedelta(days=40))
@@ -316,7 +311,7 @@ def date_after(day: Any) -> Any:
     return day + timedelta(days=1)
 
 
-async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None:
+async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: NodeStore) -> None:
     for name in ("nasa", "espn", "bbcnews"):
         spec = validate_channel(username=name, title=None, category=None, description=None)
         await store.add_channel(spec)
@@ -353,7 +348,7 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: Store) -> None
     assert hour_on.channel_joins_last_hour == {}
 
 
-async def test_two_nodes_never_both_take_a_channels_last_place(store: Store) -> None:
+async def test_two_nodes_never_both_take_a_channels_last_place(store: NodeStore) -> None:
     spec = validate_channel(username="nasa", title=None, category=None, description=None)
     await store.add_channel(spec)
     await scheduled(store, *range(1, 9))
@@ -366,7 +361,7 @@ async def test_two_nodes_never_both_take_a_channels_last_place(store: Store) -> 
     assert len(granted) == 3  # exactly the pace, however the reservations raced
 
 
-async def test_sessions_aged_counts_from_the_account_or_the_registration(store: Store) -> None:
+async def test_sessions_aged_counts_from_the_account_or_the_registration(store: NodeStore) -> None:
     # Each store stamps created_at with its own clock (a database with the server's): the
     # ages are judged from an hour after that registration, whatever today's date is.
     registered = (await add(store, 3)).created_at  # registered now: day 0
@@ -377,7 +372,7 @@ async def test_sessions_aged_counts_from_the_account_or_the_registration(store: 
     assert await store.sessions_aged(moment, [0, 1, 3, 30]) == [3, 2, 1, 1]
 
 
-async def ledger_of(store: Store) -> tuple[Any, ...]:
+async def ledger_of(store: NodeStore) -> tuple[Any, ...]:
     """Two pool channels, two sessions with a run each."""
     for name in ("nasa", "espn"):
         spec = validate_channel(username=name, title=None, category=None, description=None)
@@ -389,12 +384,12 @@ async def ledger_of(store: Store) -> tuple[Any, ...]:
     return node, one, two
 
 
-async def held(store: Store, run: Any) -> int:
+async def held(store: NodeStore, run: Any) -> int:
     """The session's places that count for its ramp (reserved or joined)."""
     return (await store.planning_facts(run.session, NOW)).joins_last_24h
 
 
-async def test_a_retried_reservation_changes_nothing(store: Store) -> None:
+async def test_a_retried_reservation_changes_nothing(store: NodeStore) -> None:
     _, one, _ = await ledger_of(store)
     limits = JoinLimits(per_day=1, per_channel_hour=1)
     first = await store.reserve_joins(one, ["nasa"], limits, NOW)
@@ -411,7 +406,7 @@ def join_in_flight(channel: str) -> ActionRecord:
     )
 
 
-async def test_a_run_that_ends_gives_back_the_places_it_never_used(store: Store) -> None:
+async def test_a_run_that_ends_gives_back_the_places_it_never_used(store: NodeStore) -> None:
     _, one, two = await ledger_of(store)
     limits = JoinLimits(per_day=5, per_channel_hour=5)
     await store.reserve_joins(one, ["nasa", "espn"], limits, NOW)
@@ -425,7 +420,7 @@ async def test_a_run_that_ends_gives_back_the_places_it_never_used(store: Store)
 
 
 async def test_a_reaped_run_gives_back_its_places_unless_a_join_was_in_flight(
-    store: Store,
+    store: NodeStore,
 ) -> None:
     node, one, two = await ledger_of(store)
     limits = JoinLimits(per_day=5, per_channel_hour=5)
@@ -441,7 +436,7 @@ async def test_a_reaped_run_gives_back_its_places_unless_a_join_was_in_flight(
     assert await held(store, one) == 1
 
 
-async def test_a_removed_sessions_run_still_gives_back_its_places(store: Store) -> None:
+async def test_a_removed_sessions_run_still_gives_back_its_places(store: NodeStore) -> None:
     _, one, two = await ledger_of(store)
     limits = JoinLimits(per_day=5, per_channel_hour=1)
     await store.reserve_joins(one, ["nasa"], limits, NOW)
@@ -452,7 +447,7 @@ async def test_a_removed_sessions_run_still_gives_back_its_places(store: Store) 
     assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": None}
 
 
-async def test_refusals_of_any_number_of_runs_in_flight(store: Store) -> None:
+async def test_refusals_of_any_number_of_runs_in_flight(store: NodeStore) -> None:
     await scheduled(store, 1)
     live = (await store.get_session(1)).id
     # As many as scheduler.max_concurrent_runs allows, past SQLite's 32,766 bound values.
@@ -461,7 +456,7 @@ async def test_refusals_of_any_number_of_runs_in_flight(store: Store) -> None:
     assert len(refused) == 100_000 and live not in refused
 
 
-async def test_token_reservations_never_overshoot_the_budget(store: Store) -> None:
+async def test_token_reservations_never_overshoot_the_budget(store: NodeStore) -> None:
     day = NOW.date()
     fits = await asyncio.gather(*(store.reserve_tokens(day, 100, 550) for _ in range(20)))
     assert sum(fits) == 5 and await store.tokens_spent(day) == 500

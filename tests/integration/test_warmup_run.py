@@ -3,14 +3,11 @@ process, on a real database. The history a run writes must equal what the sandbo
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from sqlalchemy import text
 
@@ -22,12 +19,12 @@ from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.parts import build_parts, node_lease
 from heatup_daemon.planner.model import Plan, PlanContext, PlannedAction, step
+from heatup_daemon.records import RunView
 from heatup_daemon.runner import Runner, RunResult
 from heatup_daemon.session import SessionRecord, validate_record
-from heatup_daemon.stores import RunView
-from heatup_daemon.testing import sandbox_process
 from heatup_daemon.validation import validate_channel
 from tests.builders import session_spec
+from tests.sandboxes import SandboxControl, running_sandbox
 
 # Per gateway operation, what one action asks of the sandbox, in order.
 CALLS = {
@@ -39,37 +36,13 @@ CALLS = {
 TRANSIENT = {"5xx", "429", "hang", "drop", "nonjson"}
 
 
-class Sandbox:
-    def __init__(self, url: str, audit: Path) -> None:
-        self.url, self.audit_path = url, audit
-        self._http = httpx2.Client(base_url=url)
-        self._seen = 0
-
-    def reset(self, faults: str = "") -> None:
-        self._http.post("/_sandbox/reset").raise_for_status()
-        self._http.put("/_sandbox/faults", json={"faults": faults}).raise_for_status()
-        self._seen = len(self._all())
-
-    def _all(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
-
-    def audit(self) -> list[dict[str, Any]]:
-        return self._all()[self._seen :]
-
-    def close(self) -> None:
-        self._http.close()
-
-
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    audit = tmp_path_factory.mktemp("sandbox") / "audit.jsonl"
-    with sandbox_process("--audit-log", str(audit)) as url:
-        control = Sandbox(url, audit)
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxControl]:
+    with running_sandbox(tmp_path_factory) as control:
         yield control
-        control.close()
 
 
-def settings_for(sandbox: Sandbox, database_url: str) -> Settings:
+def settings_for(sandbox: SandboxControl, database_url: str) -> Settings:
     return Settings(
         node_name="test-node",
         database={"url": database_url},  # the repository's: its clock is the node's
@@ -120,7 +93,7 @@ class Built:
 
 @pytest.fixture
 async def parts(
-    repository: Repository, sandbox: Sandbox, database_url: str
+    repository: Repository, sandbox: SandboxControl, database_url: str
 ) -> AsyncIterator[Built]:
     sandbox.reset()
     settings = settings_for(sandbox, database_url)
@@ -198,7 +171,7 @@ def assert_history_matches_audit(runs: list[RunView], audit: list[dict[str, Any]
 
 
 async def test_history_equals_the_audit_log(
-    repository: Repository, parts: Built, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: SandboxControl
 ) -> None:
     sessions = [await register(repository, uid) for uid in (21, 22, 23)]
     for _ in range(3):
@@ -216,7 +189,7 @@ async def test_history_equals_the_audit_log(
 
 
 async def test_history_equals_the_audit_log_under_transient_faults(
-    repository: Repository, parts: Built, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: SandboxControl
 ) -> None:
     sandbox.reset("5xx=0.25,nonjson=0.05,seed=5")
     await register(repository, 31)
@@ -262,7 +235,7 @@ async def test_a_new_account_joins_one_channel_a_day(repository: Repository, par
 
 
 async def test_flood_wait_cools_the_session_down(
-    repository: Repository, parts: Built, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: SandboxControl
 ) -> None:
     await register(repository, 51)
     joins = [
@@ -336,7 +309,7 @@ async def test_channel_problems_continue_and_flag_the_channel(
 
 
 async def test_runs_refused_before_anything_is_written(
-    repository: Repository, parts: Built, sandbox: Sandbox
+    repository: Repository, parts: Built, sandbox: SandboxControl
 ) -> None:
     session = await register(repository, 71)
     await repository.set_session_enabled(71, False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.config import ExecutorSettings, SchedulerSettings
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import (
     ChannelUnavailable,
@@ -25,7 +25,7 @@ from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.gateway import HistoryRead
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.planner.model import Plan, PlannedAction, step
-from heatup_daemon.stores import ActionRecord, Run
+from heatup_daemon.records import ActionRecord, Run
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore, RecordingObserver
 from heatup_daemon.validation import validate_channel
 from tests.builders import session_spec
@@ -76,9 +76,8 @@ class Harness:
         self.store = SpyStore(self.clock)
         self.observer = RecordingObserver()
         self.settings = settings
-        self.lease = NodeLease(
-            self.store, "n1", lease_s=LEASE_S, renew_every_s=15, clock=self.clock
-        )
+        timing = SchedulerSettings(stale_run_seconds=LEASE_S, heartbeat_seconds=15)
+        self.lease = NodeLease(self.store, "n1", timing, clock=self.clock)
         self.run_id = 0
 
     def executor(self) -> Executor:

@@ -21,7 +21,7 @@ from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import system_prompt, user_prompt
 from heatup_daemon.planner.model import PlanContext, PlannedAction
 from heatup_daemon.planner.validate import UnusablePlan, actions_of, clamp, validate_actions
-from heatup_daemon.stores import PoolChannel
+from heatup_daemon.records import PoolChannel
 from heatup_daemon.testing import FakeClock
 from tests.plans import assert_valid_plan
 
@@ -237,9 +237,9 @@ def test_circuit_breaker_lets_exactly_one_trial_through_when_half_open() -> None
     for _ in range(2):
         assert breaker.acquire()
         breaker.failure()
-    assert breaker.acquire() and not breaker.is_open
+    assert breaker.acquire()  # closed: two failures are under the threshold
     breaker.failure()
-    assert breaker.is_open and not breaker.acquire()
+    assert not breaker.acquire()  # the third opened it
     clock.advance(59)
     assert not breaker.acquire()
     clock.advance(2)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from heatup_daemon.ramp import Ramp, stage_counts
+from heatup_daemon.records import JoinLimits
 
 
 @pytest.mark.parametrize(
@@ -30,8 +31,9 @@ def test_the_default_ramp(age_days: int, per_day: int, label: str) -> None:
 
 
 def test_allowance_counts_what_the_last_24_hours_took() -> None:
-    ramp = Ramp()
-    assert [ramp.allowance(8, taken) for taken in range(7)] == [5, 4, 3, 2, 1, 0, 0]
+    limits = JoinLimits(per_day=Ramp().joins_per_day(8), per_channel_hour=3)
+    assert [limits.joins_left(taken) for taken in range(7)] == [5, 4, 3, 2, 1, 0, 0]
+    assert [limits.room(taken) for taken in range(5)] == [3, 2, 1, 0, -1]
 
 
 def test_stage_counts_from_cumulative_ages() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from heatup_daemon.enums import RunStatus, Trigger
+from heatup_daemon.enums import Job, RunStatus, Trigger
 from heatup_daemon.errors import Stopping
 from heatup_daemon.fatal import FATAL_AFTER_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
@@ -133,7 +133,7 @@ async def test_at_most_max_concurrent_runs_in_due_order() -> None:
         row["next_run_at"] = row["next_nominal_at"] = START - timedelta(seconds=3 - offset)
     assert await w.scheduler.dispatch() == 2
     assert await w.scheduler.dispatch() == 0  # full: the third waits
-    await w.pool.wait_all()
+    await w.in_flight.wait_all()
     assert await w.tick() == 1
     first = sorted(w.store.runs.values(), key=lambda r: r.id)[:2]
     assert {r.gateway_session_id for r in first} == {1, 2}
@@ -162,7 +162,7 @@ async def test_a_run_whose_row_becomes_invalid_is_cancelled() -> None:
     await gateway.entered.wait()  # the run is in its first gateway call
     w.store.sessions[session_id]["timezone"] = "Mars/Olympus"  # an admin's bad edit
     await w.scheduler.reconcile()
-    await w.pool.wait_all()
+    await w.in_flight.wait_all()
     [run] = w.store.runs.values()
     assert run.status is RunStatus.INTERRUPTED
     assert "Mars/Olympus" in (w.store.sessions[session_id]["invalid_reason"] or "")
@@ -199,7 +199,7 @@ async def test_a_database_outage_pauses_the_jobs_and_is_never_fatal(
     w = await world()
     await w.add_session(1)
     await w.scheduler.prepare()
-    dispatch = w.scheduler._guarded("dispatch", w.scheduler.dispatch)
+    dispatch = w.scheduler.jobs.guarded(Job.DISPATCH, w.scheduler.dispatch)
     w.store.unavailable = True
     with caplog.at_level(logging.ERROR):
         for _ in range(int(FATAL_AFTER_S) * 3):
@@ -207,11 +207,11 @@ async def test_a_database_outage_pauses_the_jobs_and_is_never_fatal(
             w.clock.advance(1)
     assert w.fatal == []
     assert sum("not available" in r.message for r in caplog.records) == 1  # logged once
-    assert w.scheduler.database_error is not None
+    assert w.scheduler.jobs.database_error is not None
     w.store.unavailable = False
     assert await dispatch() is True
-    assert w.scheduler.database_error is None
-    await w.pool.wait_all()
+    assert w.scheduler.jobs.database_error is None
+    await w.in_flight.wait_all()
     assert [r[0] for r in w.rows(1)] == ["succeeded"]  # 180 s late: within the 300 s grace
 
 
@@ -221,7 +221,7 @@ async def test_a_job_failing_for_a_minute_for_another_reason_is_fatal() -> None:
     async def broken() -> None:
         raise RuntimeError("a bug")
 
-    job = w.scheduler._guarded("reconcile", broken)
+    job = w.scheduler.jobs.guarded(Job.RECONCILE, broken)
     while not w.fatal:
         await job()
         w.clock.advance(1)
@@ -240,7 +240,7 @@ async def test_the_reaper_ends_the_runs_of_a_dead_node_but_waits_after_an_outage
     dead = await w.store.start_run(2, Trigger.API, START, dying.lease.node)
     w.clock.advance(61)
     await live.lease.renew()  # the live node renews its lease; the dead one cannot
-    reap = live.scheduler._guarded("reap", live.scheduler.reap)
+    reap = live.scheduler.jobs.guarded(Job.REAP, live.scheduler.reap)
     w.store.unavailable = True
     await reap()
     w.store.unavailable = False
@@ -266,7 +266,7 @@ async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
     w.store.sessions[session_id]["cooldown_until"] = START + timedelta(minutes=5)
     await w.scheduler.reconcile()
     gateway.release.set()
-    await w.pool.wait_all()
+    await w.in_flight.wait_all()
     [run] = w.store.runs.values()
     assert run.status is RunStatus.SUCCEEDED
 
@@ -345,7 +345,7 @@ async def test_dispatch_resuming_after_an_outage_spreads_the_overdue_slots() -> 
     await w.scheduler.prepare()
     for row in w.store.sessions.values():
         row["next_run_at"] = row["next_nominal_at"] = START + timedelta(minutes=30)
-    dispatch = w.scheduler._guarded("dispatch", w.scheduler.dispatch)
+    dispatch = w.scheduler.jobs.guarded(Job.DISPATCH, w.scheduler.dispatch)
     assert await dispatch()  # dispatching as usual: nothing is due
     w.store.unavailable = True
     assert await dispatch() is False  # the database goes away, for a minute ...
@@ -354,7 +354,7 @@ async def test_dispatch_resuming_after_an_outage_spreads_the_overdue_slots() -> 
     counts = []
     for _ in range(40):  # it answers again: dispatch resumes, pass after pass
         assert await dispatch()
-        await w.pool.wait_all()
+        await w.in_flight.wait_all()
         counts.append(len([r for r in w.store.runs.values()]) - sum(counts))
         w.clock.advance(1)
     assert max(counts) <= 3 and sum(counts[:31]) == 60
@@ -389,13 +389,13 @@ async def test_a_start_that_races_a_stop_is_awaited_not_lost(
     monkeypatch.setattr(w.store, "start_run", slow_start)
 
     async def api_start() -> asyncio.Task[Any]:  # as the API's /warmup starts a run
-        async with w.pool.starting():
+        async with w.in_flight.starting():
             run = await w.nodes[0].runner.start(1, Trigger.API)
-            return w.pool.launch(run)
+            return w.in_flight.launch(run)
 
     starting = asyncio.create_task(api_start())
     await writing.wait()
-    stopping = asyncio.create_task(w.pool.stop(5))
+    stopping = asyncio.create_task(w.in_flight.stop(5))
     for _ in range(20):
         await asyncio.sleep(0)
     assert not stopping.done()  # the stop waits for the start in progress ...
@@ -406,5 +406,5 @@ async def test_a_start_that_races_a_stop_is_awaited_not_lost(
     [run] = w.store.runs.values()
     assert run.status is RunStatus.INTERRUPTED
     with pytest.raises(Stopping):  # once stopping, no start begins
-        async with w.pool.starting():
+        async with w.in_flight.starting():
             pass

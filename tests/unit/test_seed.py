@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from heatup_daemon.api import seed
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.planner.model import Plan, step
-from heatup_daemon.stores import ActionRecord, RunView
+from heatup_daemon.records import ActionRecord, RunView
 from tests.seed import assert_seed_shape
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -38,7 +38,7 @@ def wrapped(error: BaseException, kind: type[exc.DBAPIError] = exc.DBAPIError) -
     ],
 )
 def test_unavailable(error: BaseException) -> None:
-    from heatup_daemon.db.store import is_transient
+    from heatup_daemon.db.base import is_transient
 
     assert is_transient(error)
 
@@ -56,7 +56,7 @@ def test_unavailable(error: BaseException) -> None:
     ],
 )
 def test_a_failing_statement_is_not_unavailability(error: BaseException) -> None:
-    from heatup_daemon.db.store import is_transient
+    from heatup_daemon.db.base import is_transient
 
     assert not is_transient(error)
 
@@ -85,7 +85,7 @@ def sqlite_error(tmp_path: Path, statement: str, *, hold_lock: bool = False) -> 
 def test_sqlite_busy_is_unavailability_other_operational_errors_are_defects(
     tmp_path: Path,
 ) -> None:
-    from heatup_daemon.db.store import is_transient
+    from heatup_daemon.db.base import is_transient
 
     busy = sqlite_error(tmp_path, "INSERT INTO t VALUES (1)", hold_lock=True)
     assert isinstance(busy, exc.OperationalError) and is_transient(busy)

@@ -36,7 +36,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Interval, func, literal, text, type_coerce
+from sqlalchemy import Interval, Select, func, literal, text, type_coerce
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -45,6 +45,8 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
+from heatup_daemon.db import dialect
+from heatup_daemon.db.dialect import Ts
 from heatup_daemon.db.engine import WRITE, sqlite_twin
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.db.models import UTCDateTime
@@ -131,7 +133,7 @@ def _uncancellable(
     operation: Callable[..., Awaitable[Any]],
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(operation)
-    async def run(self: Store, *args: Any, **kwargs: Any) -> Any:
+    async def run(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
         task = asyncio.ensure_future(operation(self, *args, **kwargs))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -140,7 +142,7 @@ def _uncancellable(
     return run
 
 
-class Store:
+class SqlStore:
     """Database operations over one engine. Construct once per process."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -163,10 +165,9 @@ class Store:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="heatup-sqlite-write")
             self._readers = ThreadPoolExecutor(SQLITE_READERS, "heatup-sqlite-read")
 
-    @property
-    def locks_rows(self) -> bool:
-        """PostgreSQL: claims lock rows (``FOR UPDATE SKIP LOCKED``); SQLite has one writer."""
-        return self.dialect == "postgresql"
+    def locked(self, query: Select[*Ts], of: Any, *, skip_taken: bool = False) -> Select[*Ts]:
+        """``query`` locking the rows of ``of`` it reads (``dialect.locked``)."""
+        return dialect.locked(self.dialect, query, of, skip_taken=skip_taken)
 
     def shared_now(self, now: datetime, plus_s: float = 0.0) -> ColumnElement[datetime]:
         """The moment a decision that nodes share (a lease, a reap, a fence) is made at, plus
@@ -229,9 +230,7 @@ class Store:
 
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that knows ``ON CONFLICT`` on this database."""
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return dialect.insert(self.dialect, table)
 
     @staticmethod
     def _insert_rows(

@@ -1,0 +1,269 @@
+"""What heatup's parts ask of the database: narrow ports, one for each part.
+
+- ``SchedulingStore``: the scheduler's (reconcile, claim, reap, housekeeping);
+- ``RunRecorder``: the runner's and the executor's (a run's rows, the join ledger, the
+  session state runs change);
+- ``Registry``: the API's and the CLI's (the registry and the history);
+- ``ConsoleReader``: the web console's (the registry and the history, the pool at a glance);
+- ``TokenLedger``: the LLM planner's daily token budget, shared by every node;
+- ``LeaseStore``: each process's lease, which keeps its runs alive.
+
+``db.Repository`` implements all of them on SQLite and PostgreSQL; ``testing.InMemoryStore``
+implements all but ``ConsoleReader`` in memory for unit tests, and one contract suite
+(``tests/integration/test_store_contract.py``) holds both to the same behaviour.
+The records they pass are in ``records``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Protocol
+
+from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, Trigger
+from heatup_daemon.records import (
+    ActionRecord,
+    ChannelLine,
+    ChannelView,
+    Claim,
+    Decision,
+    JoinLimits,
+    LeaseReading,
+    Node,
+    Overview,
+    PlanningFacts,
+    Reconciled,
+    Run,
+    RunInFlight,
+    RunView,
+    SessionCounts,
+    SessionPage,
+    SessionSort,
+    StoredPlan,
+    WarmthFacts,
+)
+from heatup_daemon.session import Session, SessionRecord
+from heatup_daemon.validation import ChannelSpec, SessionSpec
+
+
+class SlotPolicy(Protocol):
+    """The scheduler's decisions, pure and without I/O; stores call them on rows they hold
+    locked, inside the transaction that writes the outcome."""
+
+    def reconcile(self, record: SessionRecord, now: datetime) -> Decision:
+        """The next slot of a row an admin inserted or edited (or one flagged before)."""
+
+    def claim(self, record: SessionRecord, running_run_id: int | None, now: datetime) -> Decision:
+        """What becomes of a due row's slot: a run, or a skipped row with its reason; and the
+        row's next slot. ``running_run_id``: a run of the session already in flight."""
+
+
+# --- ports -------------------------------------------------------------------------------
+
+
+class SchedulingStore(Protocol):
+    async def reconcile(
+        self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
+    ) -> Reconciled:
+        """Decide, with ``policy.reconcile``, the rows with ids above ``after_id`` that an
+        admin inserted or edited since heatup applied them, or that are flagged for a bad
+        value in heatup's own columns (at most ``limit``, in id order), and store each
+        decision. Rows another node is deciding meanwhile are passed over; a decision is
+        stored only if the row's key is still the one it was decided on."""
+
+    async def claim_due(
+        self,
+        policy: SlotPolicy,
+        now: datetime,
+        limit: int,
+        node: Node,
+        due_by: datetime | None = None,
+    ) -> Claim:
+        """In one transaction: lock up to ``limit`` rows whose ``next_run_at`` has come (by
+        ``due_by``, default ``now``), most overdue first, passing over rows another claimer
+        holds; decide each with ``policy.claim`` at ``now``; move each row to its next slot
+        and insert its slot rows
+        (``ON CONFLICT DO NOTHING`` on the slot key). A process that dies before the commit
+        has changed nothing; after it, every slot has its row. Returns the runs whose
+        ``running`` row was inserted."""
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of any row (the dispatcher sleeps until then)."""
+
+    async def refusals(
+        self, session_ids: frozenset[int], now: datetime
+    ) -> dict[int, tuple[Refusal, str]]:
+        """Which of these sessions may not run now (``session.admit``): the refusal's rule
+        (``removed`` for a deleted row) and its message."""
+
+    async def check_channels(self) -> list[tuple[str, str | None]]:
+        """Validate every pool row; store and return each verdict that changed."""
+
+    async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
+        """End ``interrupted`` the running runs whose node's lease ran out (their process
+        died or lost the database), give back the join places they held, and drop those
+        nodes' rows; runs written before leases existed go when their heartbeat is older
+        than ``stale_s``. Decided on the database's clock (``now`` on SQLite)."""
+
+    async def delete_history(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` finished runs (with their actions) started before
+        ``before``, oldest first; return how many runs went."""
+
+    async def counts(self, now: datetime) -> SessionCounts:
+        """Counts for the status line and the gauges (a row's standing as
+        ``session.standing`` decides it)."""
+
+    async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
+        """For each of ``days``: how many enabled, usable, active sessions are at least that
+        many days old (``account_created_at``, else their registration)."""
+
+
+class RunRecorder(Protocol):
+    async def start_run(
+        self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node
+    ) -> Run:
+        """Insert a ``running`` run for an API or CLI start, with the session's row locked:
+        ``NotFound`` if it is not registered, ``SessionNotRunnable`` if ``session.admit``
+        refuses it, ``AlreadyRunning`` if it has a run in flight. Nothing is written then."""
+
+    async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
+        """The node's ``running`` runs, with their sessions' rows (a removed session's run
+        is not among them: it cannot run)."""
+
+    async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
+        """The usable pool, the session's joined channels and finished recent runs."""
+
+    async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None: ...
+
+    async def record_action(self, run_id: int, record: ActionRecord) -> None:
+        """Write one action's row, or overwrite it: the row of an action in flight is written
+        ``unknown`` before its gateway call, then its end. Keyed on (run, seq), so a retried
+        write is stored once."""
+
+    async def start_call(
+        self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
+    ) -> Clearance:
+        """The fence before a gateway call. In one statement's condition: the run is still
+        ``running`` and its node's lease lasts at least ``budget_s`` more (the longest the
+        call may take), on the database's clock; only then is the action's in-flight row
+        (``record``, as ``record_action`` writes it) written and the run's heartbeat set,
+        and the answer is ``cleared``. Otherwise nothing is written: ``reaped`` or
+        ``lease_short``. So a run whose lease another node's reaper may take makes no call,
+        and no call outlives its run's lease."""
+
+    async def finish_run(
+        self, run_id: int, status: RunStatus, error: str | None, at: datetime
+    ) -> RunStatus:
+        """End a ``running`` run; a run the reaper ended meanwhile keeps the reaper's end.
+        Returns the status the run has now."""
+
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        """A flood wait of ``wait_s`` seconds at ``at``: no run before ``until``."""
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None: ...
+
+    async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
+        """Flag the channel once it failed with ``code`` for several sessions within a day;
+        the flag's reason if this call flagged it."""
+
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, JoinRefusal | None]:
+        """Reserve, in the join ledger, the joins of ``channels`` (in order) that ``limits``
+        leave room for. Returns each channel's verdict: ``None`` granted, else why not
+        (``JoinRefusal``). Atomic
+        across nodes: the count and the reservation are one transaction with the channels'
+        rows locked, so two nodes never both take a channel's last place."""
+
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        """A join action's end, in one transaction: its row (as ``record_action`` writes
+        it); its place in the join ledger, kept if the join happened or may have (``ok``,
+        ``unknown``) and given back if it did not; and, when it happened, the channel among
+        the session's joined channels."""
+
+
+class Registry(Protocol):
+    """The sessions and the channel pool, as the API, the CLI and tests change them."""
+
+    async def list_sessions(self) -> list[SessionRecord]: ...
+
+    async def get_session(self, gateway_session_id: int) -> SessionRecord:
+        """``NotFound`` unless registered."""
+
+    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
+        """``AlreadyExists`` if the gateway id is registered."""
+
+    async def remove_session(self, gateway_session_id: int) -> None:
+        """Delete the row (``NotFound`` unless registered); its runs and join places stay,
+        without it."""
+
+    async def add_channel(self, spec: ChannelSpec) -> ChannelView: ...
+
+    async def list_channels(self) -> list[ChannelView]: ...
+
+    async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]: ...
+
+    async def get_run(self, run_id: int) -> RunView:
+        """``NotFound`` unless it exists."""
+
+    async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts: ...
+
+
+class ConsoleReader(Registry, Protocol):
+    """What the web console reads, beside the registry and the history."""
+
+    async def overview(self, now: datetime) -> Overview: ...
+
+    async def session_page(
+        self, sort: SessionSort, descending: bool, offset: int, limit: int
+    ) -> SessionPage:
+        """``limit`` sessions from ``offset`` in the order asked, and how many there are."""
+
+    async def channel_lines(self, now: datetime) -> list[ChannelLine]: ...
+
+
+class LeaseStore(Protocol):
+    """The nodes' leases, on the database's clock (the node's own ``now`` on SQLite, where
+    every process shares one host)."""
+
+    async def register_node(self, name: str, lease_s: float, now: datetime) -> LeaseReading:
+        """A new lease row for a process starting, valid ``lease_s``."""
+
+    async def renew_node(self, node: Node, lease_s: float, now: datetime) -> LeaseReading | None:
+        """Extend the node's lease to ``lease_s`` from now; ``None`` if its row is gone (a
+        reaper took its runs: it must register again)."""
+
+    async def release_node(self, node: Node) -> None:
+        """Drop the node's lease (at a clean stop, once its runs have ended)."""
+
+
+class TokenLedger(Protocol):
+    """LLM tokens spent per UTC day by every node together."""
+
+    async def tokens_spent(self, day: date) -> int: ...
+
+    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+        """Count ``tokens`` against the day if the day's total stays within ``budget``,
+        atomically across nodes; whether it did."""
+
+    async def spend_tokens(self, day: date, tokens: int) -> None:
+        """Count ``tokens`` against the day (fewer than zero: give a reservation back)."""
+
+
+class NodeStore(SchedulingStore, RunRecorder, Registry, TokenLedger, LeaseStore, Protocol):
+    """Everything one node asks of its database: ``db.Repository`` and
+    ``testing.InMemoryStore`` are both one."""
+
+
+__all__ = [
+    "ConsoleReader",
+    "LeaseStore",
+    "NodeStore",
+    "Registry",
+    "RunRecorder",
+    "SchedulingStore",
+    "SlotPolicy",
+    "TokenLedger",
+]

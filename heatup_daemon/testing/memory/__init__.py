@@ -1,0 +1,33 @@
+"""``InMemoryStore``: the ports of ``heatup_daemon.ports`` over plain dictionaries.
+
+For unit tests of the scheduler, the runner and the API without a database. It keeps the
+same contract as ``db.Repository`` (``tests/integration/test_store_contract.py`` runs one
+suite against both), and its modules are laid out as the repository's are: the registry,
+scheduling, runs, the join ledger and the leases, over the tables of ``tables.py``. It holds
+no rules of its own: what a decision is (admission, standing, the ramp, a channel's flag, a
+settled place) comes from the same pure functions the repository calls.
+
+Every operation completes without yielding to the event loop, so each is atomic the way a
+database transaction is. ``unavailable = True`` makes every operation raise
+``DatabaseUnavailable``, as in an outage. Rows may be written with any values
+(``sessions[id][column] = ...``), as an admin's hand edit would. Rows are stamped with the
+given ``clock``, as a database stamps them with its own.
+"""
+
+from __future__ import annotations
+
+from heatup_daemon.ports import NodeStore
+from heatup_daemon.testing.memory.leases import MemoryLeases
+from heatup_daemon.testing.memory.ledger import MemoryLedger
+from heatup_daemon.testing.memory.registry import MemoryRegistry
+from heatup_daemon.testing.memory.runs import MemoryRuns
+from heatup_daemon.testing.memory.scheduling import MemoryScheduling
+
+
+class InMemoryStore(
+    MemoryRegistry, MemoryScheduling, MemoryRuns, MemoryLedger, MemoryLeases, NodeStore
+):
+    """Every port but ``ConsoleReader``, declared so that mypy holds it to them."""
+
+
+__all__ = ["InMemoryStore"]

@@ -1,0 +1,64 @@
+"""The join ledger: reservations and their ends (``db/ledger.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from heatup_daemon.enums import JoinRefusal, JoinStatus, Outcome
+from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW, join_verdict
+from heatup_daemon.records import ActionRecord, JoinLimits, Run
+from heatup_daemon.testing.memory.tables import MemoryTables
+
+
+class MemoryLedger(MemoryTables):
+    """The join ledger: reservations and their ends (``db/ledger.py``)."""
+
+    async def reserve_joins(
+        self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
+    ) -> dict[str, JoinRefusal | None]:
+        self._check()
+        # This run's own places are left out of the counts and kept as they are (a retry).
+        held = {(join["channel_id"]) for join in self.ledger if join["run_id"] == run.id}
+        taken = self._held(now - RAMP_WINDOW, other_than=run.id, session_id=run.session.id)
+        left = limits.joins_left(taken)
+        room: dict[int, int] = {}
+        verdicts: dict[str, JoinRefusal | None] = {}
+        for channel in channels:
+            channel_id = self._channel_id(channel)
+            if channel_id is not None and channel_id not in room:
+                room[channel_id] = limits.room(
+                    self._held(now - PACE_WINDOW, other_than=run.id, channel_id=channel_id)
+                )
+            verdicts[channel] = join_verdict(channel_id, left, room, limits)
+            if verdicts[channel] is None:
+                assert channel_id is not None
+                room[channel_id] -= 1
+                left -= 1
+                if channel_id in held:
+                    continue
+                self.ledger.append(
+                    {
+                        "channel_id": channel_id,
+                        "session_id": run.session.id,
+                        "run_id": run.id,
+                        "reserved_at": now,
+                        "status": JoinStatus.RESERVED,
+                    }
+                )
+        return verdicts
+
+    async def record_join(self, run: Run, record: ActionRecord) -> None:
+        self._check()
+        self._write_action(run.id, record)
+        assert record.channel is not None
+        channel_id = self._channel_id(record.channel)
+        if channel_id is None:
+            return
+        kept = record.outcome.may_have_happened
+        for join in self.ledger:
+            if join["run_id"] == run.id and join["channel_id"] == channel_id:
+                if join["status"] is JoinStatus.RESERVED:
+                    join["status"] = JoinStatus.JOINED if kept else JoinStatus.RELEASED
+        if record.outcome is Outcome.OK:
+            self.joined[run.session.id].setdefault(channel_id, record.finished_at)

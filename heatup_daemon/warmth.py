@@ -1,0 +1,69 @@
+"""A session's warmth report: how settled in an account is, as the API, the console and the
+CLI show it, assembled in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from heatup_daemon.ports import Registry
+from heatup_daemon.ramp import Ramp
+from heatup_daemon.records import WarmthFacts
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.validation import handle
+
+# The report's window: joins and runs of the last week.
+WARMTH_WINDOW: Final = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Warmth:
+    """How warm a session is: its age and ramp stage, what it joined, how its runs went."""
+
+    age_days: int
+    ramp_stage: str
+    joins_per_day: int
+    joins_last_24h: int
+    joins_last_7d: int
+    channels_joined: tuple[str, ...]  # as @username
+    runs_last_7d: dict[str, int]
+    last_flood_wait_at: datetime | None
+    last_flood_wait_s: int | None
+    state: str
+    state_reason: str | None
+    next_run_at: datetime | None
+
+
+def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime) -> Warmth:
+    """The warmth report of ``record`` (a value heatup cannot read counts as absent)."""
+    born = _time(record.account_created_at) or _time(record.created_at) or now
+    age = max((now - born) // timedelta(days=1), 0)
+    flood_s = record.flood_wait_s if isinstance(record.flood_wait_s, int) else None
+    return Warmth(
+        age_days=age,
+        ramp_stage=ramp.label(ramp.stage(age)),
+        joins_per_day=ramp.joins_per_day(age),
+        joins_last_24h=facts.joins_last_24h,
+        joins_last_7d=facts.joins_last_7d,
+        channels_joined=tuple(handle(channel) for channel in facts.channels_joined),
+        runs_last_7d=facts.runs_last_7d,
+        last_flood_wait_at=_time(record.flood_wait_at),
+        last_flood_wait_s=flood_s,
+        state=str(record.state),
+        state_reason=record.state_reason,
+        next_run_at=_time(record.next_run_at),
+    )
+
+
+async def report(
+    registry: Registry, gateway_session_id: int, ramp: Ramp, now: datetime
+) -> tuple[SessionRecord, Warmth]:
+    """The registered session's row and its warmth report (``NotFound`` unless registered)."""
+    record = await registry.get_session(gateway_session_id)
+    facts = await registry.warmth_facts(record.id, now)
+    return record, warmth(record, facts, ramp, now)
+
+
+def _time(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
