@@ -30,6 +30,7 @@ CONTEXT_FIELDS: Final = ("session", "run", "action")
 QUIET: Final = (
     "alembic",
     "apscheduler",
+    "aiohttp",
     "httpx2",
     "httpx",
     "openai",
