@@ -115,6 +115,12 @@ class SessionRow(Base):
         CheckConstraint("flood_wait_s IS NULL OR flood_wait_s >= 0", name="flood_wait_s"),
         *(check for column in SESSION_TIME_COLUMNS for check in time_checks(column)),
         Index("ix_sessions_next_run_at", "next_run_at"),
+        Index(
+            "ix_sessions_needs_reconcile",
+            "id",
+            sqlite_where=text("needs_reconcile"),
+            postgresql_where=text("needs_reconcile"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -138,6 +144,12 @@ class SessionRow(Base):
     # The admin key (``db.sessions.admin_key``) as of the last time heatup applied the row:
     # a row whose key differs was inserted or edited since, and is reconciled.
     applied_key: Mapped[str | None] = mapped_column(Text)
+    # Set by the database when a row is inserted or an admin field changes (a trigger on the
+    # admin key's columns, migration 0005), cleared once the row is applied: reconcile reads
+    # these rows only, never the whole table.
+    needs_reconcile: Mapped[bool] = mapped_column(
+        Boolean(), server_default=text("true"), nullable=False
+    )
     next_nominal_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -314,6 +326,15 @@ class ActionRow(Base):
     __tablename__ = "warmup_actions"
     __table_args__ = (
         UniqueConstraint("run_id", "seq"),
+        # The evidence against a pool channel (``note_channel_failure``): failures only.
+        Index(
+            "ix_warmup_actions_channel_error_code_finished_at",
+            "channel",
+            "error_code",
+            "finished_at",
+            sqlite_where=text("error_code IS NOT NULL"),
+            postgresql_where=text("error_code IS NOT NULL"),
+        ),
         CheckConstraint(sql_in("kind", ActionKind), name="kind"),
         CheckConstraint(sql_in("outcome", Outcome), name="outcome"),
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import and_, bindparam, case, delete, func, select, update
+from sqlalchemy import Text, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
@@ -38,9 +38,11 @@ class SchedulingSql(SqlStore):
     async def reconcile(
         self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
     ) -> Reconciled:
+        # The rows the database marked as inserted or edited (``needs_reconcile``): an index
+        # finds them, however large the table.
         query = (
             select(*record_columns())
-            .where(SessionRow.id > after_id, SessionRow.applied_key.is_distinct_from(admin_key()))
+            .where(SessionRow.id > after_id, SessionRow.needs_reconcile)
             .order_by(SessionRow.id)
             .limit(limit)
         )
@@ -50,6 +52,7 @@ class SchedulingSql(SqlStore):
             decisions = [policy.reconcile(record, now) for record in records]
             changed = [d for d in decisions if d.changes_row]
             stored = _written(db, changed, isolate, lambda batch: store_decisions(db, batch))
+            _applied(db, [record.id for record in records])
             last_id = records[-1].id if records else after_id
             return Reconciled(tuple(stored), len(records), last_id)
 
@@ -223,6 +226,22 @@ class SchedulingSql(SqlStore):
         return await self._read(lambda db: session_counts(db, now))
 
 
+def _applied(db: Connection, session_ids: list[int]) -> None:
+    """Clear the mark of the rows among ``session_ids`` that are now applied (their applied
+    key is their admin key); a row left unapplied (flagged, or its decision refused) stays
+    marked, and the next reconcile decides it again."""
+    statement = (
+        update(SessionRow)
+        .where(
+            SessionRow.id.in_(bindparam("b_ids", expanding=True)),
+            SessionRow.applied_key == admin_key(),
+        )
+        .values(needs_reconcile=False)
+    )
+    for start in range(0, len(session_ids), ID_CHUNK):
+        db.execute(statement, {"b_ids": session_ids[start : start + ID_CHUNK]})
+
+
 def _running_runs(db: Connection, session_ids: list[int]) -> dict[int, int]:
     rows = db.execute(
         select(RunRow.session_id, RunRow.id).where(
@@ -272,7 +291,8 @@ def refused(decision: Decision, error: BaseException) -> Decision:
 
 
 def store_decisions(db: Connection, decisions: Sequence[Decision]) -> None:
-    """Write each decision's next slot, verdict and applied key to its session row."""
+    """Write each decision's next slot, verdict and applied key to its session row (a row
+    whose applied key is not its admin key stays marked for reconcile)."""
     if not decisions:
         return
     statement = (
@@ -283,6 +303,11 @@ def store_decisions(db: Connection, decisions: Sequence[Decision]) -> None:
             next_run_at=bindparam("due", type_=UTCDateTime()),
             invalid_reason=bindparam("reason"),
             applied_key=bindparam("key"),
+            # A row left unapplied (its decision refused) is read again by the next reconcile.
+            needs_reconcile=or_(
+                SessionRow.needs_reconcile,
+                bindparam("key", type_=Text()).is_distinct_from(admin_key()),
+            ),
         )
     )
     parameters = [

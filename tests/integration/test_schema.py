@@ -3,12 +3,13 @@ enforces the constraints the design promises."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +18,12 @@ from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import Base, RunRow, SessionRow
 from heatup_daemon.errors import SchemaNotAtHead
+from heatup_daemon.slots import KEY_FIELDS
+
+# The migration that installs the edit trigger (its module name starts with a digit).
+reconcile_marker = importlib.import_module(
+    "heatup_daemon.migrations.versions.0005_reconcile_marker"
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -216,3 +223,48 @@ async def _upgrade_a_dirty_database(engine: AsyncEngine) -> None:
             )
         ).one()
     assert tuple(row) == (0, None, None, None)
+
+
+# A changed value for each of the admin key's columns.
+EDITS: dict[str, object] = {
+    "gateway_session_id": 2,
+    "schedule": "3h",
+    "jitter_seconds": 60,
+    "timezone": "Europe/Berlin",
+    "enabled": False,
+    "state": "needs_attention",
+    "label": "renamed",
+    "account_created_at": NOW,
+}
+
+
+async def _marked(engine: AsyncEngine, session_id: int) -> bool:
+    async with engine.connect() as connection:
+        query = select(SessionRow.needs_reconcile).where(SessionRow.id == session_id)
+        return bool((await connection.execute(query)).scalar_one())
+
+
+async def _set(engine: AsyncEngine, session_id: int, **values: object) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(SessionRow).where(SessionRow.id == session_id).values(**values)
+        )
+
+
+def test_the_edit_trigger_watches_exactly_the_admin_keys_columns() -> None:
+    assert set(EDITS) == set(KEY_FIELDS)
+    assert tuple(reconcile_marker.KEY_COLUMNS) == KEY_FIELDS
+
+
+@pytest.mark.parametrize("column", sorted(EDITS))
+async def test_an_admin_edit_marks_the_row_for_reconcile(engine: AsyncEngine, column: str) -> None:
+    await migrate.upgrade(engine)
+    session_id = await _insert_session(engine)
+    assert await _marked(engine, session_id)  # inserted: marked by its default
+    await _set(engine, session_id, needs_reconcile=False)
+    # heatup's own columns leave the mark alone ...
+    await _set(engine, session_id, next_run_at=NOW, applied_key="k", invalid_reason=None)
+    assert not await _marked(engine, session_id)
+    # ... an edit of any admin column sets it, as plain SQL from an admin's client would.
+    await _set(engine, session_id, **{column: EDITS[column]})
+    assert await _marked(engine, session_id)
