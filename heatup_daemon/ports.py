@@ -131,7 +131,9 @@ class RunRecorder(Protocol):
         is not among them: it cannot run)."""
 
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
-        """The usable pool, the session's joined channels and finished recent runs."""
+        """The usable pool, the session's joined channels and finished recent runs. The
+        pool-wide part (the pool, its channels' joins of the last hour) may be up to
+        ``records.POOL_FACTS_S`` old."""
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None: ...
 

@@ -4,7 +4,7 @@ nothing outside ``db`` sees an ORM object. The ports that pass them are in ``por
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -287,6 +287,22 @@ class PastRun:
 
 # How many finished runs of the session a plan is told of.
 RECENT_RUNS: Final = 3
+# The pool and its channels' joins of the last hour are the same for every plan made at
+# about the same moment: a store may read them once per POOL_FACTS_S and share them. A plan
+# only proposes; the ledger's reservation (``reserve_joins``) is the atomic check of the pace.
+POOL_FACTS_S: Final = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFacts:
+    """The pool-wide part of the planning facts, as read at ``read_at``."""
+
+    read_at: datetime
+    pool: tuple[PoolChannel, ...]
+    joins_last_hour: dict[str, int]
+
+    def fresh_at(self, now: datetime) -> bool:
+        return self.read_at <= now < self.read_at + POOL_FACTS_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from heatup_daemon.records import (
     PastRun,
     PlanningFacts,
     PoolChannel,
+    PoolFacts,
     Run,
     RunInFlight,
     RunView,
@@ -279,7 +280,10 @@ class RunSql(SqlStore):
             )
             return reason if flagged is not None else None
 
-        return await self._write(note)
+        reason = await self._write(note)
+        if reason is not None:
+            self._pool_changed()
+        return reason
 
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
         def facts(db: Connection) -> WarmthFacts:
@@ -312,16 +316,23 @@ class RunSql(SqlStore):
 
         def facts(db: Connection) -> PlanningFacts:
             session_id = {"b_session_id": session.id}
-            pool = tuple(PoolChannel(*row) for row in db.execute(_POOL))
+            shared = self._pool_facts
+            if shared is None or not shared.fresh_at(now):
+                hour = db.execute(CHANNEL_JOINS, {"b_since": now - PACE_WINDOW})
+                shared = PoolFacts(
+                    now,
+                    tuple(PoolChannel(*row) for row in db.execute(_POOL)),
+                    {str(name): int(count) for name, count in hour},
+                )
+                self._pool_facts = shared
             runs = _with_actions(db, db.execute(_FINISHED_RUNS, session_id).all())
             taken = db.scalar(SESSION_JOINS, {**session_id, "b_since": now - RAMP_WINDOW})
-            hour = db.execute(CHANNEL_JOINS, {"b_since": now - PACE_WINDOW})
             return PlanningFacts(
-                pool=pool,
+                pool=shared.pool,
                 joined=frozenset(db.scalars(_JOINED, session_id)),
                 recent_runs=tuple(map(PastRun.of, runs)),
                 joins_last_24h=int(taken or 0),
-                channel_joins_last_hour={str(name): int(count) for name, count in hour},
+                channel_joins_last_hour=shared.joins_last_hour,
             )
 
         return await self._read(facts)

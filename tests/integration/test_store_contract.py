@@ -17,7 +17,14 @@ from heatup_daemon.db.models import NodeRow
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.ports import NodeStore
-from heatup_daemon.records import ActionRecord, Decision, JoinLimits, Node, StoredPlan
+from heatup_daemon.records import (
+    POOL_FACTS_S,
+    ActionRecord,
+    Decision,
+    JoinLimits,
+    Node,
+    StoredPlan,
+)
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.slots import Slots
 from heatup_daemon.testing import FakeClock, InMemoryStore
@@ -337,15 +344,37 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: NodeStore) -> 
     ]
     facts = await store.planning_facts(three.session, later)
     assert facts.channel_joins_last_hour == {"nasa": 2, "espn": 1}
-    # The run's end releases what it reserved and never reached.
+    # The run's end releases what it reserved and never reached (the pool's counts are
+    # shared by the plans of a few seconds: read them once those have passed).
     await store.finish_run(three.id, RunStatus.INTERRUPTED, "stopped", later)
-    facts = await store.planning_facts(one.session, later)
+    facts = await store.planning_facts(one.session, later + POOL_FACTS_S)
     assert (facts.joins_last_24h, facts.channel_joins_last_hour) == (1, {"nasa": 1, "espn": 1})
     warmth = await store.warmth_facts(one.session.id, later)
     assert (warmth.joins_last_24h, warmth.joins_last_7d) == (1, 1)
     # An hour on, the channel has room again; a day on, the account too.
     hour_on = await store.planning_facts(one.session, NOW + timedelta(minutes=61))
     assert hour_on.channel_joins_last_hour == {}
+
+
+async def test_plans_share_the_pools_counts_and_the_reservation_decides(
+    store: NodeStore,
+) -> None:
+    spec = validate_channel(username="nasa", title=None, category=None, description=None)
+    await store.add_channel(spec)
+    await scheduled(store, 1, 2)
+    one = await store.start_run(1, Trigger.CLI, NOW, NODE)
+    two = await store.start_run(2, Trigger.CLI, NOW, NODE)
+    limits = JoinLimits(per_day=5, per_channel_hour=1)
+    before = await store.planning_facts(two.session, NOW)
+    assert before.channel_joins_last_hour.get("nasa", 0) == 0
+    assert await store.reserve_joins(one, ["nasa"], limits, NOW) == {"nasa": None}
+    # A plan made a moment later may still see the room the first one took (the pool's
+    # counts are read once per POOL_FACTS_S): the reservation, never the plan, decides.
+    soon = await store.planning_facts(two.session, NOW + timedelta(seconds=1))
+    assert soon.channel_joins_last_hour.get("nasa", 0) in (0, 1)
+    assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": "channel_pace"}
+    fresh = await store.planning_facts(two.session, NOW + POOL_FACTS_S)
+    assert fresh.channel_joins_last_hour == {"nasa": 1}
 
 
 async def test_two_nodes_never_both_take_a_channels_last_place(store: NodeStore) -> None:
