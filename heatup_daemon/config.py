@@ -232,7 +232,7 @@ class ExecutorSettings(_Section):
 class SchedulerSettings(_Section):
     reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
     misfire_grace_seconds: float = Field(default=300.0, ge=0, le=86400)
-    max_concurrent_runs: int = Field(default=100, ge=1, le=100_000)
+    max_concurrent_runs: int = Field(default=20_000, ge=1, le=100_000)
     stale_run_seconds: float = Field(default=120.0, gt=0, le=86400)
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -164,6 +164,12 @@ class Metrics(Listener):
             "Dispatch passes that took longer than scheduler.dispatch_interval_seconds",
             registry=registry,
         )
+        self.dispatch_full = Counter(
+            "heatup_dispatch_full",
+            "Times dispatch found runs due with scheduler.max_concurrent_runs runs already in "
+            "flight: the due runs wait for a free place (raise max_concurrent_runs)",
+            registry=registry,
+        )
         self.job_failures = Counter(
             "heatup_job_failures",
             "Failed passes of the scheduler's jobs, by job",
@@ -290,6 +296,9 @@ class Metrics(Listener):
         self.dispatch_pass.observe(seconds)
         if overran:
             self.dispatch_overruns.inc()
+
+    def dispatch_waited_for_room(self) -> None:
+        self.dispatch_full.inc()
 
     def job_failed(self, job: Job) -> None:
         self.job_failures.labels(job).inc()

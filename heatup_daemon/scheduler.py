@@ -14,7 +14,10 @@
   (its process died, or lost the database) end ``interrupted``, on the database's clock;
   not until ``stale_run_seconds`` after a database outage, so that live nodes renew their
   leases first.
-- **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line.
+- **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line. The
+  pool-wide counts read every row of ``sessions``; they are taken again only once they have
+  cost at most ``COUNTS_CPU_SHARE`` of the time since the last ones (on a million rows,
+  about every 100 s rather than every 15 s).
 - **retention** (a minute after start, then every ``RETENTION_S``): runs older than
   ``history.retention_days`` are deleted in batches.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -58,6 +62,9 @@ RECONCILE_BATCH: Final = 10_000
 CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
 REFRESH_S: Final = 15.0
+COUNTS_CPU_SHARE: Final = 0.01
+# At most one warning this often that due runs wait for a free place.
+FULL_WARNING_S: Final = 60.0
 RETENTION_S: Final = 3600.0
 RETENTION_FIRST_S: Final = 60.0
 # At a stop, how long a housekeeping pass in progress may take to finish.
@@ -69,6 +76,7 @@ BUSY_RETRY_S: Final = 0.02
 class SchedulerMetrics(JobMetrics, Protocol):
     def run_dispatched(self, lag_s: float) -> None: ...
     def dispatch_finished(self, seconds: float, overran: bool) -> None: ...
+    def dispatch_waited_for_room(self) -> None: ...
     def slots_skipped(self, cause: SkipCause, count: int) -> None: ...
     def decisions_refused(self, count: int) -> None: ...
     def history_trimmed(self, runs: int) -> None: ...
@@ -113,6 +121,10 @@ class Scheduler:
         self._catch_up_pending = True
         self._catch_up: CatchUp | None = None
         self.counts = SessionCounts()
+        self._stages: dict[str, int] = {}
+        self._counted_at: float | None = None
+        self._full_said_at: float | None = None
+        self._count_every_s = REFRESH_S
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -253,6 +265,28 @@ class Scheduler:
         wait_s = (due - self._clock.now()).total_seconds()
         return min(cap_s, max(wait_s, BUSY_RETRY_S))
 
+    async def _note_full(self) -> None:
+        """Runs in flight fill ``max_concurrent_runs``: when due runs wait for a free place
+        meanwhile, count it, and say so in the log once a minute, with the remedy."""
+        try:
+            due = await asyncio.shield(self._store.next_due_at())
+        except DatabaseUnavailable:
+            return
+        now = self._clock.now()
+        if due is None or due > now:
+            return
+        self._metrics.dispatch_waited_for_room()
+        at = self._clock.monotonic()
+        if self._full_said_at is not None and at - self._full_said_at < FULL_WARNING_S:
+            return
+        self._full_said_at = at
+        log.warning(
+            "%d runs in flight, as many as scheduler.max_concurrent_runs allows: due runs "
+            "wait for a free place (the oldest for %.0f s); raise max_concurrent_runs",
+            len(self._in_flight),
+            (now - due).total_seconds(),
+        )
+
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return
@@ -274,6 +308,7 @@ class Scheduler:
             while not self._stopping:
                 room = self._settings.max_concurrent_runs - len(self._in_flight)
                 if room <= 0:
+                    await self._note_full()
                     break
                 moment = now or self._clock.now()
                 limit = min(room, CLAIM_BATCH)
@@ -391,11 +426,17 @@ class Scheduler:
         return reaped
 
     async def refresh(self) -> None:
-        now = self._clock.now()
-        self.counts = await self._store.counts(now)
-        first_days = [day for day, _ in self._ramp.stages]
-        stages = stage_counts(self._ramp, await self._store.sessions_aged(now, first_days))
-        self._metrics.set_gauges(self.counts, stages, len(self._in_flight))
+        at = self._clock.monotonic()
+        if self._counted_at is None or at - self._counted_at >= self._count_every_s:
+            now, started = self._clock.now(), time.perf_counter()
+            self.counts = await self._store.counts(now)
+            first_days = [day for day, _ in self._ramp.stages]
+            aged = await self._store.sessions_aged(now, first_days)
+            self._stages = stage_counts(self._ramp, aged)
+            cost_s = time.perf_counter() - started
+            self._counted_at = at
+            self._count_every_s = max(REFRESH_S, cost_s / COUNTS_CPU_SHARE)
+        self._metrics.set_gauges(self.counts, self._stages, len(self._in_flight))
 
     async def trim_history(self) -> int:
         before = self._clock.now() - timedelta(days=self._history.retention_days)

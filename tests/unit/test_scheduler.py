@@ -139,6 +139,30 @@ async def test_at_most_max_concurrent_runs_in_due_order() -> None:
     assert {r.gateway_session_id for r in first} == {1, 2}
 
 
+async def test_runs_waiting_for_a_free_place_are_counted_and_told_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = Hanging()
+    w = await world(gateway, max_concurrent_runs=1)
+    for gateway_id in (1, 2):
+        await w.add_session(gateway_id)
+    await w.scheduler.prepare()
+    for row in w.store.sessions.values():
+        row["next_run_at"] = row["next_nominal_at"] = START - timedelta(seconds=1)
+    with caplog.at_level(logging.WARNING):
+        assert await w.scheduler.dispatch() == 1  # the second waits for a free place
+        w.clock.advance(30)
+        assert await w.scheduler.dispatch() == 0
+        w.clock.advance(31)
+        assert await w.scheduler.dispatch() == 0
+    assert w.sample("heatup_dispatch_full_total") == 3
+    told = [r.message for r in caplog.records if "max_concurrent_runs" in r.message]
+    assert len(told) == 2  # at the first pass, then a minute later
+    assert "the oldest for 1 s); raise max_concurrent_runs" in told[0]
+    gateway.release.set()
+    await w.in_flight.wait_all()
+
+
 class Hanging(FakeGateway):
     """Every call waits until ``release`` is set."""
 
