@@ -28,7 +28,10 @@ from uuid import uuid4
 
 import asyncpg
 import httpx2
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
+from heatup_daemon.db.sessions import admin_key
 from heatup_daemon.pool import DEFAULT_POOL
 from heatup_daemon.testing import free_port, heatup_server, sandbox_process
 
@@ -85,6 +88,20 @@ def postgres_cpu_seconds() -> float:
         except OSError:
             continue  # it exited meanwhile
     return total
+
+
+def server_pid(url: str) -> int:
+    """The pid of the ``heatup`` server (sandbox, LLM stub) started on ``url``'s port."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # not a process, or it exited meanwhile
+        if any(arg.endswith(b"heatup") for arg in argv[:2]) and b"--port" in argv:
+            if argv[argv.index(b"--port") + 1].decode() == port:
+                return int(entry.name)
+    raise RuntimeError(f"no heatup server runs on {url}")
 
 
 def machine() -> dict[str, Any]:
@@ -197,6 +214,31 @@ class Database:
             )
         if joined:
             self._join(joined)
+
+    def settle(self, period_s: int, first_in_s: int = 60) -> None:
+        """Put every session where a pool in its steady state has it: scheduled as of its
+        last reconcile, its next run due at a uniform moment over the next ``period_s``
+        (from ``first_in_s`` on), its nominal slot up to a period before that. A pool newly
+        registered has nothing due for a period; a settled one has a steady rate from the
+        start."""
+        dialect: Dialect = (
+            sqlite.dialect() if self.kind == "sqlite" else postgresql.dialect()  # type: ignore[no-untyped-call]
+        )
+        key = admin_key().compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        if self.kind == "sqlite":
+            due = (
+                f"datetime('now', '+' || ({first_in_s} + abs(random()) % {period_s}) "
+                "|| ' seconds') || '.000000'"
+            )
+            nominal = (
+                f"datetime(next_run_at, '-' || (abs(random()) % {period_s - 1}) "
+                "|| ' seconds') || '.000000'"
+            )
+        else:
+            due = f"now() + ({first_in_s} + random() * {period_s}) * interval '1 second'"
+            nominal = f"next_run_at - random() * {period_s - 1} * interval '1 second'"
+        self.sql(f"UPDATE sessions SET applied_key = {key}, next_run_at = {due}")
+        self.sql(f"UPDATE sessions SET next_nominal_at = {nominal}")
 
     def _join(self, per_session: int) -> None:
         pool = len(DEFAULT_POOL)
