@@ -36,7 +36,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Interval, Select, func, literal, text, type_coerce
+from sqlalchemy import Interval, Select, bindparam, func, literal, text, type_coerce
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -187,6 +187,21 @@ class SqlStore:
                 moment = moment + literal(timedelta(seconds=plus_s), Interval())
             return type_coerce(moment, UTCDateTime())
         return literal(now + timedelta(seconds=plus_s), UTCDateTime())
+
+    def bound_shared_now(self, name: str) -> ColumnElement[datetime]:
+        """``shared_now`` for a statement built once and run many times: the moment plus
+        seconds bound as ``name``, whose value ``shared_values`` gives."""
+        if self.dialect == "postgresql":
+            moment = func.now() + bindparam(name, type_=Interval())
+            return type_coerce(moment, UTCDateTime())
+        return bindparam(name, type_=UTCDateTime())
+
+    def shared_values(self, now: datetime, **plus_s: float) -> dict[str, Any]:
+        """The values of ``bound_shared_now`` parameters: each name's seconds past the
+        shared moment (on PostgreSQL an interval on the database's ``now()``)."""
+        if self.dialect == "postgresql":
+            return {name: timedelta(seconds=s) for name, s in plus_s.items()}
+        return {name: now + timedelta(seconds=s) for name, s in plus_s.items()}
 
     async def _read(self, work: Work[R]) -> R:
         """``work`` in a read transaction; its result."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -197,26 +198,33 @@ class RunSql(SqlStore):
     async def start_call(
         self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
     ) -> Clearance:
-        leased = exists().where(
-            NodeRow.id == RunRow.node_id,
-            NodeRow.lease_until > self.shared_now(now, budget_s),
-        )
-        fence = (
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING, leased)
-            .values(heartbeat_at=self.shared_now(now))
-            .returning(RunRow.id)
-        )
-        values, upsert = action_values(run_id, record), action_upsert(self.dialect)
+        fence, upsert = self._fence, action_upsert(self.dialect)
+        cleared = {"b_run_id": run_id, **self.shared_values(now, b_now=0, b_lease_by=budget_s)}
+        values = action_values(run_id, record)
 
         def clear(db: Connection) -> Clearance:
-            if db.scalar(fence) is not None:
+            if db.scalar(fence, cleared) is not None:
                 db.execute(upsert, values)
                 return Clearance.CLEARED
             status = db.scalar(_RUN_STATUS, {"b_run_id": run_id})
             return Clearance.LEASE_SHORT if status == RunStatus.RUNNING else Clearance.REAPED
 
         return await self._write(clear)
+
+    @functools.cached_property
+    def _fence(self) -> Any:
+        """The write that clears a gateway call: the run's heartbeat, only while it is
+        running and its node's lease outlasts the call (built once: every call runs it)."""
+        leased = exists().where(
+            NodeRow.id == RunRow.node_id,
+            NodeRow.lease_until > self.bound_shared_now("b_lease_by"),
+        )
+        return (
+            update(RunRow)
+            .where(_RUNNING, leased)
+            .values(heartbeat_at=self.bound_shared_now("b_now"))
+            .returning(RunRow.id)
+        )
 
     async def finish_run(
         self, run_id: int, status: RunStatus, error: str | None, at: datetime
