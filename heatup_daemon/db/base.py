@@ -7,8 +7,8 @@ transaction, a read (``_read``) or a write (``_write``):
   are ordinary transactions, and claims lock rows explicitly;
 - on SQLite, on a synchronous twin of the engine (``engine.sqlite_twin``) in threads of its
   own: writes in one thread, so the process's writers take turns there and never wait for
-  each other in SQLite's busy handler (which sleeps in steps of up to 100 ms), reads in a
-  few others. A write transaction takes the database's write lock when it begins
+  each other in SQLite's busy handler (which sleeps in steps of up to 100 ms), and the
+  writes queued meanwhile commit together (``group_commit``); reads in a few others. A write transaction takes the database's write lock when it begins
   (``BEGIN IMMEDIATE``, waiting up to the busy timeout for another process, such as an
   admin's SQL client), so a transaction that reads and then writes never fails on a stale
   snapshot. One thread hop a transaction: aiosqlite would make one per statement.
@@ -48,6 +48,7 @@ from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
 from heatup_daemon.db import dialect
 from heatup_daemon.db.dialect import Ts
 from heatup_daemon.db.engine import WRITE, sqlite_twin
+from heatup_daemon.db.group_commit import GroupWriter
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.db.models import UTCDateTime
 from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
@@ -162,11 +163,11 @@ class SqlStore:
         # (``records.POOL_FACTS_S``); dropped when this process changes the pool.
         self._pool_facts: PoolFacts | None = None
         self._twin: Engine | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: GroupWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":
             self._twin = sqlite_twin(engine, sqlite_busy_timeout_ms)
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="heatup-sqlite-write")
+            self._writer = GroupWriter(self._twin)
             self._readers = ThreadPoolExecutor(SQLITE_READERS, "heatup-sqlite-read")
 
     def _pool_changed(self) -> None:
@@ -216,9 +217,12 @@ class SqlStore:
             if self._twin is None:
                 async with self.engine.connect() as connection:
                     return await connection.run_sync(_in_transaction, work, write)
-            threads = self._writer if write else self._readers
+            if write:
+                assert self._writer is not None
+                result: R = await self._writer.submit(work)
+                return result
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(threads, self._in_twin, work, write)
+            return await loop.run_in_executor(self._readers, self._in_twin, work, write)
 
     def _in_twin(self, work: Work[R], write: bool) -> R:
         assert self._twin is not None
@@ -229,9 +233,10 @@ class SqlStore:
         """Wait for operations in flight, then release the SQLite threads and connections
         (the async engine is its owner's to dispose)."""
         await self.drain()
-        for threads in (self._writer, self._readers):
-            if threads is not None:
-                threads.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.close()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         if self._twin is not None:
             self._twin.dispose()
 

@@ -1,0 +1,139 @@
+"""Group commit for SQLite's one writer thread.
+
+SQLite takes one write transaction at a time, so heatup's writes already take turns in a
+thread of their own. The transactions queued while one runs are taken together: each runs in
+a savepoint of its own inside one transaction, and the group commits once. A caller gets its
+answer only after the commit that made its writes durable, as with a transaction of its own;
+one that fails rolls back to its savepoint and fails alone, the others still commit. If the
+commit itself fails, no write of the group landed, and every caller gets that error.
+
+What a group saves is the per-transaction work around the writes (a connection checkout,
+``BEGIN IMMEDIATE``, the commit and the connection's reset, one wake-up of the event loop
+per answer), which at thousands of runs in flight is most of what a small write costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy.engine import Connection, Engine
+
+from heatup_daemon.db.engine import WRITE
+
+# Transactions in one group at most: a group holds SQLite's write lock while it runs, and
+# another process (an admin's SQL client) waits for it meanwhile.
+MAX_GROUP: Final = 64
+_SAVEPOINT: Final = "heatup_write"
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    work: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+# (result, error) of one write.
+_Outcome = tuple[Any, BaseException | None]
+
+
+class GroupWriter:
+    """The writer thread: ``submit`` a transaction's work, await its answer."""
+
+    def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
+        self._engine = engine
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.groups = 0  # transactions committed (or tried), each of one or more writes
+        self._thread = threading.Thread(target=self._serve, name="heatup-sqlite-write", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Queue ``work`` (a function of the transaction's connection); its result, or its
+        error, once the group it ran in has committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Write(work, future, loop))
+        return future
+
+    def close(self) -> None:
+        """Finish what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, closing = [first], False
+            while len(group) < self._max_group:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                group.append(more)
+            self.groups += 1
+            _answer(group, self._run(group))
+            if closing:
+                return
+
+    def _run(self, group: Sequence[_Write]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        try:
+            with self._engine.connect() as connection:
+                connection = connection.execution_options(**{WRITE: True})
+                with connection.begin():
+                    if len(group) == 1:  # alone: its own transaction, no savepoint
+                        outcomes.append((group[0].work(connection), None))
+                    else:
+                        outcomes.extend(_in_savepoint(connection, w.work) for w in group)
+        except BaseException as error:  # the transaction (or its commit) failed: nothing
+            # landed. Whatever it was goes to the callers, as an executor's thread would.
+            return [(None, error)] * len(group)
+        return outcomes
+
+
+def _in_savepoint(connection: Connection, work: Callable[[Connection], Any]) -> _Outcome:
+    # Straight to sqlite3, as the transaction's BEGIN is (``engine._sqlite_begin``): a
+    # savepoint needs none of SQLAlchemy's execution machinery.
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        result = work(connection)
+    except BaseException as error:
+        raw.execute(f"ROLLBACK TO {_SAVEPOINT}")
+        raw.execute(f"RELEASE {_SAVEPOINT}")
+        return None, error
+    raw.execute(f"RELEASE {_SAVEPOINT}")
+    return result, None
+
+
+def _answer(group: Sequence[_Write], outcomes: Sequence[_Outcome]) -> None:
+    """Hand every answer of the group to its event loop, in one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Write, _Outcome]]] = {}
+    for write, outcome in zip(group, outcomes, strict=True):
+        by_loop.setdefault(write.loop, []).append((write, outcome))
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: Sequence[tuple[_Write, _Outcome]]) -> None:
+    for write, (result, error) in answers:
+        if write.future.done():  # its caller was cancelled
+            continue
+        if error is not None:
+            write.future.set_exception(error)
+        else:
+            write.future.set_result(result)

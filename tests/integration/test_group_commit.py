@@ -1,0 +1,94 @@
+"""Group commit on a real SQLite file: the writes queued while one runs commit together, each
+caller answered after that commit; one that fails fails alone; a failed commit fails all."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine
+
+from heatup_daemon.db.engine import _sqlite_events
+from heatup_daemon.db.group_commit import GroupWriter
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    made = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    _sqlite_events(made, 5000)
+    with made.begin() as connection:
+        connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        connection.execute(
+            text(
+                "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL "
+                "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    yield made
+    made.dispose()
+
+
+def rows(engine: Engine, table: str) -> list[int]:
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(text(f"SELECT id FROM {table} ORDER BY id"))]
+
+
+async def held_group(writer: GroupWriter, works: list[Any]) -> list[Any]:
+    """Run ``works`` as one group: the writer is held in a first write until all are queued."""
+    entered, queued = threading.Event(), threading.Event()
+
+    def hold(db: Connection) -> None:
+        entered.set()
+        queued.wait(10)
+
+    first = writer.submit(hold)
+    await asyncio.to_thread(entered.wait, 10)  # the writer is in the first write
+    futures = [writer.submit(work) for work in works]
+    queued.set()
+    await first
+    return await asyncio.gather(*futures, return_exceptions=True)
+
+
+def insert(table: str, row_id: int, parent_id: int | None = None) -> Any:
+    def work(db: Connection) -> int:
+        if parent_id is None:
+            db.execute(text(f"INSERT INTO {table} (id) VALUES ({row_id})"))
+        else:
+            db.execute(text(f"INSERT INTO {table} (id, parent_id) VALUES ({row_id}, {parent_id})"))
+        return row_id
+
+    return work
+
+
+async def test_queued_writes_commit_together_and_a_failing_one_fails_alone(
+    engine: Engine,
+) -> None:
+    writer = GroupWriter(engine)
+    try:
+        works = [insert("parent", n) for n in range(1, 21)]
+        works[6] = insert("parent", 3)  # a duplicate key: refused
+        answers = await held_group(writer, works)
+    finally:
+        writer.close()
+    assert isinstance(answers[6], Exception) and "UNIQUE" in str(answers[6])
+    assert [a for i, a in enumerate(answers) if i != 6] == [n for n in range(1, 21) if n != 7]
+    assert rows(engine, "parent") == [n for n in range(1, 21) if n != 7]
+    assert writer.groups == 2  # the held write alone, then the twenty together
+
+
+async def test_a_failed_commit_fails_every_write_of_its_group(engine: Engine) -> None:
+    writer = GroupWriter(engine)
+    try:
+        works = [insert("parent", 1), insert("child", 1, parent_id=99), insert("parent", 2)]
+        answers = await held_group(writer, works)
+        assert await writer.submit(insert("parent", 3)) == 3  # the next group goes on
+    finally:
+        writer.close()
+    # The deferred foreign key fails at COMMIT: nothing of the group landed.
+    assert all(isinstance(a, Exception) and "FOREIGN KEY" in str(a) for a in answers)
+    assert rows(engine, "parent") == [3]
+    assert rows(engine, "child") == []
