@@ -55,7 +55,8 @@ GONE_ERRORS: Final = (
     "USER_DEACTIVATED",
     "USER_DEACTIVATED_BAN",
 )
-MAX_SESSIONS: Final = 1_000_000
+# A world is expanded in memory (about 650 bytes a session): room for a two-million pool.
+MAX_SESSIONS: Final = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
