@@ -11,7 +11,8 @@ Two loads:
   A pool that checks every idle connection on every request pays for all of them here.
 
 Run: ``.venv/bin/python -m bench.gateway_client [--load saturated|natural|both]
-[--in-flight 100] [--latency-ms 100] [--workers 10000] [--seconds 20]``.
+[--in-flight 100] [--latency-ms 100] [--workers 10000] [--seconds 20]`` (one load alone
+writes ``gateway_client_LOAD.json``).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def main() -> None:
             for bare_name, ratio in ratios.items():
                 print(f"  HttpGateway's CPU per request / {bare_name}'s: {ratio:.2f}")
             results[load] = {"in_flight": size, "clients": figures, "cost_ratios": ratios}
-    write_results("gateway_client", results)
+    write_results("gateway_client" if len(loads) > 1 else f"gateway_client_{loads[0]}", results)
 
 
 if __name__ == "__main__":
