@@ -24,13 +24,16 @@ pool size from the JSON this writes. Run from a checkout:
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bench.common import (
+    RESULTS,
     Database,
     Heatup,
+    commit,
     cpu_seconds,
     database,
     percentile,
@@ -164,23 +167,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--name", default="production_day", help="the results file's name")
     args = parser.parse_args()
-    points = [
-        one_day(kind, int(size), args.warmup, args.seconds)
-        for kind in args.databases.split(",")
-        for size in args.sizes.split(",")
-    ]
-    write_results(
-        args.name,
-        {
-            "schedule": PERIOD,
-            "jitter_s": JITTER_S,
-            "joined_channels": JOINED,
-            "max_concurrent_runs": MAX_CONCURRENT_RUNS,
-            "warmup_s": args.warmup,
-            "window_s": args.seconds,
-            "points": points,
-        },
-    )
+    settings = {
+        "schedule": PERIOD,
+        "jitter_s": JITTER_S,
+        "joined_channels": JOINED,
+        "max_concurrent_runs": MAX_CONCURRENT_RUNS,
+        "warmup_s": args.warmup,
+        "window_s": args.seconds,
+    }
+    # The results are written after each point. A point measured again replaces the one of
+    # the same database and size; the others measured with the same settings are kept, each
+    # with the commit and date it was measured at.
+    path = RESULTS / f"{args.name}.json"
+    earlier = json.loads(path.read_text())["figures"] if path.exists() else {}
+    points = earlier.get("points", []) if _same(earlier, settings) else []
+    for kind in args.databases.split(","):
+        for size in map(int, args.sizes.split(",")):
+            point = {
+                **one_day(kind, size, args.warmup, args.seconds),
+                "commit": commit(),
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            points = [p for p in points if (p["database"], p["sessions"]) != (kind, size)]
+            points.append(point)
+            points.sort(key=lambda p: (p["database"] != "sqlite", p["sessions"]))
+            write_results(args.name, {**settings, "points": points})
+
+
+def _same(figures: dict[str, Any], settings: dict[str, Any]) -> bool:
+    return all(figures.get(key) == value for key, value in settings.items())
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ transaction, a read (``_read``) or a write (``_write``):
 - on SQLite, on a synchronous twin of the engine (``engine.sqlite_twin``) in threads of its
   own: writes in one thread, so the process's writers take turns there and never wait for
   each other in SQLite's busy handler (which sleeps in steps of up to 100 ms), and the
-  writes queued meanwhile commit together (``group_commit``); reads in a few others. A write transaction takes the database's write lock when it begins
-  (``BEGIN IMMEDIATE``, waiting up to the busy timeout for another process, such as an
-  admin's SQL client), so a transaction that reads and then writes never fails on a stale
-  snapshot. One thread hop a transaction: aiosqlite would make one per statement.
+  writes queued meanwhile commit together (``group_commit``); reads in a few others. A
+  write transaction takes the database's write lock when it begins (``BEGIN IMMEDIATE``,
+  waiting up to the busy timeout for another process, such as an admin's SQL client), so a
+  transaction that reads and then writes never fails on a stale snapshot. One thread hop a
+  transaction: aiosqlite would make one per statement.
 
 Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
 of connections, a statement timeout: ``is_transient`` names them) become
