@@ -62,6 +62,7 @@ RECONCILE_BATCH: Final = 10_000
 CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
 REFRESH_S: Final = 15.0
+# The share of one core the pool-wide counts may take (they read every row of sessions).
 COUNTS_CPU_SHARE: Final = 0.01
 # At most one warning this often that due runs wait for a free place.
 FULL_WARNING_S: Final = 60.0

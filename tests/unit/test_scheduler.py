@@ -13,6 +13,7 @@ import pytest
 from heatup_daemon.enums import Job, RunStatus, Trigger
 from heatup_daemon.errors import Stopping
 from heatup_daemon.fatal import FATAL_AFTER_S
+from heatup_daemon.scheduler import COUNTS_CPU_SHARE, REFRESH_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.worlds import START, World, quick_settings
@@ -161,6 +162,32 @@ async def test_runs_waiting_for_a_free_place_are_counted_and_told_once_a_minute(
     assert "the oldest for 1 s); raise max_concurrent_runs" in told[0]
     gateway.release.set()
     await w.in_flight.wait_all()
+
+
+async def test_the_pool_wide_counts_take_at_most_their_share_of_a_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = await world()
+    await w.add_session(1)
+    reads = 0
+    counts = w.store.counts
+
+    async def counted(now: datetime) -> Any:
+        nonlocal reads
+        reads += 1
+        return await counts(now)
+
+    monkeypatch.setattr(w.store, "counts", counted)
+    ticks = iter(range(0, 10_000, 2))  # every reading of the counts "costs" 2 s
+    monkeypatch.setattr("heatup_daemon.scheduler.time.perf_counter", lambda: next(ticks))
+    await w.scheduler.refresh()
+    assert reads == 1
+    w.clock.advance(REFRESH_S)
+    await w.scheduler.refresh()  # 2 s a reading: taken again 200 s later, not 15 s
+    assert reads == 1
+    w.clock.advance(2 / COUNTS_CPU_SHARE - REFRESH_S)
+    await w.scheduler.refresh()
+    assert reads == 2
 
 
 class Hanging(FakeGateway):
