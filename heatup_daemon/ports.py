@@ -132,8 +132,7 @@ class RunRecorder(Protocol):
 
     async def planning_facts(self, session: Session, now: datetime) -> PlanningFacts:
         """The usable pool, the session's joined channels and finished recent runs. The
-        pool-wide part (the pool, its channels' joins of the last hour) may be up to
-        ``records.POOL_FACTS_S`` old."""
+        pool's joins of the last hour may be counted up to ``records.POOL_JOINS_S`` ago."""
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None: ...
 

@@ -287,22 +287,21 @@ class PastRun:
 
 # How many finished runs of the session a plan is told of.
 RECENT_RUNS: Final = 3
-# The pool and its channels' joins of the last hour are the same for every plan made at
-# about the same moment: a store may read them once per POOL_FACTS_S and share them. A plan
+# The pool's joins of the last hour (by channel) are the same for every plan made at about
+# the same moment: a store may count them once per POOL_JOINS_S and share the counts. A plan
 # only proposes; the ledger's reservation (``reserve_joins``) is the atomic check of the pace.
-POOL_FACTS_S: Final = timedelta(seconds=5)
+POOL_JOINS_S: Final = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
-class PoolFacts:
-    """The pool-wide part of the planning facts, as read at ``read_at``."""
+class PoolJoins:
+    """Each pool channel's joins in the last hour, as counted at ``counted_at``."""
 
-    read_at: datetime
-    pool: tuple[PoolChannel, ...]
-    joins_last_hour: dict[str, int]
+    counted_at: datetime
+    last_hour: dict[str, int]
 
     def fresh_at(self, now: datetime) -> bool:
-        return self.read_at <= now < self.read_at + POOL_FACTS_S
+        return self.counted_at <= now < self.counted_at + POOL_JOINS_S
 
 
 @dataclass(frozen=True, slots=True)

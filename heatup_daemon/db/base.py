@@ -53,7 +53,7 @@ from heatup_daemon.db.group_commit import GroupWriter
 from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.db.models import UTCDateTime
 from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
-from heatup_daemon.records import PoolFacts
+from heatup_daemon.records import PoolJoins
 
 R = TypeVar("R")
 # One transaction's work: a function of a connection, run inside the transaction.
@@ -160,9 +160,9 @@ class SqlStore:
         self.engine = engine
         self._pending: set[asyncio.Future[Any]] = set()
         self.dialect: str = engine.dialect.name
-        # The pool-wide planning facts, shared by the plans of a few seconds
-        # (``records.POOL_FACTS_S``); dropped when this process changes the pool.
-        self._pool_facts: PoolFacts | None = None
+        # The pool's joins of the last hour, shared by the plans of a few seconds
+        # (``records.POOL_JOINS_S``).
+        self._pool_joins: PoolJoins | None = None
         self._twin: Engine | None = None
         self._writer: GroupWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -170,10 +170,6 @@ class SqlStore:
             self._twin = sqlite_twin(engine, sqlite_busy_timeout_ms)
             self._writer = GroupWriter(self._twin)
             self._readers = ThreadPoolExecutor(SQLITE_READERS, "heatup-sqlite-read")
-
-    def _pool_changed(self) -> None:
-        """The channel pool changed here: the next plan reads it afresh."""
-        self._pool_facts = None
 
     def locked(self, query: Select[*Ts], of: Any, *, skip_taken: bool = False) -> Select[*Ts]:
         """``query`` locking the rows of ``of`` it reads (``dialect.locked``)."""

@@ -100,7 +100,6 @@ class RegistrySql(SqlStore):
         row = await self._write(lambda db: db.execute(statement).first())
         if row is None:
             raise AlreadyExists(f"channel @{spec.username} is already in the pool")
-        self._pool_changed()
         return channel_view(row)
 
     async def list_channels(self) -> list[ChannelView]:
@@ -113,7 +112,6 @@ class RegistrySql(SqlStore):
         )
         if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
             raise NotFound(f"channel @{username} is not in the pool")
-        self._pool_changed()
 
     async def seed_channels(self, entries: Iterable[ChannelEntry]) -> int:
         """Fill an empty pool from the configuration; return how many were added.
@@ -139,9 +137,7 @@ class RegistrySql(SqlStore):
                 return 0
             return len(self._insert_rows(db, statement, rows))
 
-        seeded = await self._write(seed)
-        self._pool_changed()
-        return seeded
+        return await self._write(seed)
 
     async def check_channels(self) -> list[tuple[str, str | None]]:
         """Validate every pool row (admins may write them by hand); store each verdict that
@@ -160,8 +156,6 @@ class RegistrySql(SqlStore):
             return changed
 
         changed = await self._write(check)
-        if changed:
-            self._pool_changed()
         return [(str(v.username), problem) for v, problem in changed]
 
 

@@ -45,7 +45,7 @@ from heatup_daemon.records import (
     PastRun,
     PlanningFacts,
     PoolChannel,
-    PoolFacts,
+    PoolJoins,
     Run,
     RunInFlight,
     RunView,
@@ -288,10 +288,7 @@ class RunSql(SqlStore):
             )
             return reason if flagged is not None else None
 
-        reason = await self._write(note)
-        if reason is not None:
-            self._pool_changed()
-        return reason
+        return await self._write(note)
 
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts:
         def facts(db: Connection) -> WarmthFacts:
@@ -324,23 +321,19 @@ class RunSql(SqlStore):
 
         def facts(db: Connection) -> PlanningFacts:
             session_id = {"b_session_id": session.id}
-            shared = self._pool_facts
-            if shared is None or not shared.fresh_at(now):
+            joins = self._pool_joins
+            if joins is None or not joins.fresh_at(now):
                 hour = db.execute(CHANNEL_JOINS, {"b_since": now - PACE_WINDOW})
-                shared = PoolFacts(
-                    now,
-                    tuple(PoolChannel(*row) for row in db.execute(_POOL)),
-                    {str(name): int(count) for name, count in hour},
-                )
-                self._pool_facts = shared
+                joins = PoolJoins(now, {str(name): int(count) for name, count in hour})
+                self._pool_joins = joins
             runs = _with_actions(db, db.execute(_FINISHED_RUNS, session_id).all())
             taken = db.scalar(SESSION_JOINS, {**session_id, "b_since": now - RAMP_WINDOW})
             return PlanningFacts(
-                pool=shared.pool,
+                pool=tuple(PoolChannel(*row) for row in db.execute(_POOL)),
                 joined=frozenset(db.scalars(_JOINED, session_id)),
                 recent_runs=tuple(map(PastRun.of, runs)),
                 joins_last_24h=int(taken or 0),
-                channel_joins_last_hour=shared.joins_last_hour,
+                channel_joins_last_hour=joins.last_hour,
             )
 
         return await self._read(facts)

@@ -18,7 +18,7 @@ from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunS
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.ports import NodeStore
 from heatup_daemon.records import (
-    POOL_FACTS_S,
+    POOL_JOINS_S,
     ActionRecord,
     Decision,
     JoinLimits,
@@ -344,10 +344,10 @@ async def test_the_join_ledger_keeps_the_ramp_and_the_pace(store: NodeStore) -> 
     ]
     facts = await store.planning_facts(three.session, later)
     assert facts.channel_joins_last_hour == {"nasa": 2, "espn": 1}
-    # The run's end releases what it reserved and never reached (the pool's counts are
-    # shared by the plans of a few seconds: read them once those have passed).
+    # The run's end releases what it reserved and never reached (the pool's joins are
+    # counted once for the plans of a few seconds: read them once those have passed).
     await store.finish_run(three.id, RunStatus.INTERRUPTED, "stopped", later)
-    facts = await store.planning_facts(one.session, later + POOL_FACTS_S)
+    facts = await store.planning_facts(one.session, later + POOL_JOINS_S)
     assert (facts.joins_last_24h, facts.channel_joins_last_hour) == (1, {"nasa": 1, "espn": 1})
     warmth = await store.warmth_facts(one.session.id, later)
     assert (warmth.joins_last_24h, warmth.joins_last_7d) == (1, 1)
@@ -369,11 +369,11 @@ async def test_plans_share_the_pools_counts_and_the_reservation_decides(
     assert before.channel_joins_last_hour.get("nasa", 0) == 0
     assert await store.reserve_joins(one, ["nasa"], limits, NOW) == {"nasa": None}
     # A plan made a moment later may still see the room the first one took (the pool's
-    # counts are read once per POOL_FACTS_S): the reservation, never the plan, decides.
+    # joins are counted once per POOL_JOINS_S): the reservation, never the plan, decides.
     soon = await store.planning_facts(two.session, NOW + timedelta(seconds=1))
     assert soon.channel_joins_last_hour.get("nasa", 0) in (0, 1)
     assert await store.reserve_joins(two, ["nasa"], limits, NOW) == {"nasa": "channel_pace"}
-    fresh = await store.planning_facts(two.session, NOW + POOL_FACTS_S)
+    fresh = await store.planning_facts(two.session, NOW + POOL_JOINS_S)
     assert fresh.channel_joins_last_hour == {"nasa": 1}
 
 
