@@ -23,6 +23,7 @@ import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -100,6 +101,16 @@ def bare(module: Any, url: str) -> Callable[[], Any]:
     return make
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A bare loop's answer, read as httpx's is (``.json()``)."""
+
+    body: Any
+
+    def json(self) -> Any:
+        return self.body
+
+
 class BareAiohttp:
     """A bare loop's client on aiohttp, heatup's gateway client's library."""
 
@@ -107,15 +118,9 @@ class BareAiohttp:
         self._url = f"{url}/api/external"
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
 
-    async def post(self, path: str, json: Any) -> Any:
+    async def post(self, path: str, json: Any) -> _Answer:
         async with self._session.post(self._url + path, json=json) as response:
-            body = await response.json()
-
-        class Answer:
-            def json(self) -> Any:
-                return body
-
-        return Answer()
+            return _Answer(await response.json())
 
     async def aclose(self) -> None:
         await self._session.close()
