@@ -393,9 +393,11 @@ def workspace() -> Iterator[Path]:
 def sandbox_for(
     folder: Path, sessions: int, *args: str, flood_joins: int | None = None
 ) -> Iterator[str]:
-    """The sandbox gateway, its world holding sessions 1..``sessions``."""
+    """The sandbox gateway, its world holding sessions 1..``sessions`` (building a world of
+    millions takes the sandbox some seconds)."""
     world = world_file(folder, sessions, flood_joins)
-    with sandbox_process("--world", str(world), *args) as url:
+    ready_s = 15.0 + sessions / 50_000
+    with sandbox_process("--world", str(world), *args, ready_timeout_s=ready_s) as url:
         yield url
 
 

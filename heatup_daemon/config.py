@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,9 +46,14 @@ from heatup_daemon.validation import validate_channel
 ENV_PREFIX: Final = "HEATUP_"
 CONFIG_PATH_ENV: Final = "HEATUP_CONFIG"
 SYSTEM_CONFIG_PATH: Final = Path("/etc/heatup/config.toml")
-SECRET_KEYS: Final = ("gateway.token", "llm.api_key", "api.token")
+SECRET_KEYS: Final = ("gateway.token", "llm.api_key", "api.token", "api.read_token")
 MASK: Final = "********"
 MIN_API_TOKEN_LENGTH: Final = 16
+# A name in api.allowed_hosts: a DNS name (lower case, no trailing dot) or an IP address.
+HOST_NAME: Final = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|[0-9a-f:.]*:[0-9a-f:.]*"
+)
 # How long a SQLite write waits for another process's lock (an admin's SQL client).
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 # PostgreSQL: how long a connection may take to open, and a statement to run.
@@ -274,9 +280,11 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
+    read_token: SecretStr | None = None
     auto_register: bool = False
+    allowed_hosts: tuple[str, ...] = ()
 
-    @field_validator("token")
+    @field_validator("token", "read_token")
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
         value = _not_empty(value)
@@ -295,6 +303,20 @@ class ApiSettings(_Section):
         except ValueError:
             return False
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for entry in value:
+            name = entry.strip().lower().rstrip(".")
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{entry!r} is not a host name or an IP address (give the name alone, "
+                    "without a scheme, port or path)"
+                )
+            names.append(name)
+        return tuple(names)
+
     @model_validator(mode="after")
     def _token_off_loopback(self) -> Self:
         if not self.is_loopback and self.token is None:
@@ -302,6 +324,14 @@ class ApiSettings(_Section):
                 f"api.host {self.host!r} is not a loopback address, so api.token is required "
                 "(set HEATUP_API__TOKEN or the credential file api.token)"
             )
+        if self.read_token is not None and self.token is None:
+            raise ValueError(
+                "api.read_token is set but api.token is not: with no api.token every route "
+                "is open, so a read-only token would guard nothing"
+            )
+        if self.read_token is not None and self.token is not None:
+            if self.read_token.get_secret_value() == self.token.get_secret_value():
+                raise ValueError("api.read_token must differ from api.token")
         return self
 
 
@@ -394,7 +424,12 @@ class Settings(BaseSettings):
         """Every secret of the configuration, to be masked wherever it might appear."""
         values = [
             secret.get_secret_value()
-            for secret in (self.gateway.token, self.llm.api_key, self.api.token)
+            for secret in (
+                self.gateway.token,
+                self.llm.api_key,
+                self.api.token,
+                self.api.read_token,
+            )
             if secret is not None
         ]
         password = make_url(self.database.url).password

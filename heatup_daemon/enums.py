@@ -163,6 +163,36 @@ class Clearance(StrEnum):
     LEASE_SHORT = "lease_short"
 
 
+class Surface(StrEnum):
+    """Where an admin's change was made (the audit's ``via``)."""
+
+    CLI = "cli"
+    API = "api"
+    CONSOLE = "console"
+
+
+class Actor(StrEnum):
+    """Who made an admin's change (the audit's ``actor``): whoever runs the CLI on the host,
+    the holder of ``api.token``, or, with no token configured, anyone on loopback."""
+
+    CLI = "cli"
+    TOKEN = "api.token"
+    NO_TOKEN = "no token"
+
+
+class Change(StrEnum):
+    """What an admin's change did (the audit's ``action``)."""
+
+    REGISTER = "register"
+    EDIT = "edit"
+    ENABLE = "enable"
+    DISABLE = "disable"
+    REMOVE = "remove"
+    ADD_CHANNEL = "add channel"
+    ENABLE_CHANNEL = "enable channel"
+    DISABLE_CHANNEL = "disable channel"
+
+
 def sql_in(column: str, values: type[StrEnum]) -> str:
     """``column IN ('a', 'b')`` over every member of ``values``, for a CHECK constraint."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"

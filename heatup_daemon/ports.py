@@ -4,12 +4,12 @@
 - ``RunRecorder``: the runner's and the executor's (a run's rows, the join ledger, the
   session state runs change);
 - ``Registry``: the API's and the CLI's (the registry and the history);
-- ``ConsoleReader``: the web console's (the registry and the history, the pool at a glance);
+- ``Console``: the web console's (the registry and the history, the pool at a glance);
 - ``TokenLedger``: the LLM planner's daily token budget, shared by every node;
 - ``LeaseStore``: each process's lease, which keeps its runs alive.
 
 ``db.Repository`` implements all of them on SQLite and PostgreSQL; ``testing.InMemoryStore``
-implements all but ``ConsoleReader`` in memory for unit tests, and one contract suite
+implements all but ``Console`` in memory for unit tests, and one contract suite
 (``tests/integration/test_store_contract.py``) holds both to the same behaviour.
 The records they pass are in ``records``.
 """
@@ -22,7 +22,10 @@ from typing import Protocol
 
 from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, Trigger
 from heatup_daemon.records import (
+    CLI_AUTHOR,
     ActionRecord,
+    AuditEntry,
+    Author,
     ChannelLine,
     ChannelView,
     Claim,
@@ -193,14 +196,18 @@ class Registry(Protocol):
     async def get_session(self, gateway_session_id: int) -> SessionRecord:
         """``NotFound`` unless registered."""
 
-    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
-        """``AlreadyExists`` if the gateway id is registered."""
+    async def add_session(
+        self, spec: SessionSpec, *, enabled: bool = True, by: Author = CLI_AUTHOR
+    ) -> SessionRecord:
+        """``AlreadyExists`` if the gateway id is registered. Each change is audited as
+        ``by``'s."""
 
-    async def remove_session(self, gateway_session_id: int) -> None:
+    async def remove_session(self, gateway_session_id: int, *, by: Author = CLI_AUTHOR) -> None:
         """Delete the row (``NotFound`` unless registered); its runs and join places stay,
         without it."""
 
-    async def add_channel(self, spec: ChannelSpec) -> ChannelView: ...
+    async def add_channel(self, spec: ChannelSpec, *, by: Author = CLI_AUTHOR) -> ChannelView:
+        """``AlreadyExists`` if the channel is in the pool."""
 
     async def list_channels(self) -> list[ChannelView]: ...
 
@@ -212,8 +219,24 @@ class Registry(Protocol):
     async def warmth_facts(self, session_id: int, now: datetime) -> WarmthFacts: ...
 
 
-class ConsoleReader(Registry, Protocol):
-    """What the web console reads, beside the registry and the history."""
+class Console(Registry, Protocol):
+    """What the web console reads and changes, beside the registry and the history."""
+
+    async def set_session_enabled(
+        self, gateway_session_id: int, enabled: bool, *, by: Author = CLI_AUTHOR
+    ) -> SessionRecord:
+        """``NotFound`` unless registered; enabling also clears ``needs_attention``."""
+
+    async def edit_session(self, spec: SessionSpec, *, by: Author = CLI_AUTHOR) -> SessionRecord:
+        """Set the session's admin columns to ``spec``'s (``NotFound`` unless registered)."""
+
+    async def set_channel_enabled(
+        self, username: str, enabled: bool, *, by: Author = CLI_AUTHOR
+    ) -> None:
+        """``NotFound`` unless the channel is in the pool."""
+
+    async def audit_of(self, gateway_session_id: int, limit: int) -> list[AuditEntry]:
+        """The session's audit, newest first."""
 
     async def overview(self, now: datetime) -> Overview: ...
 
@@ -259,7 +282,7 @@ class NodeStore(SchedulingStore, RunRecorder, Registry, TokenLedger, LeaseStore,
 
 
 __all__ = [
-    "ConsoleReader",
+    "Console",
     "LeaseStore",
     "NodeStore",
     "Registry",

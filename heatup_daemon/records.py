@@ -10,11 +10,13 @@ from typing import Any, Final
 
 from heatup_daemon.enums import (
     ActionKind,
+    Actor,
     Outcome,
     PlanSource,
     RunStatus,
     SkipCause,
     Standing,
+    Surface,
     Trigger,
 )
 from heatup_daemon.errors import InvalidValue
@@ -412,3 +414,65 @@ class ChannelLine:
     members: int
     joins_last_hour: int
     joins_last_24h: int
+
+
+# A session's columns the audit log keeps before and after a change: what admins set.
+AUDITED_SESSION_FIELDS: Final = (
+    "label",
+    "enabled",
+    "schedule",
+    "jitter_seconds",
+    "timezone",
+    "account_created_at",
+    "state",
+)
+AUDITED_CHANNEL_FIELDS: Final = ("title", "category", "description", "enabled")
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who makes an admin's change, and where (the audit log's ``actor`` and ``via``)."""
+
+    via: Surface
+    actor: Actor
+
+    def __str__(self) -> str:
+        return str(self.via) if self.via is Surface.CLI else f"{self.via} ({self.actor})"
+
+
+CLI_AUTHOR: Final = Author(Surface.CLI, Actor.CLI)
+
+
+def audited(record: object, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The audited ``fields`` of a session record or channel view, as JSON values."""
+    values: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(record, name)
+        values[name] = value.isoformat() if isinstance(value, datetime) else value
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A row of the audit log."""
+
+    id: int
+    at: datetime
+    via: str
+    actor: str
+    action: str
+    gateway_session_id: int | None
+    channel: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @property
+    def changed(self) -> list[tuple[str, object, object]]:
+        """``(field, before, after)`` for each field the change set or altered."""
+        before, after = self.before or {}, self.after or {}
+        names = list(dict.fromkeys([*before, *after]))
+        return [
+            (name, before.get(name), after.get(name))
+            for name in names
+            if before.get(name) != after.get(name)
+        ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -171,6 +172,34 @@ def validate_session(
         jitter_seconds=parse_jitter(jitter_seconds, parsed),
         timezone=parse_timezone(timezone),
         label=parse_text("label", label, MAX_LABEL_LENGTH),
+    )
+
+
+# What an admin may change of a registered session (``heatup sessions edit``, the console).
+EDITABLE: Final = ("schedule", "jitter_seconds", "timezone", "label", "account_created_at")
+
+
+def validate_edit(
+    current: Mapping[str, object], changes: Mapping[str, object | None], now: datetime
+) -> SessionSpec:
+    """A registered session's new admin columns: ``current`` (its row's fields) with the
+    ``changes`` that are given (not None) applied, held to the rules of a new row. An empty
+    label clears it."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidValue(f"{', '.join(unknown)} cannot be edited (only {', '.join(EDITABLE)})")
+    merged = {name: current[name] for name in EDITABLE}
+    merged.update({name: value for name, value in changes.items() if value is not None})
+    spec = validate_session(
+        gateway_session_id=current["gateway_session_id"],
+        schedule=merged["schedule"],
+        jitter_seconds=merged["jitter_seconds"],
+        timezone=merged["timezone"],
+        label=merged["label"] or None,
+    )
+    created = merged["account_created_at"]
+    return replace(
+        spec, account_created_at=None if created is None else parse_account_created(created, now)
     )
 
 

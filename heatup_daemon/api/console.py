@@ -1,14 +1,16 @@
-"""The web console: read-only pages for operators, rendered on the server (Jinja2).
+"""The web console's pages for operators, rendered on the server (Jinja2).
 
 - ``/ui``: the pool at a glance and the session list, sortable by any column;
-- ``/ui/sessions/{gateway id}``: a session's warmth and a timeline of its runs, each with its
-  actions;
+- ``/ui/sessions/{gateway id}``: a session's warmth, a timeline of its runs, each with its
+  actions, and its audit;
+- ``/ui/runs/{id}``: one run, re-rendered while it runs;
 - ``/ui/channels``: the channel pool, its flags, and how it is used.
 
-The pages follow the API's rules (``auth``): open on loopback with no token; with one, a
-login form exchanges the token for the console's cookie. No script runs on any page and
-nothing is loaded from elsewhere: the stylesheet is served from the package, and the
-Content-Security-Policy allows nothing else.
+A sign-in that acts also sees the forms that change things (``manage``). The pages follow
+the API's rules (``auth``): open on loopback with no token; with one, a login form exchanges
+a token for the console's cookie. No script runs on any page and nothing is loaded from
+elsewhere: the stylesheet is served from the package, and the Content-Security-Policy
+allows nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from heatup_daemon import __version__, warmth
 from heatup_daemon.api import auth
-from heatup_daemon.api.state import GatewayId, State, state_of
+from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import NotFound
 from heatup_daemon.records import SessionSort
@@ -33,6 +35,8 @@ from heatup_daemon.records import SessionSort
 PREFIX: Final = "/ui"
 PAGE_SIZE: Final = 100
 TIMELINE_RUNS: Final = 60
+AUDIT_ENTRIES: Final = 50
+RUN_REFRESH_S: Final = 2
 HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -99,10 +103,14 @@ TEMPLATES: Final = _environment()
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     state = state_of(request)
-    token = state.settings.api.token
-    signed_in = token is not None and auth.cookie_ok(request, token)
+    api = state.settings.api
+    access = auth.cookie_access(request, api) if api.token is not None else auth.Access.ACT
     html = TEMPLATES.get_template(name).render(
-        signed_in=signed_in, now=state.clock.now(), **context
+        signed_in=api.token is not None and access is not None,
+        can_act=access is auth.Access.ACT,
+        form_token=auth.form_token(request, api, state.form_key),
+        now=state.clock.now(),
+        **context,
     )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
@@ -111,15 +119,15 @@ def unavailable(request: Request, detail: str) -> HTMLResponse:
     return page(request, "error.html", 503, title="database unavailable", detail=detail)
 
 
-def _signed_in(request: Request, state: State) -> None:
+def require_sign_in(request: Request, state: State) -> None:
     """Send a browser without the token or the cookie to the login form."""
-    if not auth.allowed(request, state.settings.api.token):
+    if auth.access_of(request, state.settings.api) is None:
         target = urlencode({"next": request.url.path})
         raise HTTPException(303, "sign in first", headers={"Location": f"/ui/login?{target}"})
 
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-pages = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(_signed_in)])
+pages = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(require_sign_in)])
 
 
 @router.get("/static/console.css")
@@ -138,18 +146,19 @@ async def login_form(
 
 @router.post("/login")
 async def login(request: Request, state: State) -> Response:
-    """Exchange the token for the console's cookie."""
-    token = state.settings.api.token
-    if token is None:
+    """Exchange a token (either kind) for the console's cookie."""
+    api = state.settings.api
+    if api.token is None:
         return RedirectResponse(PREFIX, status_code=303)
     form = _form(await request.body())
     target = _target(form.get("next", PREFIX))
-    if not auth.token_ok(form.get("token", ""), token):
+    access = auth.token_access(form.get("token", ""), api)
+    if access is None:
         return page(request, "login.html", 401, title="sign in", target=target, failed=True)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         auth.COOKIE,
-        auth.console_cookie(token),
+        auth.console_cookie(api, access),
         max_age=auth.COOKIE_LIFETIME_S,
         path="/",
         httponly=True,
@@ -160,7 +169,10 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, state: State) -> Response:
+    form = _form(await request.body())
+    if not auth.form_ok(request, state.settings.api, state.form_key, form.get(auth.FORM_FIELD, "")):
+        raise HTTPException(403, "the form's token is missing or stale: reload the page")
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -225,7 +237,18 @@ def _link(request: Request, changes: Mapping[str, object]) -> str:
 
 @pages.get("/sessions/{gateway_session_id}")
 async def session(request: Request, gateway_session_id: GatewayId, state: State) -> Response:
-    """A session's warmth and the timeline of its runs."""
+    """A session's warmth, its forms, the timeline of its runs and its audit."""
+    return await session_page(request, state, gateway_session_id)
+
+
+async def session_page(
+    request: Request,
+    state: ApiState,
+    gateway_session_id: int,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The session's page; after a refused edit, with ``problem`` above its form."""
     try:
         record, report = await warmth.report(
             state.registry, gateway_session_id, state.settings.ramp.ramp, state.clock.now()
@@ -233,15 +256,37 @@ async def session(request: Request, gateway_session_id: GatewayId, state: State)
     except NotFound as exc:
         return page(request, "error.html", 404, title="no such session", detail=str(exc))
     runs = [run.shown() for run in await state.registry.history(gateway_session_id, TIMELINE_RUNS)]
+    audit = await state.registry.audit_of(gateway_session_id, AUDIT_ENTRIES)
     return page(
         request,
         "session.html",
+        status,
         title=f"session {gateway_session_id}",
         record=record,
         warmth=report,
         runs=runs,
         timeline=list(reversed(runs)),
         length=_length,
+        audit=audit,
+        problem=problem,
+    )
+
+
+@pages.get("/runs/{run_id}")
+async def run(request: Request, run_id: RunId, state: State) -> Response:
+    """One run with its actions; while it runs, the page re-renders itself every few
+    seconds (a ``refresh`` meta tag: no script)."""
+    try:
+        shown = (await state.registry.get_run(run_id)).shown()
+    except NotFound as exc:
+        return page(request, "error.html", 404, title="no such run", detail=str(exc))
+    return page(
+        request,
+        "run.html",
+        title=f"run {run_id}",
+        run=shown,
+        length=_length,
+        refresh_s=RUN_REFRESH_S if shown.status is RunStatus.RUNNING else None,
     )
 
 
@@ -254,11 +299,25 @@ def _length(started: datetime, finished: datetime | None) -> str:
 @pages.get("/channels")
 async def channels(request: Request, state: State) -> Response:
     """The channel pool, its flags and its use."""
+    return await channels_page(request, state)
+
+
+async def channels_page(
+    request: Request,
+    state: ApiState,
+    values: Mapping[str, str] | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The channel page; after a refused addition, with its form filled in as sent."""
     lines = await state.registry.channel_lines(state.clock.now())
     return page(
         request,
         "channels.html",
+        status,
         title="channels",
         lines=[(line, line.view.shown()) for line in lines],
         pace=state.settings.pool.max_joins_per_channel_per_hour,
+        values=values or {},
+        problem=problem,
     )

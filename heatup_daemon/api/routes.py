@@ -1,46 +1,37 @@
 """The daemon's HTTP routes (DESIGN section 8), served inside its event loop.
 
-Errors: 404 unknown session or run, 409 a run in flight or a session that may not run now,
-422 a malformed id, 503 not ready or stopping. Every route but ``/healthz`` and ``/metrics``
-requires the token when one is configured (``api.auth``), the OpenAPI document included.
+Errors: 400 a host heatup does not serve, 401 no valid token, 403 a write with the read token
+or from another site's page, 404 unknown session or run, 409 a run in flight or a session
+that may not run now, 422 a malformed id, 503 not ready or stopping. Every route but
+``/healthz`` and ``/metrics`` requires a token when ``api.token`` is configured
+(``api.auth``), the OpenAPI document included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon import __version__, warmth
-from heatup_daemon.api import console, seed
-from heatup_daemon.api.state import ApiState, GatewayId, State, authorized
-from heatup_daemon.enums import Trigger
+from heatup_daemon.api import auth, console, manage, seed, starting
+from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, authorized
 from heatup_daemon.errors import (
-    AlreadyExists,
-    AlreadyRunning,
     DatabaseUnavailable,
-    HeatupError,
     NotFound,
-    SessionNotRunnable,
-    Stopping,
 )
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.records import Run, RunView
-from heatup_daemon.runner import RunResult
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.validation import validate_session
 
 log = logging.getLogger(__name__)
 
-RunId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-AUTO_REGISTER: Final = {"schedule": "1d", "jitter_seconds": 3600, "timezone": "UTC"}
 ENDPOINTS: Final = (
     "/healthz",
     "/readyz",
@@ -119,7 +110,9 @@ guarded = APIRouter(dependencies=[Depends(authorized)])
 
 def create_app(state: ApiState) -> FastAPI:
     errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem},
         401: {"model": Problem},
+        403: {"model": Problem},
         404: {"model": Problem},
         409: {"model": Problem},
         503: {"model": Problem},
@@ -135,8 +128,10 @@ def create_app(state: ApiState) -> FastAPI:
     app.state.heatup = state
     app.include_router(router)
     app.include_router(console.router)
+    app.include_router(manage.router)  # before the pages: /ui/sessions/new is not an id
     app.include_router(console.pages)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_middleware(auth.Boundary, api=state.settings.api)
     return app
 
 
@@ -213,11 +208,11 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnsw
         if not planned.done():
             planned.set_result((run, plan))
 
-    task = await _start(state, gateway_session_id, on_plan)
+    task = await starting.start(state, gateway_session_id, on_plan)
     waiters: list[asyncio.Future[Any]] = [planned, task]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     if not planned.done():
-        _raise_for(task)
+        starting.raise_for(task)
     run, plan = planned.result()
     view = await state.registry.get_run(run.id)
     return seed.started(gateway_session_id, view, list(plan.actions))
@@ -226,9 +221,9 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnsw
 @guarded.post("/warmup-sync/{gateway_session_id}", response_model=seed.WarmupAnswer)
 async def warmup_sync(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnswer:
     """Run now and answer with the whole run when it ends."""
-    task = await _start(state, gateway_session_id, None)
+    task = await starting.start(state, gateway_session_id, None)
     await asyncio.wait([task])
-    result = _raise_for(task)
+    result = starting.raise_for(task)
     view = await state.registry.get_run(result.run.id)
     return seed.completed(gateway_session_id, view, list(result.plan.actions))
 
@@ -276,83 +271,3 @@ async def _session(state: ApiState, gateway_session_id: int) -> SessionRecord:
         return await state.registry.get_session(gateway_session_id)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
-
-
-async def _start(
-    state: ApiState,
-    gateway_session_id: int,
-    on_plan: Callable[[Run, Plan], Awaitable[None]] | None,
-) -> asyncio.Task[RunResult]:
-    if not state.accepting:
-        raise HTTPException(503, "heatup is stopping")
-    try:
-        async with state.in_flight.starting():  # a stop that begins meanwhile awaits this run
-            try:
-                run = await _write_start(state, gateway_session_id)
-            except DatabaseUnavailable as exc:  # its commit may have landed unconfirmed
-                return await _read_back(state, gateway_session_id, on_plan, exc)
-            return state.in_flight.launch(run, on_plan)
-    except (SessionNotRunnable, AlreadyRunning) as exc:
-        raise HTTPException(409, str(exc)) from None
-    except Stopping as exc:
-        raise HTTPException(503, str(exc)) from None
-
-
-async def _write_start(state: ApiState, gateway_session_id: int) -> Run:
-    try:
-        return await state.runner.start(gateway_session_id, Trigger.API)
-    except NotFound as exc:
-        if not state.settings.api.auto_register:
-            raise HTTPException(404, str(exc)) from None
-    await _register(state, gateway_session_id)
-    return await state.runner.start(gateway_session_id, Trigger.API)
-
-
-async def _read_back(
-    state: ApiState,
-    gateway_session_id: int,
-    on_plan: Callable[[Run, Plan], Awaitable[None]] | None,
-    unavailable: DatabaseUnavailable,
-) -> asyncio.Task[RunResult]:
-    """After a start the database may or may not have taken: the run it wrote, if it did
-    (adopted and launched, so the client is answered with the run that exists); 503 if
-    it did not, or the database cannot tell yet (the dispatcher adopts it later)."""
-    state.in_flight.adopt_pending = True
-    try:
-        adopted = await state.in_flight.adopt_orphans(
-            {gateway_session_id: on_plan} if on_plan else {}
-        )
-    except DatabaseUnavailable:
-        raise HTTPException(503, str(unavailable)) from None
-    for run in adopted:
-        if run.session.gateway_session_id == gateway_session_id:
-            return state.in_flight.task_of(run)
-    raise HTTPException(503, str(unavailable))
-
-
-async def _register(state: ApiState, gateway_session_id: int) -> None:
-    spec = validate_session(
-        gateway_session_id=gateway_session_id, label="registered by the API", **AUTO_REGISTER
-    )
-    try:
-        await state.registry.add_session(spec)
-    except AlreadyExists:  # registered meanwhile
-        return
-    state.on_registered()
-    log.info(
-        "registered session %d on its first /warmup",
-        gateway_session_id,
-        extra={"session": gateway_session_id},
-    )
-
-
-def _raise_for(task: asyncio.Task[RunResult]) -> RunResult:
-    """The task's result, or the HTTP error its failure stands for."""
-    if task.cancelled():
-        raise HTTPException(503, "the run was cancelled: heatup is stopping")
-    error = task.exception()
-    if error is None:
-        return task.result()
-    if isinstance(error, HeatupError):
-        raise HTTPException(503, str(error))
-    raise HTTPException(500, f"internal error: {type(error).__name__}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -11,7 +11,7 @@ from fastapi import Depends, Path, Request
 from heatup_daemon.api import auth
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import Settings
-from heatup_daemon.ports import ConsoleReader
+from heatup_daemon.ports import Console
 from heatup_daemon.runner import InFlight, Runner
 
 
@@ -20,7 +20,7 @@ class ApiState:
     """What the routes need from the daemon."""
 
     settings: Settings
-    registry: ConsoleReader
+    registry: Console
     runner: Runner
     in_flight: InFlight
     health: Callable[[], Awaitable[dict[str, str]]]
@@ -28,6 +28,7 @@ class ApiState:
     clock: Clock  # the node's: what the API decides and shows is at its ``now``
     on_registered: Callable[[], None] = lambda: None
     accepting: bool = True
+    form_key: auth.FormKey = field(default_factory=auth.FormKey)
 
 
 def state_of(request: Request) -> ApiState:
@@ -39,8 +40,10 @@ State = Annotated[ApiState, Depends(state_of)]
 
 # A session in a route's path: its gateway id, a positive 64-bit integer.
 GatewayId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the session's gateway id")]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the run's id")]
 
 
-def authorized(request: Request, state: State) -> None:
-    """Refuse (401) a request to a guarded route without the token or the console cookie."""
-    auth.require(request, state.settings.api.token)
+def authorized(request: Request, state: State) -> auth.Access:
+    """Refuse (401) a request to a guarded route without a token or the console cookie, and
+    (403) a write with the read token."""
+    return auth.require(request, state.settings.api)

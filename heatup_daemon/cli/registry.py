@@ -12,12 +12,14 @@ from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode
+from heatup_daemon.errors import InvalidValue
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
     parse_username,
     validate_channel,
+    validate_edit,
     validate_session,
 )
 
@@ -53,6 +55,17 @@ def add_parsers(commands: Any) -> None:
     )
     add.add_argument("--disabled", action="store_true", help="register without scheduling")
     add.set_defaults(handler=sessions_add)
+
+    edit = sub.add_parser(
+        "edit", help="change a session's schedule, jitter, time zone, label or account age"
+    )
+    edit.add_argument("id", metavar="ID", help="gateway session id")
+    edit.add_argument("--schedule", help="interval (90s, 15m, 6h, 1d) or cron")
+    edit.add_argument("--jitter", type=int, help="seconds of random delay per run")
+    edit.add_argument("--timezone", help="IANA time zone of a cron schedule")
+    edit.add_argument("--label", help="free text for admins (an empty value clears it)")
+    edit.add_argument("--account-created", metavar="DATE", help="when the account was created")
+    edit.set_defaults(handler=sessions_edit)
 
     listing = sub.add_parser("list", help="list registered sessions")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -131,6 +144,29 @@ def sessions_add(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     view = with_repository(settings, lambda repo: repo.add_session(spec, enabled=not args.disabled))
     say(f"registered session {view.gateway_session_id} ({view.schedule}, {view.timezone})")
+    return ExitCode.OK
+
+
+def sessions_edit(args: argparse.Namespace) -> int:
+    gateway_id = parse_gateway_id(args.id)
+    changes = {
+        "schedule": args.schedule,
+        "jitter_seconds": args.jitter,
+        "timezone": args.timezone,
+        "label": args.label,
+        "account_created_at": args.account_created,
+    }
+    if all(value is None for value in changes.values()):
+        raise InvalidValue("nothing to change: give at least one of the options")
+
+    async def edit(repo: Repository) -> SessionRecord:
+        record = await repo.get_session(gateway_id)
+        spec = validate_edit(record.public(), changes, SystemClock().now())
+        return await repo.edit_session(spec)
+
+    view = with_repository(settings_of(args), edit)
+    say(f"session {gateway_id} edited ({view.schedule}, jitter {view.jitter_seconds} s, "
+        f"{view.timezone})")  # fmt: skip
     return ExitCode.OK
 
 

@@ -35,11 +35,14 @@ from sqlalchemy.types import JSON, TypeDecorator
 
 from heatup_daemon.enums import (
     ActionKind,
+    Actor,
+    Change,
     JoinStatus,
     Outcome,
     PlanSource,
     RunStatus,
     SessionState,
+    Surface,
     Trigger,
     sql_in,
 )
@@ -365,3 +368,27 @@ class TokenUsageRow(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AuditRow(Base):
+    """One admin's change to the registry, through the CLI, the API or the console: who,
+    what, when, and the row before and after (JSON of its admin columns). Written in the
+    change's own transaction; kept when the session is removed."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(sql_in("via", Surface), name="via"),
+        CheckConstraint(sql_in("actor", Actor), name="actor"),
+        CheckConstraint(sql_in("action", Change), name="action"),
+        Index("ix_audit_log_session", "gateway_session_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = _created_at()
+    via: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(16), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    gateway_session_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)

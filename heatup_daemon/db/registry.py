@@ -9,17 +9,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.db.base import SqlStore, record_of, rows_affected
-from heatup_daemon.db.models import ChannelRow, SessionRow
+from heatup_daemon.db.models import AuditRow, ChannelRow, SessionRow
 from heatup_daemon.db.sessions import boolean_of, enabled_value, record_columns, record_from
-from heatup_daemon.enums import SessionState
+from heatup_daemon.enums import Change, SessionState
 from heatup_daemon.errors import AlreadyExists, NotFound
-from heatup_daemon.records import ChannelView
+from heatup_daemon.records import (
+    AUDITED_CHANNEL_FIELDS,
+    AUDITED_SESSION_FIELDS,
+    CLI_AUTHOR,
+    AuditEntry,
+    Author,
+    ChannelView,
+    audited,
+)
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
 
@@ -29,7 +37,9 @@ class RegistrySql(SqlStore):
 
     # --- sessions -------------------------------------------------------------------
 
-    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
+    async def add_session(
+        self, spec: SessionSpec, *, enabled: bool = True, by: Author = CLI_AUTHOR
+    ) -> SessionRecord:
         statement = (
             self.insert(SessionRow)
             .values(
@@ -44,47 +54,95 @@ class RegistrySql(SqlStore):
             .on_conflict_do_nothing(index_elements=[SessionRow.gateway_session_id])
             .returning(SessionRow.id)
         )
-        if await self._write(lambda db: db.scalar(statement)) is None:
+
+        def add(db: Connection) -> SessionRecord | None:
+            if db.scalar(statement) is None:
+                return None
+            after = _session_of(db, spec.gateway_session_id)
+            _audit(db, by, Change.REGISTER, None, after)
+            return after
+
+        record = await self._write(add)
+        if record is None:
             raise AlreadyExists(
                 f"a session with gateway id {spec.gateway_session_id} is already registered"
             )
-        return await self.get_session(spec.gateway_session_id)
+        return record
+
+    async def edit_session(self, spec: SessionSpec, *, by: Author = CLI_AUTHOR) -> SessionRecord:
+        """Set a registered session's schedule, jitter, time zone, label and account
+        creation time to ``spec``'s."""
+        values: dict[str, object] = {
+            "label": spec.label,
+            "schedule": spec.schedule_text,
+            "jitter_seconds": spec.jitter_seconds,
+            "timezone": spec.timezone.key,
+            "account_created_at": spec.account_created_at,
+        }
+        return await self._change_session(spec.gateway_session_id, values, Change.EDIT, by)
 
     async def list_sessions(self) -> list[SessionRecord]:
         query = select(*record_columns()).order_by(SessionRow.id)
         return await self._read(lambda db: [record_from(row) for row in db.execute(query)])
 
     async def get_session(self, gateway_session_id: int) -> SessionRecord:
-        query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
-        row = await self._read(lambda db: db.execute(query).first())
+        row = await self._read(lambda db: _session_row(db, gateway_session_id))
         if row is None:
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
         return record_from(row)
 
-    async def set_session_enabled(self, gateway_session_id: int, enabled: bool) -> SessionRecord:
+    async def set_session_enabled(
+        self, gateway_session_id: int, enabled: bool, *, by: Author = CLI_AUTHOR
+    ) -> SessionRecord:
         """Enable or disable a session. Enabling also clears ``needs_attention``: an admin's
         re-enable is how a session that lost its account or got frozen comes back."""
         values: dict[str, object] = {"enabled": enabled}
         if enabled:
             values.update(state=SessionState.ACTIVE, state_reason=None)
+        change = Change.ENABLE if enabled else Change.DISABLE
+        return await self._change_session(gateway_session_id, values, change, by)
+
+    async def _change_session(
+        self, gateway_session_id: int, values: dict[str, object], change: Change, by: Author
+    ) -> SessionRecord:
         statement = (
             update(SessionRow)
             .where(SessionRow.gateway_session_id == gateway_session_id)
             .values(**values)
         )
-        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
-            raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
-        return await self.get_session(gateway_session_id)
 
-    async def remove_session(self, gateway_session_id: int) -> None:
-        """Delete a session; its runs stay in the history (their ``session_id`` is nulled)."""
+        def set_values(db: Connection) -> SessionRecord | None:
+            before = _session_of(db, gateway_session_id)
+            if before is None:
+                return None
+            db.execute(statement)
+            after = _session_of(db, gateway_session_id)
+            _audit(db, by, change, before, after)
+            return after
+
+        record = await self._write(set_values)
+        if record is None:
+            raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
+        return record
+
+    async def remove_session(self, gateway_session_id: int, *, by: Author = CLI_AUTHOR) -> None:
+        """Delete a session; its runs stay in the history (their ``session_id`` is nulled),
+        and so does its audit."""
         statement = delete(SessionRow).where(SessionRow.gateway_session_id == gateway_session_id)
-        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
+
+        def remove(db: Connection) -> bool:
+            before = _session_of(db, gateway_session_id)
+            if before is None or rows_affected(db.execute(statement)) == 0:
+                return False
+            _audit(db, by, Change.REMOVE, before, None)
+            return True
+
+        if not await self._write(remove):
             raise NotFound(f"no session with gateway id {gateway_session_id} is registered")
 
     # --- channels -------------------------------------------------------------------
 
-    async def add_channel(self, spec: ChannelSpec) -> ChannelView:
+    async def add_channel(self, spec: ChannelSpec, *, by: Author = CLI_AUTHOR) -> ChannelView:
         statement = (
             self.insert(ChannelRow)
             .values(
@@ -97,21 +155,56 @@ class RegistrySql(SqlStore):
             .on_conflict_do_nothing(index_elements=[ChannelRow.username])
             .returning(*channel_columns().selected_columns)
         )
-        row = await self._write(lambda db: db.execute(statement).first())
-        if row is None:
+
+        def add(db: Connection) -> ChannelView | None:
+            row = db.execute(statement).first()
+            if row is None:
+                return None
+            view = channel_view(row)
+            _audit_channel(db, by, Change.ADD_CHANNEL, spec.username, None, view)
+            return view
+
+        view = await self._write(add)
+        if view is None:
             raise AlreadyExists(f"channel @{spec.username} is already in the pool")
-        return channel_view(row)
+        return view
 
     async def list_channels(self) -> list[ChannelView]:
         query = channel_columns().order_by(ChannelRow.username)
         return await self._read(lambda db: [channel_view(row) for row in db.execute(query)])
 
-    async def set_channel_enabled(self, username: str, enabled: bool) -> None:
+    async def set_channel_enabled(
+        self, username: str, enabled: bool, *, by: Author = CLI_AUTHOR
+    ) -> None:
+        query = channel_columns().where(ChannelRow.username == username)
         statement = (
             update(ChannelRow).where(ChannelRow.username == username).values(enabled=enabled)
         )
-        if await self._write(lambda db: rows_affected(db.execute(statement))) == 0:
+        change = Change.ENABLE_CHANNEL if enabled else Change.DISABLE_CHANNEL
+
+        def set_enabled(db: Connection) -> bool:
+            before = db.execute(query).first()
+            if before is None:
+                return False
+            db.execute(statement)
+            after = channel_view(db.execute(query).one())
+            _audit_channel(db, by, change, username, channel_view(before), after)
+            return True
+
+        if not await self._write(set_enabled):
             raise NotFound(f"channel @{username} is not in the pool")
+
+    async def audit_of(self, gateway_session_id: int, limit: int) -> list[AuditEntry]:
+        """The session's audit, newest first."""
+        query = (
+            select(*AuditRow.__table__.columns)
+            .where(AuditRow.gateway_session_id == gateway_session_id)
+            .order_by(AuditRow.id.desc())
+            .limit(limit)
+        )
+        return await self._read(
+            lambda db: [AuditEntry(**row._mapping) for row in db.execute(query)]
+        )
 
     async def seed_channels(self, entries: Iterable[ChannelEntry]) -> int:
         """Fill an empty pool from the configuration; return how many were added.
@@ -181,3 +274,55 @@ def channel_columns() -> Select[Any]:
 
 def channel_view(row: Any) -> ChannelView:
     return record_of(ChannelView, row, enabled=boolean_of(row.enabled))
+
+
+def _session_row(db: Connection, gateway_session_id: int) -> Any:
+    query = select(*record_columns()).where(SessionRow.gateway_session_id == gateway_session_id)
+    return db.execute(query).first()
+
+
+def _session_of(db: Connection, gateway_session_id: int) -> SessionRecord | None:
+    row = _session_row(db, gateway_session_id)
+    return None if row is None else record_from(row)
+
+
+def _audit(
+    db: Connection,
+    by: Author,
+    change: Change,
+    before: SessionRecord | None,
+    after: SessionRecord | None,
+) -> None:
+    """The audit row of a change to a session, in the change's transaction."""
+    subject = after or before
+    assert subject is not None
+    db.execute(
+        insert(AuditRow).values(
+            via=by.via,
+            actor=by.actor,
+            action=change,
+            gateway_session_id=subject.gateway_session_id,
+            before=None if before is None else audited(before, AUDITED_SESSION_FIELDS),
+            after=None if after is None else audited(after, AUDITED_SESSION_FIELDS),
+        )
+    )
+
+
+def _audit_channel(
+    db: Connection,
+    by: Author,
+    change: Change,
+    username: str,
+    before: ChannelView | None,
+    after: ChannelView | None,
+) -> None:
+    db.execute(
+        insert(AuditRow).values(
+            via=by.via,
+            actor=by.actor,
+            action=change,
+            channel=username,
+            before=None if before is None else audited(before, AUDITED_CHANNEL_FIELDS),
+            after=None if after is None else audited(after, AUDITED_CHANNEL_FIELDS),
+        )
+    )

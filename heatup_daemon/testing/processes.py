@@ -33,14 +33,18 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: fl
 
 
 @contextlib.contextmanager
-def sandbox_process(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def sandbox_process(
+    *args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 15.0
+) -> Iterator[str]:
     """``heatup sandbox ARGS`` on a free loopback port; yields its base URL."""
-    with heatup_server("sandbox", *args, env=env) as url:
+    with heatup_server("sandbox", *args, env=env, ready_timeout_s=ready_timeout_s) as url:
         yield url
 
 
 @contextlib.contextmanager
-def heatup_server(command: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def heatup_server(
+    command: str, *args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 15.0
+) -> Iterator[str]:
     """``heatup COMMAND ARGS`` (``sandbox``, ``llm-stub``) on a free loopback port; yields
     its base URL once ``/healthz`` answers, and stops it afterwards."""
     heatup = Path(sys.executable).with_name("heatup")
@@ -55,7 +59,7 @@ def heatup_server(command: str, *args: str, env: dict[str, str] | None = None) -
         url = f"http://127.0.0.1:{port}"
         try:
             try:
-                wait_until_healthy(f"{url}/healthz", process)
+                wait_until_healthy(f"{url}/healthz", process, ready_timeout_s)
             except RuntimeError:
                 errors.seek(0)
                 sys.stderr.write(errors.read().decode(errors="replace"))

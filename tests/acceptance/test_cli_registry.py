@@ -10,6 +10,7 @@ from pathlib import Path
 
 from heatup_daemon.db.migrate import head_revision
 from tests.acceptance.conftest import REPO, Heatup, Result, run_heatup
+from tests.acceptance.daemons import SQL
 
 
 def ok(result: Result) -> str:
@@ -67,6 +68,37 @@ def test_registry_round_trip(heatup: Heatup) -> None:
     assert [
         s["gateway_session_id"] for s in json.loads(ok(heatup("sessions", "list", "--json")))
     ] == [42]
+
+
+def test_sessions_edit_changes_what_it_is_given_and_is_audited(
+    heatup: Heatup, database_url: str
+) -> None:
+    ok(heatup("db", "upgrade"))
+    ok(heatup("sessions", "add", "--gateway-id", "44", "--schedule", "6h", "--label", "old"))
+    out = ok(heatup("sessions", "edit", "44", "--schedule", "0 9 * * *", "--jitter", "600",
+                    "--timezone", "Asia/Tokyo", "--account-created", "2024-05-01"))  # fmt: skip
+    assert "session 44 edited (0 9 * * *, jitter 600 s, Asia/Tokyo)" in out
+    shown = json.loads(ok(heatup("sessions", "show", "44", "--json")))
+    assert (shown["schedule"], shown["jitter_seconds"], shown["timezone"]) == (
+        "0 9 * * *",
+        600,
+        "Asia/Tokyo",
+    )
+    assert shown["label"] == "old" and shown["account_created_at"].startswith("2024-05-01")
+    ok(heatup("sessions", "edit", "44", "--label", ""))
+    assert json.loads(ok(heatup("sessions", "show", "44", "--json")))["label"] is None
+    # The rules of a new row, with their words; nothing is written.
+    assert_usage_error(heatup("sessions", "edit", "44", "--jitter", "-1"), "jitter_seconds")
+    assert_usage_error(heatup("sessions", "edit", "44", "--schedule", "when pigs fly"), "schedule")
+    assert_usage_error(heatup("sessions", "edit", "44"), "nothing to change")
+    assert_usage_error(
+        heatup("sessions", "edit", "45", "--label", "x"), "no session with gateway id 45"
+    )
+    assert json.loads(ok(heatup("sessions", "show", "44", "--json")))["jitter_seconds"] == 600
+    audit = SQL(database_url)(
+        "SELECT via, actor, action FROM audit_log WHERE gateway_session_id = 44 ORDER BY id"
+    )
+    assert audit == [["cli", "cli", "register"], ["cli", "cli", "edit"], ["cli", "cli", "edit"]]
 
 
 def test_channel_commands(heatup: Heatup) -> None:

@@ -12,15 +12,27 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
-from heatup_daemon.testing import sandbox_process, wait_until_healthy
+from heatup_daemon.errors import InvalidValue
+from heatup_daemon.testing import wait_until_healthy
+from heatup_daemon.validation import validate_channel, validate_session
 from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import SQL, Daemon, register, wait_until
+from tests.sandboxes import SandboxControl, running_sandbox
 from tests.tools import tool
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TOKEN = "console-token-for-tests"
+READER = "console-read-token-for-tests"
 HOSTILE_LABEL = "<script>alert('label')</script>"
 HEALTHY = (1, 2, 3, 4)
 REVOKED, FROZEN, DISABLED, COOLING, INVALID = 9001, 9100, 5, 6, 7
@@ -31,14 +43,17 @@ GREEN = "rgb(31, 122, 58)"
 class Console:
     url: str
     sql: SQL
+    gateway: SandboxControl
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     folder = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{folder / 'console.db'}"
-    with sandbox_process() as gateway:
-        daemon = Daemon(url, gateway, folder, HEATUP_API__TOKEN=TOKEN)
+    with running_sandbox(tmp_path_factory) as gateway:
+        daemon = Daemon(
+            url, gateway.url, folder, HEATUP_API__TOKEN=TOKEN, HEATUP_API__READ_TOKEN=READER
+        )
         subprocess.run(
             [str(HEATUP), "db", "upgrade"], env=daemon.env, check=True, capture_output=True
         )
@@ -63,7 +78,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             wait_until(lambda: sql(
                 "SELECT count(*) FROM sessions WHERE invalid_reason IS NOT NULL"
             ) == [["1"]])  # fmt: skip
-            yield Console(base, sql)
+            yield Console(base, sql, gateway)
         finally:
             code, _ = daemon.stop()
             assert code == 0, daemon.output()[-2000:]
@@ -120,9 +135,9 @@ def _request(request: Request, base: str, problems: list[str]) -> None:
         problems.append(f"a request left the daemon: {request.url}")
 
 
-def sign_in(page: Page, base: str) -> None:
+def sign_in(page: Page, base: str, token: str = TOKEN) -> None:
     page.goto(f"{base}/ui")
-    page.fill("#token", TOKEN)
+    page.fill("#token", token)
     page.click("form.login button")
     page.wait_for_url(f"{base}/ui")
 
@@ -140,7 +155,7 @@ def test_signing_in_trades_the_token_for_a_strict_cookie(page: Page, console: Co
     with page.expect_response(f"{console.url}/ui/login") as refused:
         page.click("form.login button")
     assert refused.value.status == 401
-    assert "not the daemon's API token" in page.inner_text("[role=alert]")
+    assert "neither the daemon's API token nor its read token" in page.inner_text("[role=alert]")
     page.fill("#token", TOKEN)
     page.click("form.login button")
     page.wait_for_url(f"{console.url}/ui/channels")  # back where the operator was going
@@ -275,3 +290,168 @@ def test_the_cookie_starts_no_run_and_sign_in_goes_nowhere_else(console: Console
         assert "script-src" not in page.headers["content-security-policy"]
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert "<script" not in page.text.replace("&lt;script", "")
+
+
+def test_the_read_token_reads_every_page_and_changes_nothing(page: Page, console: Console) -> None:
+    sign_in(page, console.url, READER)
+    assert page.text_content("form.logout .access") == "read only"
+    for path in ("/ui", "/ui/channels", f"/ui/sessions/{HEALTHY[0]}"):
+        assert page.goto(f"{console.url}{path}").status == 200  # type: ignore[union-attr]
+    runs = console.sql("SELECT count(*) FROM warmup_runs")
+    with httpx2.Client(base_url=console.url, timeout=30) as client:
+        refused = client.post(
+            f"/warmup/{HEALTHY[0]}", headers={"Authorization": f"Bearer {READER}"}
+        )
+        assert refused.status_code == 403 and "read_token" in refused.json()["detail"]
+        assert READER not in refused.text
+        assert client.get("/sessions", headers={"Authorization": f"Bearer {READER}"}).is_success
+    assert console.sql("SELECT count(*) FROM warmup_runs") == runs
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r".*/ui/login"))
+
+
+def test_a_form_is_refused_without_the_token_of_its_sign_in(console: Console) -> None:
+    with httpx2.Client(base_url=console.url, timeout=30, follow_redirects=False) as client:
+        client.post("/ui/login", data={"token": TOKEN})
+        assert client.post("/ui/logout").status_code == 403
+        assert client.post("/ui/logout", data={"form_token": "0" * 64}).status_code == 403
+        page = client.get("/ui").text
+        form_token = page.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/ui/logout", data={"form_token": form_token}).status_code == 303
+
+
+def cli_error(**values: object) -> str:
+    """The CLI's words for a session row it refuses."""
+    row: dict[str, object] = {"gateway_session_id": 77, "jitter_seconds": 0, "timezone": "UTC"}
+    try:
+        validate_session(label=None, **{**row, **values})  # type: ignore[arg-type]
+    except InvalidValue as exc:
+        return str(exc)
+    raise AssertionError(f"{values} is valid")
+
+
+def test_an_operator_registers_edits_runs_and_removes_a_session(
+    page: Page, console: Console
+) -> None:
+    sign_in(page, console.url)
+    page.click("header >> text=Register")
+    page.fill("#gateway_id", "77")
+    page.fill("#schedule", "when pigs fly")
+    page.fill("#label", "from the console")
+    page.click("form.register button")
+    expect(page.locator("form.register .problem")).to_have_text(cli_error(schedule="when pigs fly"))
+    assert page.input_value("#label") == "from the console"  # filled in as sent
+    assert console.sql("SELECT count(*) FROM sessions WHERE gateway_session_id = 77") == [["0"]]
+    page.fill("#schedule", "6h")
+    page.fill("#jitter", "60")
+    page.click("form.register button")
+    page.wait_for_url(f"{console.url}/ui/sessions/77")
+    shot(page, "register")
+
+    page.fill("#jitter", "21600")  # not below the interval: refused with the CLI's words
+    page.click("form.edit button")
+    problem = cli_error(schedule="6h", jitter_seconds=21600)
+    expect(page.locator("form.edit .problem")).to_have_text(problem)
+    page.fill("#jitter", "120")
+    page.fill("#timezone", "Europe/Berlin")
+    page.click("form.edit button")
+    page.wait_for_url(f"{console.url}/ui/sessions/77")
+    row = "SELECT jitter_seconds, timezone, enabled FROM sessions WHERE gateway_session_id = 77"
+    assert console.sql(row) == [["120", "Europe/Berlin", "1"]]
+    page.click("button.disable")
+    page.wait_for_url(f"{console.url}/ui/sessions/77")
+    assert console.sql(row) == [["120", "Europe/Berlin", "0"]]
+    page.click("button.enable")
+    page.wait_for_url(f"{console.url}/ui/sessions/77")
+
+    console.gateway.faults("latency=400ms")  # a run that lasts long enough to watch
+    try:
+        page.click("button.run")
+        page.wait_for_url(re.compile(rf"{console.url}/ui/runs/\d+"))
+        expect(page.locator("#run-status")).to_have_text("running")
+        assert page.locator('meta[http-equiv="refresh"]').count() == 1
+        shot(page, "run-live")
+        # The page re-renders itself until the run ends: no reload from the test.
+        expect(page.locator("#run-status")).to_have_text("succeeded", timeout=60_000)
+        assert page.locator('meta[http-equiv="refresh"]').count() == 0
+    finally:
+        console.gateway.faults("")
+
+    page.goto(f"{console.url}/ui/sessions/77")
+    audit = page.locator("table.audit tbody tr").all_inner_texts()
+    assert [line.split("\t")[2] for line in audit] == ["enable", "disable", "edit", "register"]
+    assert all("console (api.token)" in line for line in audit)
+    assert "jitter_seconds: 60 → 120" in audit[2] and "timezone: UTC → Europe/Berlin" in audit[2]
+    shot(page, "session-manage")
+    page.click("button.remove")
+    page.wait_for_url(f"{console.url}/ui")
+    assert console.sql("SELECT count(*) FROM sessions WHERE gateway_session_id = 77") == [["0"]]
+    assert console.sql(
+        "SELECT count(*) FROM audit_log WHERE gateway_session_id = 77 AND action = 'remove'"
+    ) == [["1"]]
+
+
+def test_bulk_actions_on_the_sessions_ticked(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    chosen = HEALTHY[:2]
+    for action, enabled in (("disable", "0"), ("enable", "1")):
+        page.goto(f"{console.url}/ui?sort=id")
+        for gateway_id in chosen:
+            page.check(f'input[name="id"][value="{gateway_id}"]')
+        page.select_option("#bulk-action", action)
+        page.click("form.bulk button")
+        results = page.locator("table.bulk-results tbody tr").all_inner_texts()
+        assert results == [f"{gateway_id}\t{action}d" for gateway_id in chosen]
+        ids = ", ".join(str(gateway_id) for gateway_id in chosen)
+        states = console.sql(f"SELECT enabled FROM sessions WHERE gateway_session_id IN ({ids})")
+        assert states == [[enabled], [enabled]]
+    shot(page, "bulk")
+
+
+def test_the_channel_pool_is_managed_from_its_page(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    page.goto(f"{console.url}/ui/channels")
+    page.fill("#username", "@x")
+    page.click("form.add-channel button")
+    expected = ""
+    try:
+        validate_channel(username="@x", title=None, category=None, description=None)
+    except InvalidValue as exc:
+        expected = str(exc)
+    expect(page.locator("form.add-channel .problem")).to_have_text(expected)
+    page.fill("#username", "@console_added")
+    page.fill("#category", "news")
+    page.click("form.add-channel button")
+    page.wait_for_url(f"{console.url}/ui/channels")
+    enabled = "SELECT enabled FROM channels WHERE username = 'console_added'"
+    assert console.sql(enabled) == [["1"]]
+    row = page.locator("table.channels tbody tr", has_text="@console_added")
+    row.locator("button.disable").click()
+    page.wait_for_url(f"{console.url}/ui/channels")
+    assert console.sql(enabled) == [["0"]]
+    row.locator("button.enable").click()
+    page.wait_for_url(f"{console.url}/ui/channels")
+    assert console.sql(enabled) == [["1"]]
+    actions = console.sql(
+        "SELECT action FROM audit_log WHERE channel = 'console_added' ORDER BY id"
+    )
+    assert actions == [["add channel"], ["disable channel"], ["enable channel"]]
+
+
+def test_a_read_only_sign_in_sees_no_form_and_its_posts_are_refused(
+    page: Page, console: Console
+) -> None:
+    sign_in(page, console.url, READER)
+    for path in ("/ui", f"/ui/sessions/{HEALTHY[0]}", "/ui/channels"):
+        page.goto(f"{console.url}{path}")
+        assert page.locator("form.bulk, form.edit, form.add-channel, section.manage").count() == 0
+        assert page.locator("header >> text=Register").count() == 0
+    with httpx2.Client(base_url=console.url, timeout=30, follow_redirects=False) as client:
+        client.post("/ui/login", data={"token": READER})
+        html = client.get("/ui").text
+        form_token = html.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+        refused = client.post(f"/ui/sessions/{HEALTHY[0]}/disable", data={"form_token": form_token})
+        assert refused.status_code == 403 and "only reads" in refused.text
+    assert console.sql(f"SELECT enabled FROM sessions WHERE gateway_session_id = {HEALTHY[0]}") == [
+        ["1"]
+    ]

@@ -5,7 +5,9 @@ from sqlalchemy import text
 
 from heatup_daemon.config import Settings
 from heatup_daemon.db.repository import Repository
+from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import AlreadyExists, NotFound
+from heatup_daemon.records import Author
 from heatup_daemon.validation import validate_channel, validate_session
 
 
@@ -74,3 +76,56 @@ async def test_seeding_fills_only_an_empty_pool(repository: Repository) -> None:
     assert await repository.seed_channels(pool) == 0
     channels = await repository.list_channels()
     assert {c.username for c in channels} == {entry.username for entry in pool}
+
+
+async def test_every_change_is_audited_with_its_author_before_and_after(
+    repository: Repository,
+) -> None:
+    console = Author(Surface.CONSOLE, Actor.TOKEN)
+    await repository.add_session(spec(4, label="first"), by=console)
+    await repository.edit_session(spec(4, "1d", label=None, jitter_seconds=600))
+    await repository.set_session_enabled(4, False, by=Author(Surface.API, Actor.NO_TOKEN))
+    await repository.remove_session(4, by=console)
+    entries = await repository.audit_of(4, 10)
+    assert [(e.action, e.via, e.actor) for e in entries] == [
+        ("remove", "console", "api.token"),
+        ("disable", "api", "no token"),
+        ("edit", "cli", "cli"),
+        ("register", "console", "api.token"),
+    ]
+    removed, disabled, edited, registered = entries
+    assert registered.before is None and registered.after is not None
+    assert registered.after["label"] == "first" and registered.after["schedule"] == "6h"
+    assert edited.changed == [
+        ("label", "first", None),
+        ("schedule", "6h", "1d"),
+        ("jitter_seconds", 60, 600),
+    ]
+    assert disabled.changed == [("enabled", True, False)]
+    assert removed.after is None and removed.before is not None  # kept after the row is gone
+    assert all(entry.at.tzinfo is not None for entry in entries)
+    assert await repository.audit_of(5, 10) == []
+
+
+async def test_a_refused_change_writes_no_audit(repository: Repository) -> None:
+    await repository.add_session(spec(6))
+    with pytest.raises(AlreadyExists):
+        await repository.add_session(spec(6))
+    with pytest.raises(NotFound):
+        await repository.edit_session(spec(7))
+    assert [entry.action for entry in await repository.audit_of(6, 10)] == ["register"]
+    assert await repository.audit_of(7, 10) == []
+
+
+async def test_channel_changes_are_audited(repository: Repository) -> None:
+    spec_ = validate_channel(username="@Audited_1", title="A", category=None, description=None)
+    await repository.add_channel(spec_, by=Author(Surface.CONSOLE, Actor.NO_TOKEN))
+    await repository.set_channel_enabled("audited_1", False)
+    async with repository.engine.connect() as connection:
+        rows = (
+            await connection.execute(text("SELECT action, via, channel FROM audit_log ORDER BY id"))
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("add channel", "console", "audited_1"),
+        ("disable channel", "cli", "audited_1"),
+    ]

@@ -27,7 +27,7 @@ from heatup_daemon.testing.memory.scheduling import MemoryScheduling
 class InMemoryStore(
     MemoryRegistry, MemoryScheduling, MemoryRuns, MemoryLedger, MemoryLeases, NodeStore
 ):
-    """Every port but ``ConsoleReader``, declared so that mypy holds it to them."""
+    """Every port but ``Console``, declared so that mypy holds it to them."""
 
 
 __all__ = ["InMemoryStore"]

@@ -1,10 +1,12 @@
-"""The registry: sessions and the channel pool (``db/registry.py``)."""
+"""The registry: sessions and the channel pool (``db/registry.py``). Changes are not
+audited here: the audit log is read through the console's port, which only the SQL store
+serves."""
 
 from __future__ import annotations
 
 from heatup_daemon.config import ChannelEntry
 from heatup_daemon.errors import AlreadyExists
-from heatup_daemon.records import ChannelView
+from heatup_daemon.records import CLI_AUTHOR, Author, ChannelView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS, MemoryTables
 from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
@@ -13,7 +15,9 @@ from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
 class MemoryRegistry(MemoryTables):
     """The registry: sessions and the channel pool (``db/registry.py``)."""
 
-    async def add_session(self, spec: SessionSpec, *, enabled: bool = True) -> SessionRecord:
+    async def add_session(
+        self, spec: SessionSpec, *, enabled: bool = True, by: Author = CLI_AUTHOR
+    ) -> SessionRecord:
         self._check()
         if any(r["gateway_session_id"] == spec.gateway_session_id for r in self.sessions.values()):
             raise AlreadyExists(
@@ -33,7 +37,7 @@ class MemoryRegistry(MemoryTables):
         }
         return self._record(session_id)
 
-    async def remove_session(self, gateway_session_id: int) -> None:
+    async def remove_session(self, gateway_session_id: int, *, by: Author = CLI_AUTHOR) -> None:
         """Delete a session; its runs and ledger places stay, without it (SET NULL)."""
         self._check()
         session_id = self._by_gateway_id(gateway_session_id)
@@ -54,7 +58,7 @@ class MemoryRegistry(MemoryTables):
         self._check()
         return self._record(self._by_gateway_id(gateway_session_id))
 
-    async def add_channel(self, spec: ChannelSpec) -> ChannelView:
+    async def add_channel(self, spec: ChannelSpec, *, by: Author = CLI_AUTHOR) -> ChannelView:
         self._check()
         if any(c["username"] == spec.username for c in self.channels.values()):
             raise AlreadyExists(f"channel @{spec.username} is already in the pool")

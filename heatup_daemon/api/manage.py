@@ -1,0 +1,293 @@
+"""The console's forms: what the CLI does to sessions and channels, as a browser posts it,
+with the CLI's validation and its error text.
+
+- ``/ui/sessions/new``: register a session;
+- ``/ui/sessions/{id}``: edit its schedule, jitter, time zone, label and account age;
+- ``/ui/sessions/{id}/{enable,disable,remove,run}``: the session's buttons (a run started
+  here is shown live at ``/ui/runs/{id}``, a page that re-renders itself while it runs);
+- ``/ui/sessions/bulk``: one of those buttons for every session ticked in the list;
+- ``/ui/channels``, ``/ui/channels/{username}/{enable,disable}``: the channel pool.
+
+A post is served only with the form token of the sign-in its page was rendered for
+(``auth.form_ok``) and with a sign-in that acts; each change is audited as the console's,
+with the kind of token signed in. A form with a problem is shown again, filled in as sent,
+with the problem named, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Annotated, Final
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi.responses import RedirectResponse
+
+from heatup_daemon.api import auth, console, starting
+from heatup_daemon.api.state import ApiState, GatewayId, State
+from heatup_daemon.enums import Actor, Surface
+from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
+from heatup_daemon.records import Author
+from heatup_daemon.validation import (
+    parse_account_created,
+    parse_gateway_id,
+    parse_username,
+    validate_channel,
+    validate_edit,
+    validate_session,
+)
+
+MAX_FORM_BYTES: Final = 256 * 1024
+MAX_FIELDS: Final = 1000
+SESSION_ACTIONS: Final = ("enable", "disable", "remove", "run")
+REGISTER_FIELDS: Final = (
+    "gateway_id",
+    "schedule",
+    "jitter",
+    "timezone",
+    "label",
+    "account_created",
+)
+CHANNEL_FIELDS: Final = ("username", "title", "category", "description")
+ChannelName = Annotated[str, Path(min_length=1, max_length=40)]
+
+router = APIRouter(prefix=console.PREFIX, include_in_schema=False)
+
+
+class Refused(Exception):
+    """A post the console does not serve, shown as a page with this status."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A form that may act: its fields and who sent it."""
+
+    fields: dict[str, list[str]]
+    author: Author
+
+    def one(self, name: str) -> str:
+        return (self.fields.get(name) or [""])[-1].strip()
+
+    def every(self, name: str) -> list[str]:
+        return [value.strip() for value in self.fields.get(name, [])]
+
+
+async def _posted(request: Request, state: ApiState) -> Posted:
+    """The form, once it may act; ``Refused`` otherwise."""
+    too_large = Refused(413, "form too large", f"a form holds at most {MAX_FORM_BYTES} bytes")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_FORM_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise too_large
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Refused(400, "unreadable form", f"the form could not be read: {exc}") from None
+    api = state.settings.api
+    given = (fields.get(auth.FORM_FIELD) or [""])[-1]
+    if not auth.form_ok(request, api, state.form_key, given):
+        raise Refused(403, "form refused", "the form's token is missing or stale: reload the page")
+    if api.token is None:
+        return Posted(fields, Author(Surface.CONSOLE, Actor.NO_TOKEN))
+    if auth.cookie_access(request, api) is not auth.Access.ACT:
+        raise Refused(403, "read only", "this sign-in only reads: sign in with api.token to act")
+    return Posted(fields, Author(Surface.CONSOLE, Actor.TOKEN))
+
+
+def _number(text: str) -> int | str:
+    """A whole number typed into a form, or the text as typed (for the validator to name)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 20 else text
+
+
+def _refused(request: Request, refused: Refused) -> Response:
+    return console.page(
+        request, "error.html", refused.status, title=refused.title, detail=refused.detail
+    )
+
+
+def _to(path: str) -> Response:
+    return RedirectResponse(f"{console.PREFIX}{path}", status_code=303)
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+@router.get("/sessions/new")
+async def register_form(request: Request, state: State) -> Response:
+    console.require_sign_in(request, state)
+    return _register_page(request, {}, None, 200)
+
+
+def _register_page(
+    request: Request, values: dict[str, str], problem: str | None, status: int
+) -> Response:
+    return console.page(
+        request, "register.html", status, title="register a session", values=values,
+        problem=problem,
+    )  # fmt: skip
+
+
+@router.post("/sessions/new")
+async def register(request: Request, state: State) -> Response:
+    try:
+        posted = await _posted(request, state)
+    except Refused as refused:
+        return _refused(request, refused)
+    values = {name: posted.one(name) for name in REGISTER_FIELDS}
+    try:
+        spec = validate_session(
+            gateway_session_id=values["gateway_id"],
+            schedule=values["schedule"],
+            jitter_seconds=_number(values["jitter"] or "0"),
+            timezone=values["timezone"] or "UTC",
+            label=values["label"] or None,
+        )
+        if values["account_created"]:
+            created = parse_account_created(values["account_created"], state.clock.now())
+            spec = replace(spec, account_created_at=created)
+        enabled = not posted.one("disabled")
+        await state.registry.add_session(spec, enabled=enabled, by=posted.author)
+    except InvalidValue as exc:
+        return _register_page(request, values, str(exc), 422)
+    except AlreadyExists as exc:
+        return _register_page(request, values, str(exc), 409)
+    state.on_registered()
+    return _to(f"/sessions/{spec.gateway_session_id}")
+
+
+@router.post("/sessions/bulk")
+async def bulk(request: Request, state: State) -> Response:
+    """One session action for every session ticked; a page says how each went."""
+    try:
+        posted = await _posted(request, state)
+        action = posted.one("action")
+        if action not in SESSION_ACTIONS:
+            raise Refused(422, "no such action", f"choose one of {', '.join(SESSION_ACTIONS)}")
+        chosen = posted.every("id")
+        if not chosen:
+            raise Refused(422, "nothing chosen", "tick at least one session")
+    except Refused as refused:
+        return _refused(request, refused)
+    results: list[tuple[str, str, int | None]] = []
+    for given in dict.fromkeys(chosen):
+        try:
+            gateway_id = parse_gateway_id(given)
+            outcome, run_id = await _act(state, gateway_id, action, posted.author)
+        except (InvalidValue, Refused) as exc:
+            outcome, run_id = str(exc), None
+        results.append((given, outcome, run_id))
+    return console.page(request, "bulk.html", title=f"{action}: {len(results)} sessions",
+                        action=action, results=results)  # fmt: skip
+
+
+@router.post("/sessions/{gateway_session_id}/{action}")
+async def session_action(
+    request: Request, gateway_session_id: GatewayId, action: str, state: State
+) -> Response:
+    try:
+        posted = await _posted(request, state)
+        if action not in SESSION_ACTIONS:
+            raise Refused(404, "no such action", f"sessions can {', '.join(SESSION_ACTIONS)}")
+        _, run_id = await _act(state, gateway_session_id, action, posted.author)
+    except Refused as refused:
+        return _refused(request, refused)
+    if run_id is not None:
+        return _to(f"/runs/{run_id}")
+    return _to("" if action == "remove" else f"/sessions/{gateway_session_id}")
+
+
+async def _act(
+    state: ApiState, gateway_id: int, action: str, author: Author
+) -> tuple[str, int | None]:
+    """Do ``action`` to one session: what happened, and the run it started if any."""
+    try:
+        if action == "remove":
+            await state.registry.remove_session(gateway_id, by=author)
+            return "removed; its run history is kept", None
+        if action in ("enable", "disable"):
+            await state.registry.set_session_enabled(gateway_id, action == "enable", by=author)
+            state.on_registered()
+            return f"{action}d", None
+    except NotFound as exc:
+        raise Refused(404, "no such session", str(exc)) from None
+    try:
+        await starting.start(state, gateway_id, None)
+    except HTTPException as exc:
+        raise Refused(exc.status_code, "the run did not start", str(exc.detail)) from None
+    runs = await state.registry.history(gateway_id, 1)
+    return "run started", runs[0].id if runs else None
+
+
+@router.post("/sessions/{gateway_session_id}")
+async def edit(request: Request, gateway_session_id: GatewayId, state: State) -> Response:
+    """Change the session's schedule, jitter, time zone, label and account age."""
+    try:
+        posted = await _posted(request, state)
+    except Refused as refused:
+        return _refused(request, refused)
+    changes: dict[str, object | None] = {
+        "schedule": posted.one("schedule"),
+        "jitter_seconds": _number(posted.one("jitter")),
+        "timezone": posted.one("timezone"),
+        "label": posted.one("label"),
+        "account_created_at": posted.one("account_created") or None,
+    }
+    try:
+        record = await state.registry.get_session(gateway_session_id)
+        spec = validate_edit(record.public(), changes, state.clock.now())
+        await state.registry.edit_session(spec, by=posted.author)
+    except NotFound as exc:
+        return _refused(request, Refused(404, "no such session", str(exc)))
+    except InvalidValue as exc:
+        return await console.session_page(request, state, gateway_session_id, str(exc), 422)
+    state.on_registered()
+    return _to(f"/sessions/{gateway_session_id}")
+
+
+# --- channels ---------------------------------------------------------------------------
+
+
+@router.post("/channels")
+async def add_channel(request: Request, state: State) -> Response:
+    try:
+        posted = await _posted(request, state)
+    except Refused as refused:
+        return _refused(request, refused)
+    values = {name: posted.one(name) for name in CHANNEL_FIELDS}
+    try:
+        spec = validate_channel(
+            username=values["username"],
+            title=values["title"] or None,
+            category=values["category"] or None,
+            description=values["description"] or None,
+        )
+        await state.registry.add_channel(spec, by=posted.author)
+    except (InvalidValue, AlreadyExists) as exc:
+        status = 409 if isinstance(exc, AlreadyExists) else 422
+        return await console.channels_page(request, state, values, str(exc), status)
+    return _to("/channels")
+
+
+@router.post("/channels/{username}/{action}")
+async def channel_action(
+    request: Request, username: ChannelName, action: str, state: State
+) -> Response:
+    try:
+        posted = await _posted(request, state)
+        if action not in ("enable", "disable"):
+            raise Refused(404, "no such action", "channels can enable, disable")
+        name = parse_username(username)
+        await state.registry.set_channel_enabled(name, action == "enable", by=posted.author)
+    except Refused as refused:
+        return _refused(request, refused)
+    except (InvalidValue, NotFound) as exc:
+        return _refused(request, Refused(404, "no such channel", str(exc)))
+    return _to("/channels")
