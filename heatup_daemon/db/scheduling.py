@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Text, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Text, and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
@@ -30,22 +30,30 @@ from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, Sessio
 from heatup_daemon.session import Session, SessionRecord, refusals_of
 
 R = TypeVar("R")
+# The rows marked for reconcile, written as the partial index ``ix_sessions_needs_reconcile``
+# states it: SQLite uses a partial index only for a term in the index's own form, and
+# SQLAlchemy's ``needs_reconcile = 1`` would scan the table.
+MARKED: Final = text("sessions.needs_reconcile")
 # Ids bound in one statement at most.
 ID_CHUNK: Final = 1000
+
+
+def marked_rows(after_id: int, limit: int) -> Select[Any]:
+    """The rows the database marked as inserted or edited since heatup applied them, in id
+    order after ``after_id``: found through an index, however large the table."""
+    return (
+        select(*record_columns())
+        .where(SessionRow.id > after_id, MARKED)
+        .order_by(SessionRow.id)
+        .limit(limit)
+    )
 
 
 class SchedulingSql(SqlStore):
     async def reconcile(
         self, policy: SlotPolicy, now: datetime, after_id: int, limit: int
     ) -> Reconciled:
-        # The rows the database marked as inserted or edited (``needs_reconcile``): an index
-        # finds them, however large the table.
-        query = (
-            select(*record_columns())
-            .where(SessionRow.id > after_id, SessionRow.needs_reconcile)
-            .order_by(SessionRow.id)
-            .limit(limit)
-        )
+        query = marked_rows(after_id, limit)
 
         def decide(db: Connection, isolate: bool) -> Reconciled:
             records = self._lock(db, query)
