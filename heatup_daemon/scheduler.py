@@ -134,22 +134,29 @@ class Scheduler:
         """The dispatcher runs (started, not stopping, its loop alive)."""
         return self._dispatcher is not None and not self._dispatcher.done() and not self._stopping
 
-    async def prepare(self, *, reconcile: bool = True) -> None:
+    async def prepare(self, *, reconcile: bool = True, count: bool = True) -> None:
         """Before the jobs start: reap runs whose process died, apply every pending admin
-        edit (unless ``reconcile`` is false), count. The daemon leaves the reconcile to the
-        job, which ``start`` runs at once: its readiness never waits on every row of a large
-        registry (rows already scheduled are dispatched meanwhile; a new row is claimed once
-        its first pass has given it a slot)."""
+        edit (unless ``reconcile`` is false), count (unless ``count`` is false). The daemon
+        leaves both to their jobs, which ``start`` runs at once: its readiness never waits
+        on every row of a large registry (rows already scheduled are dispatched meanwhile;
+        a new row is claimed once its first pass has given it a slot)."""
         await self.reap()
         if reconcile:
             await self.reconcile()
-        await self.refresh()
+        if count:
+            await self.refresh()
+
+    @property
+    def counted(self) -> bool:
+        """Whether ``counts`` holds a count yet (the first comes just after the start)."""
+        return self._counted_at is not None
 
     def start(self) -> None:
         aps = AsyncIOScheduler(timezone=UTC)
-        # (job, interval, first run after start): the reconcile at once (prepare left it to
-        # the job); retention soon, so that a daemon restarted more often than its interval
-        # still trims the history; the others after their interval.
+        # (job, interval, first run after start): the reconcile and the counts at once
+        # (prepare may leave them to the jobs; counts taken already are not taken again
+        # before their budget allows); retention soon, so that a daemon restarted more often
+        # than its interval still trims the history; the reap after its interval.
         jobs: tuple[tuple[Job, float, float, Callable[[], Awaitable[Any]]], ...] = (
             (Job.RECONCILE, self._settings.reconcile_seconds, 0.0, self.reconcile),
             (
@@ -158,7 +165,7 @@ class Scheduler:
                 self._settings.heartbeat_seconds,
                 self.reap,
             ),
-            (Job.REFRESH, REFRESH_S, REFRESH_S, self.refresh),
+            (Job.REFRESH, REFRESH_S, 0.0, self.refresh),
             (Job.RETENTION, RETENTION_S, RETENTION_FIRST_S, self.trim_history),
         )
         now = HOST.now()

@@ -223,7 +223,8 @@ class _Daemon:
 
     async def serve(self, on_ready: Callable[[], Awaitable[None]] | None) -> int:
         settings, scheduler = self._settings, self._scheduler
-        await scheduler.prepare(reconcile=False)  # the reconcile job starts at once
+        # The reconcile and the counts jobs start at once: READY never waits on a whole table.
+        await scheduler.prepare(reconcile=False, count=False)
         scheduler.start()
         api = ApiState(
             settings=settings,
@@ -300,11 +301,14 @@ class _Daemon:
 
     async def status(self) -> str:
         counts, database = self._scheduler.counts, self._scheduler.jobs.database_error
-        line = (
-            f"{counts.scheduled} of {counts.sessions} sessions scheduled, "
-            f"{len(self._parts.in_flight)} runs in flight, {counts.invalid} invalid, "
-            f"{counts.needs_attention} need attention"
-        )
+        in_flight = f"{len(self._parts.in_flight)} runs in flight"
+        if self._scheduler.counted:
+            line = (
+                f"{counts.scheduled} of {counts.sessions} sessions scheduled, {in_flight}, "
+                f"{counts.invalid} invalid, {counts.needs_attention} need attention"
+            )
+        else:
+            line = f"counting sessions, {in_flight}"
         if database is not None:
             return f"{line}; database unavailable: {database}"
         return f"{line}; last error: {self._scheduler.jobs.last_error or 'none'}"
