@@ -30,6 +30,7 @@ from heatup_daemon.records import (
     ChannelView,
     Claim,
     Decision,
+    Imported,
     JoinLimits,
     LeaseReading,
     Node,
@@ -237,6 +238,19 @@ class Console(Registry, Protocol):
 
     async def audit_of(self, gateway_session_id: int, limit: int) -> list[AuditEntry]:
         """The session's audit, newest first."""
+
+    async def import_sessions(
+        self,
+        rows: Sequence[tuple[SessionSpec, bool]],
+        *,
+        skip_registered: bool,
+        by: Author = CLI_AUTHOR,
+    ) -> Imported:
+        """Register the rows in one transaction; nothing if one is registered, unless
+        ``skip_registered``."""
+
+    async def session_batch(self, after_id: int, limit: int) -> list[SessionRecord]:
+        """Up to ``limit`` sessions after row ``after_id``, in row order."""
 
     async def overview(self, now: datetime) -> Overview: ...
 

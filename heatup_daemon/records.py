@@ -476,3 +476,11 @@ class AuditEntry:
             for name in names
             if before.get(name) != after.get(name)
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What an import did: the gateway ids it found registered, and how many it wrote."""
+
+    registered: set[int]
+    written: int

@@ -2,7 +2,8 @@
 
 Requests are bounded before any application code sees them: the request line and headers
 together at ``MAX_HEAD_BYTES`` (431 beyond), at most ``MAX_HEADERS`` header fields, and a
-declared body at ``MAX_BODY_BYTES`` (413 beyond; uvicorn stops reading a body nobody reads).
+declared body at ``MAX_BODY_BYTES`` (413 beyond; uvicorn stops reading a body nobody reads),
+or at ``LARGE_BODIES``' limit on the few paths that take a file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_HEADERS: Final = 100
 MAX_BODY_BYTES: Final = 64 * 1024
+# Paths that take a file, and their limit: the console's session import.
+LARGE_BODIES: Final = {"/ui/sessions/import": 32 * 1024 * 1024}
 
 _TOO_LARGE: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -87,8 +90,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = LARGE_BODIES.get(scope.get("path", ""), MAX_BODY_BYTES)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY_BYTES):
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 await _refuse(send, 413, b"request body too large")
                 return
         received = 0
@@ -98,7 +102,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:
+                if received > limit:
                     return {"type": "http.disconnect"}
             return message
 

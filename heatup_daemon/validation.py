@@ -149,6 +149,18 @@ class SessionSpec:
     def schedule_text(self) -> str:
         return self.schedule.text
 
+    def columns(self, enabled: bool) -> dict[str, object]:
+        """The admin columns of the ``sessions`` row that registers it."""
+        return {
+            "gateway_session_id": self.gateway_session_id,
+            "label": self.label,
+            "enabled": enabled,
+            "schedule": self.schedule_text,
+            "jitter_seconds": self.jitter_seconds,
+            "timezone": self.timezone.key,
+            "account_created_at": self.account_created_at,
+        }
+
 
 def validate_session(
     *,

@@ -30,6 +30,7 @@ from heatup_daemon.api import auth
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import NotFound
+from heatup_daemon.executor import IN_FLIGHT
 from heatup_daemon.records import SessionSort
 
 PREFIX: Final = "/ui"
@@ -94,7 +95,7 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(when=_when, seconds=_seconds)
-    environment.globals.update(version=__version__, relative=_relative)
+    environment.globals.update(version=__version__, relative=_relative, in_flight_code=IN_FLIGHT)
     return environment
 
 

@@ -6,6 +6,8 @@ with the CLI's validation and its error text.
 - ``/ui/sessions/{id}/{enable,disable,remove,run}``: the session's buttons (a run started
   here is shown live at ``/ui/runs/{id}``, a page that re-renders itself while it runs);
 - ``/ui/sessions/bulk``: one of those buttons for every session ticked in the list;
+- ``/ui/sessions/import`` and ``/ui/sessions/export``: many sessions at once, as a CSV or
+  JSONL file (``transfer``);
 - ``/ui/channels``, ``/ui/channels/{username}/{enable,disable}``: the channel pool.
 
 A post is served only with the form token of the sign-in its page was rendered for
@@ -16,18 +18,24 @@ with the problem named, and nothing is written.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Annotated, Final
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
+from heatup_daemon import transfer
 from heatup_daemon.api import auth, console, starting
 from heatup_daemon.api.state import ApiState, GatewayId, State
 from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
 from heatup_daemon.records import Author
+from heatup_daemon.serving import LARGE_BODIES
+from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -37,7 +45,6 @@ from heatup_daemon.validation import (
     validate_session,
 )
 
-MAX_FORM_BYTES: Final = 256 * 1024
 MAX_FIELDS: Final = 1000
 SESSION_ACTIONS: Final = ("enable", "disable", "remove", "run")
 REGISTER_FIELDS: Final = (
@@ -77,29 +84,27 @@ class Posted:
 
 
 async def _posted(request: Request, state: ApiState) -> Posted:
-    """The form, once it may act; ``Refused`` otherwise."""
-    too_large = Refused(413, "form too large", f"a form holds at most {MAX_FORM_BYTES} bytes")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_FORM_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise too_large
+    """The form (within ``serving.MAX_BODY_BYTES``), once it may act; ``Refused``
+    otherwise."""
     try:
-        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        fields = parse_qs(
+            (await request.body()).decode(), keep_blank_values=True, max_num_fields=MAX_FIELDS
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise Refused(400, "unreadable form", f"the form could not be read: {exc}") from None
+    return Posted(fields, _author(request, state, (fields.get(auth.FORM_FIELD) or [""])[-1]))
+
+
+def _author(request: Request, state: ApiState, form_token: str) -> Author:
+    """Who sends a form that carries ``form_token``; ``Refused`` unless it may act."""
     api = state.settings.api
-    given = (fields.get(auth.FORM_FIELD) or [""])[-1]
-    if not auth.form_ok(request, api, state.form_key, given):
+    if not auth.form_ok(request, api, state.form_key, form_token):
         raise Refused(403, "form refused", "the form's token is missing or stale: reload the page")
     if api.token is None:
-        return Posted(fields, Author(Surface.CONSOLE, Actor.NO_TOKEN))
+        return Author(Surface.CONSOLE, Actor.NO_TOKEN)
     if auth.cookie_access(request, api) is not auth.Access.ACT:
         raise Refused(403, "read only", "this sign-in only reads: sign in with api.token to act")
-    return Posted(fields, Author(Surface.CONSOLE, Actor.TOKEN))
+    return Author(Surface.CONSOLE, Actor.TOKEN)
 
 
 def _number(text: str) -> int | str:
@@ -161,6 +166,62 @@ async def register(request: Request, state: State) -> Response:
         return _register_page(request, values, str(exc), 409)
     state.on_registered()
     return _to(f"/sessions/{spec.gateway_session_id}")
+
+
+@router.get("/sessions/import")
+async def import_form(request: Request, state: State) -> Response:
+    console.require_sign_in(request, state)
+    return console.page(request, "import.html", title="import sessions", report=None, filename="")
+
+
+@router.post("/sessions/import")
+async def import_file(request: Request, state: State) -> Response:
+    """Register the sessions of an uploaded CSV or JSONL file, with the CLI's rules: all of
+    them, or with "skip invalid" the good ones; the page names each bad row."""
+    try:
+        async with request.form(
+            max_files=1, max_fields=8, max_part_size=LARGE_BODIES[request.url.path]
+        ) as form:
+            author = _author(request, state, str(form.get(auth.FORM_FIELD) or ""))
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise Refused(422, "no file", "choose a CSV or JSONL file to import")
+            name, raw = upload.filename, await upload.read()
+            skip_invalid = bool(form.get("skip_invalid"))
+    except MultiPartException as exc:
+        return _refused(request, Refused(400, "unreadable upload", exc.message))
+    except Refused as refused:
+        return _refused(request, refused)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return _refused(request, Refused(422, "unreadable file", f"{name} is not UTF-8 text"))
+    report = await transfer.register_all(
+        state.registry, text, Format.of(name, text), skip_invalid=skip_invalid, by=author,
+        now=state.clock.now(),
+    )  # fmt: skip
+    if report.written:
+        state.on_registered()
+    status = 422 if report.problems and not report.written else 200
+    return console.page(
+        request, "import.html", status, title="import sessions", report=report, filename=name
+    )
+
+
+@router.get("/sessions/export")
+async def export_file(request: Request, state: State, format: Format = Format.CSV) -> Response:
+    """Every session as a CSV or JSONL file (``heatup sessions export``'s)."""
+    console.require_sign_in(request, state)
+
+    async def pieces() -> AsyncIterator[str]:
+        yield transfer.header(format)
+        async for batch in transfer.every_session(state.registry):
+            yield transfer.export(batch, format)
+
+    media = "text/csv" if format is Format.CSV else "application/x-ndjson"
+    disposition = f'attachment; filename="heatup-sessions.{format.value}"'
+    headers = {**console.HEADERS, "Content-Disposition": disposition}
+    return StreamingResponse(pieces(), media_type=media, headers=headers)
 
 
 @router.post("/sessions/bulk")

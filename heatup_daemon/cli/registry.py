@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
-from heatup_daemon import warmth
+from heatup_daemon import transfer, warmth
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.clock import SystemClock
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import InvalidValue
+from heatup_daemon.records import CLI_AUTHOR
 from heatup_daemon.session import SessionRecord
+from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -66,6 +72,23 @@ def add_parsers(commands: Any) -> None:
     edit.add_argument("--label", help="free text for admins (an empty value clears it)")
     edit.add_argument("--account-created", metavar="DATE", help="when the account was created")
     edit.set_defaults(handler=sessions_edit)
+
+    load = sub.add_parser("import", help="register many sessions from a CSV or JSONL file")
+    load.add_argument("file", metavar="FILE", help="the file (- for standard input)")
+    load.add_argument(
+        "--format",
+        choices=[kind.value for kind in Format],
+        help="default: by the file's suffix, else by its first character",
+    )
+    load.add_argument(
+        "--skip-invalid", action="store_true", help="register the good rows, report the others"
+    )
+    load.set_defaults(handler=sessions_import)
+
+    dump = sub.add_parser("export", help="write every session as CSV or JSONL")
+    dump.add_argument("--format", choices=[kind.value for kind in Format], default="csv")
+    dump.add_argument("--output", metavar="FILE", help="default: standard output")
+    dump.set_defaults(handler=sessions_export)
 
     listing = sub.add_parser("list", help="list registered sessions")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -168,6 +191,69 @@ def sessions_edit(args: argparse.Namespace) -> int:
     say(f"session {gateway_id} edited ({view.schedule}, jitter {view.jitter_seconds} s, "
         f"{view.timezone})")  # fmt: skip
     return ExitCode.OK
+
+
+def sessions_import(args: argparse.Namespace) -> int:
+    """Register a file's sessions: all or (``--skip-invalid``) the good ones; each bad row's
+    line and problem on stderr."""
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue(f"{args.file} cannot be read: {exc}") from None
+    kind = Format(args.format) if args.format else Format.of(args.file, text)
+
+    async def load(repo: Repository) -> transfer.Report:
+        return await transfer.register_all(
+            repo, text, kind, skip_invalid=args.skip_invalid, by=CLI_AUTHOR,
+            now=SystemClock().now(),
+        )  # fmt: skip
+
+    report = with_repository(settings_of(args), load)
+    for problem in report.problems:
+        sys.stderr.write(f"{args.file}: {problem}\n")
+    if report.problems and not args.skip_invalid:
+        raise InvalidValue(
+            f"{len(report.problems)} of {report.read} rows are refused: nothing was registered "
+            "(--skip-invalid registers the others)"
+        )
+    skipped = len(report.problems)
+    rows = "row" if skipped == 1 else "rows"
+    say(f"registered {report.written} of {report.read} sessions"
+        + (f"; {skipped} {rows} skipped" if skipped else ""))  # fmt: skip
+    return ExitCode.OK
+
+
+def sessions_export(args: argparse.Namespace) -> int:
+    kind = Format(args.format)
+
+    async def dump(repo: Repository) -> int:
+        count = 0
+        with _output(args.output) as out:
+            out.write(transfer.header(kind))
+            async for batch in transfer.every_session(repo):
+                out.write(transfer.export(batch, kind))
+                count += len(batch)
+        return count
+
+    count = with_repository(settings_of(args), dump)
+    if args.output:
+        say(f"{count} sessions written to {args.output}")
+    return ExitCode.OK
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        with Path(path).open("w", encoding="utf-8", newline="") as out:
+            yield out
+    except OSError as exc:
+        raise InvalidValue(f"{path} cannot be written: {exc}") from None
 
 
 def sessions_list(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ load or accidentally write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -26,10 +27,15 @@ from heatup_daemon.records import (
     AuditEntry,
     Author,
     ChannelView,
+    Imported,
     audited,
 )
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
+
+# Rows an import registers a statement; gateway ids it looks up a query (SQLite's limit on
+# parameters is 32,766).
+IMPORT_CHUNK: Final = 2000
 
 
 class RegistrySql(SqlStore):
@@ -42,15 +48,7 @@ class RegistrySql(SqlStore):
     ) -> SessionRecord:
         statement = (
             self.insert(SessionRow)
-            .values(
-                gateway_session_id=spec.gateway_session_id,
-                label=spec.label,
-                enabled=enabled,
-                schedule=spec.schedule_text,
-                jitter_seconds=spec.jitter_seconds,
-                timezone=spec.timezone.key,
-                account_created_at=spec.account_created_at,
-            )
+            .values(**spec.columns(enabled))
             .on_conflict_do_nothing(index_elements=[SessionRow.gateway_session_id])
             .returning(SessionRow.id)
         )
@@ -81,8 +79,44 @@ class RegistrySql(SqlStore):
         }
         return await self._change_session(spec.gateway_session_id, values, Change.EDIT, by)
 
+    async def import_sessions(
+        self,
+        rows: Sequence[tuple[SessionSpec, bool]],
+        *,
+        skip_registered: bool,
+        by: Author = CLI_AUTHOR,
+    ) -> Imported:
+        """Register ``(spec, enabled)`` rows in one transaction, each audited. Gateway ids
+        already registered are returned; unless ``skip_registered``, nothing is written
+        when there is one."""
+
+        def register(db: Connection) -> Imported:
+            registered = _registered(db, [spec.gateway_session_id for spec, _ in rows])
+            if registered and not skip_registered:
+                return Imported(registered, 0)
+            fresh = [(spec, enabled) for spec, enabled in rows
+                     if spec.gateway_session_id not in registered]  # fmt: skip
+            for start in range(0, len(fresh), IMPORT_CHUNK):
+                chunk = fresh[start : start + IMPORT_CHUNK]
+                db.execute(insert(SessionRow), [s.columns(e) for s, e in chunk])
+                db.execute(insert(AuditRow), [_registration(by, s, e) for s, e in chunk])
+            return Imported(registered, len(fresh))
+
+        return await self._write(register)
+
     async def list_sessions(self) -> list[SessionRecord]:
         query = select(*record_columns()).order_by(SessionRow.id)
+        return await self._read(lambda db: [record_from(row) for row in db.execute(query)])
+
+    async def session_batch(self, after_id: int, limit: int) -> list[SessionRecord]:
+        """Up to ``limit`` sessions after row ``after_id``, in row order (an export reads the
+        registry this way, a batch at a time)."""
+        query = (
+            select(*record_columns())
+            .where(SessionRow.id > after_id)
+            .order_by(SessionRow.id)
+            .limit(limit)
+        )
         return await self._read(lambda db: [record_from(row) for row in db.execute(query)])
 
     async def get_session(self, gateway_session_id: int) -> SessionRecord:
@@ -326,3 +360,31 @@ def _audit_channel(
             after=None if after is None else audited(after, AUDITED_CHANNEL_FIELDS),
         )
     )
+
+
+def _registration(by: Author, spec: SessionSpec, enabled: bool) -> dict[str, object]:
+    """The audit row of an imported session: its admin columns as registered."""
+    registered = {**spec.columns(enabled), "state": SessionState.ACTIVE.value}
+    after = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in registered.items()
+        if name in AUDITED_SESSION_FIELDS
+    }
+    return {
+        "via": by.via,
+        "actor": by.actor,
+        "action": Change.REGISTER,
+        "gateway_session_id": spec.gateway_session_id,
+        "before": None,
+        "after": after,
+    }
+
+
+def _registered(db: Connection, gateway_ids: Sequence[int]) -> set[int]:
+    """Which of ``gateway_ids`` are registered."""
+    found: set[int] = set()
+    column = SessionRow.gateway_session_id
+    for start in range(0, len(gateway_ids), IMPORT_CHUNK):
+        chunk = gateway_ids[start : start + IMPORT_CHUNK]
+        found.update(db.scalars(select(column).where(column.in_(chunk))))
+    return found

@@ -101,6 +101,69 @@ def test_sessions_edit_changes_what_it_is_given_and_is_audited(
     assert audit == [["cli", "cli", "register"], ["cli", "cli", "edit"], ["cli", "cli", "edit"]]
 
 
+def test_sessions_import_is_all_or_nothing_and_names_each_bad_line(
+    heatup: Heatup, tmp_path: Path
+) -> None:
+    ok(heatup("db", "upgrade"))
+    ok(heatup("sessions", "add", "--gateway-id", "3", "--schedule", "6h"))
+    pool = tmp_path / "pool.csv"
+    pool.write_text(
+        "gateway_id,schedule,jitter_seconds,label\n"
+        "1,6h,60,first\n"
+        "2,when pigs fly,0,\n"
+        "3,1d,0,already there\n"
+        "4,1d,0,\n",
+        encoding="utf-8",
+    )
+    refused = heatup("sessions", "import", str(pool))
+    assert refused.code == 2, refused.stderr
+    problems = refused.stderr.splitlines()
+    assert problems[0].startswith(f"{pool}: line 3: ") and "schedule" in problems[0]
+    assert len(problems) == 2 and "nothing was registered" in problems[1]
+    listed = json.loads(ok(heatup("sessions", "list", "--json")))
+    assert [s["gateway_session_id"] for s in listed] == [3]
+
+    skipped = heatup("sessions", "import", str(pool), "--skip-invalid")
+    assert skipped.code == 0, skipped.stderr
+    assert skipped.stderr.splitlines() == [
+        problems[0],
+        f"{pool}: line 4: a session with gateway id 3 is already registered",
+    ]
+    assert "registered 2 of 4 sessions; 2 rows skipped" in skipped.stdout
+    listed = json.loads(ok(heatup("sessions", "list", "--json")))
+    assert sorted(s["gateway_session_id"] for s in listed) == [1, 3, 4]
+
+
+def test_an_export_imports_into_another_database_as_the_same_registry(
+    heatup: Heatup, tmp_path: Path
+) -> None:
+    ok(heatup("db", "upgrade"))
+    ok(heatup("sessions", "add", "--gateway-id", "7", "--schedule", "*/30 * * * *",
+              "--timezone", "Asia/Tokyo", "--label", 'a "quoted", label',
+              "--account-created", "2024-01-02"))  # fmt: skip
+    ok(heatup("sessions", "add", "--gateway-id", "8", "--schedule", "6h", "--disabled"))
+    fields = ("gateway_session_id", "label", "enabled", "schedule", "timezone",
+              "jitter_seconds", "account_created_at")  # fmt: skip
+    before = [
+        {name: s[name] for name in fields}
+        for s in json.loads(ok(heatup("sessions", "list", "--json")))
+    ]
+    for kind in ("csv", "jsonl"):
+        exported = tmp_path / f"pool.{kind}"
+        ok(heatup("sessions", "export", "--format", kind, "--output", str(exported)))
+        other = {"HEATUP_DATABASE__URL": f"sqlite:///{tmp_path / f'other-{kind}.db'}"}
+        ok(heatup("db", "upgrade", env=other))
+        assert "registered 2 of 2" in ok(heatup("sessions", "import", str(exported), env=other))
+        again = [
+            {name: s[name] for name in fields}
+            for s in json.loads(ok(heatup("sessions", "list", "--json", env=other)))
+        ]
+        assert again == before
+    assert ok(heatup("sessions", "export")).splitlines()[0] == (
+        "gateway_id,schedule,jitter_seconds,timezone,label,account_created_at,enabled"
+    )
+
+
 def test_channel_commands(heatup: Heatup) -> None:
     ok(heatup("db", "upgrade"))
     ok(heatup("channels", "add", "@NASA", "--category", "science", "--title", "NASA"))

@@ -364,13 +364,16 @@ def test_an_operator_registers_edits_runs_and_removes_a_session(
     page.click("button.enable")
     page.wait_for_url(f"{console.url}/ui/sessions/77")
 
-    console.gateway.faults("latency=400ms")  # a run that lasts long enough to watch
+    console.gateway.faults("latency=600ms")  # a run that lasts long enough to watch
     try:
         page.click("button.run")
         page.wait_for_url(re.compile(rf"{console.url}/ui/runs/\d+"))
         expect(page.locator("#run-status")).to_have_text("running")
         assert page.locator('meta[http-equiv="refresh"]').count() == 1
         shot(page, "run-live")
+        # The action on the wire is shown in flight, not as the crash its row provides for.
+        page.wait_for_selector("table.actions tbody tr")
+        assert "heatup stopped" not in page.inner_text("body")
         # The page re-renders itself until the run ends: no reload from the test.
         expect(page.locator("#run-status")).to_have_text("succeeded", timeout=60_000)
         assert page.locator('meta[http-equiv="refresh"]').count() == 0
@@ -455,3 +458,42 @@ def test_a_read_only_sign_in_sees_no_form_and_its_posts_are_refused(
     assert console.sql(f"SELECT enabled FROM sessions WHERE gateway_session_id = {HEALTHY[0]}") == [
         ["1"]
     ]
+
+
+def test_many_sessions_are_imported_from_an_uploaded_file(
+    page: Page, console: Console, tmp_path: Path
+) -> None:
+    sign_in(page, console.url)
+    page.goto(f"{console.url}/ui")
+    page.click("text=Import or export")
+    upload = tmp_path / "pool.csv"
+    upload.write_text("gateway_id,schedule\n501,6h\n502,when pigs fly\n503,1d\n", encoding="utf-8")
+    page.set_input_files("#file", str(upload))
+    page.click("form.import button")
+    expect(page.locator("section.report .problem")).to_have_text(
+        "1 of 3 rows of pool.csv are refused: nothing was registered."
+    )
+    problem = cli_error(schedule="when pigs fly")
+    assert page.locator("table.problems tbody tr").all_inner_texts() == [f"3\t{problem}"]
+    imported = "SELECT count(*) FROM sessions WHERE gateway_session_id BETWEEN 501 AND 503"
+    assert console.sql(imported) == [["0"]]
+
+    page.set_input_files("#file", str(upload))
+    page.check('input[name="skip_invalid"]')
+    page.click("form.import button")
+    expect(page.locator("section.report .done")).to_have_text(
+        "Registered 2 of 3 sessions from pool.csv; 1 row skipped."
+    )
+    assert console.sql(imported) == [["2"]]
+    assert console.sql(
+        "SELECT count(*) FROM audit_log WHERE gateway_session_id BETWEEN 501 AND 503 "
+        "AND via = 'console' AND action = 'register'"
+    ) == [["2"]]
+    shot(page, "import")
+    with page.expect_download() as download:
+        page.click("text=Export every session as CSV")
+    exported = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert exported[0].startswith("gateway_id,schedule,")
+    assert any(line.startswith("501,6h,") for line in exported)
+    total = int(console.sql("SELECT count(*) FROM sessions")[0][0])
+    assert len(exported) == 1 + total

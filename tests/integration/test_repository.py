@@ -129,3 +129,21 @@ async def test_channel_changes_are_audited(repository: Repository) -> None:
         ("add channel", "console", "audited_1"),
         ("disable channel", "cli", "audited_1"),
     ]
+
+
+async def test_an_import_is_one_transaction_that_a_registered_id_refuses(
+    repository: Repository,
+) -> None:
+    await repository.add_session(spec(2))
+    rows = [(spec(n), n != 3) for n in (1, 2, 3)]
+    refused = await repository.import_sessions(rows, skip_registered=False)
+    assert (refused.registered, refused.written) == ({2}, 0)
+    assert [s.gateway_session_id for s in await repository.list_sessions()] == [2]
+    taken = await repository.import_sessions(rows, skip_registered=True)
+    assert (taken.registered, taken.written) == ({2}, 2)
+    listed = {s.gateway_session_id: s.enabled for s in await repository.list_sessions()}
+    assert listed == {1: True, 2: True, 3: False}
+    (entry,) = await repository.audit_of(3, 10)
+    assert (entry.action, entry.via, entry.before) == ("register", "cli", None)
+    assert entry.after is not None and entry.after["enabled"] is False
+    assert [s.gateway_session_id for s in await repository.session_batch(0, 2)] == [2, 1]

@@ -26,13 +26,7 @@ class MemoryRegistry(MemoryTables):
         session_id = self._next_id()
         self.sessions[session_id] = {
             **SESSION_DEFAULTS,
-            "gateway_session_id": spec.gateway_session_id,
-            "label": spec.label,
-            "enabled": enabled,
-            "schedule": spec.schedule_text,
-            "jitter_seconds": spec.jitter_seconds,
-            "timezone": spec.timezone.key,
-            "account_created_at": spec.account_created_at,
+            **spec.columns(enabled),
             "created_at": self._clock.now(),
         }
         return self._record(session_id)

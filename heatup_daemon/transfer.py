@@ -1,0 +1,283 @@
+"""Many sessions at once: the file ``heatup sessions import`` and the console's upload read,
+and the one ``heatup sessions export`` writes.
+
+Two formats, with the same fields: CSV with a header line, or JSON Lines (one object a
+line). The fields are ``FIELDS``; ``gateway_id`` and ``schedule`` are required, the others
+default as ``heatup sessions add`` does (jitter 0, UTC, no label, created now, enabled). Each
+row is held to the CLI's rules (``validation``), and a problem names the row's line in the
+file. An export imports again as the same registry.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+from heatup_daemon.errors import InvalidValue
+from heatup_daemon.ports import Console
+from heatup_daemon.records import Author
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.validation import SessionSpec, parse_account_created, show, validate_session
+
+FIELDS: Final = (
+    "gateway_id",
+    "schedule",
+    "jitter_seconds",
+    "timezone",
+    "label",
+    "account_created_at",
+    "enabled",
+)
+REQUIRED: Final = ("gateway_id", "schedule")
+_TRUE: Final = frozenset({"true", "1", "yes"})
+_FALSE: Final = frozenset({"false", "0", "no"})
+
+
+class Format(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+    @classmethod
+    def of(cls, name: str, text: str) -> Format:
+        """The format of a file named ``name`` holding ``text``: by its suffix, else by its
+        first character (``{`` for JSON Lines)."""
+        lowered = name.lower()
+        if lowered.endswith(".csv"):
+            return cls.CSV
+        if lowered.endswith((".jsonl", ".ndjson", ".json")):
+            return cls.JSONL
+        return cls.JSONL if text.lstrip().startswith("{") else cls.CSV
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A row that may be registered."""
+
+    line: int
+    spec: SessionSpec
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    rows: list[Row]
+    problems: list[Problem]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What an import did: rows read, sessions registered, and each bad row's problem."""
+
+    read: int
+    written: int
+    problems: list[Problem]
+
+
+async def register_all(
+    registry: Console,
+    text: str,
+    kind: Format,
+    *,
+    skip_invalid: bool,
+    by: Author,
+    now: datetime,
+) -> Report:
+    """Import a file: nothing is written unless every row is valid and unregistered, or
+    with ``skip_invalid`` the good rows are; either way the report names each bad row."""
+    parsed = parse(text, kind, now)
+    read = len(parsed.rows) + len(parsed.problems)
+    if parsed.problems and not skip_invalid:
+        return Report(read, 0, parsed.problems)
+    rows = [(row.spec, row.enabled) for row in parsed.rows]
+    imported = await registry.import_sessions(rows, skip_registered=skip_invalid, by=by)
+    line_of = {row.spec.gateway_session_id: row.line for row in parsed.rows}
+    taken = [
+        Problem(
+            line_of[gateway_id], f"a session with gateway id {gateway_id} is already registered"
+        )
+        for gateway_id in imported.registered
+    ]
+    problems = sorted([*parsed.problems, *taken], key=lambda problem: problem.line)
+    return Report(read, imported.written, problems)
+
+
+def parse(text: str, kind: Format, now: datetime) -> Parsed:
+    """Every row of the file, each valid or with its problem."""
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    first_line: dict[int, int] = {}
+    try:
+        records = list(_csv_records(text) if kind is Format.CSV else _jsonl_records(text))
+    except InvalidValue as exc:  # the file as a whole (a header): nothing to go on
+        return Parsed([], [Problem(1, str(exc))])
+    for line, values in records:
+        if isinstance(values, Problem):
+            problems.append(values)
+            continue
+        try:
+            row = _row(line, values, now)
+        except InvalidValue as exc:
+            problems.append(Problem(line, str(exc)))
+            continue
+        gateway_id = row.spec.gateway_session_id
+        if gateway_id in first_line:
+            text_ = (
+                f"gateway id {gateway_id} is listed twice (first on line {first_line[gateway_id]})"
+            )
+            problems.append(Problem(line, text_))
+            continue
+        first_line[gateway_id] = line
+        rows.append(row)
+    return Parsed(rows, problems)
+
+
+Record = tuple[int, Mapping[str, object] | Problem]
+
+
+_EXTRA: Final = "\0extra"
+
+
+def _csv_records(text: str) -> Iterator[Record]:
+    """Each row with the line it ends on (a quoted field may span lines)."""
+    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
+    header = reader.fieldnames
+    if not header:
+        raise InvalidValue("the file is empty: a header line naming the fields comes first")
+    _check_fields(header)
+    try:
+        for values in reader:
+            line = reader.line_num
+            extra = list(values.pop(_EXTRA, None) or [])
+            given = [value for value in values.values() if value is not None]
+            if extra or len(given) < len(header):
+                count = len(given) + len(extra)
+                yield line, Problem(line, f"has {count} fields; the header names {len(header)}")
+                continue
+            yield line, {name: value for name, value in values.items() if value != ""}
+    except csv.Error as exc:
+        line = reader.line_num
+        yield line, Problem(line, f"is not CSV: {exc}")
+
+
+def _jsonl_records(text: str) -> Iterator[Record]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            values = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield number, Problem(number, f"is not JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if not isinstance(values, dict):
+            yield number, Problem(number, f"is not a JSON object: {show(values)}")
+            continue
+        try:
+            _check_fields(values)
+        except InvalidValue as exc:
+            yield number, Problem(number, str(exc))
+            continue
+        yield number, {name: value for name, value in values.items() if value is not None}
+
+
+def _check_fields(names: Iterable[str]) -> None:
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown:
+        raise InvalidValue(f"unknown field {show(unknown[0])}: the fields are {', '.join(FIELDS)}")
+
+
+def _row(line: int, values: Mapping[str, object], now: datetime) -> Row:
+    missing = [name for name in REQUIRED if name not in values]
+    if missing:
+        raise InvalidValue(f"{missing[0]} is required")
+    spec = validate_session(
+        gateway_session_id=values["gateway_id"],
+        schedule=values["schedule"],
+        jitter_seconds=_whole(values.get("jitter_seconds", 0)),
+        timezone=values.get("timezone", "UTC"),
+        label=values.get("label"),
+    )
+    created = values.get("account_created_at")
+    if created is not None:
+        spec = replace(spec, account_created_at=parse_account_created(created, now))
+    return Row(line, spec, _enabled(values.get("enabled", True)))
+
+
+def _whole(value: object) -> object:
+    """A CSV field's whole number as an int; anything else as given, for the rule to name."""
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _enabled(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidValue(f"enabled must be true or false, got {show(value)}")
+
+
+EXPORT_BATCH: Final = 5000
+
+
+async def every_session(registry: Console) -> AsyncIterator[list[SessionRecord]]:
+    """The registry a batch at a time, in row order."""
+    after_id = 0
+    while batch := await registry.session_batch(after_id, EXPORT_BATCH):
+        yield batch
+        after_id = batch[-1].id
+
+
+def header(kind: Format) -> str:
+    return ",".join(FIELDS) + "\n" if kind is Format.CSV else ""
+
+
+def export(records: Iterable[SessionRecord], kind: Format) -> str:
+    """``records`` as lines of a file of ``kind`` (after ``header``)."""
+    buffer = io.StringIO()
+    if kind is Format.CSV:
+        writer = csv.writer(buffer, lineterminator="\n")
+        for record in records:
+            writer.writerow(
+                ["" if value is None else _csv_value(value) for value in _values(record)]
+            )
+        return buffer.getvalue()
+    for record in records:
+        values = dict(zip(FIELDS, _values(record), strict=True))
+        present = {name: value for name, value in values.items() if value is not None}
+        buffer.write(json.dumps(present) + "\n")
+    return buffer.getvalue()
+
+
+def _values(record: SessionRecord) -> list[object]:
+    created = record.account_created_at
+    return [
+        record.gateway_session_id,
+        record.schedule,
+        record.jitter_seconds,
+        record.timezone,
+        record.label,
+        created.isoformat() if isinstance(created, datetime) else created,
+        record.enabled,
+    ]
+
+
+def _csv_value(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
