@@ -23,6 +23,7 @@ from typing import Protocol
 from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, Trigger
 from heatup_daemon.records import (
     CLI_AUTHOR,
+    EVERY_SESSION,
     ActionRecord,
     AuditEntry,
     Author,
@@ -38,10 +39,12 @@ from heatup_daemon.records import (
     PlanningFacts,
     Reconciled,
     Run,
+    RunFilter,
     RunInFlight,
     RunView,
     SessionCounts,
     SessionPage,
+    SessionSearch,
     SessionSort,
     StoredPlan,
     WarmthFacts,
@@ -255,9 +258,20 @@ class Console(Registry, Protocol):
     async def overview(self, now: datetime) -> Overview: ...
 
     async def session_page(
-        self, sort: SessionSort, descending: bool, offset: int, limit: int
+        self,
+        sort: SessionSort,
+        descending: bool,
+        offset: int,
+        limit: int,
+        search: SessionSearch = EVERY_SESSION,
     ) -> SessionPage:
-        """``limit`` sessions from ``offset`` in the order asked, and how many there are."""
+        """``limit`` sessions that match ``search`` from ``offset`` in the order asked, and
+        how many match."""
+
+    async def runs_page(
+        self, matching: RunFilter, before_id: int | None, limit: int
+    ) -> list[RunView]:
+        """Up to ``limit`` runs that match, newest first, older than ``before_id``."""
 
     async def channel_lines(self, now: datetime) -> list[ChannelLine]: ...
 

@@ -369,6 +369,29 @@ class SessionCounts:
 # --- the console ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSearch:
+    """The session list's filters: ``text`` a gateway id or part of a label; a standing."""
+
+    text: str = ""
+    standing: Standing | None = None
+
+
+EVERY_SESSION: Final = SessionSearch()
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """The activity page's filters; each None matches every run."""
+
+    status: RunStatus | None = None
+    trigger: Trigger | None = None
+    node: str | None = None
+    gateway_session_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class SessionSort(StrEnum):
     """The console's session list orders, each a column of the list."""
 

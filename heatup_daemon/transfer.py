@@ -19,9 +19,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
+from heatup_daemon.enums import Outcome
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.ports import Console
-from heatup_daemon.records import Author
+from heatup_daemon.records import Author, RunFilter, RunView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import SessionSpec, parse_account_created, show, validate_session
 
@@ -243,25 +244,74 @@ async def every_session(registry: Console) -> AsyncIterator[list[SessionRecord]]
         after_id = batch[-1].id
 
 
-def header(kind: Format) -> str:
-    return ",".join(FIELDS) + "\n" if kind is Format.CSV else ""
+def header(kind: Format, fields: tuple[str, ...] = FIELDS) -> str:
+    """What a file of ``kind`` starts with: CSV's header line."""
+    return ",".join(fields) + "\n" if kind is Format.CSV else ""
 
 
 def export(records: Iterable[SessionRecord], kind: Format) -> str:
     """``records`` as lines of a file of ``kind`` (after ``header``)."""
+    return _lines(FIELDS, (_values(record) for record in records), kind)
+
+
+def _lines(fields: tuple[str, ...], rows: Iterable[list[object]], kind: Format) -> str:
+    """Rows of ``fields`` as CSV lines (an empty field for none, true or false) or JSON
+    objects (without the fields that hold none)."""
     buffer = io.StringIO()
-    if kind is Format.CSV:
-        writer = csv.writer(buffer, lineterminator="\n")
-        for record in records:
-            writer.writerow(
-                ["" if value is None else _csv_value(value) for value in _values(record)]
-            )
-        return buffer.getvalue()
-    for record in records:
-        values = dict(zip(FIELDS, _values(record), strict=True))
-        present = {name: value for name, value in values.items() if value is not None}
-        buffer.write(json.dumps(present) + "\n")
+    writer = csv.writer(buffer, lineterminator="\n")
+    for values in rows:
+        if kind is Format.CSV:
+            writer.writerow(["" if value is None else _csv_value(value) for value in values])
+        else:
+            present = {n: v for n, v in zip(fields, values, strict=True) if v is not None}
+            buffer.write(json.dumps(present) + "\n")
     return buffer.getvalue()
+
+
+# The activity page's export: a run a line.
+RUN_FIELDS: Final = (
+    "run_id",
+    "gateway_id",
+    "status",
+    "trigger",
+    "node",
+    "started_at",
+    "finished_at",
+    "plan_source",
+    "actions",
+    "actions_ok",
+    "error",
+)
+
+
+async def every_run(
+    registry: Console, matching: RunFilter, before_id: int | None = None
+) -> AsyncIterator[list[RunView]]:
+    """The runs that match, newest first, a batch at a time."""
+    while batch := await registry.runs_page(matching, before_id, EXPORT_BATCH):
+        yield batch
+        before_id = batch[-1].id
+
+
+def export_runs(runs: Iterable[RunView], kind: Format) -> str:
+    """``runs`` as lines of a file of ``kind`` (after ``header(kind, RUN_FIELDS)``)."""
+    return _lines(RUN_FIELDS, (_run_values(run) for run in runs), kind)
+
+
+def _run_values(run: RunView) -> list[object]:
+    return [
+        run.id,
+        run.gateway_session_id,
+        run.status.value,
+        run.trigger.value,
+        run.node,
+        run.started_at.isoformat(),
+        None if run.finished_at is None else run.finished_at.isoformat(),
+        None if run.plan_source is None else run.plan_source.value,
+        len(run.actions),
+        sum(1 for action in run.actions if action.outcome is Outcome.OK),
+        run.error,
+    ]
 
 
 def _values(record: SessionRecord) -> list[object]:

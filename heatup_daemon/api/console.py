@@ -1,9 +1,11 @@
 """The web console's pages for operators, rendered on the server (Jinja2).
 
-- ``/ui``: the pool at a glance and the session list, sortable by any column;
+- ``/ui``: the pool at a glance and the session list, sortable by any column, searched by
+  gateway id or label and filtered by state;
 - ``/ui/sessions/{gateway id}``: a session's warmth, a timeline of its runs, each with its
   actions, and its audit;
 - ``/ui/runs/{id}``: one run, re-rendered while it runs;
+- ``/ui/activity``: every node's runs, filtered, a page at a time, and their export;
 - ``/ui/channels``: the channel pool, its flags, and how it is used.
 
 A sign-in that acts also sees the forms that change things (``manage``). The pages follow
@@ -15,24 +17,28 @@ allows nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from importlib.resources import files
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from heatup_daemon import __version__, warmth
+from heatup_daemon import __version__, transfer, warmth
 from heatup_daemon.api import auth
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
-from heatup_daemon.enums import RunStatus
-from heatup_daemon.errors import NotFound
+from heatup_daemon.enums import RunStatus, Standing, Trigger
+from heatup_daemon.errors import InvalidValue, NotFound
 from heatup_daemon.executor import IN_FLIGHT
-from heatup_daemon.records import SessionSort
+from heatup_daemon.records import RunFilter, SessionSearch, SessionSort
+from heatup_daemon.transfer import Format
+from heatup_daemon.validation import parse_gateway_id
 
+E = TypeVar("E", bound=StrEnum)
 PREFIX: Final = "/ui"
 PAGE_SIZE: Final = 100
 TIMELINE_RUNS: Final = 60
@@ -202,12 +208,20 @@ async def pool(
     sort: SessionSort = SessionSort.NEXT_RUN,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    q: Annotated[str, Query(max_length=200)] = "",
+    standing_text: Annotated[str, Query(alias="state", max_length=40)] = "",
 ) -> Response:
-    """The pool at a glance and a page of the session list."""
+    """The pool at a glance and a page of the session list, searched by gateway id or
+    label and filtered by state."""
+    try:
+        standing = _choice(Standing, "state", standing_text)
+    except InvalidValue as exc:
+        return page(request, "error.html", 422, title="bad filter", detail=str(exc))
     now = state.clock.now()
     overview = await state.registry.overview(now)
+    search = SessionSearch(q, standing)
     listing = await state.registry.session_page(
-        sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE
+        sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE, search
     )
     last_page = max(1, -(-listing.total // PAGE_SIZE))
     return page(
@@ -223,6 +237,9 @@ async def pool(
         order=order,
         number=number,
         last_page=last_page,
+        q=q,
+        standing=standing,
+        standings=list(Standing),
         link=lambda **changes: _link(request, changes),
     )
 
@@ -231,9 +248,11 @@ def _failures(runs: Mapping[str, int]) -> int:
     return sum(runs.get(status, 0) for status in (RunStatus.FAILED, RunStatus.INTERRUPTED))
 
 
-def _link(request: Request, changes: Mapping[str, object]) -> str:
+def _link(request: Request, changes: Mapping[str, object], path: str = "") -> str:
+    """This page's address with ``changes`` to its query (None drops a parameter)."""
     query = {**request.query_params, **{name: str(value) for name, value in changes.items()}}
-    return f"{PREFIX}?{urlencode(query)}"
+    kept = {name: value for name, value in query.items() if value != "None"}
+    return f"{PREFIX}{path}?{urlencode(kept)}"
 
 
 @pages.get("/sessions/{gateway_session_id}")
@@ -271,6 +290,93 @@ async def session_page(
         audit=audit,
         problem=problem,
     )
+
+
+@pages.get("/activity")
+async def activity(
+    request: Request,
+    state: State,
+    status_text: Annotated[str, Query(alias="status", max_length=40)] = "",
+    trigger_text: Annotated[str, Query(alias="trigger", max_length=40)] = "",
+    node: Annotated[str, Query(max_length=128)] = "",
+    session_text: Annotated[str, Query(alias="session", max_length=40)] = "",
+    since: Annotated[str, Query(max_length=40)] = "",
+    until: Annotated[str, Query(max_length=40)] = "",
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    format: Format | None = None,
+) -> Response:
+    """Every node's runs, newest first, filtered; a page at a time, or (``format``) the
+    whole filtered set as CSV or JSON Lines. An empty filter matches every run."""
+    try:
+        status = _choice(RunStatus, "status", status_text)
+        trigger = _choice(Trigger, "trigger", trigger_text)
+        session = parse_gateway_id(session_text) if session_text.strip() else None
+        moments = _moment("since", since), _moment("until", until)
+        matching = RunFilter(status, trigger, node.strip() or None, session, *moments)
+    except InvalidValue as exc:
+        return page(request, "error.html", 422, title="bad filter", detail=str(exc))
+    if format is not None:
+        return activity_export(state, matching, format)
+    runs = await state.registry.runs_page(matching, before, PAGE_SIZE + 1)
+    shown = [run.shown() for run in runs[:PAGE_SIZE]]
+    return page(
+        request,
+        "activity.html",
+        title="activity",
+        runs=shown,
+        older=shown[-1].id if len(runs) > PAGE_SIZE else None,
+        filters={
+            "status": status,
+            "trigger": trigger,
+            "node": node or "",
+            "session": session_text.strip(),
+            "since": since,
+            "until": until,
+        },
+        statuses=list(RunStatus),
+        triggers=list(Trigger),
+        length=_length,
+        link=lambda **changes: _link(request, changes, "/activity"),
+    )
+
+
+def activity_export(state: ApiState, matching: RunFilter, kind: Format) -> Response:
+    """The filtered runs as a file, streamed a batch at a time."""
+
+    async def pieces() -> AsyncIterator[str]:
+        yield transfer.header(kind, transfer.RUN_FIELDS)
+        async for batch in transfer.every_run(state.registry, matching):
+            yield transfer.export_runs(batch, kind)
+
+    media = "text/csv" if kind is Format.CSV else "application/x-ndjson"
+    disposition = f'attachment; filename="heatup-runs.{kind.value}"'
+    return StreamingResponse(
+        pieces(), media_type=media, headers={**HEADERS, "Content-Disposition": disposition}
+    )
+
+
+def _choice(values: type[E], name: str, text: str) -> E | None:
+    """A filter's value among ``values``, or None for an empty one."""
+    if not text.strip():
+        return None
+    try:
+        return values(text.strip())
+    except ValueError:
+        allowed = ", ".join(str(value) for value in values)
+        raise InvalidValue(f"{name} {text[:40]!r} is not one of {allowed}") from None
+
+
+def _moment(name: str, text: str) -> datetime | None:
+    """A filter's date (``2026-12-01``) or date and time, UTC unless it says otherwise."""
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidValue(
+            f"{name} {text!r} is not a date (2026-12-01) or an ISO date and time"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 @pages.get("/runs/{run_id}")

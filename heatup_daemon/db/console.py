@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import case, func, nulls_last, select
+from sqlalchemy import case, func, nulls_last, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.db.base import SqlStore
 from heatup_daemon.db.models import ChannelRow, JoinRow, RunRow, SessionChannelRow, SessionRow
@@ -16,7 +17,15 @@ from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
 from heatup_daemon.enums import JoinStatus, RunStatus, Standing
-from heatup_daemon.records import ChannelLine, Overview, SessionLine, SessionPage, SessionSort
+from heatup_daemon.records import (
+    EVERY_SESSION,
+    ChannelLine,
+    Overview,
+    SessionLine,
+    SessionPage,
+    SessionSearch,
+    SessionSort,
+)
 
 # The order each sort key gives, as columns; ties go by gateway id.
 _ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
@@ -30,6 +39,23 @@ _ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
     SessionSort.NEXT_RUN: (SessionRow.next_run_at,),
     SessionSort.PROBLEM: (func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason),),
 }
+
+
+def _matching(search: SessionSearch) -> list[ColumnElement[bool]]:
+    """The session list's filters: a gateway id (the whole text as a number) or a label
+    holding the text, in any case; a standing."""
+    conditions: list[ColumnElement[bool]] = []
+    text = search.text.strip()
+    if text:
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        label = func.lower(SessionRow.label).like(f"%{escaped}%", escape="\\")
+        if text.isascii() and text.isdigit() and len(text) <= 19:
+            conditions.append(or_(SessionRow.gateway_session_id == int(text), label))
+        else:
+            conditions.append(label)
+    if search.standing is not None:
+        conditions.append(standing_sql() == search.standing.value)
+    return conditions
 
 
 class ConsoleSql(SqlStore):
@@ -51,9 +77,15 @@ class ConsoleSql(SqlStore):
         return await self._read(read)
 
     async def session_page(
-        self, sort: SessionSort, descending: bool, offset: int, limit: int
+        self,
+        sort: SessionSort,
+        descending: bool,
+        offset: int,
+        limit: int,
+        search: SessionSearch = EVERY_SESSION,
     ) -> SessionPage:
         keys = [nulls_last(c.desc() if descending else c.asc()) for c in _ORDER[sort]]
+        matching = _matching(search)
         latest = (
             select(RunRow.status, RunRow.started_at)
             .where(RunRow.session_id == SessionRow.id)
@@ -68,13 +100,15 @@ class ConsoleSql(SqlStore):
                 .scalar_subquery()
                 .label("last_started_at"),
             )
+            .where(*matching)
             .order_by(*keys, SessionRow.gateway_session_id)
             .offset(offset)
             .limit(limit)
         )
+        counted = select(func.count()).select_from(SessionRow).where(*matching)
 
         def read(db: Connection) -> SessionPage:
-            total = int(db.scalar(select(func.count()).select_from(SessionRow)) or 0)
+            total = int(db.scalar(counted) or 0)
             lines = tuple(
                 SessionLine(
                     record_from(row),

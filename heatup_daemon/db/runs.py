@@ -47,6 +47,7 @@ from heatup_daemon.records import (
     PoolChannel,
     PoolJoins,
     Run,
+    RunFilter,
     RunInFlight,
     RunView,
     StoredPlan,
@@ -341,6 +342,29 @@ class RunSql(SqlStore):
     async def history(self, gateway_session_id: int, limit: int = 10) -> list[RunView]:
         condition = RunRow.gateway_session_id == gateway_session_id
         return await self._read(lambda db: _runs(db, condition, limit))
+
+    async def runs_page(
+        self, matching: RunFilter, before_id: int | None, limit: int
+    ) -> list[RunView]:
+        """Up to ``limit`` runs that match, newest first (by id), older than ``before_id``:
+        the activity page, a page at a time, and its export."""
+        conditions: list[Any] = []
+        if before_id is not None:
+            conditions.append(RunRow.id < before_id)
+        if matching.status is not None:
+            conditions.append(RunRow.status == matching.status.value)
+        if matching.trigger is not None:
+            conditions.append(RunRow.trigger == matching.trigger.value)
+        if matching.node is not None:
+            conditions.append(RunRow.node == matching.node)
+        if matching.gateway_session_id is not None:
+            conditions.append(RunRow.gateway_session_id == matching.gateway_session_id)
+        if matching.since is not None:
+            conditions.append(RunRow.started_at >= matching.since)
+        if matching.until is not None:
+            conditions.append(RunRow.started_at < matching.until)
+        query = select(RunRow).where(*conditions).order_by(RunRow.id.desc()).limit(limit)
+        return await self._read(lambda db: _with_actions(db, db.execute(query).all()))
 
     async def get_run(self, run_id: int) -> RunView:
         runs = await self._read(lambda db: _runs(db, RunRow.id == run_id, 1))

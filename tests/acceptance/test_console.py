@@ -497,3 +497,47 @@ def test_many_sessions_are_imported_from_an_uploaded_file(
     assert any(line.startswith("501,6h,") for line in exported)
     total = int(console.sql("SELECT count(*) FROM sessions")[0][0])
     assert len(exported) == 1 + total
+
+
+def test_the_session_list_is_searched_and_filtered(page: Page, console: Console) -> None:
+    sign_in(page, console.url)
+    page.fill("#q", str(REVOKED))
+    page.click("form.search button")
+    ids = page.locator("table.sessions tbody tr td:first-child a").all_inner_texts()
+    assert ids == [str(REVOKED)]
+    page.fill("#q", "")
+    page.select_option("#state", "disabled")
+    page.click("form.search button")
+    ids = page.locator("table.sessions tbody tr td:first-child a").all_inner_texts()
+    disabled = console.sql("SELECT gateway_session_id FROM sessions WHERE enabled = 0 "
+                           "AND invalid_reason IS NULL ORDER BY next_run_at")  # fmt: skip
+    assert sorted(ids) == sorted(row[0] for row in disabled) and str(DISABLED) in ids
+    shot(page, "search")
+
+
+def test_the_activity_page_filters_pages_and_exports_every_run(
+    page: Page, console: Console
+) -> None:
+    sign_in(page, console.url)
+    page.click("header >> text=Activity")
+    total = int(console.sql("SELECT count(*) FROM warmup_runs")[0][0])
+    assert page.locator("table.runs tbody tr").count() == min(total, 100)
+    page.select_option("#status", "succeeded")
+    page.fill("#session", str(HEALTHY[0]))
+    page.click("form.filters button")
+    rows = page.locator("table.runs tbody tr").all_inner_texts()
+    expected = console.sql(
+        "SELECT id FROM warmup_runs WHERE status = 'succeeded' "
+        f"AND gateway_session_id = {HEALTHY[0]} ORDER BY id DESC"
+    )
+    assert [row.split("\t")[0] for row in rows] == [row[0] for row in expected] != []
+    assert all(f"\t{HEALTHY[0]}\tsucceeded\t" in row for row in rows)
+    shot(page, "activity")
+    with page.expect_download() as download:
+        page.click("text=Export these runs as CSV")
+    exported = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert exported[0].startswith("run_id,gateway_id,status,")
+    assert [line.split(",")[0] for line in exported[1:]] == [row[0] for row in expected]
+    refused = page.goto(f"{console.url}/ui/activity?since=yesterday")
+    assert refused is not None and refused.status == 422
+    assert "since 'yesterday' is not a date" in page.inner_text("main")

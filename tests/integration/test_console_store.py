@@ -3,13 +3,14 @@ list in every order with pages, and the channel pool's use."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import Outcome, RunStatus, Trigger
-from heatup_daemon.records import JoinLimits, Node, SessionSort
+from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
+from heatup_daemon.records import JoinLimits, Node, RunFilter, SessionSearch, SessionSort
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
 
@@ -120,3 +121,63 @@ async def test_the_channel_pool_and_its_use(repository: Repository) -> None:
     assert (lines["beta_news"].members, lines["beta_news"].joins_last_24h) == (0, 0)
     assert lines["gamma_news"].view.flagged_reason == "private"
     assert lines["gamma_news"].view.shown().username == "@gamma_news"
+
+
+async def test_the_session_list_is_searched_by_id_or_label_and_filtered_by_state(
+    repository: Repository,
+) -> None:
+    labels = {1: "Berlin office", 2: "berlin 100%", 3: "tokyo", 12: None, 21: "o_o"}
+    for gateway_id, label in labels.items():
+        await repository.add_session(replace(session_spec(gateway_id), label=label))
+    await sql(repository, "UPDATE sessions SET enabled = false WHERE gateway_session_id = 2")
+
+    async def found(text: str = "", standing: Standing | None = None) -> list[int]:
+        page = await repository.session_page(
+            SessionSort.GATEWAY_ID, False, 0, 100, SessionSearch(text, standing)
+        )
+        assert page.total == len(page.lines)
+        return [line.record.gateway_session_id for line in page.lines]
+
+    assert await found() == [1, 2, 3, 12, 21]
+    assert await found("BERLIN") == [1, 2]  # a label holding the text, in any case
+    assert await found("12") == [12]  # a gateway id, exactly
+    assert await found("100%") == [2]  # % and _ are the text's own
+    assert await found("o_o") == [21]
+    assert await found("%") == [2]
+    assert await found("berlin", Standing.DISABLED) == [2]
+    assert await found(standing=Standing.ACTIVE) == [1, 3, 12, 21]
+    assert await found("nowhere") == []
+
+
+async def test_the_activity_page_filters_and_pages_every_run(repository: Repository) -> None:
+    await pool_of(repository, 2)
+    ids = []
+    history = (
+        (30, 1, RunStatus.FAILED),
+        (5, 2, RunStatus.SUCCEEDED),
+        (2, 1, RunStatus.SUCCEEDED),
+        (1, 2, RunStatus.FAILED),
+    )
+    for hours, gateway_id, status in history:
+        run = await repository.start_run(
+            gateway_id, Trigger.API, NOW - timedelta(hours=hours), NODE
+        )
+        await repository.finish_run(
+            run.id, status, None, NOW - timedelta(hours=hours) + timedelta(minutes=1)
+        )
+        ids.append(run.id)
+
+    async def found(matching: RunFilter, before: int | None = None, limit: int = 10) -> list[int]:
+        return [run.id for run in await repository.runs_page(matching, before, limit)]
+
+    newest_first = list(reversed(ids))
+    assert await found(RunFilter()) == newest_first
+    assert await found(RunFilter(), limit=2) == newest_first[:2]
+    assert await found(RunFilter(), before=newest_first[1]) == newest_first[2:]
+    assert await found(RunFilter(status=RunStatus.FAILED)) == [ids[3], ids[0]]
+    assert await found(RunFilter(gateway_session_id=1)) == [ids[2], ids[0]]
+    assert await found(RunFilter(since=NOW - timedelta(hours=6))) == newest_first[:3]
+    assert await found(RunFilter(until=NOW - timedelta(hours=6))) == [ids[0]]
+    assert await found(RunFilter(node="n", trigger=Trigger.API)) == newest_first
+    assert await found(RunFilter(node="other")) == []
+    assert await found(RunFilter(trigger=Trigger.SCHEDULE)) == []
