@@ -3,6 +3,7 @@ nothing outside ``db`` sees an ORM object. The ports that pass them are in ``por
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,7 +22,7 @@ from heatup_daemon.enums import (
 )
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.session import Session, SessionRecord, parse_enabled
-from heatup_daemon.validation import handle, validate_channel
+from heatup_daemon.validation import EDITABLE, handle, validate_channel
 
 # --- nodes --------------------------------------------------------------------------------
 
@@ -439,16 +440,9 @@ class ChannelLine:
     joins_last_24h: int
 
 
-# A session's columns the audit log keeps before and after a change: what admins set.
-AUDITED_SESSION_FIELDS: Final = (
-    "label",
-    "enabled",
-    "schedule",
-    "jitter_seconds",
-    "timezone",
-    "account_created_at",
-    "state",
-)
+# A session's columns the audit log keeps before and after a change: what admins set (an
+# edit, an enable or disable, which also brings a session back from needing attention).
+AUDITED_SESSION_FIELDS: Final = (*EDITABLE, "enabled", "state")
 AUDITED_CHANNEL_FIELDS: Final = ("title", "category", "description", "enabled")
 
 
@@ -459,20 +453,21 @@ class Author:
     via: Surface
     actor: Actor
 
-    def __str__(self) -> str:
-        return str(self.via) if self.via is Surface.CLI else f"{self.via} ({self.actor})"
-
 
 CLI_AUTHOR: Final = Author(Surface.CLI, Actor.CLI)
 
 
 def audited(record: object, fields: tuple[str, ...]) -> dict[str, Any]:
     """The audited ``fields`` of a session record or channel view, as JSON values."""
-    values: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(record, name)
-        values[name] = value.isoformat() if isinstance(value, datetime) else value
-    return values
+    return jsonable({name: getattr(record, name) for name in fields})
+
+
+def jsonable(values: Mapping[str, object]) -> dict[str, Any]:
+    """``values`` as the audit log stores them: times as ISO text."""
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in values.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)

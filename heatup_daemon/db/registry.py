@@ -7,7 +7,6 @@ load or accidentally write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, update
@@ -29,6 +28,7 @@ from heatup_daemon.records import (
     ChannelView,
     Imported,
     audited,
+    jsonable,
 )
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
@@ -365,11 +365,7 @@ def _audit_channel(
 def _registration(by: Author, spec: SessionSpec, enabled: bool) -> dict[str, object]:
     """The audit row of an imported session: its admin columns as registered."""
     registered = {**spec.columns(enabled), "state": SessionState.ACTIVE.value}
-    after = {
-        name: value.isoformat() if isinstance(value, datetime) else value
-        for name, value in registered.items()
-        if name in AUDITED_SESSION_FIELDS
-    }
+    after = jsonable({name: registered[name] for name in AUDITED_SESSION_FIELDS})
     return {
         "via": by.via,
         "actor": by.actor,

@@ -97,9 +97,9 @@ async def test_every_change_is_audited_with_its_author_before_and_after(
     assert registered.before is None and registered.after is not None
     assert registered.after["label"] == "first" and registered.after["schedule"] == "6h"
     assert edited.changed == [
-        ("label", "first", None),
         ("schedule", "6h", "1d"),
         ("jitter_seconds", 60, 600),
+        ("label", "first", None),
     ]
     assert disabled.changed == [("enabled", True, False)]
     assert removed.after is None and removed.before is not None  # kept after the row is gone

@@ -245,6 +245,21 @@ def test_effective_settings_mask_secrets(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "gw-secret" not in str(sections)
 
 
+def test_the_read_token_comes_from_its_credential_file_and_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "api.token").write_text("acting-token-long-enough\n", encoding="utf-8")
+    (tmp_path / "api.read_token").write_text("reading-token-long-enough\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = load_settings()
+    assert settings.api.read_token is not None
+    assert settings.api.read_token.get_secret_value() == "reading-token-long-enough"
+    assert "reading-token-long-enough" in settings.secret_values()  # masked in the logs
+    sections = dict(effective_settings(settings))
+    assert sections["api"]["read_token"] == MASK
+    assert "reading-token" not in str(sections)
+
+
 def test_shipped_file_is_valid_toml() -> None:
     data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
     assert {"database", "gateway", "llm", "scheduler", "channels"} <= set(data)
