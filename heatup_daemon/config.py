@@ -242,6 +242,7 @@ class SchedulerSettings(_Section):
     stale_run_seconds: float = Field(default=120.0, gt=0, le=86400)
     heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
     dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    roll_up_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class RampSettings(_Section):

@@ -139,6 +139,7 @@ class Job(StrEnum):
     REAP = "reap"
     REFRESH = "refresh"
     RETENTION = "retention"
+    ROLL_UP = "roll_up"
 
 
 class LLMOutcome(StrEnum):

@@ -25,6 +25,7 @@ from heatup_daemon.records import (
     CLI_AUTHOR,
     EVERY_SESSION,
     ActionRecord,
+    Activity,
     AuditEntry,
     Author,
     ChannelLine,
@@ -115,6 +116,10 @@ class SchedulingStore(Protocol):
     async def delete_history(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` finished runs (with their actions) started before
         ``before``, oldest first; return how many runs went."""
+
+    async def roll_up(self, now: datetime) -> int:
+        """Count the history's latest hours again for the console's charts
+        (``db.activity``); return how many hours were counted."""
 
     async def counts(self, now: datetime) -> SessionCounts:
         """Counts for the status line and the gauges (a row's standing as
@@ -255,7 +260,14 @@ class Console(Registry, Protocol):
     async def session_batch(self, after_id: int, limit: int) -> list[SessionRecord]:
         """Up to ``limit`` sessions after row ``after_id``, in row order."""
 
-    async def overview(self, now: datetime) -> Overview: ...
+    async def overview(
+        self, now: datetime, counted: tuple[SessionCounts, datetime] | None = None
+    ) -> Overview:
+        """The pool at a glance; its counts are ``counted`` where the daemon has taken them
+        already (with when), else counted now."""
+
+    async def activity(self, since: datetime) -> Activity:
+        """The history by the hour from ``since``'s on, as last counted."""
 
     async def session_page(
         self,

@@ -372,7 +372,7 @@ class SessionCounts:
 
 @dataclass(frozen=True, slots=True)
 class SessionSearch:
-    """The session list's filters: ``text`` a gateway id or part of a label; a standing."""
+    """The session list's filters: ``text`` a gateway id or the start of a label; a standing."""
 
     text: str = ""
     standing: Standing | None = None
@@ -406,12 +406,24 @@ class SessionSort(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Overview:
-    """The pool at a glance: ``sessions`` as ``SchedulingStore.counts`` gives them, the runs
-    of the last 24 hours by status, and the next time a session is due."""
+    """The pool at a glance: ``sessions`` as ``SchedulingStore.counts`` gives them, when
+    they were counted, and the next time a session is due (the runs over time are
+    ``Activity``)."""
 
     sessions: SessionCounts
-    runs_last_24h: dict[str, int]
+    counted_at: datetime
     next_due_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The history by the hour (UTC), as last counted (``db.activity``): for each hour
+    counted, its runs by status and their actions by outcome; an hour not counted yet is
+    absent. ``counted_at``: the latest count, None before the first."""
+
+    runs: dict[datetime, dict[str, int]]
+    actions: dict[datetime, dict[str, int]]
+    counted_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,14 +437,19 @@ class SessionLine:
 
 @dataclass(frozen=True, slots=True)
 class SessionPage:
+    """A page of the session list: its lines, how many sessions match (at most a cap, and
+    whether more do), and whether lines follow this page."""
+
     lines: tuple[SessionLine, ...]
     total: int
+    more_than_total: bool = False
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelLine:
-    """A pool channel, how many sessions joined it, and its joins of the last hour (the
-    pool's pace counts these) and day."""
+    """A pool channel, how many sessions are its members (as last counted, ``db.activity``),
+    and its joins of the last hour (the pool's pace counts these) and day."""
 
     view: ChannelView
     members: int

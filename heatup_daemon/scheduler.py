@@ -20,6 +20,9 @@
   about every 100 s rather than every 15 s).
 - **retention** (a minute after start, then every ``RETENTION_S``): runs older than
   ``history.retention_days`` are deleted in batches.
+- **roll-up** (at start, then every ``scheduler.roll_up_seconds``): the history's latest
+  hours are counted again for the console's charts (``db.activity``; the first pass after
+  an upgrade counts the last week).
 
 A database outage pauses the jobs (each pass fails, is logged once, and is tried again);
 they resume by themselves. Any other failure that lasts a minute stops the daemon with a
@@ -124,6 +127,7 @@ class Scheduler:
         self.counts = SessionCounts()
         self._stages: dict[str, int] = {}
         self._counted_at: float | None = None
+        self._counted_when: datetime | None = None
         self._full_said_at: float | None = None
         self._count_every_s = REFRESH_S
 
@@ -151,6 +155,10 @@ class Scheduler:
         """Whether ``counts`` holds a count yet (the first comes just after the start)."""
         return self._counted_at is not None
 
+    def last_counts(self) -> tuple[SessionCounts, datetime] | None:
+        """The latest counts and when they were taken (None before the first)."""
+        return None if self._counted_when is None else (self.counts, self._counted_when)
+
     def start(self) -> None:
         aps = AsyncIOScheduler(timezone=UTC)
         # (job, interval, first run after start): the reconcile and the counts at once
@@ -167,6 +175,7 @@ class Scheduler:
             ),
             (Job.REFRESH, REFRESH_S, 0.0, self.refresh),
             (Job.RETENTION, RETENTION_S, RETENTION_FIRST_S, self.trim_history),
+            (Job.ROLL_UP, self._settings.roll_up_seconds, 0.0, self.roll_up),
         )
         now = HOST.now()
         for name, interval_s, first_s, job in jobs:
@@ -442,9 +451,12 @@ class Scheduler:
             aged = await self._store.sessions_aged(now, first_days)
             self._stages = stage_counts(self._ramp, aged)
             cost_s = time.perf_counter() - started
-            self._counted_at = at
+            self._counted_at, self._counted_when = at, now
             self._count_every_s = max(REFRESH_S, cost_s / COUNTS_CPU_SHARE)
         self._metrics.set_gauges(self.counts, self._stages, len(self._in_flight))
+
+    async def roll_up(self) -> int:
+        return await self._store.roll_up(self._clock.now())
 
     async def trim_history(self) -> int:
         before = self._clock.now() - timedelta(days=self._history.retention_days)

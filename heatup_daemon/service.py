@@ -235,6 +235,7 @@ class _Daemon:
             exposition=self._metrics.exposition,
             clock=self._lease.clock,
             on_registered=scheduler.reconcile_soon,
+            pool_counts=scheduler.last_counts,
         )
         server = ReadyServer(
             server_config(

@@ -17,6 +17,7 @@ allows nothing else.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -29,12 +30,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from heatup_daemon import __version__, transfer, warmth
-from heatup_daemon.api import auth
+from heatup_daemon.api import auth, charts
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
-from heatup_daemon.enums import RunStatus, Standing, Trigger
+from heatup_daemon.db.activity import hour_of
+from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
 from heatup_daemon.executor import IN_FLIGHT
-from heatup_daemon.records import RunFilter, SessionSearch, SessionSort
+from heatup_daemon.records import Activity, RunFilter, SessionSearch, SessionSort
 from heatup_daemon.transfer import Format
 from heatup_daemon.validation import parse_gateway_id
 
@@ -44,6 +46,16 @@ PAGE_SIZE: Final = 100
 TIMELINE_RUNS: Final = 60
 AUDIT_ENTRIES: Final = 50
 RUN_REFRESH_S: Final = 2
+WEEK: Final = timedelta(days=7)
+# The order a chart stacks a run's statuses in, from its base: the good ones first.
+RUN_ORDER: Final = (
+    RunStatus.SUCCEEDED,
+    RunStatus.PARTIAL,
+    RunStatus.SKIPPED,
+    RunStatus.FAILED,
+    RunStatus.INTERRUPTED,
+    RunStatus.RUNNING,
+)
 HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -218,20 +230,26 @@ async def pool(
     except InvalidValue as exc:
         return page(request, "error.html", 422, title="bad filter", detail=str(exc))
     now = state.clock.now()
-    overview = await state.registry.overview(now)
+    overview = await state.registry.overview(now, state.pool_counts())
+    history = await state.registry.activity(now - WEEK)
     search = SessionSearch(q, standing)
     listing = await state.registry.session_page(
         sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE, search
     )
-    last_page = max(1, -(-listing.total // PAGE_SIZE))
+    # The whole pool's size is counted already; a search's matches are counted to a cap.
+    total = listing.total if search.text.strip() or standing else overview.sessions.sessions
+    exact = not listing.more_than_total or not (search.text.strip() or standing)
+    last_page = max(1, -(-total // PAGE_SIZE)) if exact else None
     return page(
         request,
         "pool.html",
         title="pool",
         overview=overview,
-        failures=_failures(overview.runs_last_24h),
+        **_pool_charts(history, now),
         lines=listing.lines,
-        total=listing.total,
+        total=total,
+        exact=exact,
+        more=listing.more,
         columns=COLUMNS,
         sort=sort,
         order=order,
@@ -244,8 +262,28 @@ async def pool(
     )
 
 
-def _failures(runs: Mapping[str, int]) -> int:
-    return sum(runs.get(status, 0) for status in (RunStatus.FAILED, RunStatus.INTERRUPTED))
+def _pool_charts(history: Activity, now: datetime) -> dict[str, Any]:
+    """The last day's figures and the charts of the pool page, by the hour."""
+    day, week = charts.last_hours(hour_of(now), 24), charts.last_hours(hour_of(now), 7 * 24)
+    runs_day: Counter[str] = Counter()
+    for hour in day:
+        runs_day.update(history.runs.get(hour, {}))
+    statuses = [status.value for status in RUN_ORDER]
+    outcomes = [outcome.value for outcome in Outcome]
+    return {
+        "runs_day": {status: count for status, count in runs_day.items() if count},
+        "failures": sum(runs_day[s] for s in (RunStatus.FAILED, RunStatus.INTERRUPTED)),
+        "counted_at": history.counted_at,
+        "day_from": day[0],
+        "charts": (
+            charts.hourly("Runs per hour, last 24 hours, by status", day, history.runs,
+                          statuses, "status", 3, "%H:00"),
+            charts.hourly("Runs per hour, last 7 days, by status", week, history.runs,
+                          statuses, "status", 24, "%a %d"),
+            charts.hourly("Actions per hour, last 24 hours, by outcome", day,
+                          history.actions, outcomes, "outcome", 3, "%H:00"),
+        ),
+    }  # fmt: skip
 
 
 def _link(request: Request, changes: Mapping[str, object], path: str = "") -> str:
@@ -418,13 +456,19 @@ async def channels_page(
 ) -> Response:
     """The channel page; after a refused addition, with its form filled in as sent."""
     lines = await state.registry.channel_lines(state.clock.now())
+    pace = state.settings.pool.max_joins_per_channel_per_hour
     return page(
         request,
         "channels.html",
         status,
         title="channels",
         lines=[(line, line.view.shown()) for line in lines],
-        pace=state.settings.pool.max_joins_per_channel_per_hour,
+        pace=pace,
+        chart=charts.against_limit(
+            "Joins per channel in the last hour, against the pace",
+            [(line.view.username, line.joins_last_hour) for line in lines if line.view.in_pool],
+            pace,
+        ),
         values=values or {},
         problem=problem,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -12,6 +13,7 @@ from heatup_daemon.api import auth
 from heatup_daemon.clock import Clock
 from heatup_daemon.config import Settings
 from heatup_daemon.ports import Console
+from heatup_daemon.records import SessionCounts
 from heatup_daemon.runner import InFlight, Runner
 
 
@@ -27,6 +29,8 @@ class ApiState:
     exposition: Callable[[], tuple[bytes, str]]
     clock: Clock  # the node's: what the API decides and shows is at its ``now``
     on_registered: Callable[[], None] = lambda: None
+    # The pool's counts as the daemon last took them, and when (None: count them per page).
+    pool_counts: Callable[[], tuple[SessionCounts, datetime] | None] = lambda: None
     accepting: bool = True
     form_key: auth.FormKey = field(default_factory=auth.FormKey)
 

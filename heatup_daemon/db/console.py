@@ -7,12 +7,20 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import case, func, nulls_last, or_, select
+from sqlalchemy import Select, func, literal_column, nulls_last, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from heatup_daemon.db import dialect
 from heatup_daemon.db.base import SqlStore
-from heatup_daemon.db.models import ChannelRow, JoinRow, RunRow, SessionChannelRow, SessionRow
+from heatup_daemon.db.models import (
+    STANDING_RANK_SQL,
+    ChannelMembersRow,
+    ChannelRow,
+    JoinRow,
+    RunRow,
+    SessionRow,
+)
 from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
@@ -21,56 +29,81 @@ from heatup_daemon.records import (
     EVERY_SESSION,
     ChannelLine,
     Overview,
+    SessionCounts,
     SessionLine,
     SessionPage,
     SessionSearch,
     SessionSort,
 )
 
-# The order each sort key gives, as columns; ties go by gateway id.
-_ORDER: Final[Mapping[SessionSort, tuple[Any, ...]]] = {
-    SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id,),
+# A row's standing as its rank in ``Standing``'s order, in its index's own form.
+STANDING_RANK: Final[ColumnElement[int]] = literal_column(STANDING_RANK_SQL)
+# The column each sort key orders by, and whether it may be NULL (NULLs go last either
+# way); ties go by gateway id, in the same direction, so that an index serves the order.
+_ORDER: Final[Mapping[SessionSort, tuple[Any, bool]]] = {
+    SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id, False),
     # Active first, then needing attention, disabled, invalid (``Standing``'s order).
-    SessionSort.STATE: (
-        case(*((standing_sql() == s.value, rank) for rank, s in enumerate(Standing)), else_=99),
-    ),
-    SessionSort.SCHEDULE: (SessionRow.schedule,),
-    SessionSort.LAST_RUN: (SessionRow.last_run_at,),
-    SessionSort.NEXT_RUN: (SessionRow.next_run_at,),
-    SessionSort.PROBLEM: (func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason),),
+    SessionSort.STATE: (STANDING_RANK, False),
+    SessionSort.SCHEDULE: (SessionRow.schedule, False),
+    SessionSort.LAST_RUN: (SessionRow.last_run_at, True),
+    SessionSort.NEXT_RUN: (SessionRow.next_run_at, True),
+    SessionSort.PROBLEM: (func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason), True),
 }
+# A filtered list counts its matches up to this many, and says "more" past them.
+COUNT_CAP: Final = 10_000
 
 
 def _matching(search: SessionSearch) -> list[ColumnElement[bool]]:
     """The session list's filters: a gateway id (the whole text as a number) or a label
-    holding the text, in any case; a standing."""
+    that starts with the text, in any case (through the labels' index); a standing."""
     conditions: list[ColumnElement[bool]] = []
     text = search.text.strip()
     if text:
-        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        label = func.lower(SessionRow.label).like(f"%{escaped}%", escape="\\")
+        start, end = text.lower(), dialect.prefix_end(text.lower())
+        label = dialect.folded(SessionRow.label) >= start
+        if end is not None:
+            label = label & (dialect.folded(SessionRow.label) < end)
         if text.isascii() and text.isdigit() and len(text) <= 19:
             conditions.append(or_(SessionRow.gateway_session_id == int(text), label))
         else:
             conditions.append(label)
     if search.standing is not None:
-        conditions.append(standing_sql() == search.standing.value)
+        conditions.append(STANDING_RANK == list(Standing).index(search.standing))
     return conditions
 
 
+def _sort_keys(sort: SessionSort, descending: bool) -> list[Any]:
+    column, nullable = _ORDER[sort]
+    keys = [column.desc() if descending else column.asc()]
+    if nullable:
+        keys = [nulls_last(keys[0])]
+    tie = SessionRow.gateway_session_id
+    return (
+        [*keys, tie.desc() if descending else tie.asc()]
+        if sort is not SessionSort.GATEWAY_ID
+        else keys
+    )
+
+
+def page_rows(
+    sort: SessionSort, descending: bool, search: SessionSearch, offset: int, limit: int
+) -> Select[Any]:
+    """The ids of a page of the session list, in its order."""
+    query = select(SessionRow.id).where(*_matching(search)).order_by(*_sort_keys(sort, descending))
+    return query.offset(offset).limit(limit)
+
+
 class ConsoleSql(SqlStore):
-    async def overview(self, now: datetime) -> Overview:
+    async def overview(
+        self, now: datetime, counted: tuple[SessionCounts, datetime] | None = None
+    ) -> Overview:
         usable = standing_sql() == Standing.ACTIVE.value
 
         def read(db: Connection) -> Overview:
-            runs = db.execute(
-                select(RunRow.status, func.count())
-                .where(RunRow.started_at >= now - timedelta(hours=24))
-                .group_by(RunRow.status)
-            )
+            sessions, counted_at = counted or (session_counts(db, now), now)
             return Overview(
-                sessions=session_counts(db, now),
-                runs_last_24h={str(status): int(count) for status, count in runs},
+                sessions=sessions,
+                counted_at=counted_at,
                 next_due_at=db.scalar(select(func.min(SessionRow.next_run_at)).where(usable)),
             )
 
@@ -84,8 +117,11 @@ class ConsoleSql(SqlStore):
         limit: int,
         search: SessionSearch = EVERY_SESSION,
     ) -> SessionPage:
-        keys = [nulls_last(c.desc() if descending else c.asc()) for c in _ORDER[sort]]
+        keys = _sort_keys(sort, descending)
         matching = _matching(search)
+        # The page's rows first (an index walk where the order has one), then their
+        # columns and latest runs: nothing is read for the rows an offset skips.
+        chosen = page_rows(sort, descending, search, offset, limit + 1).subquery()
         latest = (
             select(RunRow.status, RunRow.started_at)
             .where(RunRow.session_id == SessionRow.id)
@@ -100,24 +136,24 @@ class ConsoleSql(SqlStore):
                 .scalar_subquery()
                 .label("last_started_at"),
             )
-            .where(*matching)
-            .order_by(*keys, SessionRow.gateway_session_id)
-            .offset(offset)
-            .limit(limit)
+            .join(chosen, chosen.c.id == SessionRow.id)
+            .order_by(*keys)
         )
-        counted = select(func.count()).select_from(SessionRow).where(*matching)
+        capped = select(SessionRow.id).where(*matching).limit(COUNT_CAP + 1).subquery()
+        counted = select(func.count()).select_from(capped)
 
         def read(db: Connection) -> SessionPage:
-            total = int(db.scalar(counted) or 0)
+            rows = db.execute(query).all()
             lines = tuple(
                 SessionLine(
                     record_from(row),
                     None if row.last_status is None else RunStatus(row.last_status),
                     row.last_started_at,
                 )
-                for row in db.execute(query)
+                for row in rows[:limit]
             )
-            return SessionPage(lines, total)
+            total = int(db.scalar(counted) or 0)
+            return SessionPage(lines, min(total, COUNT_CAP), total > COUNT_CAP, len(rows) > limit)
 
         return await self._read(read)
 
@@ -133,9 +169,7 @@ class ConsoleSql(SqlStore):
             members = {
                 channel_id: int(count)
                 for channel_id, count in db.execute(
-                    select(SessionChannelRow.channel_id, func.count()).group_by(
-                        SessionChannelRow.channel_id
-                    )
+                    select(ChannelMembersRow.channel_id, ChannelMembersRow.sessions)
                 )
             }
             joins = {

@@ -4,14 +4,19 @@
 - Row locks: PostgreSQL locks the rows a transaction reads to decide (``FOR UPDATE``);
   SQLite needs none, because a write transaction there holds the database's one write lock
   from its start (``BEGIN IMMEDIATE``).
+- Text in code point order, as an index holds it for prefix ranges (``folded``): SQLite
+  compares bytes already; PostgreSQL does so in the "C" collation.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select
+from sqlalchemy import Select, String
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 Ts = TypeVarTuple("Ts")
 
@@ -37,3 +42,31 @@ def locked(dialect: str, query: Select[*Ts], of: Any, *, skip_taken: bool = Fals
     if not locks_rows(dialect):
         return query
     return query.with_for_update(of=of, skip_locked=skip_taken)
+
+
+class folded(FunctionElement[str]):
+    """``lower(text)``, compared in code point order on both databases: an index on it
+    serves a prefix as a range (``>= prefix`` and ``< prefix_end``)."""
+
+    type = String()
+    name = "folded"
+    inherit_cache = True
+
+
+@compiles(folded)
+def _folded(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(folded, "postgresql")
+def _folded_postgresql(element: folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'(lower({compiler.process(element.clauses, **kw)}) COLLATE "C")'
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The first text past every text that starts with ``prefix`` in code point order (None:
+    nothing is past it)."""
+    for index in range(len(prefix) - 1, -1, -1):
+        if ord(prefix[index]) < 0x10FFFF:
+            return prefix[:index] + chr(ord(prefix[index]) + 1)
+    return None

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
 
+from heatup_daemon.db.dialect import folded
 from heatup_daemon.enums import (
     ActionKind,
     Actor,
@@ -107,6 +108,16 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(UTCDateTime(), server_default=func.now(), nullable=False)
 
 
+# A row's standing (``session.standing``) as its place in ``Standing``'s order, in SQL an
+# index holds: the console filters and sorts the session list by it through that index,
+# which only happens where a query has this very text (a test holds it to
+# ``session.standing`` on every combination of its columns, on both databases).
+STANDING_RANK_SQL: Final = (
+    "(CASE WHEN invalid_reason IS NOT NULL THEN 3 WHEN enabled IS NOT TRUE THEN 2 "
+    "WHEN state <> 'active' THEN 1 ELSE 0 END)"
+)
+
+
 class SessionRow(Base):
     """A registered session. Admins own the first group of columns, heatup the second."""
 
@@ -117,7 +128,17 @@ class SessionRow(Base):
         CheckConstraint(sql_in("state", SessionState), name="state"),
         CheckConstraint("flood_wait_s IS NULL OR flood_wait_s >= 0", name="flood_wait_s"),
         *(check for column in SESSION_TIME_COLUMNS for check in time_checks(column)),
-        Index("ix_sessions_next_run_at", "next_run_at"),
+        # The dispatcher's due rows, and the session list's default order, whose pages the
+        # index alone gives (ties by gateway id; the row's id for the page's rows).
+        Index(
+            "ix_sessions_next_run_at_gateway_session_id_id",
+            "next_run_at",
+            "gateway_session_id",
+            "id",
+        ),
+        Index("ix_sessions_standing", text(STANDING_RANK_SQL), "gateway_session_id"),
+        # The session list's label search: a prefix, in any case.
+        Index("ix_sessions_label_folded", folded(text("label"))),
         Index(
             "ix_sessions_needs_reconcile",
             "id",
@@ -276,7 +297,11 @@ class RunRow(Base):
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
         ),
-        Index("ix_warmup_runs_started_at", "started_at"),
+        # The history by time: retention, the activity page's range, the hourly roll-up
+        # (which counts by status from the index alone).
+        Index("ix_warmup_runs_started_at_status", "started_at", "status"),
+        # The activity page's node filter, newest first.
+        Index("ix_warmup_runs_node_id", "node", "id"),
         # One run in flight per session, whichever process or trigger starts it.
         Index(
             "uq_warmup_runs_one_running",
@@ -392,3 +417,45 @@ class AuditRow(Base):
     channel: Mapped[str | None] = mapped_column(String(32))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class RunHourRow(Base):
+    """The runs that started in an hour (UTC), by status: the console's charts read these
+    rather than the history (``db.activity`` keeps them). Every status has a row for each
+    hour rolled up, zero included, so an hour with no runs is told from one not yet
+    counted."""
+
+    __tablename__ = "run_hours"
+    __table_args__ = (CheckConstraint(sql_in("status", RunStatus), name="status"),)
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # When a node last counted the hour (its own clock).
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ActionHourRow(Base):
+    """The actions of the runs that started in an hour (UTC), by outcome (as ``run_hours``)."""
+
+    __tablename__ = "action_hours"
+    __table_args__ = (CheckConstraint(sql_in("outcome", Outcome), name="outcome"),)
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    actions: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ChannelMembersRow(Base):
+    """How many sessions are members of each pool channel, as last counted (``db.activity``
+    counts them with the hours): the channel page reads these rather than every row of
+    ``session_channels``."""
+
+    __tablename__ = "channel_members"
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    sessions: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -3,8 +3,8 @@ database session. It implements the ports of ``heatup_daemon.ports`` (each consu
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
 ``runs`` (runs, actions, the session state runs change), ``ledger`` (the join ledger),
 ``scheduling`` (reconcile,
-claims, housekeeping), ``leases`` (the nodes' leases and the reaper) and ``console`` (what
-the web console reads)."""
+claims, housekeeping), ``leases`` (the nodes' leases and the reaper), ``console`` (what
+the web console reads) and ``activity`` (the history by the hour)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.db.activity import ActivitySql
 from heatup_daemon.db.console import ConsoleSql
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.leases import LeaseSql
@@ -23,7 +24,7 @@ from heatup_daemon.db.scheduling import SchedulingSql
 __all__ = ["Repository", "open_repository"]
 
 
-class Repository(RegistrySql, RunSql, LedgerSql, SchedulingSql, LeaseSql, ConsoleSql):
+class Repository(RegistrySql, RunSql, LedgerSql, SchedulingSql, LeaseSql, ConsoleSql, ActivitySql):
     """All of heatup's database operations over one engine. Construct once per process."""
 
 

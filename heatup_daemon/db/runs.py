@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import Select, bindparam, exists, func, select, update
 from sqlalchemy.engine import Connection
 
 from heatup_daemon.db.actions import action_upsert, action_values
@@ -348,22 +348,7 @@ class RunSql(SqlStore):
     ) -> list[RunView]:
         """Up to ``limit`` runs that match, newest first (by id), older than ``before_id``:
         the activity page, a page at a time, and its export."""
-        conditions: list[Any] = []
-        if before_id is not None:
-            conditions.append(RunRow.id < before_id)
-        if matching.status is not None:
-            conditions.append(RunRow.status == matching.status.value)
-        if matching.trigger is not None:
-            conditions.append(RunRow.trigger == matching.trigger.value)
-        if matching.node is not None:
-            conditions.append(RunRow.node == matching.node)
-        if matching.gateway_session_id is not None:
-            conditions.append(RunRow.gateway_session_id == matching.gateway_session_id)
-        if matching.since is not None:
-            conditions.append(RunRow.started_at >= matching.since)
-        if matching.until is not None:
-            conditions.append(RunRow.started_at < matching.until)
-        query = select(RunRow).where(*conditions).order_by(RunRow.id.desc()).limit(limit)
+        query = runs_query(matching, before_id, limit)
         return await self._read(lambda db: _with_actions(db, db.execute(query).all()))
 
     async def get_run(self, run_id: int) -> RunView:
@@ -396,6 +381,26 @@ class RunSql(SqlStore):
             set_={"tokens": TokenUsageRow.tokens + statement.excluded.tokens},
         )
         await self._write(lambda db: db.execute(statement))
+
+
+def runs_query(matching: RunFilter, before_id: int | None, limit: int) -> Select[Any]:
+    """The runs ``runs_page`` reads."""
+    conditions: list[Any] = []
+    if before_id is not None:
+        conditions.append(RunRow.id < before_id)
+    if matching.status is not None:
+        conditions.append(RunRow.status == matching.status.value)
+    if matching.trigger is not None:
+        conditions.append(RunRow.trigger == matching.trigger.value)
+    if matching.node is not None:
+        conditions.append(RunRow.node == matching.node)
+    if matching.gateway_session_id is not None:
+        conditions.append(RunRow.gateway_session_id == matching.gateway_session_id)
+    if matching.since is not None:
+        conditions.append(RunRow.started_at >= matching.since)
+    if matching.until is not None:
+        conditions.append(RunRow.started_at < matching.until)
+    return select(RunRow).where(*conditions).order_by(RunRow.id.desc()).limit(limit)
 
 
 def _runs(db: Connection, condition: Any, limit: int) -> list[RunView]:

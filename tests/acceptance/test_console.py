@@ -177,8 +177,17 @@ def figure(page: Page, name: str) -> int:
     return int(page.inner_text(f"#{name}"))
 
 
+def recounted(page: Page) -> bool:
+    """Whether the page shows the fixture's edits: the session counts are the daemon's own,
+    taken every 15 s (the page says when), so the first page may predate them."""
+    page.reload()
+    return figure(page, "sessions-disabled") == 1 and figure(page, "sessions-invalid") == 1
+
+
 def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
     sign_in(page, console.url)
+    wait_until(lambda: recounted(page), timeout_s=30, interval_s=1)
+    assert "Sessions counted" in page.inner_text("#sessions-counted")
     assert figure(page, "sessions-total") == 10
     assert figure(page, "sessions-attention") == 2  # revoked and frozen
     assert figure(page, "sessions-disabled") == 1
@@ -189,6 +198,14 @@ def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
     failures = console.sql("SELECT count(*) FROM warmup_runs "
                            "WHERE status IN ('failed', 'interrupted')")  # fmt: skip
     assert figure(page, "failures-24h") == int(failures[0][0])
+    # The charts hold the same runs, drawn on the server: one bar a status and hour.
+    by_status = console.sql("SELECT status, count(*) FROM warmup_runs GROUP BY status")
+    for name in ("last 24 hours", "last 7 days"):
+        chart = page.locator(f"svg[aria-label='Runs per hour, {name}, by status']")
+        assert charted(chart) == {status: int(count) for status, count in by_status}
+    actions = page.locator("svg[aria-label='Actions per hour, last 24 hours, by outcome']")
+    by_outcome = console.sql("SELECT outcome, count(*) FROM warmup_actions GROUP BY outcome")
+    assert charted(actions) == {outcome: int(count) for outcome, count in by_outcome}
     rows = page.locator("table.sessions tbody tr")
     assert rows.count() == 10
     hostile = page.locator("table.sessions tbody tr", has_text="alert(")
@@ -202,6 +219,15 @@ def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
 
 def states(page: Page) -> list[str]:
     return page.locator("table.sessions tbody tr td:nth-child(2)").all_inner_texts()
+
+
+def charted(chart: Locator) -> dict[str, int]:
+    """What a chart's bars say, added up by name (each bar's title: ``when: N name``)."""
+    totals: dict[str, int] = {}
+    for title in chart.locator("rect > title").all_text_contents():
+        count, name = title.rsplit(": ", 1)[1].split(" ", 1)
+        totals[name] = totals.get(name, 0) + int(count)
+    return totals
 
 
 def test_the_session_list_sorts_by_any_column(page: Page, console: Console) -> None:
@@ -274,6 +300,12 @@ def test_the_channel_pool_with_its_flags(page: Page, console: Console) -> None:
     joined = int(console.sql("SELECT count(DISTINCT channel_id) FROM session_channels")[0][0])
     members = page.locator("table.channels tbody tr td:nth-child(5)").all_inner_texts()
     assert sum(1 for m in members if int(m) > 0) == joined > 0
+    # The last hour's joins of each pool channel, against the pace marked across them.
+    chart = page.locator("svg[aria-label='Joins per channel in the last hour, against the pace']")
+    hour = page.locator("table.channels tbody tr td:nth-child(6)").all_inner_texts()
+    joins = sum(int(text.split(" / ")[0]) for text in hour)
+    assert sum(charted(chart).values()) == joins > 0
+    assert chart.locator("line.limit").count() == 1
     shot(page, "channels")
 
 

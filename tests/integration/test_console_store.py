@@ -1,16 +1,25 @@
-"""What the web console reads, on SQLite and PostgreSQL: the pool at a glance, the session
-list in every order with pages, and the channel pool's use."""
+"""What the web console reads, on SQLite and PostgreSQL: the pool at a glance, the history
+by the hour, the session list in every order with pages, and the channel pool's use."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import text
 
+from heatup_daemon.db.activity import HOUR, KEPT, REVISED, hour_of
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
-from heatup_daemon.records import JoinLimits, Node, RunFilter, SessionSearch, SessionSort
+from heatup_daemon.enums import ActionKind, Outcome, RunStatus, Standing, Trigger
+from heatup_daemon.records import (
+    ActionRecord,
+    JoinLimits,
+    Node,
+    RunFilter,
+    SessionSearch,
+    SessionSort,
+)
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec
 
@@ -54,8 +63,55 @@ async def test_the_pool_at_a_glance(repository: Repository) -> None:
     assert (counts.sessions, counts.active, counts.cooling_down) == (5, 2, 1)
     assert (counts.disabled, counts.needs_attention, counts.invalid) == (1, 1, 1)
     assert counts.running == 1
-    assert overview.runs_last_24h == {"failed": 1, "running": 1}  # the 30 h old run is out
     assert overview.next_due_at == due
+
+
+def zeros(names: type[StrEnum], **counts: int) -> dict[str, int]:
+    """An hour's row for each of ``names``, as the roll-up writes them: zeros included."""
+    return {str(name): counts.get(str(name), 0) for name in names}
+
+
+async def test_the_history_rolls_up_by_the_hour(repository: Repository) -> None:
+    await pool_of(repository, 3)
+    failed = await repository.start_run(1, Trigger.API, NOW - timedelta(hours=1), NODE)
+    action = ActionRecord(
+        0, ActionKind.IDLE, None, 1.0, 1.0, failed.started_at, failed.started_at, Outcome.FAILED
+    )
+    await repository.record_action(failed.id, action)
+    await repository.record_action(failed.id, replace(action, seq=1, outcome=Outcome.OK))
+    await repository.finish_run(failed.id, RunStatus.FAILED, "x", NOW - timedelta(minutes=59))
+    flying = await repository.start_run(2, Trigger.API, NOW, NODE)
+    old = await repository.start_run(3, Trigger.CLI, NOW - timedelta(hours=30), NODE)
+    await repository.finish_run(old.id, RunStatus.SUCCEEDED, None, NOW - timedelta(hours=30))
+    ancient = await repository.start_run(3, Trigger.CLI, NOW - timedelta(days=9), NODE)
+    await repository.finish_run(ancient.id, RunStatus.SUCCEEDED, None, NOW - timedelta(days=9))
+    assert (await repository.activity(NOW - timedelta(days=7))).counted_at is None
+
+    # The first pass counts the whole week and a day, an hour at a time.
+    assert await repository.roll_up(NOW) == 8 * 24 + 1
+    week = await repository.activity(NOW - timedelta(days=7))
+    assert week.counted_at == NOW
+    assert len(week.runs) == 7 * 24 + 1  # every hour counted, the empty ones too
+    assert week.runs[hour_of(NOW - timedelta(hours=1))] == zeros(RunStatus, failed=1)
+    assert week.runs[hour_of(NOW)] == zeros(RunStatus, running=1)
+    assert week.runs[hour_of(NOW - timedelta(hours=30))] == zeros(RunStatus, succeeded=1)
+    assert week.actions[hour_of(NOW - timedelta(hours=1))] == zeros(Outcome, failed=1, ok=1)
+    assert sum(sum(hour.values()) for hour in week.runs.values()) == 3  # 9 days ago: out
+
+    # The next counts its latest hours again: the run in flight has ended since.
+    await repository.finish_run(flying.id, RunStatus.PARTIAL, None, NOW + timedelta(minutes=1))
+    later = NOW + timedelta(minutes=2)
+    counted = await repository.roll_up(later)
+    assert counted == int((hour_of(later) - hour_of(NOW) + REVISED) / HOUR) + 1
+    day = await repository.activity(NOW - timedelta(hours=23))
+    assert day.runs[hour_of(NOW)] == zeros(RunStatus, partial=1)
+    assert day.counted_at == later
+    assert len(day.runs) == 24 + (hour_of(later) > hour_of(NOW))
+
+    # A week and a day on, the hours past it are forgotten.
+    await repository.roll_up(NOW + KEPT + HOUR)
+    gone = await repository.activity(NOW - timedelta(days=30))
+    assert min(gone.runs) == hour_of(NOW + HOUR)
 
 
 async def gateway_ids(repository: Repository, sort: SessionSort, descending: bool) -> list[int]:
@@ -83,13 +139,16 @@ async def test_the_session_list_sorts_and_pages(repository: Repository) -> None:
         )
     assert await gateway_ids(repository, SessionSort.GATEWAY_ID, True) == [6, 5, 4, 3, 2, 1]
     assert await gateway_ids(repository, SessionSort.STATE, False) == [1, 5, 6, 4, 3, 2]
-    assert await gateway_ids(repository, SessionSort.STATE, True) == [2, 3, 4, 1, 5, 6]
+    # Descending, ties go by gateway id descending too: the exact reverse (an index's walk).
+    assert await gateway_ids(repository, SessionSort.STATE, True) == [2, 3, 4, 6, 5, 1]
     # Sessions with no next run come last in either order.
     assert (await gateway_ids(repository, SessionSort.NEXT_RUN, False))[:3] == [6, 1, 5]
     assert (await gateway_ids(repository, SessionSort.NEXT_RUN, True))[:3] == [5, 1, 6]
     assert (await gateway_ids(repository, SessionSort.PROBLEM, False))[:2] == [4, 2]
     second = await repository.session_page(SessionSort.GATEWAY_ID, False, 4, 4)
-    assert second.total == 6
+    assert (second.total, second.more_than_total, second.more) == (6, False, False)
+    first = await repository.session_page(SessionSort.GATEWAY_ID, False, 0, 4)
+    assert first.more and len(first.lines) == 4
     assert [line.record.gateway_session_id for line in second.lines] == [5, 6]
     run = await repository.start_run(6, Trigger.API, NOW, NODE)
     await repository.finish_run(run.id, RunStatus.PARTIAL, None, NOW + timedelta(seconds=5))
@@ -116,6 +175,9 @@ async def test_the_channel_pool_and_its_use(repository: Repository) -> None:
         repository, "UPDATE channels SET flagged_reason = 'private' WHERE username = 'gamma_news'"
     )
     lines = {line.view.username: line for line in await repository.channel_lines(NOW)}
+    assert lines["alpha_news"].members == 0  # members are as last counted: not yet
+    await repository.roll_up(NOW)
+    lines = {line.view.username: line for line in await repository.channel_lines(NOW)}
     alpha = lines["alpha_news"]
     assert (alpha.members, alpha.joins_last_hour, alpha.joins_last_24h) == (2, 1, 2)
     assert (lines["beta_news"].members, lines["beta_news"].joins_last_24h) == (0, 0)
@@ -139,11 +201,13 @@ async def test_the_session_list_is_searched_by_id_or_label_and_filtered_by_state
         return [line.record.gateway_session_id for line in page.lines]
 
     assert await found() == [1, 2, 3, 12, 21]
-    assert await found("BERLIN") == [1, 2]  # a label holding the text, in any case
+    assert await found("BERLIN") == [1, 2]  # a label that starts with the text, any case
+    assert await found("office") == []  # only its start
     assert await found("12") == [12]  # a gateway id, exactly
-    assert await found("100%") == [2]  # % and _ are the text's own
+    assert await found("berlin 100%") == [2]  # % and _ are the text's own
     assert await found("o_o") == [21]
-    assert await found("%") == [2]
+    assert await found("o_") == [21]
+    assert await found("%") == []
     assert await found("berlin", Standing.DISABLED) == [2]
     assert await found(standing=Standing.ACTIVE) == [1, 3, 12, 21]
     assert await found("nowhere") == []

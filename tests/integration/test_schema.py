@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -15,10 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db import migrate
+from heatup_daemon.db.console import page_rows
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import Base, RunRow, SessionRow
+from heatup_daemon.db.runs import runs_query
 from heatup_daemon.db.scheduling import marked_rows
+from heatup_daemon.enums import Standing
 from heatup_daemon.errors import SchemaNotAtHead
+from heatup_daemon.records import EVERY_SESSION, RunFilter, SessionSearch, SessionSort
 from heatup_daemon.slots import KEY_FIELDS
 
 # The migration that installs the edit trigger (its module name starts with a digit).
@@ -288,3 +293,44 @@ async def test_reconcile_reads_the_marked_rows_through_their_index(engine: Async
         explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
         plan = (await connection.execute(text(f"{explain} {compiled}"))).all()
     assert "ix_sessions_needs_reconcile" in " ".join(str(row) for row in plan)
+
+
+async def plan_of(engine: AsyncEngine, query: Any) -> str:
+    async with engine.connect() as connection:
+        compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
+        return " ".join(
+            str(row) for row in (await connection.execute(text(f"{explain} {compiled}")))
+        )
+
+
+async def test_the_console_reads_a_large_pool_through_its_indexes(engine: AsyncEngine) -> None:
+    """The session list by state, filtered or sorted, reads the standing's index (its
+    expression is the index's own text), a label search the labels' index, and the activity
+    page's node filter the runs' node index, on tables large enough for PostgreSQL's planner
+    to prefer them."""
+    await migrate.upgrade(engine)
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO sessions (gateway_session_id, schedule, state) SELECT g, '6h', "
+                "CASE WHEN g % 1000 = 0 THEN 'needs_attention' ELSE 'active' END "
+                "FROM generate_series(1, 50000) AS g"
+            ))  # fmt: skip
+            await connection.execute(text(
+                "INSERT INTO warmup_runs (gateway_session_id, trigger, due_at, status, node, "
+                "started_at) SELECT g, 'api', now(), 'succeeded', "
+                "CASE WHEN g % 5000 = 0 THEN 'gone' ELSE 'busy' END, now() "
+                "FROM generate_series(1, 50000) AS g"
+            ))  # fmt: skip
+            await connection.execute(text("ANALYZE"))
+    attention = SessionSearch("", Standing.NEEDS_ATTENTION)
+    filtered = page_rows(SessionSort.NEXT_RUN, False, attention, 0, 101)
+    assert "ix_sessions_standing" in await plan_of(engine, filtered)
+    by_state = page_rows(SessionSort.STATE, True, EVERY_SESSION, 0, 101)
+    assert "ix_sessions_standing" in await plan_of(engine, by_state)
+    for text_searched in ("farm-", "12"):  # a label's start; a gateway id or a label's
+        searched = page_rows(SessionSort.NEXT_RUN, False, SessionSearch(text_searched), 0, 101)
+        assert "ix_sessions_label_folded" in await plan_of(engine, searched)
+    by_node = runs_query(RunFilter(node="gone"), None, 101)  # a node of few runs
+    assert "ix_warmup_runs_node_id" in await plan_of(engine, by_node)

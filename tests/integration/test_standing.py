@@ -1,17 +1,18 @@
 """A row's standing is decided once (``session.standing``); the SQL that counts and filters
-by it (``db.sessions.standing_sql``) is held to it on every combination of the columns it
-reads, as hand edits can leave them (the schema's constraints refuse a junk ``state`` or
-``enabled``), on SQLite and PostgreSQL; and ``admit`` lets a row run exactly when its
-standing is ``active`` and it is not cooling down."""
+by it (``db.sessions.standing_sql``, and the indexed rank the console sorts by) is held to
+it on every combination of the columns it reads, as hand edits can leave them (the
+schema's constraints refuse a junk ``state`` or ``enabled``), on SQLite and PostgreSQL; and
+``admit`` lets a row run exactly when its standing is ``active`` and it is not cooling
+down."""
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import literal_column, select, text
 
-from heatup_daemon.db.models import SessionRow
+from heatup_daemon.db.models import STANDING_RANK_SQL, SessionRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
 from heatup_daemon.enums import Standing
@@ -42,7 +43,11 @@ async def test_sql_and_python_agree_on_every_row(repository: Repository) -> None
                     f"{reason or 'NULL'}, {cooldown})"
                 )
             )
-    query = select(*record_columns(), standing_sql().label("sql_standing")).order_by(SessionRow.id)
+    query = select(
+        *record_columns(),
+        standing_sql().label("sql_standing"),
+        literal_column(STANDING_RANK_SQL).label("rank"),
+    ).order_by(SessionRow.id)
     async with repository.engine.connect() as db:
         rows = (await db.execute(query)).all()
     assert len(rows) == len(combinations)
@@ -51,6 +56,7 @@ async def test_sql_and_python_agree_on_every_row(repository: Repository) -> None
         record = record_from(row)
         verdict = standing(record)
         assert Standing(row.sql_standing) is verdict, (record, row.sql_standing)
+        assert list(Standing)[row.rank] is verdict, (record, row.rank)  # the indexed form
         seen.add(verdict)
         try:
             admit(record, NOW)

@@ -134,6 +134,11 @@ class MemoryScheduling(MemoryTables):
         self.ledger = [j for j in self.ledger if not any(j is gone for gone in stale)]
         return len(old)
 
+    async def roll_up(self, now: datetime) -> int:
+        """Nothing to count: no console reads this store's hourly figures."""
+        self._check()
+        return 0
+
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
         self._check()
         born = [
