@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Select, func, literal_column, nulls_last, or_, select
+from sqlalchemy import Select, func, literal_column, nulls_first, nulls_last, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,17 +38,24 @@ from heatup_daemon.records import (
 
 # A row's standing as its rank in ``Standing``'s order, in its index's own form.
 STANDING_RANK: Final[ColumnElement[int]] = literal_column(STANDING_RANK_SQL)
-# The column each sort key orders by, and whether it may be NULL (NULLs go last either
-# way); ties go by gateway id, in the same direction, so that an index serves the order.
-_ORDER: Final[Mapping[SessionSort, tuple[Any, bool]]] = {
-    SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id, False),
+# The column each sort key orders by, and where NULLs go: "last" either way, or "oldest"
+# (a session that never ran ran longest ago: first ascending, last descending, so that
+# one index serves both directions). Ties go by gateway id, in the same direction.
+_ORDER: Final[Mapping[SessionSort, tuple[Any, str | None]]] = {
+    SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id, None),
     # Active first, then needing attention, disabled, invalid (``Standing``'s order).
-    SessionSort.STATE: (STANDING_RANK, False),
-    SessionSort.SCHEDULE: (SessionRow.schedule, False),
-    SessionSort.LAST_RUN: (SessionRow.last_run_at, True),
-    SessionSort.NEXT_RUN: (SessionRow.next_run_at, True),
-    SessionSort.PROBLEM: (func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason), True),
+    SessionSort.STATE: (STANDING_RANK, None),
+    SessionSort.SCHEDULE: (SessionRow.schedule, None),
+    SessionSort.LAST_RUN: (SessionRow.last_run_at, "oldest"),
+    SessionSort.NEXT_RUN: (SessionRow.next_run_at, "last"),
+    SessionSort.PROBLEM: (
+        func.coalesce(SessionRow.invalid_reason, SessionRow.state_reason),
+        "last",
+    ),
 }
+# SQLite's planner knows the standing index's size, not how few rows a standing other than
+# active holds: it is told (PostgreSQL's statistics know).
+_BY_STANDING: Final = "INDEXED BY ix_sessions_standing"
 # A filtered list counts its matches up to this many, and says "more" past them.
 COUNT_CAP: Final = 10_000
 
@@ -73,10 +80,12 @@ def _matching(search: SessionSearch) -> list[ColumnElement[bool]]:
 
 
 def _sort_keys(sort: SessionSort, descending: bool) -> list[Any]:
-    column, nullable = _ORDER[sort]
+    column, nulls = _ORDER[sort]
     keys = [column.desc() if descending else column.asc()]
-    if nullable:
+    if nulls == "last" or (nulls == "oldest" and descending):
         keys = [nulls_last(keys[0])]
+    elif nulls == "oldest":
+        keys = [nulls_first(keys[0])]
     tie = SessionRow.gateway_session_id
     return (
         [*keys, tie.desc() if descending else tie.asc()]
@@ -90,7 +99,13 @@ def page_rows(
 ) -> Select[Any]:
     """The ids of a page of the session list, in its order."""
     query = select(SessionRow.id).where(*_matching(search)).order_by(*_sort_keys(sort, descending))
-    return query.offset(offset).limit(limit)
+    return _hinted(query, search).offset(offset).limit(limit)
+
+
+def _hinted(query: Select[Any], search: SessionSearch) -> Select[Any]:
+    if search.standing is None or search.standing is Standing.ACTIVE:
+        return query
+    return query.with_hint(SessionRow, _BY_STANDING, "sqlite")
 
 
 class ConsoleSql(SqlStore):
@@ -139,8 +154,8 @@ class ConsoleSql(SqlStore):
             .join(chosen, chosen.c.id == SessionRow.id)
             .order_by(*keys)
         )
-        capped = select(SessionRow.id).where(*matching).limit(COUNT_CAP + 1).subquery()
-        counted = select(func.count()).select_from(capped)
+        capped = _hinted(select(SessionRow.id).where(*matching), search).limit(COUNT_CAP + 1)
+        counted = select(func.count()).select_from(capped.subquery())
 
         def read(db: Connection) -> SessionPage:
             rows = db.execute(query).all()

@@ -6,6 +6,8 @@
   from its start (``BEGIN IMMEDIATE``).
 - Text in code point order, as an index holds it for prefix ranges (``folded``): SQLite
   compares bytes already; PostgreSQL does so in the "C" collation.
+- Where an index puts NULLs (``nulls_first``): SQLite before every value, always (and its
+  DDL takes no NULLS clause); PostgreSQL after, unless told.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import Select, String
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 Ts = TypeVarTuple("Ts")
@@ -70,3 +73,22 @@ def prefix_end(prefix: str) -> str | None:
         if ord(prefix[index]) < 0x10FFFF:
             return prefix[:index] + chr(ord(prefix[index]) + 1)
     return None
+
+
+class nulls_first(ColumnElement[Any]):
+    """An index column with its NULLs first, as SQLite puts them anyway."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+
+
+@compiles(nulls_first)
+def _nulls_first(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(nulls_first, "postgresql")
+def _nulls_first_postgresql(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} NULLS FIRST"

@@ -48,7 +48,9 @@ def head_revision() -> str:
 
 # Indexes on expressions: Alembic cannot compare them (SQLite does not even reflect them),
 # so ``alembic check`` leaves them out; tests read the query plans that use them instead.
-EXPRESSION_INDEXES: Final = frozenset({"ix_sessions_standing", "ix_sessions_label_folded"})
+EXPRESSION_INDEXES: Final = frozenset(
+    {"ix_sessions_standing", "ix_sessions_label_folded", "ix_sessions_last_run_at"}
+)
 
 
 def _compared(item: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:

@@ -86,11 +86,21 @@ def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     folded = '(lower(label) COLLATE "C")' if postgresql else "lower(label)"
     op.create_index("ix_sessions_label_folded", "sessions", [sa.text(folded)])
+    # ``dialect.nulls_first``: sessions that never ran first (SQLite's own order).
+    last_run = "last_run_at NULLS FIRST" if postgresql else "last_run_at"
+    op.create_index(
+        "ix_sessions_last_run_at", "sessions", [sa.text(last_run), "gateway_session_id", "id"]
+    )
+    op.create_index(
+        "ix_sessions_schedule_gateway_session_id", "sessions", ["schedule", "gateway_session_id"]
+    )
     if postgresql:
         op.execute("ANALYZE sessions")  # the planner's figures for the new expressions
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_schedule_gateway_session_id", table_name="sessions")
+    op.drop_index("ix_sessions_last_run_at", table_name="sessions")
     op.drop_index("ix_sessions_label_folded", table_name="sessions")
     op.drop_index("ix_sessions_standing", table_name="sessions")
     op.drop_index("ix_warmup_runs_node_id", table_name="warmup_runs")

@@ -306,9 +306,9 @@ async def plan_of(engine: AsyncEngine, query: Any) -> str:
 
 async def test_the_console_reads_a_large_pool_through_its_indexes(engine: AsyncEngine) -> None:
     """The session list by state, filtered or sorted, reads the standing's index (its
-    expression is the index's own text), a label search the labels' index, and the activity
-    page's node filter the runs' node index, on tables large enough for PostgreSQL's planner
-    to prefer them."""
+    expression is the index's own text), its other orders and a label search their indexes,
+    and the activity page's node filter the runs' node index, on tables large enough for
+    PostgreSQL's planner to prefer them."""
     await migrate.upgrade(engine)
     if engine.dialect.name == "postgresql":
         async with engine.begin() as connection:
@@ -329,6 +329,11 @@ async def test_the_console_reads_a_large_pool_through_its_indexes(engine: AsyncE
     assert "ix_sessions_standing" in await plan_of(engine, filtered)
     by_state = page_rows(SessionSort.STATE, True, EVERY_SESSION, 0, 101)
     assert "ix_sessions_standing" in await plan_of(engine, by_state)
+    for descending in (False, True):  # one index each way: a never run session is oldest
+        by_last_run = page_rows(SessionSort.LAST_RUN, descending, EVERY_SESSION, 0, 101)
+        assert "ix_sessions_last_run_at" in await plan_of(engine, by_last_run)
+    by_schedule = page_rows(SessionSort.SCHEDULE, False, EVERY_SESSION, 0, 101)
+    assert "ix_sessions_schedule_gateway_session_id" in await plan_of(engine, by_schedule)
     for text_searched in ("farm-", "12"):  # a label's start; a gateway id or a label's
         searched = page_rows(SessionSort.NEXT_RUN, False, SessionSearch(text_searched), 0, 101)
         assert "ix_sessions_label_folded" in await plan_of(engine, searched)
