@@ -10,6 +10,7 @@ from typing import Any, Final
 from sqlalchemy import Select, func, literal_column, nulls_first, nulls_last, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.util import ClauseAdapter
 
 from heatup_daemon.db import dialect
 from heatup_daemon.db.base import SqlStore
@@ -55,7 +56,9 @@ _ORDER: Final[Mapping[SessionSort, tuple[Any, str | None]]] = {
 }
 # SQLite's planner knows the standing index's size, not how few rows a standing other than
 # active holds: it is told (PostgreSQL's statistics know).
-_BY_STANDING: Final = "INDEXED BY ix_sessions_standing"
+_BY_STANDING: Final = ClauseAdapter(
+    dialect.indexed_by(SessionRow.__table__, "ix_sessions_standing")  # type: ignore[arg-type]
+)
 # A filtered list counts its matches up to this many, and says "more" past them.
 COUNT_CAP: Final = 10_000
 
@@ -105,7 +108,7 @@ def page_rows(
 def _hinted(query: Select[Any], search: SessionSearch) -> Select[Any]:
     if search.standing is None or search.standing is Standing.ACTIVE:
         return query
-    return query.with_hint(SessionRow, _BY_STANDING, "sqlite")
+    return _BY_STANDING.traverse(query)
 
 
 class ConsoleSql(SqlStore):

@@ -8,18 +8,22 @@
   compares bytes already; PostgreSQL does so in the "C" collation.
 - Where an index puts NULLs (``nulls_first``): SQLite before every value, always (and its
   DDL takes no NULLS clause); PostgreSQL after, unless told.
+- Which index a query reads (``indexed_by``): SQLite's planner knows an index's size but
+  not how its values are spread (no histograms in its usual builds), so a query that knows
+  better names the index; PostgreSQL's statistics know, and it is left to choose.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVarTuple
+from typing import Any, ClassVar, Final, TypeVarTuple
 
-from sqlalchemy import Select, String
+from sqlalchemy import Select, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import Alias
 
 Ts = TypeVarTuple("Ts")
 
@@ -92,3 +96,35 @@ def _nulls_first(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(nulls_first, "postgresql")
 def _nulls_first_postgresql(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} NULLS FIRST"
+
+
+class _IndexedBy(Alias):
+    """A table read through ``index`` on SQLite, and as itself elsewhere (one subclass per
+    index, so that the statement cache tells them apart)."""
+
+    inherit_cache = True
+    index: ClassVar[str]
+
+
+_INDEXED: Final[dict[str, type[_IndexedBy]]] = {}
+
+
+def indexed_by(table: Table, index: str) -> Alias:
+    """``table`` as a FROM that SQLite reads through ``index`` (``ClauseAdapter`` moves a
+    query's columns onto it)."""
+    kind = _INDEXED.get(index)
+    if kind is None:
+        attributes = {"index": index, "inherit_cache": True}
+        kind = _INDEXED.setdefault(index, type(f"IndexedBy_{index}", (_IndexedBy,), attributes))
+    return kind._construct(table, name=table.name)
+
+
+@compiles(_IndexedBy)
+def _indexed_by(element: _IndexedBy, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(element.element))
+
+
+@compiles(_IndexedBy, "sqlite")
+def _indexed_by_sqlite(element: _IndexedBy, compiler: SQLCompiler, **kw: Any) -> str:
+    name = str(compiler.preparer.format_table(element.element))
+    return f"{name} INDEXED BY {element.index}" if kw.get("asfrom") else name
