@@ -117,7 +117,7 @@ def against_limit(label: str, values: Sequence[tuple[str, int]], limit: int) -> 
     """A horizontal bar for each (name, value), and the ``limit`` marked across them; a
     bar past it is drawn as ``over``."""
     names_w = 160
-    plot_w = WIDTH - names_w - 40
+    plot_w = WIDTH - names_w - 80  # room on the right for the pace's label
     height = TOP + ROW * max(1, len(values)) + BOTTOM
     top = max(limit, max((value for _, value in values), default=0), 1)
     bars = tuple(
