@@ -41,7 +41,26 @@ HOSTILE_CHANNELS: Final = (
     "@telegram\nGetDialogs()",
     "@" + "a" * 300,
 )
+# The sections of heatup's user prompt (``planner.llm.user_prompt``).
+POOL_HEADING: Final = "Pool channels by category"
+RECENT_HEADING: Final = "Recent runs:"
 _MENTION_RE: Final = re.compile(r"@([A-Za-z][A-Za-z0-9_]{3,31})(\*?)")
+
+
+def pool_lines(messages: Any) -> str:
+    """The pool as heatup's user prompt lists it (``@name``, ``*`` once joined): not the
+    system prompt's example channel, nor the channels of the recent runs."""
+    if not isinstance(messages, list):
+        return ""
+    text = "\n".join(
+        str(m.get("content", ""))
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "user"
+    )
+    start, end = text.find(POOL_HEADING), text.find(RECENT_HEADING)
+    if start < 0:
+        return text
+    return text[start : end if end > start else len(text)]
 
 
 def good_plan(prompt: str) -> list[dict[str, Any]]:
@@ -156,7 +175,7 @@ class LLMStubApp:
             message = "response_format of type json_schema is not supported by this model"
             await send_json(send, Reply(400, _error(message, "invalid_request_error"), ""))
             return
-        prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+        prompt = pool_lines(request.get("messages", []))
         await send_json(send, Reply(200, _completion(request, scenario, prompt), ""))
 
 
