@@ -1,12 +1,13 @@
 """The web console's pages for operators, rendered on the server (Jinja2).
 
-- ``/ui``: the pool at a glance and the session list, sortable by any column, searched by
-  gateway id or label and filtered by state;
+- ``/ui``: the pool at a glance, its runs and actions by the hour over a day and a week
+  (``charts``), and the session list, sortable by any column, searched by gateway id or a
+  label's start and filtered by state;
 - ``/ui/sessions/{gateway id}``: a session's warmth, a timeline of its runs, each with its
   actions, and its audit;
 - ``/ui/runs/{id}``: one run, re-rendered while it runs;
 - ``/ui/activity``: every node's runs, filtered, a page at a time, and their export;
-- ``/ui/channels``: the channel pool, its flags, and how it is used.
+- ``/ui/channels``: the channel pool, its flags, and how it is used against its pace.
 
 A sign-in that acts also sees the forms that change things (``manage``). The pages follow
 the API's rules (``auth``): open on loopback with no token; with one, a login form exchanges
