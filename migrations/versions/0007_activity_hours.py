@@ -1,8 +1,8 @@
 """What the console reads on a large pool: the history rolled up by hour for its charts
 (runs by status and actions by outcome for each hour, ``db.activity``; the runs' time index
 also holds their status, so that an hour is counted from the index alone), each channel's
-members as last counted, the runs by node, the sessions by standing and by label, and the
-session list's default order from its index alone.
+members as last counted, the runs by node, the sessions by standing, label, last run and
+schedule, and the session list's default order from its index alone.
 
 The tables start empty: the daemon fills them from the history when it starts (a week of
 it) and keeps them current.
