@@ -238,8 +238,9 @@ async def pool(
         sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE, search
     )
     # The whole pool's size is counted already; a search's matches are counted to a cap.
-    total = listing.total if search.text.strip() or standing else overview.sessions.sessions
-    exact = not listing.more_than_total or not (search.text.strip() or standing)
+    searched = bool(search.text.strip()) or standing is not None
+    total = listing.total if searched else overview.sessions.sessions
+    exact = not (searched and listing.more_than_total)
     last_page = max(1, -(-total // PAGE_SIZE)) if exact else None
     return page(
         request,

@@ -6,8 +6,8 @@
   from its start (``BEGIN IMMEDIATE``).
 - Text in code point order, as an index holds it for prefix ranges (``folded``): SQLite
   compares bytes already; PostgreSQL does so in the "C" collation.
-- Where an index puts NULLs (``nulls_first``): SQLite before every value, always (and its
-  DDL takes no NULLS clause); PostgreSQL after, unless told.
+- Where an index puts NULLs (``index_nulls_first``): SQLite before every value, always
+  (and its DDL takes no NULLS clause); PostgreSQL after, unless told.
 - Which index a query reads (``indexed_by``): SQLite's planner knows an index's size but
   not how its values are spread (no histograms in its usual builds), so a query that knows
   better names the index; PostgreSQL's statistics know, and it is left to choose.
@@ -79,7 +79,7 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
-class nulls_first(ColumnElement[Any]):
+class index_nulls_first(ColumnElement[Any]):
     """An index column with its NULLs first, as SQLite puts them anyway."""
 
     inherit_cache = True
@@ -88,13 +88,13 @@ class nulls_first(ColumnElement[Any]):
         self.column = column
 
 
-@compiles(nulls_first)
-def _nulls_first(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(index_nulls_first)
+def _nulls_first(element: index_nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
     return str(compiler.process(element.column, **kw))
 
 
-@compiles(nulls_first, "postgresql")
-def _nulls_first_postgresql(element: nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(index_nulls_first, "postgresql")
+def _nulls_first_postgresql(element: index_nulls_first, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} NULLS FIRST"
 
 

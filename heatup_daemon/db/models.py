@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
 
-from heatup_daemon.db.dialect import folded, nulls_first
+from heatup_daemon.db.dialect import folded, index_nulls_first
 from heatup_daemon.enums import (
     ActionKind,
     Actor,
@@ -140,7 +140,10 @@ class SessionRow(Base):
         # The session list's label search (a prefix, in any case) and its orders.
         Index("ix_sessions_label_folded", folded(text("label"))),
         Index(
-            "ix_sessions_last_run_at", nulls_first(text("last_run_at")), "gateway_session_id", "id"
+            "ix_sessions_last_run_at",
+            index_nulls_first(text("last_run_at")),
+            "gateway_session_id",
+            "id",
         ),
         Index("ix_sessions_schedule_gateway_session_id", "schedule", "gateway_session_id"),
         Index(

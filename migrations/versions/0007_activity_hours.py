@@ -86,7 +86,7 @@ def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     folded = '(lower(label) COLLATE "C")' if postgresql else "lower(label)"
     op.create_index("ix_sessions_label_folded", "sessions", [sa.text(folded)])
-    # ``dialect.nulls_first``: sessions that never ran first (SQLite's own order).
+    # ``dialect.index_nulls_first``: sessions that never ran first (SQLite's own order).
     last_run = "last_run_at NULLS FIRST" if postgresql else "last_run_at"
     op.create_index(
         "ix_sessions_last_run_at", "sessions", [sa.text(last_run), "gateway_session_id", "id"]
