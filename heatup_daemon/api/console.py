@@ -468,7 +468,7 @@ async def channels_page(
         pace=pace,
         chart=charts.against_limit(
             "Joins per channel in the last hour, against the pace",
-            [(line.view.username, line.joins_last_hour) for line in lines if line.view.in_pool],
+            [(line.view.username, line.joins_last_hour) for line in lines],
             pace,
         ),
         values=values or {},
