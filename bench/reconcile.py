@@ -21,8 +21,8 @@ from typing import Any
 from bench.common import Database, database, postgres_cpu_seconds, workspace, write_results
 from heatup_daemon.config import DatabaseSettings
 from heatup_daemon.db.repository import open_repository
-from heatup_daemon.scheduler import RECONCILE_BATCH
-from heatup_daemon.slots import Slots
+from heatup_daemon.scheduling.scheduler import RECONCILE_BATCH
+from heatup_daemon.scheduling.slots import Slots
 
 
 async def one_pass(db: Database, kind: str) -> dict[str, float]:

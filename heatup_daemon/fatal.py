@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from heatup_daemon.clock import Clock
+from heatup_daemon.timing.clock import Clock
 
 FATAL_AFTER_S: Final = 60.0
 

@@ -25,11 +25,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final, Protocol, TypeVar
 
-from heatup_daemon.clock import Clock, DatabaseClock
 from heatup_daemon.config import SchedulerSettings
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.ports import LeaseStore
 from heatup_daemon.records import LeaseReading, Node
+from heatup_daemon.stores import LeaseStore
+from heatup_daemon.timing.clock import Clock, DatabaseClock
 
 log = logging.getLogger(__name__)
 

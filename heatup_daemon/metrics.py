@@ -41,10 +41,10 @@ from heatup_daemon.enums import (
     SkipCause,
     Trigger,
 )
-from heatup_daemon.events import Listener, RunEnd
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.ramp import Ramp
 from heatup_daemon.records import ActionRecord, Run, SessionCounts
+from heatup_daemon.run.events import Listener, RunEnd
 
 _FAST: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SLOW: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1200)

@@ -35,13 +35,13 @@ from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, SchemaNotAtHead
-from heatup_daemon.events import RunObserver
+from heatup_daemon.http_server import ReadyServer, server_config
 from heatup_daemon.lease import CLOCK_OFFSET_WARN_S, NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import Parts, build_parts, node_lease
-from heatup_daemon.scheduler import Scheduler
-from heatup_daemon.serving import ReadyServer, server_config
+from heatup_daemon.run.events import RunObserver
+from heatup_daemon.scheduling.scheduler import Scheduler
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
+from heatup_daemon.wiring import Parts, build_parts, node_lease
 
 log = logging.getLogger(__name__)
 

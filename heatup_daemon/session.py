@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from heatup_daemon.enums import Refusal, SessionState, Standing
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
-from heatup_daemon.schedule import Schedule
+from heatup_daemon.timing.schedule import Schedule
 from heatup_daemon.validation import parse_account_created, show, validate_session
 
 # A time column's value as read: a time, nothing, or the text of a value that is not a time.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.schedule import IntervalSchedule, Schedule, parse_schedule
+from heatup_daemon.timing.schedule import IntervalSchedule, Schedule, parse_schedule
 
 MAX_GATEWAY_ID: Final = 2**63 - 1
 MAX_LABEL_LENGTH: Final = 200

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from heatup_daemon.ports import Registry
 from heatup_daemon.ramp import Ramp
 from heatup_daemon.records import WarmthFacts
 from heatup_daemon.session import SessionRecord
+from heatup_daemon.stores import Registry
 from heatup_daemon.validation import handle
 
 # The report's window: joins and runs of the last week.

@@ -11,13 +11,13 @@ from typing import Any
 from heatup_daemon.config import ExecutorSettings, GatewaySettings, PlannerSettings, Settings
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import build_parts
 from heatup_daemon.planner import Planner
-from heatup_daemon.ports import NodeStore, SlotPolicy
-from heatup_daemon.runner import InFlight, Runner
-from heatup_daemon.scheduler import Scheduler
+from heatup_daemon.run.runner import InFlight, Runner
+from heatup_daemon.scheduling.scheduler import Scheduler
 from heatup_daemon.session import SessionRecord
+from heatup_daemon.stores import NodeStore, SlotPolicy
 from heatup_daemon.testing import FakeClock, FakeGateway
+from heatup_daemon.wiring import build_parts
 from tests.builders import session_spec
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The daemon's HTTP surface: the API (``routes``), the original service's answers
-(``seed``), the web console (``console``), who may use them (``auth``) and what they share
+(``compat``), the web console (``console``), who may use them (``auth``) and what they share
 (``state``)."""
 
 from __future__ import annotations

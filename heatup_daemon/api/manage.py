@@ -33,8 +33,8 @@ from heatup_daemon.api import auth, console, starting
 from heatup_daemon.api.state import ApiState, GatewayId, State
 from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
+from heatup_daemon.http_server import LARGE_BODIES
 from heatup_daemon.records import Author
-from heatup_daemon.serving import LARGE_BODIES
 from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon import __version__, warmth
-from heatup_daemon.api import auth, console, manage, seed, starting
+from heatup_daemon.api import auth, compat, console, manage, starting
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, authorized
 from heatup_daemon.errors import (
     DatabaseUnavailable,
@@ -199,8 +199,8 @@ async def health(state: State) -> SeedHealth:
     )
 
 
-@guarded.post("/warmup/{gateway_session_id}", status_code=202, response_model=seed.WarmupAnswer)
-async def warmup(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnswer:
+@guarded.post("/warmup/{gateway_session_id}", status_code=202, response_model=compat.WarmupAnswer)
+async def warmup(gateway_session_id: GatewayId, state: State) -> compat.WarmupAnswer:
     """Start a run now; answer as soon as its plan exists."""
     planned: asyncio.Future[tuple[Run, Plan]] = asyncio.get_running_loop().create_future()
 
@@ -215,17 +215,17 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnsw
         starting.raise_for(task)
     run, plan = planned.result()
     view = await state.registry.get_run(run.id)
-    return seed.started(gateway_session_id, view, list(plan.actions))
+    return compat.started(gateway_session_id, view, list(plan.actions))
 
 
-@guarded.post("/warmup-sync/{gateway_session_id}", response_model=seed.WarmupAnswer)
-async def warmup_sync(gateway_session_id: GatewayId, state: State) -> seed.WarmupAnswer:
+@guarded.post("/warmup-sync/{gateway_session_id}", response_model=compat.WarmupAnswer)
+async def warmup_sync(gateway_session_id: GatewayId, state: State) -> compat.WarmupAnswer:
     """Run now and answer with the whole run when it ends."""
     task = await starting.start(state, gateway_session_id, None)
     await asyncio.wait([task])
     result = starting.raise_for(task)
     view = await state.registry.get_run(result.run.id)
-    return seed.completed(gateway_session_id, view, list(result.plan.actions))
+    return compat.completed(gateway_session_id, view, list(result.plan.actions))
 
 
 @guarded.get("/sessions", response_model=list[SessionOut])

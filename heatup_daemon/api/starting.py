@@ -23,7 +23,7 @@ from heatup_daemon.errors import (
 )
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.records import Author, Run
-from heatup_daemon.runner import RunResult
+from heatup_daemon.run.runner import RunResult
 from heatup_daemon.validation import validate_session
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from heatup_daemon.api import auth
-from heatup_daemon.clock import Clock
 from heatup_daemon.config import Settings
-from heatup_daemon.ports import Console
 from heatup_daemon.records import SessionCounts
-from heatup_daemon.runner import InFlight, Runner
+from heatup_daemon.run.runner import InFlight, Runner
+from heatup_daemon.stores import Console
+from heatup_daemon.timing.clock import Clock
 
 
 @dataclass

@@ -51,7 +51,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_settings(config: Path | None) -> Settings:
-    from heatup_daemon.serving import free_port
+    from heatup_daemon.http_server import free_port
 
     base = load_settings(config)
     return Settings.model_validate(
@@ -72,9 +72,9 @@ def _demo_settings(config: Path | None) -> Settings:
 
 
 async def _demo(settings: Settings, duration_s: float | None) -> int:
+    from heatup_daemon.http_server import ReadyServer, free_port, server_config
     from heatup_daemon.sandbox import SandboxApp
     from heatup_daemon.service import run_daemon
-    from heatup_daemon.serving import ReadyServer, free_port, server_config
 
     port = free_port()
     sandbox = ReadyServer(

@@ -9,8 +9,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from heatup_daemon.events import Listener
 from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.run.events import Listener
 
 
 def format_time(value: datetime | None) -> str:

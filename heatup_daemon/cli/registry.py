@@ -13,12 +13,12 @@ from typing import Any, TextIO
 from heatup_daemon import transfer, warmth
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
-from heatup_daemon.clock import SystemClock
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.records import CLI_AUTHOR
 from heatup_daemon.session import SessionRecord
+from heatup_daemon.timing.clock import SystemClock
 from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,

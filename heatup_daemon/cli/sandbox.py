@@ -37,9 +37,9 @@ def _scenario(name: str) -> str:
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
+    from heatup_daemon.http_server import ReadyServer, server_config
     from heatup_daemon.sandbox import SandboxApp, default_world, load_world, parse_faults
     from heatup_daemon.sandbox.faults import describe
-    from heatup_daemon.serving import ReadyServer, server_config
 
     settings = settings_of(args)
     world = load_world(args.world) if args.world else default_world()
@@ -62,8 +62,8 @@ def run_sandbox(args: argparse.Namespace) -> int:
 
 
 def run_llm_stub(args: argparse.Namespace) -> int:
+    from heatup_daemon.http_server import ReadyServer, server_config
     from heatup_daemon.sandbox.llm_stub import LLMStubApp
-    from heatup_daemon.serving import ReadyServer, server_config
 
     app = LLMStubApp(args.scenario)
     ready = f"heatup llm-stub on http://{args.host}:{args.port}/v1: scenario {args.scenario}"

@@ -47,7 +47,7 @@ def _time_scale(text: str) -> float:
 
 def run_warmup(args: argparse.Namespace) -> int:
     from heatup_daemon.metrics import Metrics
-    from heatup_daemon.parts import build_parts, node_lease
+    from heatup_daemon.wiring import build_parts, node_lease
 
     gateway_id = parse_gateway_id(args.id)
     settings = settings_of(args)

@@ -1,5 +1,5 @@
 """The repository: every database operation heatup performs, and the only code that opens a
-database session. It implements the ports of ``heatup_daemon.ports`` (each consumer is
+database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
 ``runs`` (runs, actions, the session state runs change), ``ledger`` (the join ledger),
 ``scheduling`` (reconcile,

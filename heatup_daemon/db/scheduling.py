@@ -25,9 +25,9 @@ from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, Sess
 from heatup_daemon.db.sessions import admin_key, record_columns, record_from, standing_sql
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.errors import DatabaseRefused
-from heatup_daemon.ports import SlotPolicy
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, SessionCounts
 from heatup_daemon.session import Session, SessionRecord, refusals_of
+from heatup_daemon.stores import SlotPolicy
 
 R = TypeVar("R")
 # The rows marked for reconcile, written as the partial index ``ix_sessions_needs_reconcile``

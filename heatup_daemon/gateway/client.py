@@ -26,7 +26,6 @@ from typing import Any, Final
 
 import aiohttp
 
-from heatup_daemon.clock import Clock, SystemClock
 from heatup_daemon.config import GatewaySettings
 from heatup_daemon.errors import (
     GatewayAuthFailed,
@@ -39,6 +38,7 @@ from heatup_daemon.errors import (
 )
 from heatup_daemon.gateway import tl
 from heatup_daemon.gateway.outcomes import excerpt, rpc_result
+from heatup_daemon.timing.clock import Clock, SystemClock
 from heatup_daemon.validation import parse_gateway_id, parse_username
 
 log = logging.getLogger(__name__)

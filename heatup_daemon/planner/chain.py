@@ -23,12 +23,12 @@ from dataclasses import replace
 from datetime import date
 from typing import Final
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.errors import DatabaseUnavailable, PlannerUnavailable
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
 from heatup_daemon.planner.model import Plan, PlanContext
-from heatup_daemon.ports import TokenLedger
+from heatup_daemon.stores import TokenLedger
+from heatup_daemon.timing.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from typing import Any, Final, Protocol
 
 import openai
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.config import LLMSettings, PlannerSettings
 from heatup_daemon.enums import LLMOutcome, PlanSource
 from heatup_daemon.errors import PlannerUnavailable
 from heatup_daemon.planner.model import MAX_ACTIONS, MIN_ACTIONS, Plan, PlanContext, PlanOut
 from heatup_daemon.planner.validate import UnusablePlan, Validated, actions_of, validate_actions
+from heatup_daemon.timing.clock import Clock
 
 log = logging.getLogger(__name__)
 

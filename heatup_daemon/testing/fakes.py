@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from heatup_daemon.events import RunEnd
 from heatup_daemon.gateway import ChannelRef, HistoryRead
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.run.events import RunEnd
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from heatup_daemon.serving import free_port
+from heatup_daemon.http_server import free_port
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:

@@ -169,7 +169,7 @@ async def test_json_mode_when_json_schema_is_refused(planner: LLMWithFallback, s
 
 async def test_no_llm_configured_builds_no_llm_planner(clock: FakeClock) -> None:
     from heatup_daemon.metrics import Metrics
-    from heatup_daemon.parts import build_parts, node_lease
+    from heatup_daemon.wiring import build_parts, node_lease
 
     store = InMemoryStore(clock)
     parts = build_parts(Settings(), store, clock, Metrics(), node_lease(Settings(), store))

@@ -17,8 +17,8 @@ from heatup_daemon.db.models import NodeRow, SessionRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus, Trigger
 from heatup_daemon.records import ActionRecord, Decision
+from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.session import SessionRecord, validate_record
-from heatup_daemon.slots import Slots
 from heatup_daemon.testing import FakeGateway
 from tests.worlds import START, World, WorldNode, quick_settings
 

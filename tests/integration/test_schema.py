@@ -24,7 +24,7 @@ from heatup_daemon.db.scheduling import marked_rows
 from heatup_daemon.enums import Standing
 from heatup_daemon.errors import SchemaNotAtHead
 from heatup_daemon.records import EVERY_SESSION, RunFilter, SessionSearch, SessionSort
-from heatup_daemon.slots import KEY_FIELDS
+from heatup_daemon.scheduling.slots import KEY_FIELDS
 
 # The migration that installs the edit trigger (its module name starts with a digit).
 reconcile_marker = importlib.import_module(

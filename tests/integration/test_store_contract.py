@@ -16,7 +16,6 @@ from sqlalchemy import update
 from heatup_daemon.db.models import NodeRow
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
-from heatup_daemon.ports import NodeStore
 from heatup_daemon.records import (
     POOL_JOINS_S,
     ActionRecord,
@@ -25,8 +24,9 @@ from heatup_daemon.records import (
     Node,
     StoredPlan,
 )
+from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.slots import Slots
+from heatup_daemon.stores import NodeStore
 from heatup_daemon.testing import FakeClock, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.builders import join_record, session_spec

@@ -17,12 +17,12 @@ from heatup_daemon.enums import ActionKind, PlanSource, Trigger
 from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
-from heatup_daemon.parts import build_parts, node_lease
 from heatup_daemon.planner.model import Plan, PlanContext, PlannedAction, step
 from heatup_daemon.records import RunView
-from heatup_daemon.runner import Runner, RunResult
+from heatup_daemon.run.runner import Runner, RunResult
 from heatup_daemon.session import SessionRecord, validate_record
 from heatup_daemon.validation import validate_channel
+from heatup_daemon.wiring import build_parts, node_lease
 from tests.builders import session_spec
 from tests.sandboxes import SandboxControl, running_sandbox
 

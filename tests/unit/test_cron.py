@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from heatup_daemon.cron import CronTimes, parse_cron
 from heatup_daemon.errors import InvalidValue
+from heatup_daemon.timing.cron import CronTimes, parse_cron
 
 # 2026-11-29 is a Sunday.
 SUNDAY = datetime(2026, 11, 29, tzinfo=UTC)

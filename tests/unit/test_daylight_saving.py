@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 from sqlalchemy.engine import Engine
 
-from heatup_daemon import zones
-from heatup_daemon.cron import CronTimes, parse_cron
 from heatup_daemon.db.models import Base, RunRow, SessionRow
-from heatup_daemon.schedule import jittered
+from heatup_daemon.timing import zones
+from heatup_daemon.timing.cron import CronTimes, parse_cron
+from heatup_daemon.timing.schedule import jittered
 
 MINUTE = timedelta(minutes=1)
 # A repeated time's first copy is at most this much before its second (Antarctica/Vostok

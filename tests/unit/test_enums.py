@@ -28,11 +28,11 @@ from heatup_daemon.enums import (
     Standing,
     Trigger,
 )
-from heatup_daemon.events import RunEnd, RunLog
 from heatup_daemon.logs import JsonFormatter
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.records import Run, SessionCounts
+from heatup_daemon.run.events import RunEnd, RunLog
 from heatup_daemon.session import admit
 from heatup_daemon.testing import FakeClock, InMemoryStore
 from tests.builders import join_record, session_spec

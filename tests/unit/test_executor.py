@@ -21,11 +21,11 @@ from heatup_daemon.errors import (
     TooManyChannels,
     UnknownSession,
 )
-from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.gateway import HistoryRead
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.planner.model import Plan, PlannedAction, step
 from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.run.executor import Executor, RunOutcome
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore, RecordingObserver
 from heatup_daemon.validation import validate_channel
 from tests.builders import session_spec

@@ -40,3 +40,30 @@ def test_every_package_folder_is_packaged() -> None:
         for init in (REPO / "migrations").rglob("__init__.py")
     }
     assert found == listed
+
+
+def test_the_layout_table_names_every_module() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0] for line in layout.splitlines() if line.startswith("| `")]
+    package = REPO / "heatup_daemon"
+    unnamed = []
+    for module in sorted(package.rglob("*.py")):
+        relative = module.relative_to(package)
+        if module.name == "__init__.py" or relative.parts[0] in {"migrations", "testing"}:
+            continue
+        folder = "heatup_daemon/" + "".join(part + "/" for part in relative.parts[:-1])
+        in_its_folder = [
+            row
+            for row in rows
+            if (
+                row.startswith("| `" + folder)
+                and "/" not in row[len("| `" + folder) :].split("`")[0]
+            )
+            or row.startswith("| `" + folder + ":")
+        ]
+        if not any(
+            f"`{module.name}`" in row or f"{folder}{module.name}`" in row for row in in_its_folder
+        ):
+            unnamed.append(str(relative))
+    assert unnamed == []

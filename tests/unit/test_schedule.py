@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.schedule import (
+from heatup_daemon.timing.schedule import (
     MAX_INTERVAL_S,
     MIN_INTERVAL_S,
     UNIT_SECONDS,

@@ -13,7 +13,7 @@ import pytest
 from heatup_daemon.enums import Job, RunStatus, Trigger
 from heatup_daemon.errors import Stopping
 from heatup_daemon.fatal import FATAL_AFTER_S
-from heatup_daemon.scheduler import COUNTS_CPU_SHARE, REFRESH_S
+from heatup_daemon.scheduling.scheduler import COUNTS_CPU_SHARE, REFRESH_S
 from heatup_daemon.testing import FakeClock, FakeGateway, InMemoryStore
 from heatup_daemon.validation import validate_channel
 from tests.worlds import START, World, quick_settings
@@ -179,7 +179,7 @@ async def test_the_pool_wide_counts_take_at_most_their_share_of_a_core(
 
     monkeypatch.setattr(w.store, "counts", counted)
     ticks = iter(range(0, 10_000, 2))  # every reading of the counts "costs" 2 s
-    monkeypatch.setattr("heatup_daemon.scheduler.time.perf_counter", lambda: next(ticks))
+    monkeypatch.setattr("heatup_daemon.scheduling.scheduler.time.perf_counter", lambda: next(ticks))
     await w.scheduler.refresh()
     assert reads == 1
     w.clock.advance(REFRESH_S)
@@ -323,7 +323,7 @@ async def test_a_cooldown_does_not_cut_the_run_in_flight() -> None:
 
 
 async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("heatup_daemon.scheduler.RETENTION_BATCH", 3)
+    monkeypatch.setattr("heatup_daemon.scheduling.scheduler.RETENTION_BATCH", 3)
     w = await world()
     await w.add_session(1)
     for days_ago in range(40, 20, -1):  # 20 runs, one a day; 10 are past 30 days

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from heatup_daemon.schedule import (
+from heatup_daemon.scheduling.slots import CatchUp
+from heatup_daemon.timing.schedule import (
     CronSchedule,
     IntervalSchedule,
     NominalTimes,
@@ -18,7 +19,6 @@ from heatup_daemon.schedule import (
     nominal_times,
     slot_at_or_after,
 )
-from heatup_daemon.slots import CatchUp
 
 ANCHOR = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 

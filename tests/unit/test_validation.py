@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.schedule import CronSchedule, IntervalSchedule
+from heatup_daemon.timing.schedule import CronSchedule, IntervalSchedule
 from heatup_daemon.validation import parse_username, validate_channel, validate_session
 
 GOOD = dict(gateway_session_id=1, schedule="6h", jitter_seconds=600, timezone="UTC", label=None)

@@ -1,4 +1,4 @@
-"""``InMemoryStore``: the ports of ``heatup_daemon.ports`` over plain dictionaries.
+"""``InMemoryStore``: the ports of ``heatup_daemon.stores`` over plain dictionaries.
 
 For unit tests of the scheduler, the runner and the API without a database. It keeps the
 same contract as ``db.Repository`` (``tests/integration/test_store_contract.py`` runs one
@@ -16,7 +16,7 @@ given ``clock``, as a database stamps them with its own.
 
 from __future__ import annotations
 
-from heatup_daemon.ports import NodeStore
+from heatup_daemon.stores import NodeStore
 from heatup_daemon.testing.memory.leases import MemoryLeases
 from heatup_daemon.testing.memory.ledger import MemoryLedger
 from heatup_daemon.testing.memory.registry import MemoryRegistry

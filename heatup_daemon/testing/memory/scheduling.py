@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
-from heatup_daemon.ports import SlotPolicy
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, RunView, SessionCounts
 from heatup_daemon.session import read_time, refusals_of, standing
+from heatup_daemon.stores import SlotPolicy
 from heatup_daemon.testing.memory.tables import MemoryTables, new_run
 
 

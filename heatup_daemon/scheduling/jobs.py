@@ -17,10 +17,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.enums import Job
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.fatal import FatalRule
+from heatup_daemon.timing.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from heatup_daemon.api import seed
+from heatup_daemon.api import compat
 from heatup_daemon.enums import ActionKind, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.planner.model import Plan, step
 from heatup_daemon.records import ActionRecord, RunView
@@ -64,7 +64,7 @@ def run_view(actions: tuple[ActionRecord, ...], status: RunStatus) -> RunView:
 
 
 def test_started_has_the_seed_shape() -> None:
-    answer = seed.started(6, run_view((), RunStatus.RUNNING), list(PLAN.actions))
+    answer = compat.started(6, run_view((), RunStatus.RUNNING), list(PLAN.actions))
     body = answer.model_dump(mode="json")
     assert_seed_shape("warmup.json", body)
     assert body["session_id"] == "6" and body["status"] == "started"
@@ -84,7 +84,7 @@ def test_completed_has_the_seed_shape_and_one_spelling_of_a_channel() -> None:
         action(3, Outcome.FAILED, "CHANNEL_PRIVATE"),
         action(4, Outcome.UNKNOWN, "transient"),
     )
-    answer = seed.completed(6, run_view(actions, RunStatus.PARTIAL), list(PLAN.actions))
+    answer = compat.completed(6, run_view(actions, RunStatus.PARTIAL), list(PLAN.actions))
     body = answer.model_dump(mode="json")
     assert_seed_shape("warmup-sync.json", body)
     summary = body["execution_summary"]

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from random import Random
 from typing import Final, Protocol
 
-from heatup_daemon.cron import CronTimes, parse_cron
 from heatup_daemon.errors import InvalidValue
+from heatup_daemon.timing.cron import CronTimes, parse_cron
 
 UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_S: Final = 10

@@ -31,8 +31,8 @@ from typing import Final
 
 from apscheduler.triggers.cron import CronTrigger
 
-from heatup_daemon import zones
 from heatup_daemon.errors import InvalidValue
+from heatup_daemon.timing import zones
 
 WEEKDAY_NAMES: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # A wall time probed for "does this ever fire" (a crontab has no year: whatever fires at all

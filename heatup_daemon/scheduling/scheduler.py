@@ -42,19 +42,19 @@ from typing import Any, Final, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from heatup_daemon.clock import Clock, SystemClock
 from heatup_daemon.config import HistorySettings, SchedulerSettings
 from heatup_daemon.enums import Job, Refusal, RunStatus, SkipCause
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.fatal import FatalRule
-from heatup_daemon.jobs import JobMetrics, Jobs
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
-from heatup_daemon.ports import SchedulingStore, SlotPolicy
 from heatup_daemon.ramp import Ramp, stage_counts
 from heatup_daemon.records import Decision, SessionCounts
-from heatup_daemon.runner import InFlight
-from heatup_daemon.slots import CatchUp, Slots
+from heatup_daemon.run.runner import InFlight
+from heatup_daemon.scheduling.jobs import JobMetrics, Jobs
+from heatup_daemon.scheduling.slots import CatchUp, Slots
+from heatup_daemon.stores import SchedulingStore, SlotPolicy
+from heatup_daemon.timing.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Final
 from heatup_daemon.enums import Refusal, RunStatus, SessionState, SkipCause
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
 from heatup_daemon.records import Decision, SlotRow
-from heatup_daemon.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 from heatup_daemon.session import Session, SessionRecord, admit, validate_record
+from heatup_daemon.timing.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from heatup_daemon.clock import Clock, DatabaseClock, SystemClock
 from heatup_daemon.config import Settings
-from heatup_daemon.events import Observers, RunLog, RunObserver
-from heatup_daemon.executor import Executor
 from heatup_daemon.gateway import Gateway, HttpGateway
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner import Planner
 from heatup_daemon.planner.fallback import FallbackPlanner
-from heatup_daemon.ports import LeaseStore, RunRecorder, TokenLedger
-from heatup_daemon.recording import DurableRecorder
-from heatup_daemon.runner import InFlight, Runner
+from heatup_daemon.run.durable import DurableRecorder
+from heatup_daemon.run.events import Observers, RunLog, RunObserver
+from heatup_daemon.run.executor import Executor
+from heatup_daemon.run.runner import InFlight, Runner
+from heatup_daemon.stores import LeaseStore, RunRecorder, TokenLedger
+from heatup_daemon.timing.clock import Clock, DatabaseClock, SystemClock
 
 
 class PartsStore(RunRecorder, TokenLedger, LeaseStore, Protocol):

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus
 from heatup_daemon.errors import (
@@ -47,12 +46,13 @@ from heatup_daemon.errors import (
     TooManyChannels,
     UnknownSession,
 )
-from heatup_daemon.events import RunObserver
 from heatup_daemon.gateway import Gateway
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner.model import Plan, PlannedAction
-from heatup_daemon.ports import RunRecorder
 from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.run.events import RunObserver
+from heatup_daemon.stores import RunRecorder
+from heatup_daemon.timing.clock import Clock
 
 INTERRUPTED: Final = "interrupted"
 IN_FLIGHT: Final = "in_flight"

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import (
@@ -33,8 +32,6 @@ from heatup_daemon.errors import (
     SessionNotRunnable,
     Stopping,
 )
-from heatup_daemon.events import RunEnd, RunObserver
-from heatup_daemon.executor import Executor, RunOutcome
 from heatup_daemon.fatal import FatalRule
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.logs import log_context
@@ -42,10 +39,13 @@ from heatup_daemon.planner import Planner
 from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
-from heatup_daemon.ports import RunRecorder
 from heatup_daemon.ramp import JoinPolicy
 from heatup_daemon.records import ActionRecord, JoinLimits, Run
+from heatup_daemon.run.events import RunEnd, RunObserver
+from heatup_daemon.run.executor import Executor, RunOutcome
 from heatup_daemon.session import admit
+from heatup_daemon.stores import RunRecorder
+from heatup_daemon.timing.clock import Clock
 from heatup_daemon.validation import handle
 
 log = logging.getLogger(__name__)

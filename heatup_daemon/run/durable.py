@@ -14,10 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 
-from heatup_daemon.clock import Clock
 from heatup_daemon.enums import Clearance, JoinRefusal, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.ports import RunRecorder
 from heatup_daemon.records import (
     ActionRecord,
     JoinLimits,
@@ -28,6 +26,8 @@ from heatup_daemon.records import (
     StoredPlan,
 )
 from heatup_daemon.session import Session
+from heatup_daemon.stores import RunRecorder
+from heatup_daemon.timing.clock import Clock
 
 log = logging.getLogger(__name__)
 
