@@ -43,10 +43,11 @@ async def start(
     try:
         async with state.in_flight.starting():  # a stop that begins meanwhile awaits this run
             try:
-                run = await _write_start(state, gateway_session_id)
+                async with state.in_flight.writing():  # no adoption between write and launch
+                    run = await _write_start(state, gateway_session_id)
+                    return state.in_flight.launch(run, on_plan)
             except DatabaseUnavailable as exc:  # its commit may have landed unconfirmed
                 return await _read_back(state, gateway_session_id, on_plan, exc)
-            return state.in_flight.launch(run, on_plan)
     except (SessionNotRunnable, AlreadyRunning) as exc:
         raise HTTPException(409, str(exc)) from None
     except Stopping as exc:

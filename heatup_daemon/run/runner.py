@@ -87,14 +87,19 @@ class Runner:
         self._joins = joins
         self._bounds = bounds
         self._fatal = FatalRule(clock, on_fatal)
-        # Ends being written; they outlive a cancelled run task (see ``drain``).
-        self._finishing: set[asyncio.Future[RunStatus]] = set()
+        # Ends being written, by run id; they outlive a cancelled run task (see ``drain``).
+        self._finishing: dict[int, asyncio.Future[RunStatus]] = {}
 
     async def drain(self) -> None:
         """Until every run's end has been written (a cancelled run's end is written after
         its task is done)."""
         while self._finishing:
-            await asyncio.gather(*self._finishing, return_exceptions=True)
+            await asyncio.gather(*self._finishing.values(), return_exceptions=True)
+
+    @property
+    def finishing(self) -> frozenset[int]:
+        """The runs whose end is being written (their task may be done already)."""
+        return frozenset(self._finishing)
 
     async def start(self, gateway_session_id: int, trigger: Trigger) -> Run:
         """Insert the ``running`` row of an API or CLI run (see ``RunRecorder.start_run``)."""
@@ -103,12 +108,13 @@ class Runner:
         )
 
     async def orphans(self, known: frozenset[int]) -> list[Run]:
-        """This node's runs in flight that none of ``known`` is: their row was written but
-        the answer to its commit was lost, so no task runs them. Those whose session may run
-        are returned, to launch; the others are ended ``interrupted``."""
+        """This node's runs in flight that none of ``known`` is, nor a run whose end is being
+        written: their row was written but the answer to its commit was lost, so no task runs
+        them. Those whose session may run are returned, to launch; the others are ended
+        ``interrupted``."""
         now, adopted = self._clock.now(), []
         for row in await self._recorder.runs_in_flight(self._lease.node):
-            if row.id in known:
+            if row.id in known or row.id in self._finishing:
                 continue
             try:
                 session = admit(row.record, now)
@@ -170,8 +176,8 @@ class Runner:
             raise
         finally:
             finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
-            self._finishing.add(finishing)
-            finishing.add_done_callback(self._finishing.discard)
+            self._finishing[run.id] = finishing
+            finishing.add_done_callback(lambda _: self._finishing.pop(run.id, None))
             final = await asyncio.shield(finishing)
         return RunResult(run, plan, outcome, final)
 
@@ -238,6 +244,13 @@ class InFlight:
         # A write of a running row may have landed unconfirmed: adopt before the next claim.
         self.adopt_pending = False
         self._adopting = asyncio.Lock()
+        # Writes of running rows between their commit and their launch (claims, starts), and
+        # an adoption that waits for them: a row committed but not launched is no orphan.
+        self._writing = 0
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
+        self._gate_open = asyncio.Event()
+        self._gate_open.set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -269,13 +282,34 @@ class InFlight:
         (``Runner.orphans``); ``on_plan`` observes the plan of a gateway id's run (an API
         client waits for it). Returns the runs launched."""
         async with self._adopting:
-            runs = await self._runner.orphans(self.run_ids)
-            self.adopt_pending = False
-            for run in runs:
-                with log_context(session=run.session.gateway_session_id, run=run.id):
-                    log.warning("adopting the run: its start was written, its answer lost")
-                self.launch(run, (on_plan or {}).get(run.session.gateway_session_id))
-            return runs
+            self._gate_open.clear()  # no new write of running rows; those under way end
+            try:
+                await self._no_writes.wait()
+                runs = await self._runner.orphans(self.run_ids)
+                self.adopt_pending = False
+                for run in runs:
+                    with log_context(session=run.session.gateway_session_id, run=run.id):
+                        log.warning("adopting the run: its start was written, its answer lost")
+                    self.launch(run, (on_plan or {}).get(run.session.gateway_session_id))
+                return runs
+            finally:
+                self._gate_open.set()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Around a write of ``running`` rows and the launch of their runs (a claim, an API
+        start): an adoption waits until it is over, and it waits for an adoption under way.
+        Leave it before adopting what the write may have left unconfirmed."""
+        while not self._gate_open.is_set():
+            await self._gate_open.wait()
+        self._writing += 1
+        self._no_writes.clear()
+        try:
+            yield
+        finally:
+            self._writing -= 1
+            if self._writing == 0:
+                self._no_writes.set()
 
     @contextlib.asynccontextmanager
     async def starting(self) -> AsyncIterator[None]:

@@ -329,13 +329,15 @@ class Scheduler:
                     break
                 moment = now or self._clock.now()
                 limit = min(room, CLAIM_BATCH)
-                claim = await self._store.claim_due(
-                    self._slots, moment, limit, self._lease.node, self._due_by(moment)
-                )
+                async with self._in_flight.writing():  # no adoption between claim and launch
+                    claim = await self._store.claim_due(
+                        self._slots, moment, limit, self._lease.node, self._due_by(moment)
+                    )
+                    for run in claim.runs:
+                        self._in_flight.launch(run)
                 self._report(claim.decisions)
                 for run in claim.runs:
                     self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
-                    self._in_flight.launch(run)
                 started += len(claim.runs)
                 if len(claim.decisions) < limit:
                     break
