@@ -308,12 +308,14 @@ class TokenLedger(Protocol):
 
     async def tokens_spent(self, day: date) -> int: ...
 
-    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
-        """Count ``tokens`` against the day if the day's total stays within ``budget``,
-        atomically across nodes; whether it did."""
+    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
+        """Count ``tokens`` against the day under ``key`` (one plan's) if the day's total
+        stays within ``budget``, atomically across nodes; whether it did."""
 
-    async def spend_tokens(self, day: date, tokens: int) -> None:
-        """Count ``tokens`` against the day (fewer than zero: give a reservation back)."""
+    async def settle_tokens(self, key: str, spent: int) -> None:
+        """Count ``spent`` in place of what ``key`` reserved, once: settling a key again,
+        or one whose reservation never landed, changes nothing (an answer lost after its
+        commit may be asked again)."""
 
 
 class NodeStore(SchedulingStore, RunRecorder, Registry, TokenLedger, LeaseStore, Protocol):

@@ -402,6 +402,19 @@ class TokenUsageRow(Base):
     tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class TokenSettlementRow(Base):
+    """One plan's reservation of LLM tokens, until it is settled with what the plan used:
+    a settlement asked twice (its answer lost after the commit) counts once. Kept with the
+    history's retention."""
+
+    __tablename__ = "llm_token_settlements"
+
+    key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    reserved: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    settled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
 class AuditRow(Base):
     """One admin's change to the registry, through the CLI, the API or the console: who,
     what, when, and the row before and after (JSON of its admin columns). Written in the

@@ -22,6 +22,7 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionChannelRow,
     SessionRow,
+    TokenSettlementRow,
     TokenUsageRow,
 )
 from heatup_daemon.db.registry import in_pool_sql
@@ -362,7 +363,7 @@ class RunSql(SqlStore):
         spent: int | None = await self._read(lambda db: db.scalar(query))
         return int(spent or 0)
 
-    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
         if tokens > budget:
             return False
         insert = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
@@ -372,15 +373,35 @@ class RunSql(SqlStore):
             # The conflict's row is locked while this decides: no two nodes both fit.
             where=TokenUsageRow.tokens + insert.excluded.tokens <= budget,
         ).returning(TokenUsageRow.tokens)
-        return await self._write(lambda db: db.scalar(reserve)) is not None
+        record = self.insert(TokenSettlementRow).values(key=key, day=day, reserved=tokens)
 
-    async def spend_tokens(self, day: date, tokens: int) -> None:
-        statement = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
-        statement = statement.on_conflict_do_update(
-            index_elements=[TokenUsageRow.day],
-            set_={"tokens": TokenUsageRow.tokens + statement.excluded.tokens},
+        def write(db: Connection) -> bool:
+            if db.scalar(reserve) is None:
+                return False
+            db.execute(record)
+            return True
+
+        return await self._write(write)
+
+    async def settle_tokens(self, key: str, spent: int) -> None:
+        settle = (
+            update(TokenSettlementRow)
+            .where(TokenSettlementRow.key == key, TokenSettlementRow.settled.is_(False))
+            .values(settled=True)
+            .returning(TokenSettlementRow.day, TokenSettlementRow.reserved)
         )
-        await self._write(lambda db: db.execute(statement))
+
+        def write(db: Connection) -> None:
+            reservation = db.execute(settle).one_or_none()
+            if reservation is None:  # settled already, or never reserved
+                return
+            db.execute(
+                update(TokenUsageRow)
+                .where(TokenUsageRow.day == reservation.day)
+                .values(tokens=TokenUsageRow.tokens + (spent - reservation.reserved))
+            )
+
+        await self._write(write)
 
 
 def runs_query(matching: RunFilter, before_id: int | None, limit: int) -> Select[Any]:

@@ -309,8 +309,8 @@ async def test_history_retention_and_the_token_ledger(store: NodeStore) -> None:
     assert await store.delete_history(NOW - timedelta(days=30), 100) == 1
     assert len(await store.history(1)) == 1
     day = NOW.date()
-    await store.spend_tokens(day, 500)
-    await store.spend_tokens(day, 250)
+    assert await store.reserve_tokens("plan-1", day, 500, 10_000)
+    assert await store.reserve_tokens("plan-2", day, 250, 10_000)
     assert (await store.tokens_spent(day), await store.tokens_spent(date_after(day))) == (750, 0)
 
 
@@ -487,9 +487,23 @@ async def test_refusals_of_any_number_of_runs_in_flight(store: NodeStore) -> Non
 
 async def test_token_reservations_never_overshoot_the_budget(store: NodeStore) -> None:
     day = NOW.date()
-    fits = await asyncio.gather(*(store.reserve_tokens(day, 100, 550) for _ in range(20)))
+    keys = [f"plan-{n}" for n in range(20)]
+    fits = await asyncio.gather(*(store.reserve_tokens(key, day, 100, 550) for key in keys))
     assert sum(fits) == 5 and await store.tokens_spent(day) == 500
-    assert not await store.reserve_tokens(day, 600, 550)  # more than the budget at all
-    await store.spend_tokens(day, -80)  # a plan cost less than it reserved
-    assert await store.reserve_tokens(day, 100, 550)
+    assert not await store.reserve_tokens("big", day, 600, 550)  # more than the budget at all
+    granted = [key for key, fit in zip(keys, fits, strict=True) if fit]
+    await store.settle_tokens(granted[0], 20)  # a plan cost less than it reserved
+    assert await store.reserve_tokens("next", day, 100, 550)
     assert await store.tokens_spent(day) == 520
+
+
+async def test_a_settlement_counts_once_however_often_it_is_asked(store: NodeStore) -> None:
+    day = NOW.date()
+    assert await store.reserve_tokens("plan", day, 1_000, 10_000)
+    for _ in range(3):  # its answer lost twice: asked again
+        await store.settle_tokens("plan", 1_200)
+    await store.settle_tokens("refused", 0)  # never reserved: nothing to give back
+    assert await store.tokens_spent(day) == 1_200
+    # Retention takes settlements with the history.
+    await store.delete_history(NOW + timedelta(days=2), 100)
+    assert await store.reserve_tokens("plan", day, 100, 10_000)  # the key is free again
