@@ -396,8 +396,9 @@ class Settings(BaseSettings):
 
     @property
     def call_budget_s(self) -> float:
-        """The longest one gateway call may take, retries included: a run's lease must last
-        this much more before it may make one."""
+        """The longest one action's gateway call may take, all its requests, retries and
+        bodies included (the executor's deadline): a run's lease must last this much more
+        before it may make one."""
         return self.gateway.retry_deadline_s + CALL_SLACK_S
 
     @model_validator(mode="after")

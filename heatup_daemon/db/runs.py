@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Select, bindparam, exists, func, select, update
@@ -201,10 +202,17 @@ class RunSql(SqlStore):
         self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
     ) -> Clearance:
         fence, upsert = self._fence, action_upsert(self.dialect)
-        cleared = {"b_run_id": run_id, **self.shared_values(now, b_now=0, b_lease_by=budget_s)}
         values = action_values(run_id, record)
+        asked = time.monotonic()
 
         def clear(db: Connection) -> Clearance:
+            # On SQLite the moment is the caller's, moved on by the time the write waited
+            # for its turn: the lease must outlast the call from when the call can begin.
+            moment = now + timedelta(seconds=time.monotonic() - asked)
+            cleared = {
+                "b_run_id": run_id,
+                **self.shared_values(moment, b_now=0, b_lease_by=budget_s),
+            }
             if db.scalar(fence, cleared) is not None:
                 db.execute(upsert, values)
                 return Clearance.CLEARED

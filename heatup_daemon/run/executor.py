@@ -17,8 +17,11 @@
 - The fence: before each gateway call the action's in-flight row is written by a statement
   that succeeds only while the run is ``running`` and its node's lease outlasts the call
   (``RunRecorder.start_call``); a run the reaper ended makes no further call, and one whose
-  lease would not cover the call asks for a renewal first. Waits write nothing: the node's
-  lease (``lease.NodeLease``) keeps every run of the process alive.
+  lease would not cover the call asks for a renewal first. The call has one deadline,
+  ``call_budget_s``, for all its requests and their bodies (a read is up to three): it ends
+  while the lease the fence checked still holds, as ``transient`` if it ran out. Waits
+  write nothing: the node's lease (``lease.NodeLease``) keeps every run of the process
+  alive.
 - A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
   Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
   the action in flight is recorded as failed with code ``interrupted``.
@@ -31,7 +34,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 from heatup_daemon.config import ExecutorSettings
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus
@@ -59,6 +62,8 @@ IN_FLIGHT: Final = "in_flight"
 STOPPED: Final = "heatup stopped before the rest of the plan"
 LEASE_LOST: Final = "the run lost its lease: another node's reaper ended it"
 LEASE_SHORT: Final = "its node's lease could not be renewed to outlast the next gateway call"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,16 +231,26 @@ class _Run:
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
-            await gateway.join_channel(gateway_id, action.channel)
+            await self.within_budget(gateway.join_channel(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
         elif kind is ActionKind.READ_MESSAGES:
             assert action.channel is not None
-            await gateway.read_history(gateway_id, action.channel)
+            await self.within_budget(gateway.read_history(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
             await self.stay(action.duration_seconds or 0.0)
         else:
-            await gateway.browse_dialogs(gateway_id)
+            await self.within_budget(gateway.browse_dialogs(gateway_id))
             result.latency_s = clock.monotonic() - before
+
+    async def within_budget(self, call: Awaitable[T]) -> T:
+        """``call``, cut short when it outlasts the budget the fence cleared it for."""
+        try:
+            async with asyncio.timeout(self.call_budget_s):
+                return await call
+        except TimeoutError:
+            raise GatewayUnavailable(
+                f"no answer within the call's deadline of {self.call_budget_s:g} s"
+            ) from None
 
     @staticmethod
     def _in_flight(action: PlannedAction, result: _Result) -> ActionRecord:
@@ -258,7 +273,9 @@ class _Run:
         assert action.channel is not None
         await self.clear_call(self._in_flight(action, result))
         try:
-            member = await self.gateway.is_member(self.gateway_id, action.channel)
+            member = await self.within_budget(
+                self.gateway.is_member(self.gateway_id, action.channel)
+            )
         except (GatewayError, InvalidValue):
             member = None
         if member:
