@@ -127,3 +127,20 @@ def browse_in_flight(now: datetime) -> ActionRecord:
     return ActionRecord(
         1, ActionKind.BROWSE_DIALOGS, None, None, None, now, now, Outcome.UNKNOWN, "in_flight"
     )
+
+
+async def test_commits_are_durable_on_every_connection(tmp_path: Path) -> None:
+    """``synchronous=FULL`` on the repository's connections, the async engine's and the
+    twin's that writes and reads: a commit heatup answered survives a power cut."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'durable.db'}"
+    async with migrated_repository(url) as store:
+        async with store.engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
+        assert store._twin is not None
+        with store._twin.connect() as twin:
+            assert twin.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert store._writer is not None
+        assert (
+            await store._writer.submit(lambda db: db.exec_driver_sql("PRAGMA synchronous").scalar())
+            == 2
+        )
