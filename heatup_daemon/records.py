@@ -24,6 +24,11 @@ from heatup_daemon.errors import InvalidValue
 from heatup_daemon.session import Session, SessionRecord, parse_enabled
 from heatup_daemon.validation import EDITABLE, handle, validate_channel
 
+# An action's row written before its gateway call (``RunRecorder.start_call``): the outcome
+# a crash would leave. While its run lasts, the call is under way.
+IN_FLIGHT: Final = "in_flight"
+UNDER_WAY: Final = "in flight: the gateway call is under way"
+
 # --- nodes --------------------------------------------------------------------------------
 
 
@@ -157,8 +162,13 @@ class ActionRecord:
     error_text: str | None = None
     gateway_latency_s: float | None = None
 
-    def shown(self) -> ActionRecord:
-        return self if self.channel is None else replace(self, channel=handle(self.channel))
+    def shown(self, *, run_running: bool = False) -> ActionRecord:
+        """The record as outputs write it; while its run lasts, an action whose row is still
+        the in-flight one (the outcome a crash would leave) says that its call is under way."""
+        shown = self if self.channel is None else replace(self, channel=handle(self.channel))
+        if run_running and self.error_code == IN_FLIGHT:
+            shown = replace(shown, error_text=UNDER_WAY)
+        return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +211,9 @@ class RunView:
         plan = self.plan
         if plan is not None and isinstance(plan.get("actions"), list):
             plan = {**plan, "actions": [_shown_step(step) for step in plan["actions"]]}
-        return replace(self, plan=plan, actions=tuple(a.shown() for a in self.actions))
+        running = self.status is RunStatus.RUNNING
+        actions = tuple(a.shown(run_running=running) for a in self.actions)
+        return replace(self, plan=plan, actions=actions)
 
 
 def _shown_step(step: Any) -> Any:

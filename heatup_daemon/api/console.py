@@ -36,8 +36,7 @@ from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
 from heatup_daemon.db.activity import hour_of
 from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
-from heatup_daemon.records import Activity, RunFilter, SessionSearch, SessionSort
-from heatup_daemon.run.executor import IN_FLIGHT
+from heatup_daemon.records import IN_FLIGHT, Activity, RunFilter, SessionSearch, SessionSort
 from heatup_daemon.transfer import Format
 from heatup_daemon.validation import parse_gateway_id
 

@@ -52,13 +52,12 @@ from heatup_daemon.errors import (
 from heatup_daemon.gateway import Gateway
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner.model import Plan, PlannedAction
-from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.records import IN_FLIGHT, ActionRecord, Run
 from heatup_daemon.run.events import RunObserver
 from heatup_daemon.stores import RunRecorder
 from heatup_daemon.timing.clock import Clock
 
 INTERRUPTED: Final = "interrupted"
-IN_FLIGHT: Final = "in_flight"
 STOPPED: Final = "heatup stopped before the rest of the plan"
 LEASE_LOST: Final = "the run lost its lease: another node's reaper ended it"
 LEASE_SHORT: Final = "its node's lease could not be renewed to outlast the next gateway call"
