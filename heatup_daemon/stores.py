@@ -247,6 +247,9 @@ class Console(Registry, Protocol):
     async def audit_of(self, gateway_session_id: int, limit: int) -> list[AuditEntry]:
         """The session's audit, newest first."""
 
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        """Which of ``gateway_ids`` are registered."""
+
     async def import_sessions(
         self,
         rows: Sequence[tuple[SessionSpec, bool]],

@@ -79,6 +79,9 @@ class RegistrySql(SqlStore):
         }
         return await self._change_session(spec.gateway_session_id, values, Change.EDIT, by)
 
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        return await self._read(lambda db: _registered(db, gateway_ids))
+
     async def import_sessions(
         self,
         rows: Sequence[tuple[SessionSpec, bool]],
