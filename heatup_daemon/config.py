@@ -28,6 +28,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -235,14 +237,50 @@ class ExecutorSettings(_Section):
         return self
 
 
+# The [scheduler] keys that ended in _seconds, as every other section's end in _s: the old
+# names are read, with a warning, until the next release.
+RENAMED_SCHEDULER_KEYS: Final = {
+    f"{name}_seconds": f"{name}_s"
+    for name in (
+        "reconcile",
+        "misfire_grace",
+        "stale_run",
+        "heartbeat",
+        "dispatch_interval",
+        "roll_up",
+    )
+}
+
+
 class SchedulerSettings(_Section):
-    reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
-    misfire_grace_seconds: float = Field(default=300.0, ge=0, le=86400)
+    reconcile_s: float = Field(default=10.0, gt=0, le=3600)
+    misfire_grace_s: float = Field(default=300.0, ge=0, le=86400)
     max_concurrent_runs: int = Field(default=20_000, ge=1, le=100_000)
-    stale_run_seconds: float = Field(default=120.0, gt=0, le=86400)
-    heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
-    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    roll_up_seconds: float = Field(default=60.0, gt=0, le=3600)
+    stale_run_s: float = Field(default=120.0, gt=0, le=86400)
+    heartbeat_s: float = Field(default=15.0, gt=0, le=3600)
+    dispatch_interval_s: float = Field(default=1.0, gt=0, le=60)
+    roll_up_s: float = Field(default=60.0, gt=0, le=3600)
+    # The old names this section was given (``Settings.renamed_keys`` tells them).
+    _old_names: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        old: tuple[str, ...] = ()
+        if isinstance(data, Mapping):
+            old = tuple(key for key in data if key in RENAMED_SCHEDULER_KEYS)
+            values = dict(data)
+            for key in old:
+                value = values.pop(key)
+                values.setdefault(RENAMED_SCHEDULER_KEYS[key], value)  # the new name wins
+            data = values
+        section = handler(data)
+        section._old_names = old
+        return section
+
+    @property
+    def old_names(self) -> tuple[str, ...]:
+        return self._old_names
 
 
 class RampSettings(_Section):
@@ -395,6 +433,15 @@ class Settings(BaseSettings):
     channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
 
     @property
+    def renamed_keys(self) -> list[str]:
+        """A warning for each key given by a name it had before this release."""
+        return [
+            f"scheduler.{old} is now scheduler.{RENAMED_SCHEDULER_KEYS[old]}; the old name "
+            "is read until the next release"
+            for old in self.scheduler.old_names
+        ]
+
+    @property
     def call_budget_s(self) -> float:
         """The longest one action's gateway call may take, all its requests, retries and
         bodies included (the executor's deadline): a run's lease must last this much more
@@ -403,14 +450,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _a_live_lease_covers_a_call(self) -> Self:
-        # A node renews its lease (stale_run_seconds long) every heartbeat_seconds; a run
+        # A node renews its lease (stale_run_s long) every heartbeat_s; a run
         # may start a call only while the lease outlasts it.
         scheduler = self.scheduler
-        needed = scheduler.heartbeat_seconds + self.call_budget_s + RENEWAL_MARGIN_S
-        if scheduler.stale_run_seconds <= needed:
+        needed = scheduler.heartbeat_s + self.call_budget_s + RENEWAL_MARGIN_S
+        if scheduler.stale_run_s <= needed:
             raise ValueError(
-                f"scheduler.stale_run_seconds ({scheduler.stale_run_seconds:g}) must exceed "
-                f"scheduler.heartbeat_seconds ({scheduler.heartbeat_seconds:g}) + "
+                f"scheduler.stale_run_s ({scheduler.stale_run_s:g}) must exceed "
+                f"scheduler.heartbeat_s ({scheduler.heartbeat_s:g}) + "
                 f"gateway.retry_deadline_s ({self.gateway.retry_deadline_s:g}) + "
                 f"{CALL_SLACK_S + RENEWAL_MARGIN_S:g} s, so that between two renewals a live "
                 f"run's lease always covers the gateway call it makes: raise it above "

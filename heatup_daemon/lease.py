@@ -1,8 +1,8 @@
 """This process's lease in the cluster, and the database's clock it reads with it.
 
 A process that runs runs (the daemon, ``heatup warmup``) registers a node when it starts,
-renews the node's lease every ``scheduler.heartbeat_seconds`` for
-``scheduler.stale_run_seconds``, and releases it at a clean stop: one write per process per
+renews the node's lease every ``scheduler.heartbeat_s`` for
+``scheduler.stale_run_s``, and releases it at a clean stop: one write per process per
 interval, however many runs it has in flight. A run is alive while its node's lease is; the
 fence before each gateway call (``RunRecorder.start_call``) asks that the lease outlast the
 call, and asks for a renewal when it would not.
@@ -61,9 +61,9 @@ class NodeLease:
     ) -> None:
         self._store = store
         self._name = name
-        # The lease lasts ``stale_run_seconds`` and is renewed every ``heartbeat_seconds``.
-        self._lease_s = timing.stale_run_seconds
-        self._renew_every_s = timing.heartbeat_seconds
+        # The lease lasts ``stale_run_s`` and is renewed every ``heartbeat_s``.
+        self._lease_s = timing.stale_run_s
+        self._renew_every_s = timing.heartbeat_s
         self._clock = clock
         self._database_clock = database_clock
         self._observer = observer

@@ -161,7 +161,7 @@ class Metrics(Listener):
         )
         self.dispatch_overruns = Counter(
             "heatup_dispatch_overruns",
-            "Dispatch passes that took longer than scheduler.dispatch_interval_seconds",
+            "Dispatch passes that took longer than scheduler.dispatch_interval_s",
             registry=registry,
         )
         self.dispatch_full = Counter(

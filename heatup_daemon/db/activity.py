@@ -42,7 +42,7 @@ HOUR: Final = timedelta(hours=1)
 KEPT: Final = timedelta(days=8)
 # How far back a pass counts again before the latest hour it counted: longer than a run
 # lasts (minutes: a plan's few actions and their pauses) and than the reaper takes to end
-# one whose node died (``scheduler.stale_run_seconds``).
+# one whose node died (``scheduler.stale_run_s``).
 REVISED: Final = timedelta(hours=3)
 
 

@@ -4,15 +4,15 @@
   process has room (``scheduler.max_concurrent_runs``), in batches of one transaction each
   (``SchedulingStore.claim_due``; the decisions are ``slots.Slots``), and starts the runs it
   claimed. It sleeps until the earliest ``next_run_at`` (at most
-  ``scheduler.dispatch_interval_seconds``) and wakes early when a reconcile moved a slot or
+  ``scheduler.dispatch_interval_s``) and wakes early when a reconcile moved a slot or
   a run ended. A pass that outlasts the interval counts in ``heatup_dispatch_overruns_total``.
-- **reconcile** (every ``scheduler.reconcile_seconds``): rows admins inserted or edited, and
+- **reconcile** (every ``scheduler.reconcile_s``): rows admins inserted or edited, and
   rows flagged for a bad value in heatup's own columns, are decided again; an unusable row
   gets ``invalid_reason`` and one log line per distinct problem. The channel pool is checked.
   Runs of sessions that may no longer run (``session.admit``) are cancelled.
-- **reap** (every ``scheduler.heartbeat_seconds``): the runs of a node whose lease ran out
+- **reap** (every ``scheduler.heartbeat_s``): the runs of a node whose lease ran out
   (its process died, or lost the database) end ``interrupted``, on the database's clock;
-  not until ``stale_run_seconds`` after a database outage, so that live nodes renew their
+  not until ``stale_run_s`` after a database outage, so that live nodes renew their
   leases first.
 - **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line. The
   pool-wide counts read every row of ``sessions``; they are taken again only once they have
@@ -20,7 +20,7 @@
   about every 100 s rather than every 15 s).
 - **retention** (a minute after start, then every ``RETENTION_S``): runs older than
   ``history.retention_days`` are deleted in batches.
-- **roll-up** (at start, then every ``scheduler.roll_up_seconds``): the history's latest
+- **roll-up** (at start, then every ``scheduler.roll_up_s``): the history's latest
   hours are counted again for the console's charts (``db.activity``; the first pass after
   an upgrade counts the last week).
 
@@ -113,7 +113,7 @@ class Scheduler:
         self._metrics = metrics
         self._clock = clock
         self._lease = lease
-        self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
+        self._slots = policy or Slots(settings.misfire_grace_s, rng or random.Random())
         self._on_fatal = on_fatal
         self.jobs = Jobs(clock, metrics, FatalRule(clock, on_fatal), self._outage_began)
         self._stopping = False
@@ -166,16 +166,16 @@ class Scheduler:
         # before their budget allows); retention soon, so that a daemon restarted more often
         # than its interval still trims the history; the reap after its interval.
         jobs: tuple[tuple[Job, float, float, Callable[[], Awaitable[Any]]], ...] = (
-            (Job.RECONCILE, self._settings.reconcile_seconds, 0.0, self.reconcile),
+            (Job.RECONCILE, self._settings.reconcile_s, 0.0, self.reconcile),
             (
                 Job.REAP,
-                self._settings.heartbeat_seconds,
-                self._settings.heartbeat_seconds,
+                self._settings.heartbeat_s,
+                self._settings.heartbeat_s,
                 self.reap,
             ),
             (Job.REFRESH, REFRESH_S, 0.0, self.refresh),
             (Job.RETENTION, RETENTION_S, RETENTION_FIRST_S, self.trim_history),
-            (Job.ROLL_UP, self._settings.roll_up_seconds, 0.0, self.roll_up),
+            (Job.ROLL_UP, self._settings.roll_up_s, 0.0, self.roll_up),
         )
         now = HOST.now()
         for name, interval_s, first_s, job in jobs:
@@ -244,7 +244,7 @@ class Scheduler:
             count = await self.dispatch(now=cutoff)
             started += count
             if len(self._in_flight):
-                await self._in_flight.wait_for_room(self._settings.dispatch_interval_seconds)
+                await self._in_flight.wait_for_room(self._settings.dispatch_interval_s)
             elif count == 0:
                 await self._in_flight.wait_all()
                 return started
@@ -256,7 +256,7 @@ class Scheduler:
     # --- dispatch ---------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
-        interval_s = self._settings.dispatch_interval_seconds
+        interval_s = self._settings.dispatch_interval_s
         dispatch = self.jobs.guarded(Job.DISPATCH, self.dispatch)
         while True:
             started = self._clock.monotonic()
@@ -347,7 +347,7 @@ class Scheduler:
         now = self._clock.now()
         oldest = await self._store.next_due_at()
         self._catch_up_pending = False
-        self._catch_up = CatchUp.of(oldest, now, self._settings.misfire_grace_seconds)
+        self._catch_up = CatchUp.of(oldest, now, self._settings.misfire_grace_s)
         if self._catch_up is not None:
             log.info(
                 "slots fell due while dispatch was away: the runs of the last %.0f s start "
@@ -435,11 +435,9 @@ class Scheduler:
         if self.jobs.in_outage:
             await self._store.next_due_at()  # still out: this raises, and the outage goes on
             self.jobs.answered()
-        if self.jobs.back_within(self._settings.stale_run_seconds):
+        if self.jobs.back_within(self._settings.stale_run_s):
             return 0  # live runs first renew the leases the outage left stale
-        reaped = await self._store.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds
-        )
+        reaped = await self._store.reap_stale_runs(self._clock.now(), self._settings.stale_run_s)
         if reaped:
             log.warning("marked %d runs interrupted: their process stopped", reaped)
         return reaped

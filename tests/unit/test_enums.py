@@ -117,7 +117,7 @@ async def test_the_log_speaks_the_enums_values(caplog: pytest.LogCaptureFixture)
     assert "join_channel @nasa: ok" in lines[1]["message"]
 
     # A claim that skipped slots says so with the causes' own words.
-    world = World(store, settings=quick_settings(misfire_grace_seconds=60), clock=FakeClock(NOW))
+    world = World(store, settings=quick_settings(misfire_grace_s=60), clock=FakeClock(NOW))
     await world.node()
     await world.scheduler.reconcile()
     store.sessions[1].update(

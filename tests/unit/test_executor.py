@@ -80,7 +80,7 @@ class Harness:
         self.store = SpyStore(self.clock)
         self.observer = RecordingObserver()
         self.settings = settings
-        timing = SchedulerSettings(stale_run_seconds=LEASE_S, heartbeat_seconds=15)
+        timing = SchedulerSettings(stale_run_s=LEASE_S, heartbeat_s=15)
         self.lease = NodeLease(self.store, "n1", timing, clock=self.clock)
         self.run_id = 0
 
