@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import io
 import json
+import re
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -43,6 +46,9 @@ _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
 
 
+_FIRST_BRACE: Final = re.compile(r"\s*\{")
+
+
 class Format(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
@@ -56,7 +62,7 @@ class Format(StrEnum):
             return cls.CSV
         if lowered.endswith((".jsonl", ".ndjson", ".json")):
             return cls.JSONL
-        return cls.JSONL if text.lstrip().startswith("{") else cls.CSV
+        return cls.JSONL if _FIRST_BRACE.match(text) else cls.CSV  # no copy of the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,31 +114,59 @@ async def register_all(
     each chunk a transaction of its own: the node's own work goes on between them. A
     session another admin registers while the chunks are written is reported as taken,
     and the rest are written."""
-    parsed = await asyncio.to_thread(parse, text, kind, now)
-    read = len(parsed.rows) + len(parsed.problems)
+    parsed = await asyncio.to_thread(_parse_collector_paused, text, kind, now)
     if parsed.problems and not skip_invalid:
-        return Report(read, 0, parsed.problems)
-    line_of = {row.spec.gateway_session_id: row.line for row in parsed.rows}
+        return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
     registered: set[int] = set()
     for start in range(0, len(parsed.rows), CHUNK):
         chunk = parsed.rows[start : start + CHUNK]
         registered |= await registry.registered([row.spec.gateway_session_id for row in chunk])
     written = 0
     if not registered or skip_invalid:
-        fresh = [row for row in parsed.rows if row.spec.gateway_session_id not in registered]
-        for start in range(0, len(fresh), CHUNK):
-            rows = [(row.spec, row.enabled) for row in fresh[start : start + CHUNK]]
-            imported = await registry.import_sessions(rows, skip_registered=True, by=by)
-            written += imported.written
-            registered |= imported.registered
+        for start in range(0, len(parsed.rows), CHUNK):
+            chunk = parsed.rows[start : start + CHUNK]
+            rows = [
+                (r.spec, r.enabled) for r in chunk if r.spec.gateway_session_id not in registered
+            ]
+            if rows:
+                imported = await registry.import_sessions(rows, skip_registered=True, by=by)
+                written += imported.written
+                registered |= imported.registered
+    return await asyncio.to_thread(_report, parsed, registered, written)
+
+
+def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
     taken = [
-        Problem(
-            line_of[gateway_id], f"a session with gateway id {gateway_id} is already registered"
-        )
-        for gateway_id in registered
+        Problem(row.line, f"a session with gateway id {gid} is already registered")
+        for row in parsed.rows
+        if (gid := row.spec.gateway_session_id) in registered
     ]
     problems = sorted([*parsed.problems, *taken], key=lambda problem: problem.line)
-    return Report(read, written, problems)
+    return Report(len(parsed.rows) + len(parsed.problems), written, problems)
+
+
+_pauses = 0  # parses under way with the collector paused
+_pauses_lock = threading.Lock()
+_collecting = True  # whether the collector ran before the first of them
+
+
+def _parse_collector_paused(text: str, kind: Format, now: datetime) -> Parsed:
+    """``parse``, with the cyclic garbage collector paused: a file's millions of new rows
+    would otherwise set off full collections, each holding every thread (the event loop's
+    too) for as long as it takes to walk them all. The rows hold no cycles."""
+    global _pauses, _collecting
+    with _pauses_lock:
+        if not _pauses:
+            _collecting = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        return parse(text, kind, now)
+    finally:
+        with _pauses_lock:
+            _pauses -= 1
+            if not _pauses and _collecting:
+                gc.enable()
 
 
 def parse(text: str, kind: Format, now: datetime) -> Parsed:

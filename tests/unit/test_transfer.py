@@ -3,6 +3,8 @@ problem at its line."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import threading
 from collections.abc import Sequence
@@ -252,3 +254,18 @@ async def test_a_session_registered_meanwhile_is_reported_and_the_rest_written()
     report = await import_into(registry, many(2 * CHUNK))
     assert report.written == 2 * CHUNK - 1 and registry.chunks == [CHUNK, CHUNK - 1]
     assert [p.line for p in report.problems] == [2 * CHUNK + 1]
+
+
+async def test_the_collector_is_paused_while_a_file_is_read_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    during: list[bool] = []
+
+    def parse_here(*args: Any) -> Any:
+        during.append(gc.isenabled())
+        return parse(*args)
+
+    monkeypatch.setattr(transfer, "parse", parse_here)
+    assert gc.isenabled()
+    await asyncio.gather(*(import_into(Registered(), many(10)) for _ in range(3)))
+    assert during == [False, False, False] and gc.isenabled()
