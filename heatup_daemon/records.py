@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Final
 
 from heatup_daemon.enums import (
+    ActionCode,
     ActionKind,
     Actor,
     Outcome,
@@ -26,7 +26,7 @@ from heatup_daemon.validation import EDITABLE, handle, validate_channel
 
 # An action's row written before its gateway call (``RunRecorder.start_call``): the outcome
 # a crash would leave. While its run lasts, the call is under way.
-IN_FLIGHT: Final = "in_flight"
+IN_FLIGHT: Final = ActionCode.IN_FLIGHT
 UNDER_WAY: Final = "in flight: the gateway call is under way"
 
 # --- nodes --------------------------------------------------------------------------------
@@ -403,17 +403,6 @@ class RunFilter:
     gateway_session_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
-
-
-class SessionSort(StrEnum):
-    """The console's session list orders, each a column of the list."""
-
-    GATEWAY_ID = "id"
-    STATE = "state"
-    SCHEDULE = "schedule"
-    LAST_RUN = "last_run"
-    NEXT_RUN = "next_run"
-    PROBLEM = "problem"
 
 
 @dataclass(frozen=True, slots=True)

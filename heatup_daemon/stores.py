@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Protocol
 
-from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, Trigger
+from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, SessionSort, Trigger
 from heatup_daemon.records import (
     CLI_AUTHOR,
     EVERY_SESSION,
@@ -46,7 +46,6 @@ from heatup_daemon.records import (
     SessionCounts,
     SessionPage,
     SessionSearch,
-    SessionSort,
     StoredPlan,
     WarmthFacts,
 )

@@ -15,15 +15,13 @@ import csv
 import gc
 import io
 import json
-import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Final
 
-from heatup_daemon.enums import Outcome
+from heatup_daemon.enums import Format, Outcome
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.records import Author, RunFilter, RunView
 from heatup_daemon.session import SessionRecord
@@ -44,25 +42,6 @@ REQUIRED: Final = ("gateway_id", "schedule")
 CHUNK: Final = 2000
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
-
-
-_FIRST_BRACE: Final = re.compile(r"\s*\{")
-
-
-class Format(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-
-    @classmethod
-    def of(cls, name: str, text: str) -> Format:
-        """The format of a file named ``name`` holding ``text``: by its suffix, else by its
-        first character (``{`` for JSON Lines)."""
-        lowered = name.lower()
-        if lowered.endswith(".csv"):
-            return cls.CSV
-        if lowered.endswith((".jsonl", ".ndjson", ".json")):
-            return cls.JSONL
-        return cls.JSONL if _FIRST_BRACE.match(text) else cls.CSV  # no copy of the text
 
 
 @dataclass(frozen=True, slots=True)

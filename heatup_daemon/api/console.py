@@ -34,10 +34,9 @@ from heatup_daemon import __version__, transfer, warmth
 from heatup_daemon.api import auth, charts
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
 from heatup_daemon.db.activity import hour_of
-from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
+from heatup_daemon.enums import Format, Outcome, RunStatus, SessionSort, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
-from heatup_daemon.records import IN_FLIGHT, Activity, RunFilter, SessionSearch, SessionSort
-from heatup_daemon.transfer import Format
+from heatup_daemon.records import IN_FLIGHT, Activity, RunFilter, SessionSearch
 from heatup_daemon.validation import parse_gateway_id
 
 E = TypeVar("E", bound=StrEnum)
@@ -113,7 +112,13 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(when=_when, seconds=_seconds)
-    environment.globals.update(version=__version__, relative=_relative, in_flight_code=IN_FLIGHT)
+    environment.globals.update(
+        version=__version__,
+        relative=_relative,
+        in_flight_code=IN_FLIGHT,
+        run_statuses=tuple(RunStatus),
+    )
+    environment.tests.update(running=lambda status: status is RunStatus.RUNNING)
     return environment
 
 

@@ -14,12 +14,11 @@ from heatup_daemon import transfer, warmth
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import ExitCode
+from heatup_daemon.enums import ExitCode, Format, SessionState
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.records import CLI_AUTHOR
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.timing.clock import SystemClock
-from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -133,7 +132,7 @@ def add_parsers(commands: Any) -> None:
 
 def session_row(view: SessionRecord) -> tuple[object, ...]:
     problem = view.invalid_reason or (
-        f"{view.state}: {view.state_reason}" if view.state != "active" else None
+        f"{view.state}: {view.state_reason}" if view.state != SessionState.ACTIVE else None
     )
     return (
         view.gateway_session_id,

@@ -25,7 +25,7 @@ from heatup_daemon.db.models import (
 from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
-from heatup_daemon.enums import JoinStatus, RunStatus, Standing
+from heatup_daemon.enums import JoinStatus, RunStatus, SessionSort, Standing
 from heatup_daemon.records import (
     EVERY_SESSION,
     ChannelLine,
@@ -34,7 +34,6 @@ from heatup_daemon.records import (
     SessionLine,
     SessionPage,
     SessionSearch,
-    SessionSort,
 )
 
 # A row's standing as its rank in ``Standing``'s order, in its index's own form.

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Final, TypeVar
 
 from heatup_daemon.config import ExecutorSettings
-from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus
+from heatup_daemon.enums import ActionCode, ActionKind, Clearance, Outcome, RunStatus
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
@@ -57,7 +57,6 @@ from heatup_daemon.run.events import RunObserver
 from heatup_daemon.stores import RunRecorder
 from heatup_daemon.timing.clock import Clock
 
-INTERRUPTED: Final = "interrupted"
 STOPPED: Final = "heatup stopped before the rest of the plan"
 LEASE_LOST: Final = "the run lost its lease: another node's reaper ended it"
 LEASE_SHORT: Final = "its node's lease could not be renewed to outlast the next gateway call"
@@ -206,7 +205,7 @@ class _Run:
             result.stop = await self._react(error)
             result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
-            result.fail("invalid", str(error)[:500])
+            result.fail(ActionCode.INVALID, str(error)[:500])
         await self._record(seq, action, started_at, started, result)
         if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
@@ -362,10 +361,10 @@ class _Result:
             self.outcome, self.code = Outcome.OK, None
             self.text = "the stay after it was cut short: the run was cancelled"
         elif self.calling:  # the call may have reached Telegram
-            self.outcome, self.code = Outcome.UNKNOWN, INTERRUPTED
+            self.outcome, self.code = Outcome.UNKNOWN, ActionCode.INTERRUPTED
             self.text = "the run was cancelled during the gateway call: it may have happened"
         else:
-            self.fail(INTERRUPTED, "cancelled")
+            self.fail(ActionCode.INTERRUPTED, "cancelled")
 
     def skip(self, code: str, text: str) -> None:
         self.outcome, self.code, self.text = Outcome.SKIPPED, code, text

@@ -21,9 +21,9 @@ from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import Base, RunRow, SessionRow
 from heatup_daemon.db.runs import runs_query
 from heatup_daemon.db.scheduling import marked_rows
-from heatup_daemon.enums import Standing
+from heatup_daemon.enums import SessionSort, Standing
 from heatup_daemon.errors import SchemaNotAtHead
-from heatup_daemon.records import EVERY_SESSION, RunFilter, SessionSearch, SessionSort
+from heatup_daemon.records import EVERY_SESSION, RunFilter, SessionSearch
 from heatup_daemon.scheduling.slots import KEY_FIELDS
 
 # The migration that installs the edit trigger (its module name starts with a digit).
