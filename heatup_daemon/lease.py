@@ -25,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final, Protocol, TypeVar
 
-from heatup_daemon.config import SchedulerSettings
+from heatup_daemon.config.sections import SchedulerSettings
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.records import LeaseReading, Node
 from heatup_daemon.stores import LeaseStore

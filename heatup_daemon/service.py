@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Final
 
 from heatup_daemon.api import ApiState, create_app
-from heatup_daemon.config import DatabaseSettings, Settings
+from heatup_daemon.config.sections import DatabaseSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.enums import ExitCode

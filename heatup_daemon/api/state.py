@@ -11,7 +11,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Path, Request
 
 from heatup_daemon.api import auth
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,

@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from heatup_daemon.config import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, DatabaseSettings
+from heatup_daemon.config.sections import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, DatabaseSettings
 
 WRITE: Final = "heatup_write"
 

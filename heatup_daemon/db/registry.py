@@ -13,7 +13,7 @@ from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, up
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from heatup_daemon.config import ChannelEntry
+from heatup_daemon.config.sections import ChannelEntry
 from heatup_daemon.db.base import SqlStore, record_of, rows_affected
 from heatup_daemon.db.models import AuditRow, ChannelRow, SessionRow
 from heatup_daemon.db.sessions import boolean_of, enabled_value, record_columns, record_from

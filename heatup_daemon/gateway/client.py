@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from heatup_daemon.config import GatewaySettings
+from heatup_daemon.config.sections import GatewaySettings
 from heatup_daemon.errors import (
     GatewayAuthFailed,
     GatewayError,

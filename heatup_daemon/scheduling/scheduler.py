@@ -42,7 +42,7 @@ from typing import Any, Final, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from heatup_daemon.config import HistorySettings, SchedulerSettings
+from heatup_daemon.config.sections import HistorySettings, SchedulerSettings
 from heatup_daemon.enums import Job, Refusal, RunStatus, SkipCause
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.fatal import FatalRule

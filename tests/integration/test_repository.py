@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import AlreadyExists, NotFound

@@ -4,7 +4,7 @@ serves."""
 
 from __future__ import annotations
 
-from heatup_daemon.config import ChannelEntry
+from heatup_daemon.config.sections import ChannelEntry
 from heatup_daemon.errors import AlreadyExists
 from heatup_daemon.records import CLI_AUTHOR, Author, ChannelView
 from heatup_daemon.session import SessionRecord
