@@ -22,35 +22,37 @@ from typing import Protocol
 
 from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, SessionSort, Trigger
 from heatup_daemon.records import (
-    CLI_AUTHOR,
-    EVERY_SESSION,
     ActionRecord,
-    Activity,
-    AuditEntry,
-    Author,
-    ChannelLine,
     ChannelView,
     Claim,
     Decision,
-    Imported,
     JoinLimits,
     LeaseReading,
     Node,
-    Overview,
     PlanningFacts,
     Reconciled,
     Run,
-    RunFilter,
     RunInFlight,
     RunView,
     SessionCounts,
-    SessionPage,
-    SessionSearch,
     StoredPlan,
     WarmthFacts,
 )
 from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.views import (
+    CLI_AUTHOR,
+    EVERY_SESSION,
+    Activity,
+    AuditEntry,
+    Author,
+    ChannelLine,
+    Imported,
+    Overview,
+    RunFilter,
+    SessionPage,
+    SessionSearch,
+)
 
 
 class SlotPolicy(Protocol):

@@ -23,10 +23,11 @@ from typing import Final
 
 from heatup_daemon.enums import Format, Outcome
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.records import Author, RunFilter, RunView
+from heatup_daemon.records import RunView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import Console
 from heatup_daemon.validation import SessionSpec, parse_account_created, show, validate_session
+from heatup_daemon.views import Author, RunFilter
 
 FIELDS: Final = (
     "gateway_id",

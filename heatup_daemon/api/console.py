@@ -36,8 +36,9 @@ from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
 from heatup_daemon.db.activity import hour_of
 from heatup_daemon.enums import Format, Outcome, RunStatus, SessionSort, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
-from heatup_daemon.records import IN_FLIGHT, Activity, RunFilter, SessionSearch
+from heatup_daemon.records import IN_FLIGHT
 from heatup_daemon.validation import parse_gateway_id
+from heatup_daemon.views import Activity, RunFilter, SessionSearch
 
 E = TypeVar("E", bound=StrEnum)
 PREFIX: Final = "/ui"

@@ -16,7 +16,6 @@ from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode, Format, SessionState
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.records import CLI_AUTHOR
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.timing.clock import SystemClock
 from heatup_daemon.validation import (
@@ -27,6 +26,7 @@ from heatup_daemon.validation import (
     validate_edit,
     validate_session,
 )
+from heatup_daemon.views import CLI_AUTHOR
 
 SESSION_COLUMNS = (
     "GATEWAY ID",

@@ -26,11 +26,11 @@ from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
 from heatup_daemon.enums import JoinStatus, RunStatus, SessionSort, Standing
-from heatup_daemon.records import (
+from heatup_daemon.records import SessionCounts
+from heatup_daemon.views import (
     EVERY_SESSION,
     ChannelLine,
     Overview,
-    SessionCounts,
     SessionLine,
     SessionPage,
     SessionSearch,

@@ -12,8 +12,9 @@ from sqlalchemy import text
 from heatup_daemon.db.activity import HOUR, KEPT, REVISED, hour_of
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, Outcome, RunStatus, SessionSort, Standing, Trigger
-from heatup_daemon.records import ActionRecord, JoinLimits, Node, RunFilter, SessionSearch
+from heatup_daemon.records import ActionRecord, JoinLimits, Node
 from heatup_daemon.validation import validate_channel
+from heatup_daemon.views import RunFilter, SessionSearch
 from tests.builders import join_record, session_spec
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,14 +16,7 @@ from sqlalchemy import update
 from heatup_daemon.db.models import NodeRow
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
-from heatup_daemon.records import (
-    POOL_JOINS_S,
-    ActionRecord,
-    Decision,
-    JoinLimits,
-    Node,
-    StoredPlan,
-)
+from heatup_daemon.records import POOL_JOINS_S, ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import NodeStore

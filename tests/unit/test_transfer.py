@@ -15,10 +15,10 @@ import pytest
 
 from heatup_daemon import transfer
 from heatup_daemon.enums import Actor, Format, Surface
-from heatup_daemon.records import Author, Imported
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.transfer import CHUNK, FIELDS, Report, export, header, parse, register_all
 from heatup_daemon.validation import SessionSpec
+from heatup_daemon.views import Author, Imported
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
