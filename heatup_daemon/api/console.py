@@ -11,34 +11,32 @@
 
 A sign-in that acts also sees the forms that change things (``manage``). The pages follow
 the API's rules (``auth``): open on loopback with no token; with one, a login form exchanges
-a token for the console's cookie. No script runs on any page and nothing is loaded from
+a token for the console's cookie (``sign_in``). No script runs on any page and nothing is loaded from
 elsewhere: the stylesheet is served from the package, and the Content-Security-Policy
 allows nothing else.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from importlib.resources import files
 from typing import Annotated, Any, Final, TypeVar
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from heatup_daemon import __version__, transfer, warmth
 from heatup_daemon.api import auth, charts
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
-from heatup_daemon.db.activity import hour_of
-from heatup_daemon.enums import Format, Outcome, RunStatus, SessionSort, Standing, Trigger
+from heatup_daemon.enums import Format, RunStatus, SessionSort, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
 from heatup_daemon.records import IN_FLIGHT
 from heatup_daemon.validation import parse_gateway_id
-from heatup_daemon.views import Activity, RunFilter, SessionSearch
+from heatup_daemon.views import RunFilter, SessionSearch
 
 E = TypeVar("E", bound=StrEnum)
 PREFIX: Final = "/ui"
@@ -47,15 +45,6 @@ TIMELINE_RUNS: Final = 60
 AUDIT_ENTRIES: Final = 50
 RUN_REFRESH_S: Final = 2
 WEEK: Final = timedelta(days=7)
-# The order a chart stacks a run's statuses in, from its base: the good ones first.
-RUN_ORDER: Final = (
-    RunStatus.SUCCEEDED,
-    RunStatus.PARTIAL,
-    RunStatus.SKIPPED,
-    RunStatus.FAILED,
-    RunStatus.INTERRUPTED,
-    RunStatus.RUNNING,
-)
 HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -160,65 +149,6 @@ async def stylesheet() -> Response:
     return Response(STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/login")
-async def login_form(
-    request: Request, state: State, target: Annotated[str, Query(alias="next")] = PREFIX
-) -> Response:
-    if state.settings.api.token is None:
-        return RedirectResponse(PREFIX, status_code=303)
-    return page(request, "login.html", title="sign in", target=_target(target), failed=False)
-
-
-@router.post("/login")
-async def login(request: Request, state: State) -> Response:
-    """Exchange a token (either kind) for the console's cookie."""
-    api = state.settings.api
-    if api.token is None:
-        return RedirectResponse(PREFIX, status_code=303)
-    form = _form(await request.body())
-    target = _target(form.get("next", PREFIX))
-    access = auth.token_access(form.get("token", ""), api)
-    if access is None:
-        return page(request, "login.html", 401, title="sign in", target=target, failed=True)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        auth.COOKIE,
-        auth.console_cookie(api, access),
-        max_age=auth.COOKIE_LIFETIME_S,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-@router.post("/logout")
-async def logout(request: Request, state: State) -> Response:
-    form = _form(await request.body())
-    if not auth.form_ok(request, state.settings.api, state.form_key, form.get(auth.FORM_FIELD, "")):
-        raise HTTPException(403, "the form's token is missing or stale: reload the page")
-    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
-    return response
-
-
-def _form(body: bytes) -> dict[str, str]:
-    """The login form's fields (the last of each name); nothing else is read."""
-    try:
-        fields = parse_qs(body.decode(), max_num_fields=4, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {name: values[-1] for name, values in fields.items() if values}
-
-
-def _target(value: str) -> str:
-    """Where to go after signing in: a console page, never another site."""
-    if value.startswith(PREFIX) and not value.startswith("//") and "\\" not in value:
-        return value
-    return PREFIX
-
-
 @pages.get("")
 async def pool(
     request: Request,
@@ -252,7 +182,7 @@ async def pool(
         "pool.html",
         title="pool",
         overview=overview,
-        **_pool_charts(history, now),
+        **charts.pool_figures(history, now),
         lines=listing.lines,
         total=total,
         exact=exact,
@@ -267,30 +197,6 @@ async def pool(
         standings=list(Standing),
         link=lambda **changes: _link(request, changes),
     )
-
-
-def _pool_charts(history: Activity, now: datetime) -> dict[str, Any]:
-    """The last day's figures and the charts of the pool page, by the hour."""
-    day, week = charts.last_hours(hour_of(now), 24), charts.last_hours(hour_of(now), 7 * 24)
-    runs_day: Counter[str] = Counter()
-    for hour in day:
-        runs_day.update(history.runs.get(hour, {}))
-    statuses = [status.value for status in RUN_ORDER]
-    outcomes = [outcome.value for outcome in Outcome]
-    return {
-        "runs_day": {status: count for status, count in runs_day.items() if count},
-        "failures": sum(runs_day[s] for s in (RunStatus.FAILED, RunStatus.INTERRUPTED)),
-        "counted_at": history.counted_at,
-        "day_from": day[0],
-        "charts": (
-            charts.hourly("Runs per hour, last 24 hours, by status", day, history.runs,
-                          statuses, "status", 3, "%H:00"),
-            charts.hourly("Runs per hour, last 7 days, by status", week, history.runs,
-                          statuses, "status", 24, "%a %d"),
-            charts.hourly("Actions per hour, last 24 hours, by outcome", day,
-                          history.actions, outcomes, "outcome", 3, "%H:00"),
-        ),
-    }  # fmt: skip
 
 
 def _link(request: Request, changes: Mapping[str, object], path: str = "") -> str:
