@@ -11,11 +11,11 @@ file. An export imports again as the same registry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import gc
 import io
 import json
-import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -93,8 +93,26 @@ async def register_all(
     The file is read and checked in a thread, and the rows are written ``CHUNK`` at a time,
     each chunk a transaction of its own: the node's own work goes on between them. A
     session another admin registers while the chunks are written is reported as taken,
-    and the rest are written."""
-    parsed = await asyncio.to_thread(_parse_collector_paused, text, kind, now)
+    and the rest are written.
+
+    The cyclic garbage collector is paused until the file's rows are gone: a 32 MiB file
+    is millions of new objects, and a collection that walks them holds every thread, the
+    event loop's too, for about a second. The rows hold no cycles; they are freed as soon
+    as the import ends."""
+    with _collector_paused():
+        return await _register_all(registry, text, kind, skip_invalid=skip_invalid, by=by, now=now)
+
+
+async def _register_all(
+    registry: Console,
+    text: str,
+    kind: Format,
+    *,
+    skip_invalid: bool,
+    by: Author,
+    now: datetime,
+) -> Report:
+    parsed = await asyncio.to_thread(parse, text, kind, now)
     if parsed.problems and not skip_invalid:
         return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
     registered: set[int] = set()
@@ -125,28 +143,23 @@ def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
     return Report(len(parsed.rows) + len(parsed.problems), written, problems)
 
 
-_pauses = 0  # parses under way with the collector paused
-_pauses_lock = threading.Lock()
+_imports = 0  # imports under way, the collector paused for them
 _collecting = True  # whether the collector ran before the first of them
 
 
-def _parse_collector_paused(text: str, kind: Format, now: datetime) -> Parsed:
-    """``parse``, with the cyclic garbage collector paused: a file's millions of new rows
-    would otherwise set off full collections, each holding every thread (the event loop's
-    too) for as long as it takes to walk them all. The rows hold no cycles."""
-    global _pauses, _collecting
-    with _pauses_lock:
-        if not _pauses:
-            _collecting = gc.isenabled()
-            gc.disable()
-        _pauses += 1
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    global _imports, _collecting
+    if not _imports:
+        _collecting = gc.isenabled()
+        gc.disable()
+    _imports += 1
     try:
-        return parse(text, kind, now)
+        yield
     finally:
-        with _pauses_lock:
-            _pauses -= 1
-            if not _pauses and _collecting:
-                gc.enable()
+        _imports -= 1
+        if not _imports and _collecting:
+            gc.enable()
 
 
 def parse(text: str, kind: Format, now: datetime) -> Parsed:

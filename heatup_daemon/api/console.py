@@ -11,9 +11,9 @@
 
 A sign-in that acts also sees the forms that change things (``manage``). The pages follow
 the API's rules (``auth``): open on loopback with no token; with one, a login form exchanges
-a token for the console's cookie (``sign_in``). No script runs on any page and nothing is loaded from
-elsewhere: the stylesheet is served from the package, and the Content-Security-Policy
-allows nothing else.
+a token for the console's cookie (``sign_in``). No script runs on any page and nothing is
+loaded from elsewhere: the stylesheet is served from the package, and the
+Content-Security-Policy allows nothing else.
 """
 
 from __future__ import annotations

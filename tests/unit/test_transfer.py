@@ -247,7 +247,7 @@ async def test_a_session_registered_meanwhile_is_reported_and_the_rest_written()
     assert [p.line for p in report.problems] == [2 * CHUNK + 1]
 
 
-async def test_the_collector_is_paused_while_a_file_is_read_and_only_then(
+async def test_the_collector_is_paused_while_a_file_is_imported_and_only_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     during: list[bool] = []
