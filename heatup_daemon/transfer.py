@@ -15,6 +15,7 @@ import contextlib
 import csv
 import gc
 import io
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -113,6 +114,13 @@ async def _register_all(
     now: datetime,
 ) -> Report:
     parsed = await asyncio.to_thread(parse, text, kind, now)
+    try:
+        return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
+    finally:
+        await asyncio.to_thread(_release, parsed.rows)
+
+
+async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:
     if parsed.problems and not skip_invalid:
         return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
     registered: set[int] = set()
@@ -131,6 +139,13 @@ async def _register_all(
                 written += imported.written
                 registered |= imported.registered
     return await asyncio.to_thread(_report, parsed, registered, written)
+
+
+def _release(rows: list[Row]) -> None:
+    """Free ``rows`` a chunk at a time: freeing millions at once is one call that holds
+    every thread, the event loop's too, for most of a second."""
+    while rows:
+        del rows[-CHUNK:]
 
 
 def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
@@ -167,11 +182,14 @@ def parse(text: str, kind: Format, now: datetime) -> Parsed:
     rows: list[Row] = []
     problems: list[Problem] = []
     first_line: dict[int, int] = {}
+    # Read a record at a time: each is freed once looked at (millions freed at once would
+    # hold every thread).
+    records = _csv_records(text) if kind is Format.CSV else _jsonl_records(text)
     try:
-        records = list(_csv_records(text) if kind is Format.CSV else _jsonl_records(text))
+        first = next(records, None)
     except InvalidValue as exc:  # the file as a whole (a header): nothing to go on
         return Parsed([], [Problem(1, str(exc))])
-    for line, values in records:
+    for line, values in itertools.chain([] if first is None else [first], records):
         if isinstance(values, Problem):
             problems.append(values)
             continue
@@ -200,7 +218,7 @@ _EXTRA: Final = "\0extra"
 
 def _csv_records(text: str) -> Iterator[Record]:
     """Each row with the line it ends on (a quoted field may span lines)."""
-    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
+    reader = csv.DictReader(_each_line(text), restkey=_EXTRA)
     header = reader.fieldnames
     if not header:
         raise InvalidValue("the file is empty: a header line naming the fields comes first")
@@ -221,7 +239,7 @@ def _csv_records(text: str) -> Iterator[Record]:
 
 
 def _jsonl_records(text: str) -> Iterator[Record]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_each_line(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -238,6 +256,17 @@ def _jsonl_records(text: str) -> Iterator[Record]:
             yield number, Problem(number, str(exc))
             continue
         yield number, {name: value for name, value in values.items() if value is not None}
+
+
+def _each_line(text: str) -> Iterator[str]:
+    """The lines of ``text``, their ends kept, one at a time: no copy of a large file whole,
+    and no call that holds every thread while it splits millions of lines."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _check_fields(names: Iterable[str]) -> None:
