@@ -189,8 +189,8 @@ class Metrics(Listener):
         )
         self.sessions = Gauge(
             "heatup_sessions",
-            "Registered sessions, by state (active, needs_attention, disabled, invalid)",
-            ["state"],
+            "Registered sessions, by standing (active, needs_attention, disabled, invalid)",
+            ["standing"],
             registry=registry,
         )
         self.ramp_stages = Gauge(
@@ -278,9 +278,6 @@ class Metrics(Listener):
         self.llm_latency.observe(seconds)
         self.llm_tokens.labels("prompt").inc(prompt)
         self.llm_tokens.labels("completion").inc(completion)
-
-    def join_dropped(self, reason: JoinRefusal, count: int = 1) -> None:
-        self.joins_dropped.labels(reason).inc(count)
 
     def slots_skipped(self, cause: SkipCause, count: int) -> None:
         self.runs.labels(RunStatus.SKIPPED, Trigger.SCHEDULE).inc(count)

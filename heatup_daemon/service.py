@@ -238,7 +238,7 @@ class _Daemon:
             exposition=self._metrics.exposition,
             clock=self._lease.clock,
             on_registered=scheduler.reconcile_soon,
-            pool_counts=scheduler.last_counts,
+            session_counts=scheduler.last_counts,
         )
         server = ReadyServer(
             server_config(
@@ -377,7 +377,7 @@ SWITCH_INTERVAL_S: Final = 0.001
 def _responsive_loop() -> None:
     """Keep the event loop's stalls short once the daemon runs: threads yield the
     interpreter sooner, and what was built while starting is left out of the collector's
-    full passes (each such pass over a large pool's objects holds the loop)."""
+    full passes (each such pass over a large registry's objects holds the loop)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.collect()
     gc.freeze()

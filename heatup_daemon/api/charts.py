@@ -5,7 +5,8 @@ script draws them and nothing is loaded for them, so the pages keep their strict
 - ``hourly``: a bar per hour, stacked by status or outcome (the runs per hour over a day
   or a week, the actions per hour by outcome);
 - ``against_limit``: a bar per channel with the pace it may not pass marked across them;
-- ``pool_figures``: the pool page's figures of the last day and its three hourly charts.
+- ``overview_figures``: the overview page's figures of the last day and its three hourly
+  charts.
 """
 
 from __future__ import annotations
@@ -167,8 +168,8 @@ def against_limit(label: str, values: Sequence[tuple[str, int]], limit: int) -> 
     )
 
 
-def pool_figures(history: Activity, now: datetime) -> dict[str, Any]:
-    """The last day's figures and the charts of the pool page, by the hour."""
+def overview_figures(history: Activity, now: datetime) -> dict[str, Any]:
+    """The last day's figures and the charts of the overview page, by the hour."""
     day, week = last_hours(hour_of(now), 24), last_hours(hour_of(now), 7 * 24)
     runs_day: Counter[str] = Counter()
     for hour in day:

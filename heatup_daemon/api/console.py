@@ -1,6 +1,6 @@
 """The web console's pages for operators, rendered on the server (Jinja2).
 
-- ``/ui``: the pool at a glance, its runs and actions by the hour over a day and a week
+- ``/ui``: the sessions at a glance, its runs and actions by the hour over a day and a week
   (``charts``), and the session list, sortable by any column, searched by gateway id or a
   label's start and filtered by state;
 - ``/ui/sessions/{gateway id}``: a session's warmth, a timeline of its runs, each with its
@@ -32,7 +32,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from heatup_daemon import __version__, transfer, warmth
 from heatup_daemon.api import auth, charts
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
-from heatup_daemon.enums import Format, RunStatus, SessionSort, Standing, Trigger
+from heatup_daemon.enums import Format, RunStatus, SessionSort, SessionState, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
 from heatup_daemon.records import IN_FLIGHT
 from heatup_daemon.validation import parse_gateway_id
@@ -58,7 +58,7 @@ STYLESHEET: Final = files("heatup_daemon.api").joinpath("static/console.css").re
 # The columns of the session list, in order: (sort key, heading).
 COLUMNS: Final = (
     (SessionSort.GATEWAY_ID, "session"),
-    (SessionSort.STATE, "state"),
+    (SessionSort.STANDING, "standing"),
     (SessionSort.SCHEDULE, "schedule"),
     (SessionSort.LAST_RUN, "last run"),
     (SessionSort.NEXT_RUN, "next run"),
@@ -107,6 +107,7 @@ def _environment() -> Environment:
         relative=_relative,
         in_flight_code=IN_FLIGHT,
         run_statuses=tuple(RunStatus),
+        session_states=SessionState,
     )
     environment.tests.update(running=lambda status: status is RunStatus.RUNNING)
     return environment
@@ -150,39 +151,39 @@ async def stylesheet() -> Response:
 
 
 @pages.get("")
-async def pool(
+async def overview(
     request: Request,
     state: State,
     sort: SessionSort = SessionSort.NEXT_RUN,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     q: Annotated[str, Query(max_length=200)] = "",
-    standing_text: Annotated[str, Query(alias="state", max_length=40)] = "",
+    standing_text: Annotated[str, Query(alias="standing", max_length=40)] = "",
 ) -> Response:
-    """The pool at a glance and a page of the session list, searched by gateway id or
+    """The sessions at a glance and a page of the session list, searched by gateway id or
     label and filtered by state."""
     try:
-        standing = _choice(Standing, "state", standing_text)
+        standing = _choice(Standing, "standing", standing_text)
     except InvalidValue as exc:
         return page(request, "error.html", 422, title="bad filter", detail=str(exc))
     now = state.clock.now()
-    overview = await state.registry.overview(now, state.pool_counts())
+    overview = await state.registry.overview(now, state.session_counts())
     history = await state.registry.activity(now - WEEK)
     search = SessionSearch(q, standing)
     listing = await state.registry.session_page(
         sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE, search
     )
-    # The whole pool's size is counted already; a search's matches are counted to a cap.
+    # The whole registry is counted already; a search's matches are counted to a cap.
     searched = bool(search.text.strip()) or standing is not None
     total = listing.total if searched else overview.sessions.sessions
     exact = not (searched and listing.more_than_total)
     last_page = max(1, -(-total // PAGE_SIZE)) if exact else None
     return page(
         request,
-        "pool.html",
-        title="pool",
+        "overview.html",
+        title="sessions",
         overview=overview,
-        **charts.pool_figures(history, now),
+        **charts.overview_figures(history, now),
         lines=listing.lines,
         total=total,
         exact=exact,
