@@ -94,7 +94,7 @@ def pages(sessions: int) -> dict[str, str]:
     for one (a search, a filter, a far page, a sort on an unindexed column)."""
     middle = sessions // 2
     return {
-        "pool": "/ui",
+        "overview": "/ui",
         "overview, by last run": "/ui?sort=last_run&order=desc",
         "overview, by standing": "/ui?sort=standing",
         "overview, by schedule": "/ui?sort=schedule",
