@@ -101,23 +101,11 @@ async def register_all(
     event loop's too, for about a second. The rows hold no cycles; they are freed as soon
     as the import ends."""
     with _collector_paused():
-        return await _register_all(registry, text, kind, skip_invalid=skip_invalid, by=by, now=now)
-
-
-async def _register_all(
-    registry: Console,
-    text: str,
-    kind: Format,
-    *,
-    skip_invalid: bool,
-    by: Author,
-    now: datetime,
-) -> Report:
-    parsed = await asyncio.to_thread(parse, text, kind, now)
-    try:
-        return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
-    finally:
-        await asyncio.to_thread(_release, parsed.rows)
+        parsed = await asyncio.to_thread(parse, text, kind, now)
+        try:
+            return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
+        finally:  # before the collector runs again
+            await asyncio.to_thread(_release, parsed.rows)
 
 
 async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self
 
 import httpx2
 from pydantic import (
@@ -109,13 +109,27 @@ def _not_empty(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-def _check_range(name: str, low: float, high: float) -> None:
-    if low > high:
-        raise ValueError(f"{name}_min_s ({low}) must not exceed {name}_max_s ({high})")
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Ranged(_Section):
+    """A section with ``NAME_min_s`` and ``NAME_max_s`` keys for each of ``RANGES``: the
+    least may not exceed the most."""
+
+    SECTION: ClassVar[str]
+    RANGES: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        for name in self.RANGES:
+            low, high = getattr(self, f"{name}_min_s"), getattr(self, f"{name}_max_s")
+            if low > high:
+                raise ValueError(
+                    f"{self.SECTION}.{name}_min_s ({low}) must not exceed "
+                    f"{self.SECTION}.{name}_max_s ({high})"
+                )
+        return self
 
 
 class DatabaseSettings(_Section):
@@ -194,33 +208,25 @@ class LLMSettings(_Section):
         return self.base_url is not None or self.api_key is not None
 
 
-class PlannerSettings(_Section):
+class PlannerSettings(_Ranged):
+    SECTION, RANGES = "planner", ("read", "idle")
+
     read_min_s: float = Field(default=5.0, ge=0, le=3600)
     read_max_s: float = Field(default=45.0, ge=0, le=3600)
     idle_min_s: float = Field(default=5.0, ge=0, le=3600)
     idle_max_s: float = Field(default=30.0, ge=0, le=3600)
     seed: int | None = None
 
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        _check_range("planner.read", self.read_min_s, self.read_max_s)
-        _check_range("planner.idle", self.idle_min_s, self.idle_max_s)
-        return self
 
+class ExecutorSettings(_Ranged):
+    SECTION, RANGES = "executor", ("delay", "long_pause")
 
-class ExecutorSettings(_Section):
     time_scale: float = Field(default=1.0, ge=0, le=100)
     delay_min_s: float = Field(default=3.0, ge=0, le=3600)
     delay_max_s: float = Field(default=10.0, ge=0, le=3600)
     long_pause_chance: float = Field(default=0.1, ge=0, le=1)
     long_pause_min_s: float = Field(default=5.0, ge=0, le=3600)
     long_pause_max_s: float = Field(default=10.0, ge=0, le=3600)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        _check_range("executor.delay", self.delay_min_s, self.delay_max_s)
-        _check_range("executor.long_pause", self.long_pause_min_s, self.long_pause_max_s)
-        return self
 
 
 # The [scheduler] keys that ended in _seconds, as every other section's end in _s: the old
