@@ -58,6 +58,7 @@ class MemoryTables:
         self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
         self.leases: dict[int, datetime] = {}  # node id -> lease_until
+        self.node_names: dict[int, str] = {}  # node id -> its name, as the nodes table keeps
         self.run_nodes: dict[int, int] = {}  # run id -> the node whose lease keeps it
         self.unavailable = False
         self._clock = clock or SystemClock()
