@@ -40,18 +40,24 @@ def api_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """heatup's wheel built from the checkout, its dependencies' wheels beside it."""
+    folder = tmp_path_factory.mktemp("build")
+    return wheels(source_copy(folder / "source"), folder / "wheels")
+
+
+@pytest.fixture(scope="session")
 def machine(
-    tmp_path_factory: pytest.TempPathFactory, gateway: SandboxControl, api_port: int
+    tmp_path_factory: pytest.TempPathFactory, build: Path, gateway: SandboxControl, api_port: int
 ) -> Iterator[Machine]:
     assert is_root(), "tests/systemd boot a machine with systemd-nspawn: run them as root"
     folder = tmp_path_factory.mktemp("systemd")
     started = time.monotonic()
     root = make_root(folder)
-    wheel = wheels(source_copy(folder / "source"), folder / "wheels")
     configure(root, gateway.url, api_port)
     try:
         with booted(root, folder / "nspawn.log") as machine:
-            machine.install(wheel)
+            machine.install(build)
             machine.systemctl("daemon-reload")
             print(
                 f"\nmachine made, booted and heatup installed in {time.monotonic() - started:.0f} s"

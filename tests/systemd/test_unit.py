@@ -317,16 +317,20 @@ def test_restarts_during_claims_lose_no_slot_and_run_none_twice(
     report({"systemctl restart took s": took, "slot rows": slots, **calls})
 
 
+@pytest.fixture(scope="module")
+def newer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return newer_build(tmp_path_factory.mktemp("newer"))
+
+
 def test_an_upgrade_migrates_in_exec_start_pre_and_comes_back(
-    machine: Machine, api_port: int, tmp_path: Path, report: Report
+    machine: Machine, newer: Path, api_port: int, report: Report
 ) -> None:
-    newer = newer_build(tmp_path)
     machine.install(newer, upgrade=True)  # while the old build runs
     since = now_us()
     started = time.monotonic()
     machine.systemctl("restart", "heatup")
     took_s = time.monotonic() - started
-    revision = f"{int(head_revision()) + 1:04d}"
+    revision = newer_revision()
     assert machine.heatup("db", "current").strip() == f"{revision} (head)"
     entries = machine.journal("-u", "heatup", since_us=since)
     migrated = first(entries, f"{revision} (head)")  # ExecStartPre's heatup db upgrade
@@ -373,11 +377,14 @@ def downgrade() -> None:
 '''
 
 
+def newer_revision() -> str:
+    return f"{int(head_revision()) + 1:04d}"
+
+
 def newer_build(folder: Path) -> Path:
     """This checkout with one migration more and a higher version, as a wheel."""
     source = source_copy(folder / "source")
-    down = head_revision()
-    revision = f"{int(down) + 1:04d}"
+    down, revision = head_revision(), newer_revision()
     (source / "migrations" / "versions" / f"{revision}_upgrade_probe.py").write_text(
         MIGRATION.format(revision=revision, down=down)
     )
@@ -387,3 +394,18 @@ def newer_build(folder: Path) -> Path:
     assert old in text
     init.write_text(text.replace(old, f'__version__ = "{UPGRADED_VERSION}"'))
     return wheels(source, folder / "wheels", dependencies=False)
+
+
+def test_a_rollback_the_schema_cannot_follow_fails_saying_why_at_priority_err(
+    machine: Machine, build: Path, newer: Path, report: Report
+) -> None:
+    machine.install(build, upgrade=True)  # the older build back, the schema left ahead
+    since = now_us()
+    assert machine.systemctl("restart", "heatup", check=False).returncode != 0
+    errors = machine.journal("-u", "heatup", "-p", "err", since_us=since)
+    refusal = first(heatup_entries(errors), "heatup: error:")  # ExecStartPre's one line
+    assert refusal["PRIORITY"] == "3" and newer_revision() in refusal["MESSAGE"]
+    # Restart=on-failure tries again every RestartSec: the newer build back, it comes back.
+    machine.install(newer, upgrade=True)
+    wait_for(lambda: machine.show("ActiveState")["ActiveState"] == "active", timeout_s=60)
+    report({"ExecStartPre's error in journalctl -p err": refusal["MESSAGE"]})

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon import journal
+from heatup_daemon.cli import main
 from heatup_daemon.journal import JournalSender, is_journal_stream
 from heatup_daemon.logs import JournalHandler, configure_logging, log_context
 
@@ -206,3 +207,19 @@ def test_configure_logging_picks_the_journal_under_systemd_and_json_lines_elsewh
         finally:
             root.handlers[:] = before
             root.setLevel(level)
+
+
+def test_a_commands_error_line_carries_its_priority_under_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``heatup db upgrade`` in ExecStartPre writes to the journal's stream: ``<3>`` makes
+    its one error line an error there (journald reads the prefix, as syslog's)."""
+    with (tmp_path / "stream").open("w+") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        assert main(["--config", str(tmp_path / "missing.toml"), "check-config"]) == 2
+        status = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+        assert main(["--config", str(tmp_path / "missing.toml"), "check-config"]) == 2
+        stream.seek(0)
+        plain, journal_line = stream.read().splitlines()
+    assert plain.startswith("heatup: error: ") and journal_line == "<3>" + plain
