@@ -20,7 +20,7 @@ import pytest
 from heatup_daemon import journal
 from heatup_daemon.cli import main
 from heatup_daemon.journal import JournalSender, is_journal_stream
-from heatup_daemon.logs import JournalHandler, configure_logging, log_context
+from heatup_daemon.logs import QUIET, SILENT, JournalHandler, configure_logging, log_context
 
 SECRET = "planted-Secret-1234"
 
@@ -191,6 +191,8 @@ def test_configure_logging_picks_the_journal_under_systemd_and_json_lines_elsewh
 ) -> None:
     root = logging.getLogger()
     before, level = root.handlers[:], root.level
+    # configure_logging quietens other libraries' loggers: as they were, for later tests.
+    others = {name: logging.getLogger(name).level for name in (*QUIET, *SILENT)}
     with (tmp_path / "stream").open("w") as stream:
         monkeypatch.setattr(sys, "stdout", stream)
         status = os.fstat(stream.fileno())
@@ -207,6 +209,8 @@ def test_configure_logging_picks_the_journal_under_systemd_and_json_lines_elsewh
         finally:
             root.handlers[:] = before
             root.setLevel(level)
+            for name, was in others.items():
+                logging.getLogger(name).setLevel(was)
 
 
 def test_a_commands_error_line_carries_its_priority_under_the_journal(
