@@ -2,7 +2,9 @@
 
 Start: the database must be reachable and at the newest schema (else exit 1 with the
 reason: systemd tries again); on SQLite, no other daemon may hold the database; the channel
-pool is seeded if empty; stale runs are reaped and pending admin edits applied; the
+pool is seeded if empty; the node's lease is taken, and the runs of a predecessor on this
+host that died are ended at once (``succession``); stale runs are reaped and pending admin
+edits applied; the
 scheduler's jobs start; the HTTP API listens; then systemd hears ``READY=1``.
 
 While running: ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stuck
@@ -43,6 +45,7 @@ from heatup_daemon.lease import CLOCK_OFFSET_WARN_S, NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.run.events import RunObserver
 from heatup_daemon.scheduling.scheduler import Scheduler
+from heatup_daemon.succession import Markers
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
 from heatup_daemon.wiring import Parts, build_parts, node_lease
 
@@ -135,7 +138,8 @@ async def _serve_with(
             if not fatal.done():
                 fatal.set_result(exc)
 
-        async with lease.held(on_failure=on_fatal):
+        markers = Markers.of(settings.database)
+        async with lease.held(on_failure=on_fatal, markers=markers):
             clock = lease.clock
             parts = build_parts(
                 settings, repository, clock, metrics, lease, *listeners, on_fatal=on_fatal

@@ -306,6 +306,12 @@ class LeaseStore(Protocol):
     async def release_node(self, node: Node) -> None:
         """Drop the node's lease (at a clean stop, once its runs have ended)."""
 
+    async def end_dead_node(self, node: Node, now: datetime) -> int:
+        """The node's process is known to be gone (``succession``): end its ``running``
+        runs ``interrupted`` and drop its lease, in one transaction, without waiting for the
+        lease to run out; how many runs ended. Nothing changes if the node's row has another
+        name (an id of another database's node)."""
+
 
 class TokenLedger(Protocol):
     """LLM tokens spent per UTC day by every node together."""
