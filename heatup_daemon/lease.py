@@ -46,7 +46,9 @@ CLOCK_OFFSET_WARN_S: Final = 1.0
 # The end the reaper gives the runs of a node whose lease ran out.
 REAPED: Final = "the process running it stopped (its node's lease ran out)"
 # The end a successor on the same host gives the runs of a node whose process is gone.
-SUCCEEDED: Final = "the process running it stopped (its successor on the host found it gone)"
+ENDED_BY_SUCCESSOR: Final = (
+    "the process running it stopped (its successor on the host found it gone)"
+)
 # After a renewal failed (the database is unavailable), try again this soon.
 RETRY_S: Final = 2.0
 
@@ -161,8 +163,6 @@ class NodeLease:
         whose process on this host is gone end first."""
         self._markers = markers
         node = await self.acquire()
-        if markers is not None:
-            await end_dead_predecessors(markers, self._store, self._clock)
         keeper = asyncio.create_task(self.keep(), name="lease")
 
         def ended(task: asyncio.Task[None]) -> None:
@@ -171,6 +171,8 @@ class NodeLease:
 
         keeper.add_done_callback(ended)
         try:
+            if markers is not None:
+                await end_dead_predecessors(markers, self._store, self._clock)
             yield node
         finally:
             keeper.cancel()

@@ -4,8 +4,8 @@ Start: the database must be reachable and at the newest schema (else exit 1 with
 reason: systemd tries again); on SQLite, no other daemon may hold the database; the channel
 pool is seeded if empty; the node's lease is taken, and the runs of a predecessor on this
 host that died are ended at once (``succession``); stale runs are reaped and pending admin
-edits applied; the
-scheduler's jobs start; the HTTP API listens; then systemd hears ``READY=1``.
+edits applied; the scheduler's jobs start; the HTTP API listens; then systemd hears
+``READY=1``.
 
 While running: ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stuck
 loop gets restarted) and a one-line ``STATUS=`` (which names a database outage). A database

@@ -20,7 +20,7 @@ from heatup_daemon.db.base import SqlStore, rows_affected
 from heatup_daemon.db.ledger import ENDED_RUNS, settle_reserved
 from heatup_daemon.db.models import NodeRow, RunRow
 from heatup_daemon.enums import RunStatus
-from heatup_daemon.lease import REAPED, SUCCEEDED
+from heatup_daemon.lease import ENDED_BY_SUCCESSOR, REAPED
 from heatup_daemon.records import LeaseReading, Node
 
 
@@ -68,7 +68,7 @@ class LeaseSql(SqlStore):
                     RunRow.node_id == node.id,
                     RunRow.node == node.name,
                 )
-                .values(status=RunStatus.INTERRUPTED, finished_at=moment, error=SUCCEEDED)
+                .values(status=RunStatus.INTERRUPTED, finished_at=moment, error=ENDED_BY_SUCCESSOR)
             )
             db.execute(delete(NodeRow).where(NodeRow.id == node.id))
             db.execute(settle_reserved(ENDED_RUNS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from heatup_daemon.enums import RunStatus
-from heatup_daemon.lease import REAPED, SUCCEEDED
+from heatup_daemon.lease import ENDED_BY_SUCCESSOR, REAPED
 from heatup_daemon.records import LeaseReading, Node
 from heatup_daemon.testing.memory.tables import MemoryTables
 
@@ -39,7 +39,8 @@ class MemoryLeases(MemoryTables):
         for run in list(self.runs.values()):
             ours = self.run_nodes.get(run.id) == node.id and run.node == node.name
             if ours and run.status is RunStatus.RUNNING:
-                self._update(run.id, status=RunStatus.INTERRUPTED, finished_at=now, error=SUCCEEDED)
+                ended_by = ENDED_BY_SUCCESSOR
+                self._update(run.id, status=RunStatus.INTERRUPTED, finished_at=now, error=ended_by)
                 ended += 1
         self.leases.pop(node.id, None)
         self._settle(self._of_ended_run)
