@@ -107,9 +107,10 @@ class NodeLease:
         )
         previous, self._node = self._node, reading.node
         if self._markers is not None:
-            self._markers.mark(reading.node)
-            if previous is not None:
-                self._markers.unmark(previous)
+            if previous is None or previous.id != reading.node.id:  # else its marker holds
+                if previous is not None:
+                    self._markers.unmark(previous)
+                self._markers.mark(reading.node)
         return reading.node
 
     async def renew(self) -> None:

@@ -20,7 +20,7 @@ import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from heatup_daemon.enums import Format, Outcome
 from heatup_daemon.errors import InvalidValue
@@ -105,7 +105,7 @@ async def register_all(
         try:
             return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
         finally:  # before the collector runs again
-            await asyncio.to_thread(_release, parsed.rows)
+            await asyncio.to_thread(release, parsed.rows, parsed.problems)
 
 
 async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:
@@ -129,11 +129,12 @@ async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: A
     return await asyncio.to_thread(_report, parsed, registered, written)
 
 
-def _release(rows: list[Row]) -> None:
-    """Free ``rows`` a chunk at a time: freeing millions at once is one call that holds
-    every thread, the event loop's too, for most of a second."""
-    while rows:
-        del rows[-CHUNK:]
+def release(*lists: list[Any]) -> None:
+    """Empty ``lists`` a chunk at a time (in a worker thread): freeing millions of rows at
+    once is one call that holds every thread, the event loop's too, for most of a second."""
+    for items in lists:
+        while items:
+            del items[-CHUNK:]
 
 
 def _report(parsed: Parsed, registered: set[int], written: int) -> Report:

@@ -103,6 +103,7 @@ def build_parts(
         joins=settings.join_policy,
         bounds=settings.planner,
         on_fatal=on_fatal,
+        store=repository,
     )
     return Parts(gateway, planner, runner, InFlight(runner))
 

@@ -203,9 +203,11 @@ async def import_file(request: Request, state: State) -> Response:
     if report.written:
         state.on_registered()
     status = 422 if report.problems and not report.written else 200
-    return console.page(
+    page = console.page(
         request, "import.html", status, title="import sessions", report=report, filename=name
     )
+    await asyncio.to_thread(transfer.release, report.problems)  # perhaps millions
+    return page
 
 
 @router.get("/sessions/export")

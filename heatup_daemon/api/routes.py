@@ -212,9 +212,11 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> compat.WarmupAn
     task = (await starting.start(state, gateway_session_id, on_plan)).task
     waiters: list[asyncio.Future[Any]] = [planned, task]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if not planned.done():
-        _result(task)
-    run, plan = planned.result()
+    if planned.done():
+        run, plan = planned.result()
+    else:  # ended before its plan was told here (adopted by another request's read-back)
+        result = _result(task)
+        run, plan = result.run, result.plan
     view = await state.registry.get_run(run.id)
     return compat.started(gateway_session_id, view, list(plan.actions))
 

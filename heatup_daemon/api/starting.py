@@ -87,6 +87,10 @@ async def _read_back(
     for run in adopted:
         if run.session.gateway_session_id == gateway_session_id:
             return Started(run, state.in_flight.task_of(run))
+    # Another start's read-back may have adopted it meanwhile (it waited for this write).
+    held = state.in_flight.held_for(gateway_session_id)
+    if held is not None and held[0].trigger is Trigger.API:
+        return Started(*held)
     raise unavailable
 
 

@@ -142,6 +142,9 @@ class LLMWithFallback:
         except DatabaseUnavailable:
             self._owed[key] = 0  # the reservation may have landed: give it back
             return BUDGET_UNKNOWN
+        except asyncio.CancelledError:
+            self._owed[key] = 0  # no call will be made: give back what may have landed
+            raise
         return None if reserved else BUDGET_SPENT
 
     async def _settle(self, key: str, spent: int) -> None:

@@ -161,18 +161,30 @@ class _Run:
             error = f"{total - ok} of {total} actions did not succeed"
         return RunOutcome(status, error, tuple(self.records))
 
-    async def clear_call(self, in_flight: ActionRecord) -> None:
+    async def clear_call(self, in_flight: ActionRecord) -> float:
         """The fence before a gateway call: write the action's in-flight row, or stop the run
-        (``_Stop``) if it may not make the call."""
-        for _ in range(2):
+        (``_Stop``) if it may not make the call. Returns the call's deadline (event loop
+        time), counted from when the fence was asked: its write ran after that (behind a
+        queue of writes, or at its transaction's start), so the lease it checked outlasts
+        the deadline. A fence that waited out an outage is asked again, for a deadline that
+        leaves the call its time."""
+        loop, renewed = asyncio.get_running_loop(), False
+        for attempt in range(4):
+            asked = loop.time()
             clearance = await self.recorder.start_call(
                 self.run.id, in_flight, self.call_budget_s, self.clock.now()
             )
             if clearance is Clearance.CLEARED:
-                return
+                deadline = asked + self.call_budget_s
+                if deadline - loop.time() >= self.call_budget_s / 2 or attempt == 3:
+                    return deadline
+                continue  # it waited long: judge again from now
             if clearance is Clearance.REAPED:
                 raise _Stop(LEASE_LOST)
+            if renewed:
+                break
             await self.renew_lease()  # the lease would not outlast the call
+            renewed = True
         raise _Stop(LEASE_SHORT)
 
     async def stay(self, seconds: float) -> None:
@@ -224,26 +236,26 @@ class _Run:
         if kind is ActionKind.IDLE:
             await self.stay(action.duration_seconds or 0.0)  # no gateway call
             return
-        await self.clear_call(self._in_flight(action, result))
+        deadline = await self.clear_call(self._in_flight(action, result))
         result.calling = True
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
-            await self.within_budget(gateway.join_channel(gateway_id, action.channel))
+            await self.within(deadline, gateway.join_channel(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
         elif kind is ActionKind.READ_MESSAGES:
             assert action.channel is not None
-            await self.within_budget(gateway.read_history(gateway_id, action.channel))
+            await self.within(deadline, gateway.read_history(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
             await self.stay(action.duration_seconds or 0.0)
         else:
-            await self.within_budget(gateway.browse_dialogs(gateway_id))
+            await self.within(deadline, gateway.browse_dialogs(gateway_id))
             result.latency_s = clock.monotonic() - before
 
-    async def within_budget(self, call: Awaitable[T]) -> T:
-        """``call``, cut short when it outlasts the budget the fence cleared it for."""
+    async def within(self, deadline: float, call: Awaitable[T]) -> T:
+        """``call``, cut short at the ``deadline`` its fence cleared it for."""
         try:
-            async with asyncio.timeout(self.call_budget_s):
+            async with asyncio.timeout_at(deadline):
                 return await call
         except TimeoutError:
             raise GatewayUnavailable(
@@ -269,10 +281,10 @@ class _Run:
     async def _confirm_join(self, action: PlannedAction, result: _Result) -> None:
         """The join's answer was lost: ask, read-only, whether the session is a member."""
         assert action.channel is not None
-        await self.clear_call(self._in_flight(action, result))
+        deadline = await self.clear_call(self._in_flight(action, result))
         try:
-            member = await self.within_budget(
-                self.gateway.is_member(self.gateway_id, action.channel)
+            member = await self.within(
+                deadline, self.gateway.is_member(self.gateway_id, action.channel)
             )
         except (GatewayError, InvalidValue):
             member = None

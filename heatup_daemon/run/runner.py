@@ -40,7 +40,7 @@ from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
 from heatup_daemon.ramp import JoinPolicy
-from heatup_daemon.records import ActionRecord, JoinLimits, Run
+from heatup_daemon.records import ActionRecord, JoinLimits, Run, RunInFlight
 from heatup_daemon.run.events import RunEnd, RunObserver
 from heatup_daemon.run.executor import Executor, RunOutcome
 from heatup_daemon.session import admit
@@ -51,6 +51,7 @@ from heatup_daemon.validation import handle
 log = logging.getLogger(__name__)
 
 PlanObserver = Callable[[Run, Plan], Awaitable[None]]
+UNCONFIRMED: Final = "heatup stopped before the run's start was confirmed"
 # The fatal rule's name for runs that fail of a defect (a refused write, a bug).
 DEFECTS: Final = "runs"
 
@@ -77,8 +78,12 @@ class Runner:
         joins: JoinPolicy,
         bounds: PlannerSettings,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
+        store: RunRecorder | None = None,
     ) -> None:
         self._recorder = recorder
+        # Writes that may not wait out an outage (``recorder``'s do): the ends of unconfirmed
+        # starts, asked again later if the database does not answer.
+        self._store = store or recorder
         self._planner = planner
         self._executor = executor
         self._observer = observer
@@ -111,21 +116,39 @@ class Runner:
         """This node's runs in flight that none of ``known`` is, nor a run whose end is being
         written: their row was written but the answer to its commit was lost, so no task runs
         them. Those whose session may run are returned, to launch; the others are ended
-        ``interrupted``."""
+        ``interrupted``. Raises ``DatabaseUnavailable`` rather than wait for the database."""
         now, adopted = self._clock.now(), []
-        for row in await self._recorder.runs_in_flight(self._lease.node):
-            if row.id in known or row.id in self._finishing:
-                continue
+        for row in await self._unconfirmed(known):
             try:
                 session = admit(row.record, now)
             except SessionNotRunnable as refused:
                 reason = f"its start could not be confirmed, and now {refused}"[:500]
-                await self._recorder.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
+                await self._store.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
                 continue
             adopted.append(
                 Run(row.id, session, row.trigger, row.due_at, row.started_at, row.scheduled_for)
             )
         return adopted
+
+    async def end_unconfirmed(self) -> int:
+        """At a stop, once no task runs here: end this node's runs whose start was never
+        confirmed (``interrupted``); how many. The reaper ends them if the database does not
+        answer now."""
+        ended = 0
+        try:
+            for row in await self._unconfirmed(frozenset()):
+                now = self._clock.now()
+                await self._store.finish_run(row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now)
+                ended += 1
+        except DatabaseUnavailable as exc:
+            log.warning("runs whose start was not confirmed are left to the reaper: %s", exc)
+        return ended
+
+    async def _unconfirmed(self, known: frozenset[int]) -> list[RunInFlight]:
+        # Taken before the read: an end written while it reads leaves its row running there.
+        skip = known | self.finishing
+        rows = await self._store.runs_in_flight(self._lease.node)
+        return [row for row in rows if row.id not in skip]
 
     async def run(
         self,
@@ -324,6 +347,13 @@ class InFlight:
             self._starting -= 1
             self._start_done.set()
 
+    def held_for(self, gateway_session_id: int) -> tuple[Run, asyncio.Task[RunResult]] | None:
+        """The run in flight here of the session with ``gateway_session_id``, and its task."""
+        for run, task in self._tasks.values():
+            if run.session.gateway_session_id == gateway_session_id:
+                return run, task
+        return None
+
     def task_of(self, run: Run) -> asyncio.Task[RunResult]:
         """The task of ``run``, in flight here."""
         return self._tasks[run.session.id][1]
@@ -384,6 +414,8 @@ class InFlight:
             for waiter in waiters:
                 waiter.cancel()
         await self._runner.drain()
+        if self.adopt_pending:  # a start's row may have landed without its answer
+            await self._runner.end_unconfirmed()
 
     def hurry(self) -> None:
         """A second stop request: cancel every run now instead of waiting for its action."""

@@ -170,12 +170,17 @@ class Dispatcher:
                     break
                 moment = now or self._clock.now()
                 limit = min(room, CLAIM_BATCH)
-                async with self._in_flight.writing():  # no adoption between claim and launch
-                    claim = await self._store.claim_due(
-                        self._slots, moment, limit, self._lease.node, self._due_by(moment)
-                    )
-                    for run in claim.runs:
-                        self._in_flight.launch(run)
+                try:
+                    async with self._in_flight.writing():  # no adoption between claim and launch
+                        claim = await self._store.claim_due(
+                            self._slots, moment, limit, self._lease.node, self._due_by(moment)
+                        )
+                        for run in claim.runs:
+                            self._in_flight.launch(run)
+                except DatabaseUnavailable:
+                    # Whatever outage this is part of: the claim may have landed unconfirmed.
+                    self._in_flight.adopt_pending = True
+                    raise
                 self._report(claim.decisions)
                 for run in claim.runs:
                     self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
