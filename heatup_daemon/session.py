@@ -8,11 +8,14 @@ may run.
   whole run path (claim, plan, execute, record) carries this one type.
 - ``admit`` is the only definition of "may this session run now". Claims, API and CLI runs
   and the cancellation of runs in flight all ask it.
+- The admin key (``admin_key_of``) is a row's admin-owned values as one text: heatup keeps
+  the key it last applied, so a row whose key differs was inserted or edited since.
 """
 
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -52,6 +55,43 @@ PUBLIC_FIELDS: Final = (
     "cooldown_until",
     "created_at",
 )
+
+
+# The admin key's fields, in order: every admin-owned column, and ``state``, which an
+# admin's ``sessions enable`` resets (``db.sessions.admin_key`` builds the key in SQL).
+KEY_FIELDS: Final = (
+    "gateway_session_id",
+    "schedule",
+    "jitter_seconds",
+    "timezone",
+    "enabled",
+    "state",
+    "label",
+    "account_created_at",
+)
+KEY_SEPARATOR: Final = "\x1f"
+
+
+def admin_key_of(values: Mapping[str, object]) -> str:
+    """The admin key of a row given as values (the in-memory store's rows): each field's
+    text, as ``db.sessions.admin_key`` builds it in SQL (nothing is empty, a boolean is
+    on or off)."""
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value)
+
+    return KEY_SEPARATOR.join(text(values[name]) for name in KEY_FIELDS)
+
+
+def key_fields(key: str | None) -> dict[str, str]:
+    """The fields of an admin key, by name (none for ``None``: never applied)."""
+    if key is None:
+        return {}
+    return dict(zip(KEY_FIELDS, key.split(KEY_SEPARATOR, len(KEY_FIELDS) - 1), strict=False))
 
 
 @dataclass(frozen=True, slots=True)

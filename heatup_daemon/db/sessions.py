@@ -20,8 +20,14 @@ from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
 from heatup_daemon.db.models import SessionRow
 from heatup_daemon.enums import SessionState, Standing
-from heatup_daemon.scheduling.slots import KEY_FIELDS, KEY_SEPARATOR
-from heatup_daemon.session import TIME_FIELDS, SessionRecord, Stamp, read_time
+from heatup_daemon.session import (
+    KEY_FIELDS,
+    KEY_SEPARATOR,
+    TIME_FIELDS,
+    SessionRecord,
+    Stamp,
+    read_time,
+)
 
 
 class LenientTime(TypeDecorator[Any]):

@@ -11,8 +11,7 @@ from typing import Any
 from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, SessionState
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
 from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
-from heatup_daemon.scheduling.slots import admin_key_of
-from heatup_daemon.session import TIME_FIELDS, SessionRecord, read_time
+from heatup_daemon.session import TIME_FIELDS, SessionRecord, admin_key_of, read_time
 from heatup_daemon.timing.clock import Clock, SystemClock
 
 SESSION_DEFAULTS: dict[str, Any] = {
