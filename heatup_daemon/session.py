@@ -18,7 +18,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from heatup_daemon.enums import Refusal, SessionState, Standing
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
@@ -148,7 +148,28 @@ class Session:
     account_created_at: datetime
 
     def age_days(self, now: datetime) -> int:
-        return max((now - self.account_created_at) // timedelta(days=1), 0)
+        return age_days(self.account_created_at, now)
+
+
+# A moment as a row gives it: a time, its text, or nothing.
+T = TypeVar("T", bound=datetime | str | None)
+
+
+def born_at(account_created_at: T | None, registered_at: T) -> T:
+    """When an account was born: when it was created where the row says, else when the row
+    was registered (``db.sessions.born_sql`` is the same rule in SQL)."""
+    return registered_at if account_created_at is None else account_created_at
+
+
+def age_days(born: datetime, now: datetime) -> int:
+    """An account's age at ``now`` in whole days (0 before it was born)."""
+    return max((now - born) // timedelta(days=1), 0)
+
+
+def born_by(now: datetime, days: int) -> datetime:
+    """The latest birth of an account ``days`` old or older at ``now``: one born by ``now``
+    has ``age_days(born, now) >= days`` exactly when ``born <= born_by(now, days)``."""
+    return now - timedelta(days=days)
 
 
 # Times outside these years are not read as times: PostgreSQL's +-infinity arrive as the
@@ -225,7 +246,7 @@ def validate_record(record: SessionRecord, now: datetime) -> Session:
         state=state,
         state_reason=record.state_reason,
         cooldown_until=time_of("cooldown_until", record.cooldown_until),
-        account_created_at=account or registered,
+        account_created_at=born_at(account, registered),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Final
 
 from heatup_daemon.ramp import Ramp
 from heatup_daemon.records import WarmthFacts
-from heatup_daemon.session import SessionRecord
+from heatup_daemon.session import SessionRecord, age_days, born_at
 from heatup_daemon.stores import Registry
 from heatup_daemon.validation import handle
 
@@ -37,8 +37,8 @@ class Warmth:
 
 def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime) -> Warmth:
     """The warmth report of ``record`` (a value heatup cannot read counts as absent)."""
-    born = _time(record.account_created_at) or _time(record.created_at) or now
-    age = max((now - born) // timedelta(days=1), 0)
+    born = born_at(_time(record.account_created_at), _time(record.created_at)) or now
+    age = age_days(born, now)
     flood_s = record.flood_wait_s if isinstance(record.flood_wait_s, int) else None
     return Warmth(
         age_days=age,

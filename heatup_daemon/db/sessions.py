@@ -75,6 +75,12 @@ def standing_sql() -> ColumnElement[str]:
     )
 
 
+def born_sql() -> ColumnElement[Any]:
+    """``session.born_at`` in SQL: the account's creation time where the row gives one,
+    else the row's registration."""
+    return func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
+
+
 def admin_key() -> ColumnElement[str]:
     parts: dict[str, ColumnElement[str]] = {
         "gateway_session_id": _text(SessionRow.gateway_session_id),

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, RunView, SessionCounts
-from heatup_daemon.session import read_time, refusals_of, standing
+from heatup_daemon.session import born_at, born_by, refusals_of, standing
 from heatup_daemon.stores import SlotPolicy
 from heatup_daemon.testing.memory.tables import MemoryTables, new_run
 
@@ -144,14 +144,14 @@ class MemoryScheduling(MemoryTables):
 
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
         self._check()
+        records = [self._record(session_id) for session_id in self.sessions]
         born = [
-            read_time(row["account_created_at"] or row["created_at"])
-            for session_id, row in self.sessions.items()
-            if standing(self._record(session_id)) is Standing.ACTIVE
+            born_at(record.account_created_at, record.created_at)
+            for record in records
+            if standing(record) is Standing.ACTIVE
         ]
         return [
-            sum(1 for b in born if isinstance(b, datetime) and b <= now - timedelta(days=d))
-            for d in days
+            sum(1 for b in born if isinstance(b, datetime) and b <= born_by(now, d)) for d in days
         ]
 
     async def counts(self, now: datetime) -> SessionCounts:
