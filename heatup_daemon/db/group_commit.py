@@ -29,7 +29,13 @@ from heatup_daemon.db.engine import WRITE
 # Transactions in one group at most: a group holds SQLite's write lock while it runs, and
 # another process (an admin's SQL client) waits for it meanwhile.
 MAX_GROUP: Final = 64
-_SAVEPOINT: Final = "heatup_write"
+# The savepoint each write of a group runs in (one at a time, so one name serves).
+_SAVEPOINT: Final = "heatup_grouped_write"
+
+
+class WriterClosed(RuntimeError):
+    """A write submitted after the writer was closed: a defect of its caller, which would
+    otherwise wait for an answer that never comes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +56,30 @@ class GroupWriter:
         self._engine = engine
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._closing = threading.Lock()  # nothing is queued after the end of the queue
+        self._closed = False
         self.groups = 0  # transactions committed (or tried), each of one or more writes
         self._thread = threading.Thread(target=self._serve, name="heatup-sqlite-write", daemon=True)
         self._thread.start()
 
     def submit(self, work: Callable[[Connection], Any]) -> asyncio.Future[Any]:
         """Queue ``work`` (a function of the transaction's connection); its result, or its
-        error, once the group it ran in has committed."""
+        error, once the group it ran in has committed. ``WriterClosed`` once ``close`` was
+        called."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Write(work, future, loop))
+        with self._closing:
+            if self._closed:
+                raise WriterClosed("the SQLite writer is closed: the store was closed")
+            self._queue.put(_Write(work, future, loop))
         return future
 
     def close(self) -> None:
-        """Finish what is queued, then end the thread."""
-        self._queue.put(None)
+        """Finish what is queued, then end the thread; later writes are refused."""
+        with self._closing:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
         self._thread.join()
 
     def _serve(self) -> None:

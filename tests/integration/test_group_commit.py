@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 
 from heatup_daemon.db.engine import _sqlite_events
-from heatup_daemon.db.group_commit import GroupWriter
+from heatup_daemon.db.group_commit import GroupWriter, WriterClosed
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, Trigger
 from heatup_daemon.records import ActionRecord
 from heatup_daemon.validation import validate_channel
@@ -99,6 +99,17 @@ async def test_a_failed_commit_fails_every_write_of_its_group(engine: Engine) ->
     assert all(isinstance(a, Exception) and "FOREIGN KEY" in str(a) for a in answers)
     assert rows(engine, "parent") == [3]
     assert rows(engine, "child") == []
+
+
+async def test_a_write_after_close_is_refused(engine: Engine) -> None:
+    """Not queued behind the end, where nobody would ever answer it."""
+    writer = GroupWriter(engine)
+    assert await writer.submit(insert("parent", 1)) == 1
+    writer.close()
+    with pytest.raises(WriterClosed):
+        writer.submit(insert("parent", 2))
+    writer.close()  # again: nothing more to do
+    assert rows(engine, "parent") == [1]
 
 
 async def test_the_fence_judges_the_lease_from_when_its_write_runs(tmp_path: Path) -> None:
