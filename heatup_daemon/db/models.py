@@ -93,6 +93,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
+# What heatup writes about what happened (an error, why a row is set aside) is kept to this
+# many characters: ``warmup_actions.error_text`` holds no more, and the others as little.
+TEXT_LIMIT: Final = 500
+
+
+def clipped(text: str | None) -> str | None:
+    """``text`` as the store keeps it (``TEXT_LIMIT``)."""
+    return None if text is None else text[:TEXT_LIMIT]
+
+
+class ClippedString(TypeDecorator[str]):
+    """``String(length)`` cut to ``TEXT_LIMIT`` characters where text enters the store,
+    whoever writes it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return clipped(value)
+
+
+class ClippedText(ClippedString):
+    """``Text``, cut as ``ClippedString`` is."""
+
+    impl = Text
+    cache_ok = True
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -176,8 +204,8 @@ class SessionRow(Base):
     state: Mapped[str] = mapped_column(
         String(20), server_default=SessionState.ACTIVE.value, nullable=False
     )
-    state_reason: Mapped[str | None] = mapped_column(Text)
-    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    state_reason: Mapped[str | None] = mapped_column(ClippedText)
+    invalid_reason: Mapped[str | None] = mapped_column(ClippedText)
     # The admin key (``db.sessions.admin_key``) as of the last time heatup applied the row:
     # a row whose key differs was inserted or edited since, and is reconciled.
     applied_key: Mapped[str | None] = mapped_column(Text)
@@ -354,7 +382,7 @@ class RunRow(Base):
     # The run's last sign of life: its start, then each gateway call it was cleared to make.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ClippedText)
 
     actions: Mapped[list[ActionRow]] = relationship(
         back_populates="run", order_by="ActionRow.seq", passive_deletes=True
@@ -393,7 +421,7 @@ class ActionRow(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_text: Mapped[str | None] = mapped_column(String(500))
+    error_text: Mapped[str | None] = mapped_column(ClippedString(TEXT_LIMIT))
     gateway_latency_s: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[RunRow] = relationship(back_populates="actions")

@@ -268,7 +268,7 @@ class RunSql(SqlStore):
         statement = (
             update(SessionRow)
             .where(SessionRow.id == session_id)
-            .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
+            .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason)
         )
         await self._write(lambda db: db.execute(statement))
 

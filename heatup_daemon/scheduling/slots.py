@@ -222,4 +222,4 @@ def _as_applied(record: SessionRecord, decided: Decision) -> SessionRecord:
 def _unexpected(exc: Exception) -> str:
     # The scheduler logs the flag once; the traceback is for whoever debugs it.
     log.debug("cannot decide the next slot of a session row", exc_info=True)
-    return f"heatup cannot compute this row's next slot: {type(exc).__name__}: {exc}"[:500]
+    return f"heatup cannot compute this row's next slot: {type(exc).__name__}: {exc}"

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from heatup_daemon.db.models import clipped
 from heatup_daemon.enums import Clearance, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import AlreadyRunning, NotFound
 from heatup_daemon.pool import CHANNEL_FLAG_WINDOW, channel_flag
@@ -110,7 +111,9 @@ class MemoryRuns(MemoryTables):
         self._check()
         run = self.runs[run_id]
         if run.status is RunStatus.RUNNING:
-            self._update(run_id, status=status, error=error, finished_at=at, heartbeat_at=at)
+            self._update(
+                run_id, status=status, error=clipped(error), finished_at=at, heartbeat_at=at
+            )
             if run.session_id in self.sessions:
                 self.sessions[run.session_id]["last_run_at"] = at
         self._settle(lambda join: join["run_id"] == run_id)
@@ -127,7 +130,7 @@ class MemoryRuns(MemoryTables):
     async def mark_needs_attention(self, session_id: int, reason: str) -> None:
         self._check()
         self.sessions[session_id].update(
-            state=SessionState.NEEDS_ATTENTION.value, state_reason=reason[:500]
+            state=SessionState.NEEDS_ATTENTION.value, state_reason=clipped(reason)
         )
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:

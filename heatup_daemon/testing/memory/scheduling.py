@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from heatup_daemon.db.models import clipped
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, RunView, SessionCounts
 from heatup_daemon.session import born_at, born_by, refusals_of, standing
@@ -93,7 +94,7 @@ class MemoryScheduling(MemoryTables):
             started_at=now,
             heartbeat_at=now if running else None,
             finished_at=None if running else now,
-            error=slot.error,
+            error=clipped(slot.error),
         )
         self.runs[row.id] = row
         self.run_nodes[row.id] = node.id

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from heatup_daemon.db.models import clipped
 from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, SessionState
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
 from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
@@ -108,7 +109,7 @@ class MemoryTables:
             row.update(
                 next_nominal_at=d.next_nominal_at,
                 next_run_at=d.next_run_at,
-                invalid_reason=d.invalid_reason,
+                invalid_reason=clipped(d.invalid_reason),
                 applied_key=d.applied_key,
             )
 
@@ -141,6 +142,7 @@ class MemoryTables:
         )
 
     def _write_action(self, run_id: int, record: ActionRecord) -> None:
+        record = replace(record, error_text=clipped(record.error_text))
         others = (a for a in self.runs[run_id].actions if a.seq != record.seq)
         self._update(run_id, actions=tuple(sorted((*others, record), key=lambda a: a.seq)))
 
