@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from heatup_daemon.db.base import SqlStore, is_transient
+from heatup_daemon.db.dialect import UTCDateTime
 from heatup_daemon.db.models import (
     ActionRow,
     ChannelRow,
@@ -28,7 +29,6 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionRow,
     TokenSettlementRow,
-    UTCDateTime,
 )
 from heatup_daemon.db.sessions import (
     admin_key,

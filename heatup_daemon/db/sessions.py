@@ -18,6 +18,7 @@ from sqlalchemy import Dialect, String, case, cast, func, literal, type_coerce
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
+from heatup_daemon.db.dialect import times_as_text
 from heatup_daemon.db.models import SessionRow
 from heatup_daemon.enums import SessionState, Standing
 from heatup_daemon.session import (
@@ -38,7 +39,7 @@ class LenientTime(TypeDecorator[Any]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":  # no parsing by the driver: the raw text or number
+        if times_as_text(dialect.name):  # no parsing by the driver: the raw text or number
             return dialect.type_descriptor(String())
         return dialect.type_descriptor(DateTime(timezone=True))
 

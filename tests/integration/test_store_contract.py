@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from heatup_daemon.db.models import TEXT_LIMIT, NodeRow
+from heatup_daemon.db.models import NodeRow
+from heatup_daemon.db.texts import TEXT_LIMIT
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.records import (

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from heatup_daemon.db.models import clipped
+from heatup_daemon.db.texts import clipped
 from heatup_daemon.enums import Clearance, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import AlreadyRunning, NotFound
 from heatup_daemon.pool import CHANNEL_FLAG_WINDOW, channel_flag

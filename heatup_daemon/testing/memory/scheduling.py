@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from heatup_daemon.db.models import clipped
+from heatup_daemon.db.texts import clipped
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, RunView, SessionCounts
 from heatup_daemon.session import born_at, born_by, refusals_of, standing

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from heatup_daemon.db.models import clipped
+from heatup_daemon.db.texts import clipped
 from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, SessionState
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
 from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
