@@ -22,10 +22,17 @@ from heatup_daemon.testing.memory.ledger import MemoryLedger
 from heatup_daemon.testing.memory.registry import MemoryRegistry
 from heatup_daemon.testing.memory.runs import MemoryRuns
 from heatup_daemon.testing.memory.scheduling import MemoryScheduling
+from heatup_daemon.testing.memory.tokens import MemoryTokens
 
 
 class InMemoryStore(
-    MemoryRegistry, MemoryScheduling, MemoryRuns, MemoryLedger, MemoryLeases, NodeStore
+    MemoryRegistry,
+    MemoryScheduling,
+    MemoryRuns,
+    MemoryLedger,
+    MemoryTokens,
+    MemoryLeases,
+    NodeStore,
 ):
     """Every port but ``Console``, declared so that mypy holds it to them."""
 

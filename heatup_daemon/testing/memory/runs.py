@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from heatup_daemon.db.texts import clipped
@@ -211,24 +211,3 @@ class MemoryRuns(MemoryTables):
         if run_id not in self.runs:
             raise NotFound(f"no run with id {run_id}")
         return self.runs[run_id]
-
-    async def tokens_spent(self, day: date) -> int:
-        self._check()
-        return self.tokens.get(day, 0)
-
-    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
-        self._check()
-        if self.tokens.get(day, 0) + tokens > budget:
-            return False
-        self.tokens[day] = self.tokens.get(day, 0) + tokens
-        self.settlements[key] = (day, tokens)
-        return True
-
-    async def settle_tokens(self, key: str, spent: int) -> None:
-        self._check()
-        reservation = self.settlements.get(key)
-        if reservation is None or key in self.settled:
-            return
-        day, reserved = reservation
-        self.tokens[day] += spent - reserved
-        self.settled.add(key)
