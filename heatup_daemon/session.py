@@ -18,6 +18,7 @@ import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from heatup_daemon.enums import Refusal, SessionState, Standing
@@ -54,6 +55,29 @@ PUBLIC_FIELDS: Final = (
     "last_run_at",
     "cooldown_until",
     "created_at",
+)
+
+
+# What a new ``sessions`` row holds in the columns its registration leaves out: the
+# schema's defaults, and heatup's own columns empty.
+ROW_DEFAULTS: Final[Mapping[str, object]] = MappingProxyType(
+    {
+        "label": None,
+        "enabled": True,
+        "jitter_seconds": 0,
+        "timezone": "UTC",
+        "account_created_at": None,
+        "state": SessionState.ACTIVE.value,
+        "state_reason": None,
+        "invalid_reason": None,
+        "applied_key": None,
+        "next_nominal_at": None,
+        "next_run_at": None,
+        "last_run_at": None,
+        "cooldown_until": None,
+        "flood_wait_at": None,
+        "flood_wait_s": None,
+    }
 )
 
 

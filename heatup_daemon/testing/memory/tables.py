@@ -9,29 +9,11 @@ from datetime import date, datetime
 from typing import Any
 
 from heatup_daemon.db.texts import clipped
-from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, SessionState
+from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
 from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
 from heatup_daemon.session import TIME_FIELDS, SessionRecord, admin_key_of, read_time
 from heatup_daemon.timing.clock import Clock, SystemClock
-
-SESSION_DEFAULTS: dict[str, Any] = {
-    "label": None,
-    "enabled": True,
-    "jitter_seconds": 0,
-    "timezone": "UTC",
-    "account_created_at": None,
-    "state": SessionState.ACTIVE.value,
-    "state_reason": None,
-    "invalid_reason": None,
-    "applied_key": None,
-    "next_nominal_at": None,
-    "next_run_at": None,
-    "last_run_at": None,
-    "cooldown_until": None,
-    "flood_wait_at": None,
-    "flood_wait_s": None,
-}
 
 
 def new_run(**fields: Any) -> RunView:
