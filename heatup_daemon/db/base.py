@@ -2,7 +2,7 @@
 
 Every operation is a plain function of a synchronous ``Connection`` that runs as one
 transaction, a read (``_read``) or a write (``_write``): on PostgreSQL, on a connection of
-the async engine (asyncpg) through ``run_sync``, where claims lock rows explicitly; on
+the async engine through ``run_sync``, where claims lock rows explicitly; on
 SQLite, in threads of its own (``sqlite.SqliteThreads``: one writer, whose queued writes
 commit together, and a few readers). What else differs between the two is decided in
 ``dialect``.

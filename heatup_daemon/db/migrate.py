@@ -26,8 +26,8 @@ MIGRATION_LOCK: Final = 0x686561747570
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# Alembic is imported where it is used: most commands never migrate, and it is a fifth
-# of the command line's start-up time.
+# Alembic is imported where it is used: most commands never migrate, and importing it is a
+# large share of the command line's start-up time.
 
 
 def alembic_config() -> Config:
