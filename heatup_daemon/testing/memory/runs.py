@@ -25,7 +25,7 @@ from heatup_daemon.records import (
     WarmthFacts,
 )
 from heatup_daemon.session import admit
-from heatup_daemon.testing.memory.tables import MemoryTables, new_run
+from heatup_daemon.testing.memory.tables import MemoryTables
 from heatup_daemon.warmth import WARMTH_WINDOW
 
 
@@ -41,23 +41,7 @@ class MemoryRuns(MemoryTables):
         running = self._running(session_id)
         if running is not None:
             raise AlreadyRunning(f"session {gateway_session_id} has run {running.id} in flight")
-        row = new_run(
-            id=self._next_id(),
-            session_id=session_id,
-            gateway_session_id=gateway_session_id,
-            trigger=trigger,
-            scheduled_for=None,
-            next_slot_at=None,
-            due_at=now,
-            status=RunStatus.RUNNING,
-            node=node.name,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            error=None,
-        )
-        self.runs[row.id] = row
-        self.run_nodes[row.id] = node.id
+        row = self._insert_run(session_id, gateway_session_id, trigger, node, now)
         return Run(row.id, session, trigger, now, now)
 
     async def runs_in_flight(self, node: Node) -> list[RunInFlight]:

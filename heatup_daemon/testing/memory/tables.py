@@ -9,24 +9,11 @@ from datetime import date, datetime
 from typing import Any
 
 from heatup_daemon.db.texts import clipped
-from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus
+from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
-from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
+from heatup_daemon.records import ActionRecord, ChannelView, Decision, Node, RunView, SlotRow
 from heatup_daemon.session import TIME_FIELDS, SessionRecord, admin_key_of, read_time
 from heatup_daemon.timing.clock import Clock, SystemClock
-
-
-def new_run(**fields: Any) -> RunView:
-    """A run row as a fresh insert leaves it: no plan, no actions yet."""
-    return RunView(
-        plan_source=None,
-        plan_model=None,
-        plan=None,
-        prompt_tokens=None,
-        completion_tokens=None,
-        actions=(),
-        **fields,
-    )
 
 
 class MemoryTables:
@@ -94,6 +81,45 @@ class MemoryTables:
                 invalid_reason=clipped(d.invalid_reason),
                 applied_key=d.applied_key,
             )
+
+    def _insert_run(
+        self,
+        session_id: int,
+        gateway_session_id: int,
+        trigger: Trigger,
+        node: Node,
+        now: datetime,
+        slot: SlotRow | None = None,
+    ) -> RunView:
+        """A run row as a fresh insert leaves it (no plan, no actions yet), kept alive by
+        ``node``'s lease: a run started ``now`` (its slot's, or on request), or a slot's
+        row that ended as it was written (a skipped one)."""
+        status = RunStatus.RUNNING if slot is None else slot.status
+        running = status is RunStatus.RUNNING
+        row = RunView(
+            id=self._next_id(),
+            session_id=session_id,
+            gateway_session_id=gateway_session_id,
+            trigger=trigger,
+            scheduled_for=None if slot is None else slot.scheduled_for,
+            next_slot_at=None if slot is None else slot.next_slot_at,
+            due_at=now if slot is None else slot.due_at,
+            status=status,
+            node=node.name,
+            started_at=now,
+            heartbeat_at=now if running else None,
+            finished_at=None if running else now,
+            error=None if slot is None else clipped(slot.error),
+            plan_source=None,
+            plan_model=None,
+            plan=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+            actions=(),
+        )
+        self.runs[row.id] = row
+        self.run_nodes[row.id] = node.id
+        return row
 
     def _update(self, run_id: int, **changes: Any) -> None:
         self.runs[run_id] = replace(self.runs[run_id], **changes)
