@@ -390,32 +390,35 @@ class AuditRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class RunHourRow(Base):
-    """The runs that started in an hour (UTC), by status: the console's charts read these
-    rather than the history (``db.activity`` keeps them). Every status has a row for each
-    hour rolled up, zero included, so an hour with no runs is told from one not yet
-    counted."""
+class _HourCount:
+    """A count of what started in an hour (UTC), by one value, as ``db.activity`` rolls the
+    history up: every value has a row for each hour rolled up, zero included, so an hour with
+    nothing is told from one not yet counted."""
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-1)
+    # When a node last counted the hour (its own clock).
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, sort_order=1)
+
+
+class RunHourRow(_HourCount, Base):
+    """The runs that started in an hour, by status: the console's charts read these rather
+    than the history."""
 
     __tablename__ = "run_hours"
     __table_args__ = (CheckConstraint(sql_in("status", RunStatus), name="status"),)
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    # When a node last counted the hour (its own clock).
-    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
-class ActionHourRow(Base):
-    """The actions of the runs that started in an hour (UTC), by outcome (as ``run_hours``)."""
+class ActionHourRow(_HourCount, Base):
+    """The actions of the runs that started in an hour, by outcome."""
 
     __tablename__ = "action_hours"
     __table_args__ = (CheckConstraint(sql_in("outcome", Outcome), name="outcome"),)
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
     actions: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class ChannelMembersRow(Base):
