@@ -210,7 +210,7 @@ class SessionSort(StrEnum):
     """The console's session list orders, each a column of the list."""
 
     GATEWAY_ID = "id"
-    STATE = "state"
+    STANDING = "standing"
     SCHEDULE = "schedule"
     LAST_RUN = "last_run"
     NEXT_RUN = "next_run"

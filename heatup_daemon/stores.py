@@ -22,35 +22,37 @@ from typing import Protocol
 
 from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, SessionSort, Trigger
 from heatup_daemon.records import (
-    CLI_AUTHOR,
-    EVERY_SESSION,
     ActionRecord,
-    Activity,
-    AuditEntry,
-    Author,
-    ChannelLine,
     ChannelView,
     Claim,
     Decision,
-    Imported,
     JoinLimits,
     LeaseReading,
     Node,
-    Overview,
     PlanningFacts,
     Reconciled,
     Run,
-    RunFilter,
     RunInFlight,
     RunView,
     SessionCounts,
-    SessionPage,
-    SessionSearch,
     StoredPlan,
     WarmthFacts,
 )
 from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.views import (
+    CLI_AUTHOR,
+    EVERY_SESSION,
+    Activity,
+    AuditEntry,
+    Author,
+    ChannelLine,
+    Imported,
+    Overview,
+    RunFilter,
+    SessionPage,
+    SessionSearch,
+)
 
 
 class SlotPolicy(Protocol):
@@ -303,6 +305,12 @@ class LeaseStore(Protocol):
 
     async def release_node(self, node: Node) -> None:
         """Drop the node's lease (at a clean stop, once its runs have ended)."""
+
+    async def end_dead_node(self, node: Node, now: datetime) -> int:
+        """The node's process is known to be gone (``succession``): end its ``running``
+        runs ``interrupted`` and drop its lease, in one transaction, without waiting for the
+        lease to run out; how many runs ended. Nothing changes if the node's row has another
+        name (an id of another database's node)."""
 
 
 class TokenLedger(Protocol):

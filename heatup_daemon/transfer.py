@@ -11,11 +11,12 @@ file. An export imports again as the same registry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import gc
 import io
+import itertools
 import json
-import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,10 +24,11 @@ from typing import Final
 
 from heatup_daemon.enums import Format, Outcome
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.records import Author, RunFilter, RunView
+from heatup_daemon.records import RunView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import Console
 from heatup_daemon.validation import SessionSpec, parse_account_created, show, validate_session
+from heatup_daemon.views import Author, RunFilter
 
 FIELDS: Final = (
     "gateway_id",
@@ -92,8 +94,21 @@ async def register_all(
     The file is read and checked in a thread, and the rows are written ``CHUNK`` at a time,
     each chunk a transaction of its own: the node's own work goes on between them. A
     session another admin registers while the chunks are written is reported as taken,
-    and the rest are written."""
-    parsed = await asyncio.to_thread(_parse_collector_paused, text, kind, now)
+    and the rest are written.
+
+    The cyclic garbage collector is paused until the file's rows are gone: a 32 MiB file
+    is millions of new objects, and a collection that walks them holds every thread, the
+    event loop's too, for about a second. The rows hold no cycles; they are freed as soon
+    as the import ends."""
+    with _collector_paused():
+        parsed = await asyncio.to_thread(parse, text, kind, now)
+        try:
+            return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
+        finally:  # before the collector runs again
+            await asyncio.to_thread(_release, parsed.rows)
+
+
+async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:
     if parsed.problems and not skip_invalid:
         return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
     registered: set[int] = set()
@@ -114,6 +129,13 @@ async def register_all(
     return await asyncio.to_thread(_report, parsed, registered, written)
 
 
+def _release(rows: list[Row]) -> None:
+    """Free ``rows`` a chunk at a time: freeing millions at once is one call that holds
+    every thread, the event loop's too, for most of a second."""
+    while rows:
+        del rows[-CHUNK:]
+
+
 def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
     taken = [
         Problem(row.line, f"a session with gateway id {gid} is already registered")
@@ -124,28 +146,23 @@ def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
     return Report(len(parsed.rows) + len(parsed.problems), written, problems)
 
 
-_pauses = 0  # parses under way with the collector paused
-_pauses_lock = threading.Lock()
+_imports = 0  # imports under way, the collector paused for them
 _collecting = True  # whether the collector ran before the first of them
 
 
-def _parse_collector_paused(text: str, kind: Format, now: datetime) -> Parsed:
-    """``parse``, with the cyclic garbage collector paused: a file's millions of new rows
-    would otherwise set off full collections, each holding every thread (the event loop's
-    too) for as long as it takes to walk them all. The rows hold no cycles."""
-    global _pauses, _collecting
-    with _pauses_lock:
-        if not _pauses:
-            _collecting = gc.isenabled()
-            gc.disable()
-        _pauses += 1
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    global _imports, _collecting
+    if not _imports:
+        _collecting = gc.isenabled()
+        gc.disable()
+    _imports += 1
     try:
-        return parse(text, kind, now)
+        yield
     finally:
-        with _pauses_lock:
-            _pauses -= 1
-            if not _pauses and _collecting:
-                gc.enable()
+        _imports -= 1
+        if not _imports and _collecting:
+            gc.enable()
 
 
 def parse(text: str, kind: Format, now: datetime) -> Parsed:
@@ -153,11 +170,14 @@ def parse(text: str, kind: Format, now: datetime) -> Parsed:
     rows: list[Row] = []
     problems: list[Problem] = []
     first_line: dict[int, int] = {}
+    # Read a record at a time: each is freed once looked at (millions freed at once would
+    # hold every thread).
+    records = _csv_records(text) if kind is Format.CSV else _jsonl_records(text)
     try:
-        records = list(_csv_records(text) if kind is Format.CSV else _jsonl_records(text))
+        first = next(records, None)
     except InvalidValue as exc:  # the file as a whole (a header): nothing to go on
         return Parsed([], [Problem(1, str(exc))])
-    for line, values in records:
+    for line, values in itertools.chain([] if first is None else [first], records):
         if isinstance(values, Problem):
             problems.append(values)
             continue
@@ -186,7 +206,7 @@ _EXTRA: Final = "\0extra"
 
 def _csv_records(text: str) -> Iterator[Record]:
     """Each row with the line it ends on (a quoted field may span lines)."""
-    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
+    reader = csv.DictReader(_each_line(text), restkey=_EXTRA)
     header = reader.fieldnames
     if not header:
         raise InvalidValue("the file is empty: a header line naming the fields comes first")
@@ -207,7 +227,7 @@ def _csv_records(text: str) -> Iterator[Record]:
 
 
 def _jsonl_records(text: str) -> Iterator[Record]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_each_line(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -224,6 +244,17 @@ def _jsonl_records(text: str) -> Iterator[Record]:
             yield number, Problem(number, str(exc))
             continue
         yield number, {name: value for name, value in values.items() if value is not None}
+
+
+def _each_line(text: str) -> Iterator[str]:
+    """The lines of ``text``, their ends kept, one at a time: no copy of a large file whole,
+    and no call that holds every thread while it splits millions of lines."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _check_fields(names: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db import dialect
 from heatup_daemon.gateway import Gateway, HttpGateway
 from heatup_daemon.lease import NodeLease

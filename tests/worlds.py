@@ -8,7 +8,8 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-from heatup_daemon.config import ExecutorSettings, GatewaySettings, PlannerSettings, Settings
+from heatup_daemon.config.sections import ExecutorSettings, GatewaySettings, PlannerSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner import Planner

@@ -35,7 +35,6 @@ from heatup_daemon.api.state import ApiState, GatewayId, State, status_of
 from heatup_daemon.enums import Actor, Format, SessionAction, Surface
 from heatup_daemon.errors import AlreadyExists, HeatupError, InvalidValue, NotFound
 from heatup_daemon.http_server import LARGE_BODIES
-from heatup_daemon.records import Author
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -44,6 +43,7 @@ from heatup_daemon.validation import (
     validate_edit,
     validate_session,
 )
+from heatup_daemon.views import Author
 
 MAX_FIELDS: Final = 1000
 SESSION_ACTIONS: Final = ", ".join(SessionAction)

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon import __version__, warmth
-from heatup_daemon.api import auth, compat, console, manage, starting
+from heatup_daemon.api import auth, compat, console, manage, sign_in, starting
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, authorized, status_of
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, NotFound
 from heatup_daemon.planner.model import Plan
@@ -126,6 +126,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.state.heatup = state
     app.include_router(router)
     app.include_router(console.router)
+    app.include_router(sign_in.router)
     app.include_router(manage.router)  # before the pages: /ui/sessions/new is not an id
     app.include_router(console.pages)
     app.add_exception_handler(HeatupError, _domain_error)

@@ -19,9 +19,10 @@ from heatup_daemon.errors import (
     Stopping,
 )
 from heatup_daemon.planner.model import Plan
-from heatup_daemon.records import Author, Run
+from heatup_daemon.records import Run
 from heatup_daemon.run.runner import RunResult
 from heatup_daemon.validation import validate_session
+from heatup_daemon.views import Author
 
 log = logging.getLogger(__name__)
 

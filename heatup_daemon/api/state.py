@@ -11,7 +11,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Path, Request
 
 from heatup_daemon.api import auth
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import (
     AlreadyExists,
     AlreadyRunning,
@@ -40,8 +40,9 @@ class ApiState:
     exposition: Callable[[], tuple[bytes, str]]
     clock: Clock  # the node's: what the API decides and shows is at its ``now``
     on_registered: Callable[[], None] = lambda: None
-    # The pool's counts as the daemon last took them, and when (None: count them per page).
-    pool_counts: Callable[[], tuple[SessionCounts, datetime] | None] = lambda: None
+    # The registry's counts as the daemon last took them, and when (None: count them per
+    # page).
+    session_counts: Callable[[], tuple[SessionCounts, datetime] | None] = lambda: None
     accepting: bool = True
     form_key: auth.FormKey = field(default_factory=auth.FormKey)
 

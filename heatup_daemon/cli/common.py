@@ -8,8 +8,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
-from heatup_daemon.config import Settings
-from heatup_daemon.config_file import load_settings
+from heatup_daemon.config.file import load_settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.enums import ExitCode
 

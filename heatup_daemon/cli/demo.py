@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from heatup_daemon.cli.common import say
 from heatup_daemon.cli.output import LiveActions, print_table
-from heatup_daemon.config import Settings
-from heatup_daemon.config_file import load_settings
+from heatup_daemon.config.file import load_settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.enums import Outcome, RunStatus
 
 DEMO_DATABASE: Final = "heatup-demo.db"

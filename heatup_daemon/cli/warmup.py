@@ -8,7 +8,7 @@ from typing import Any
 
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import LiveActions, format_time, print_json, print_table
-from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.config.sections import ExecutorSettings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode, Outcome, RunStatus, Trigger
 from heatup_daemon.planner.context import plan_context

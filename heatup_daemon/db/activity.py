@@ -35,7 +35,7 @@ from heatup_daemon.db.models import (
     SessionChannelRow,
 )
 from heatup_daemon.enums import Outcome, RunStatus
-from heatup_daemon.records import Activity
+from heatup_daemon.views import Activity
 
 HOUR: Final = timedelta(hours=1)
 # How long the hours are kept: the longest chart's week, and a day to spare.

@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from heatup_daemon.config import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, DatabaseSettings
+from heatup_daemon.config.sections import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, DatabaseSettings
 from heatup_daemon.db import dialect, sqlite
 
 # PostgreSQL's session settings and timeouts, as each driver takes them.

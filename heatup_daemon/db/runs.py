@@ -47,13 +47,13 @@ from heatup_daemon.records import (
     PoolChannel,
     PoolJoins,
     Run,
-    RunFilter,
     RunInFlight,
     RunView,
     StoredPlan,
     WarmthFacts,
 )
 from heatup_daemon.session import Session, admit
+from heatup_daemon.views import RunFilter
 from heatup_daemon.warmth import WARMTH_WINDOW
 
 _RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)

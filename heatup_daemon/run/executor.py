@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, TypeVar
 
-from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.config.sections import ExecutorSettings
 from heatup_daemon.enums import ActionCode, ActionKind, Clearance, Outcome, RunStatus
 from heatup_daemon.errors import (
     ChannelUnavailable,

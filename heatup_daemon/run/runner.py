@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import (
     DatabaseRefused,

@@ -13,7 +13,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from heatup_daemon.config import LLMSettings, PlannerSettings, Settings
+from heatup_daemon.config.sections import LLMSettings, PlannerSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text, update
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.models import NodeRow, SessionRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus, Trigger

@@ -18,14 +18,7 @@ from heatup_daemon.db.models import NodeRow
 from heatup_daemon.db.texts import TEXT_LIMIT
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
-from heatup_daemon.records import (
-    POOL_JOINS_S,
-    ActionRecord,
-    Decision,
-    JoinLimits,
-    Node,
-    StoredPlan,
-)
+from heatup_daemon.records import POOL_JOINS_S, ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import NodeStore
@@ -480,6 +473,29 @@ async def test_a_reaped_run_gives_back_its_places_unless_a_join_was_in_flight(
     # The run's own end, written late, changes nothing more.
     await store.finish_run(one.id, RunStatus.SUCCEEDED, None, NOW)
     assert await held(store, one) == 1
+
+
+async def test_a_dead_nodes_successor_ends_its_runs_and_lease_at_once(store: NodeStore) -> None:
+    node, one, two = await ledger_of(store)
+    await scheduled(store, 3)
+    other = (await store.register_node("node-b", 60, NOW)).node
+    three = await store.start_run(3, Trigger.CLI, NOW, other)
+    limits = JoinLimits(per_day=5, per_channel_hour=5)
+    await store.reserve_joins(one, ["nasa", "espn"], limits, NOW)
+    await store.reserve_joins(two, ["espn"], limits, NOW)
+    assert await store.start_call(one.id, join_in_flight("espn"), 10, NOW) is Clearance.CLEARED
+    # The process is gone, its lease still runs: a node of this id with another name is
+    # another database's, and is left alone.
+    assert await store.end_dead_node(Node(node.id, "node-z"), NOW) == 0
+    assert await store.end_dead_node(node, NOW) == 2
+    for run in (one, two):
+        view = await store.get_run(run.id)
+        assert view.status is RunStatus.INTERRUPTED and "successor" in (view.error or "")
+    assert (await store.get_run(three.id)).status is RunStatus.RUNNING  # another node's
+    assert await store.renew_node(node, 60, NOW) is None  # its lease went with its runs
+    assert await held(store, one) == 1 and await held(store, two) == 0  # as a reap settles
+    assert await store.end_dead_node(node, NOW) == 0  # a second successor changes nothing
+    assert await store.renew_node(other, 60, NOW) is not None
 
 
 async def test_a_removed_sessions_run_still_gives_back_its_places(store: NodeStore) -> None:

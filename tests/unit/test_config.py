@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from heatup_daemon.config import MASK, SECRET_KEYS, GatewaySettings, Settings
-from heatup_daemon.config_file import effective_settings, load_settings
+from heatup_daemon.config.file import effective_settings, load_settings
+from heatup_daemon.config.sections import MASK, SECRET_KEYS, GatewaySettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config.toml"
@@ -103,7 +104,7 @@ def test_config_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     system = write(tmp_path, "node_name = 'system'\n", "system.toml")
     from_env = write(tmp_path, "node_name = 'env'\n", "env.toml")
     explicit = write(tmp_path, "node_name = 'explicit'\n", "explicit.toml")
-    monkeypatch.setattr("heatup_daemon.config_file.SYSTEM_CONFIG_PATH", system)
+    monkeypatch.setattr("heatup_daemon.config.file.SYSTEM_CONFIG_PATH", system)
     assert load_settings().node_name == "system"
     monkeypatch.setenv("HEATUP_CONFIG", str(from_env))
     assert load_settings().node_name == "env"

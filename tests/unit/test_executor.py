@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from heatup_daemon.config import ExecutorSettings, SchedulerSettings
+from heatup_daemon.config.sections import ExecutorSettings, SchedulerSettings
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import (
     ChannelUnavailable,

@@ -15,10 +15,10 @@ import pytest
 
 from heatup_daemon import transfer
 from heatup_daemon.enums import Actor, Format, Surface
-from heatup_daemon.records import Author, Imported
 from heatup_daemon.session import ROW_DEFAULTS, SessionRecord
 from heatup_daemon.transfer import CHUNK, FIELDS, Report, export, header, parse, register_all
 from heatup_daemon.validation import SessionSpec
+from heatup_daemon.views import Author, Imported
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -238,7 +238,7 @@ async def test_a_session_registered_meanwhile_is_reported_and_the_rest_written()
     assert [p.line for p in report.problems] == [2 * CHUNK + 1]
 
 
-async def test_the_collector_is_paused_while_a_file_is_read_and_only_then(
+async def test_the_collector_is_paused_while_a_file_is_imported_and_only_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     during: list[bool] = []
