@@ -8,14 +8,18 @@ may run.
   whole run path (claim, plan, execute, record) carries this one type.
 - ``admit`` is the only definition of "may this session run now". Claims, API and CLI runs
   and the cancellation of runs in flight all ask it.
+- The admin key (``admin_key_of``) is a row's admin-owned values as one text: heatup keeps
+  the key it last applied, so a row whose key differs was inserted or edited since.
 """
 
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
 
 from heatup_daemon.enums import Refusal, SessionState, Standing
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
@@ -52,6 +56,66 @@ PUBLIC_FIELDS: Final = (
     "cooldown_until",
     "created_at",
 )
+
+
+# What a new ``sessions`` row holds in the columns its registration leaves out: the
+# schema's defaults, and heatup's own columns empty.
+ROW_DEFAULTS: Final[Mapping[str, object]] = MappingProxyType(
+    {
+        "label": None,
+        "enabled": True,
+        "jitter_seconds": 0,
+        "timezone": "UTC",
+        "account_created_at": None,
+        "state": SessionState.ACTIVE.value,
+        "state_reason": None,
+        "invalid_reason": None,
+        "applied_key": None,
+        "next_nominal_at": None,
+        "next_run_at": None,
+        "last_run_at": None,
+        "cooldown_until": None,
+        "flood_wait_at": None,
+        "flood_wait_s": None,
+    }
+)
+
+
+# The admin key's fields, in order: every admin-owned column, and ``state``, which an
+# admin's ``sessions enable`` resets (``db.sessions.admin_key`` builds the key in SQL).
+KEY_FIELDS: Final = (
+    "gateway_session_id",
+    "schedule",
+    "jitter_seconds",
+    "timezone",
+    "enabled",
+    "state",
+    "label",
+    "account_created_at",
+)
+KEY_SEPARATOR: Final = "\x1f"
+
+
+def admin_key_of(values: Mapping[str, object]) -> str:
+    """The admin key of a row given as values (the in-memory store's rows): each field's
+    text, as ``db.sessions.admin_key`` builds it in SQL (nothing is empty, a boolean is
+    on or off)."""
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return str(value)
+
+    return KEY_SEPARATOR.join(text(values[name]) for name in KEY_FIELDS)
+
+
+def key_fields(key: str | None) -> dict[str, str]:
+    """The fields of an admin key, by name (none for ``None``: never applied)."""
+    if key is None:
+        return {}
+    return dict(zip(KEY_FIELDS, key.split(KEY_SEPARATOR, len(KEY_FIELDS) - 1), strict=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +172,28 @@ class Session:
     account_created_at: datetime
 
     def age_days(self, now: datetime) -> int:
-        return max((now - self.account_created_at) // timedelta(days=1), 0)
+        return age_days(self.account_created_at, now)
+
+
+# A moment as a row gives it: a time, its text, or nothing.
+T = TypeVar("T", bound=datetime | str | None)
+
+
+def born_at(account_created_at: T | None, registered_at: T) -> T:
+    """When an account was born: when it was created where the row says, else when the row
+    was registered (``db.sessions.born_sql`` is the same rule in SQL)."""
+    return registered_at if account_created_at is None else account_created_at
+
+
+def age_days(born: datetime, now: datetime) -> int:
+    """An account's age at ``now`` in whole days (0 before it was born)."""
+    return max((now - born) // timedelta(days=1), 0)
+
+
+def born_by(now: datetime, days: int) -> datetime:
+    """The latest birth of an account ``days`` old or older at ``now``: one born by ``now``
+    has ``age_days(born, now) >= days`` exactly when ``born <= born_by(now, days)``."""
+    return now - timedelta(days=days)
 
 
 # Times outside these years are not read as times: PostgreSQL's +-infinity arrive as the
@@ -185,7 +270,7 @@ def validate_record(record: SessionRecord, now: datetime) -> Session:
         state=state,
         state_reason=record.state_reason,
         cooldown_until=time_of("cooldown_until", record.cooldown_until),
-        account_created_at=account or registered,
+        account_created_at=born_at(account, registered),
     )
 
 

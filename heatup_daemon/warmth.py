@@ -1,20 +1,51 @@
-"""A session's warmth report: how settled in an account is, as the API, the console and the
-CLI show it, assembled in one place."""
+"""How warm a session's account is: the joins the ledger grants it (``reserve_places``, the
+one rule both stores apply), and its warmth report as the API, the console and the CLI show
+it, assembled in one place."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from heatup_daemon.ramp import Ramp
-from heatup_daemon.records import WarmthFacts
-from heatup_daemon.session import SessionRecord
+from heatup_daemon.enums import JoinRefusal
+from heatup_daemon.ramp import Ramp, join_verdict
+from heatup_daemon.records import JoinLimits, WarmthFacts
+from heatup_daemon.session import SessionRecord, age_days, born_at
 from heatup_daemon.stores import Registry
 from heatup_daemon.validation import handle
 
 # The report's window: joins and runs of the last week.
 WARMTH_WINDOW: Final = timedelta(days=7)
+
+
+def reserve_places(
+    channels: Sequence[str],
+    channel_ids: Mapping[str, int],
+    session_joins: int,
+    channel_joins: Mapping[int, int],
+    limits: JoinLimits,
+) -> tuple[dict[str, JoinRefusal | None], list[int]]:
+    """The join ledger's verdict on each of a plan's ``channels``, in the plan's order, and
+    the channels (by id, each once) it grants a place. ``channel_ids`` holds the channels
+    that exist (another is gone); ``session_joins`` counts the places the account holds in
+    the ramp's window, ``channel_joins`` each channel's in the pace's window (none where it
+    is missing), the run's own places left out of both. Each grant takes one of the
+    account's joins left and one of the channel's places this hour."""
+    left = limits.joins_left(session_joins)
+    room = {channel_id: limits.room(count) for channel_id, count in channel_joins.items()}
+    verdicts: dict[str, JoinRefusal | None] = {}
+    granted: dict[int, None] = {}
+    for channel in channels:
+        channel_id = channel_ids.get(channel)
+        verdicts[channel] = join_verdict(channel_id, left, room, limits)
+        if verdicts[channel] is None:
+            assert channel_id is not None
+            room[channel_id] = room.get(channel_id, limits.per_channel_hour) - 1
+            left -= 1
+            granted[channel_id] = None
+    return verdicts, list(granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +68,8 @@ class Warmth:
 
 def warmth(record: SessionRecord, facts: WarmthFacts, ramp: Ramp, now: datetime) -> Warmth:
     """The warmth report of ``record`` (a value heatup cannot read counts as absent)."""
-    born = _time(record.account_created_at) or _time(record.created_at) or now
-    age = max((now - born) // timedelta(days=1), 0)
+    born = born_at(_time(record.account_created_at), _time(record.created_at)) or now
+    age = age_days(born, now)
     flood_s = record.flood_wait_s if isinstance(record.flood_wait_s, int) else None
     return Warmth(
         age_days=age,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from heatup_daemon.config.settings import Settings
+from heatup_daemon.db import dialect
 from heatup_daemon.gateway import Gateway, HttpGateway
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
@@ -49,7 +50,8 @@ def node_lease(
     """This process's lease (not yet acquired) under ``name`` (``node_name`` by default),
     and with it the clock the process keeps: the database's on PostgreSQL
     (``DatabaseClock``), the host's on SQLite (one host)."""
-    database_clock = None if settings.database.is_sqlite else DatabaseClock()
+    on_database_clock = dialect.on_database_clock(dialect.name_of(settings.database.url))
+    database_clock = DatabaseClock() if on_database_clock else None
     return NodeLease(
         repository,
         name or settings.node_name,

@@ -181,3 +181,29 @@ def assert_no_completed_call_missing(
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * share), len(ordered) - 1)] if ordered else 0.0
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What a scenario left behind (the runs, the action rows, the gateway's audit), once the
+    promises every scenario shares held; ``slot_rows`` and ``calls`` are their counts."""
+
+    rows: list[Row]
+    actions: list[tuple[int, str, str, str | None]]
+    audit: list[dict[str, Any]]
+    slot_rows: int
+    calls: dict[str, int]
+
+
+def assert_promises_kept(database_url: str, audit_path: Path, period: timedelta) -> Judged:
+    """The promises the fault scenarios and the cluster test share, judged from the database
+    and the sandbox gateway's audit log: every slot has exactly one row, no two runs of a
+    session overlap, no gateway call falls outside a run of its session (nor in a flood
+    wait), and every call the gateway completed is in the history."""
+    rows, actions = load_runs(database_url), load_actions(database_url)
+    audit = load_audit(audit_path)
+    slot_rows = assert_every_slot_once(rows, period)
+    assert_no_overlap(rows)
+    assert_no_call_outside_a_run(rows, audit)
+    calls = assert_no_completed_call_missing(actions, audit)
+    return Judged(rows, actions, audit, slot_rows, calls)

@@ -1,6 +1,6 @@
 """The history rolled up by hour: the runs that started in each hour (UTC) by status, and
 their actions by outcome (``run_hours``, ``action_hours``). The console's charts and its
-24-hour figures read these few hundred rows, never the millions of runs behind them. The
+24-hour figures read these rows, a few an hour, never the runs behind them. The
 same pass counts each pool channel's members (``channel_members``) for the channel page.
 
 ``roll_up`` counts each hour from the history and replaces its rows, every status and

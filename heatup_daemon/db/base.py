@@ -1,18 +1,11 @@
 """The base of heatup's repository: one engine, short transactions, errors translated.
 
 Every operation is a plain function of a synchronous ``Connection`` that runs as one
-transaction, a read (``_read``) or a write (``_write``):
-
-- on PostgreSQL, on a connection of the async engine (asyncpg) through ``run_sync``; both
-  are ordinary transactions, and claims lock rows explicitly;
-- on SQLite, on a synchronous twin of the engine (``engine.sqlite_twin``) in threads of its
-  own: writes in one thread, so the process's writers take turns there and never wait for
-  each other in SQLite's busy handler (which sleeps in steps of up to 100 ms), and the
-  writes queued meanwhile commit together (``group_commit``); reads in a few others. A
-  write transaction takes the database's write lock when it begins (``BEGIN IMMEDIATE``,
-  waiting up to the busy timeout for another process, such as an admin's SQL client), so a
-  transaction that reads and then writes never fails on a stale snapshot. One thread hop a
-  transaction: aiosqlite would make one per statement.
+transaction, a read (``_read``) or a write (``_write``): on PostgreSQL, on a connection of
+the async engine through ``run_sync``, where claims lock rows explicitly; on
+SQLite, in threads of its own (``sqlite.SqliteThreads``: one writer, whose queued writes
+commit together, and a few readers). What else differs between the two is decided in
+``dialect``.
 
 Failures of the database itself (unreachable, restarting, locked past the busy timeout, out
 of connections, a statement timeout: ``is_transient`` names them) become
@@ -31,16 +24,15 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Interval, Select, bindparam, func, literal, text, type_coerce
+from sqlalchemy import Select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
@@ -48,19 +40,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from heatup_daemon.config.sections import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
 from heatup_daemon.db import dialect
 from heatup_daemon.db.dialect import Ts
-from heatup_daemon.db.engine import WRITE, sqlite_twin
-from heatup_daemon.db.group_commit import GroupWriter
 from heatup_daemon.db.migrate import ensure_at_head
-from heatup_daemon.db.models import UTCDateTime
+from heatup_daemon.db.sqlite import SqliteThreads
 from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
 from heatup_daemon.records import PoolJoins
 
 R = TypeVar("R")
 # One transaction's work: a function of a connection, run inside the transaction.
 Work = Callable[[Connection], R]
-# SQLite threads that run read transactions (writes have one thread of their own).
-SQLITE_READERS: Final = 2
-
 # Rows per multi-row INSERT: well under both databases' limit of bound parameters.
 INSERT_CHUNK: Final = 500
 
@@ -163,13 +150,11 @@ class SqlStore:
         # The pool's joins of the last hour, shared by the plans of a few seconds
         # (``records.POOL_JOINS_S``).
         self._pool_joins: PoolJoins | None = None
-        self._twin: Engine | None = None
-        self._writer: GroupWriter | None = None
-        self._readers: ThreadPoolExecutor | None = None
-        if self.dialect == "sqlite":
-            self._twin = sqlite_twin(engine, sqlite_busy_timeout_ms)
-            self._writer = GroupWriter(self._twin)
-            self._readers = ThreadPoolExecutor(SQLITE_READERS, "heatup-sqlite-read")
+        self._sqlite = (
+            SqliteThreads(engine, sqlite_busy_timeout_ms)
+            if dialect.is_sqlite(self.dialect)
+            else None
+        )
 
     def locked(self, query: Select[*Ts], of: Any, *, skip_taken: bool = False) -> Select[*Ts]:
         """``query`` locking the rows of ``of`` it reads (``dialect.locked``)."""
@@ -177,29 +162,17 @@ class SqlStore:
 
     def shared_now(self, now: datetime, plus_s: float = 0.0) -> ColumnElement[datetime]:
         """The moment a decision that nodes share (a lease, a reap, a fence) is made at, plus
-        ``plus_s``: on PostgreSQL the database's own clock (``now()``, its transaction's
-        start), never a node's; on SQLite, where every process is on one host, ``now``."""
-        if self.dialect == "postgresql":
-            moment: ColumnElement[datetime] = func.now()
-            if plus_s:
-                moment = moment + literal(timedelta(seconds=plus_s), Interval())
-            return type_coerce(moment, UTCDateTime())
-        return literal(now + timedelta(seconds=plus_s), UTCDateTime())
+        ``plus_s`` (``dialect.shared_now``: never a node's clock on PostgreSQL)."""
+        return dialect.shared_now(self.dialect, now, plus_s)
 
     def bound_shared_now(self, name: str) -> ColumnElement[datetime]:
-        """``shared_now`` for a statement built once and run many times: the moment plus
-        seconds bound as ``name``, whose value ``shared_values`` gives."""
-        if self.dialect == "postgresql":
-            moment = func.now() + bindparam(name, type_=Interval())
-            return type_coerce(moment, UTCDateTime())
-        return bindparam(name, type_=UTCDateTime())
+        """``shared_now`` for a statement built once and run many times, its seconds bound
+        as ``name`` (``dialect.bound_shared_now``; ``shared_values`` gives the values)."""
+        return dialect.bound_shared_now(self.dialect, name)
 
     def shared_values(self, now: datetime, **plus_s: float) -> dict[str, Any]:
-        """The values of ``bound_shared_now`` parameters: each name's seconds past the
-        shared moment (on PostgreSQL an interval on the database's ``now()``)."""
-        if self.dialect == "postgresql":
-            return {name: timedelta(seconds=s) for name, s in plus_s.items()}
-        return {name: now + timedelta(seconds=s) for name, s in plus_s.items()}
+        """The values of ``bound_shared_now`` parameters (``dialect.shared_values``)."""
+        return dialect.shared_values(self.dialect, now, **plus_s)
 
     async def _read(self, work: Work[R]) -> R:
         """``work`` in a read transaction; its result."""
@@ -211,31 +184,17 @@ class SqlStore:
 
     async def _transaction(self, work: Work[R], *, write: bool) -> R:
         async with self._translated():
-            if self._twin is None:
-                async with self.engine.connect() as connection:
-                    return await connection.run_sync(_in_transaction, work, write)
-            if write:
-                assert self._writer is not None
-                result: R = await self._writer.submit(work)
-                return result
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._readers, self._in_twin, work, write)
-
-    def _in_twin(self, work: Work[R], write: bool) -> R:
-        assert self._twin is not None
-        with self._twin.connect() as connection:
-            return _in_transaction(connection, work, write)
+            if self._sqlite is not None:
+                return await (self._sqlite.write(work) if write else self._sqlite.read(work))
+            async with self.engine.connect() as connection:
+                return await connection.run_sync(_in_transaction, work)
 
     async def close(self) -> None:
         """Wait for operations in flight, then release the SQLite threads and connections
         (the async engine is its owner's to dispose)."""
         await self.drain()
-        if self._writer is not None:
-            self._writer.close()
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-        if self._twin is not None:
-            self._twin.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
@@ -295,8 +254,6 @@ def _reason(error: BaseException) -> str:
     return f"{type(reason).__name__}: {text}"
 
 
-def _in_transaction(connection: Connection, work: Work[R], write: bool) -> R:
-    if write:
-        connection = connection.execution_options(**{WRITE: True})
+def _in_transaction(connection: Connection, work: Work[R]) -> R:
     with connection.begin():
         return work(connection)

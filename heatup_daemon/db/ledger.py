@@ -25,8 +25,9 @@ from heatup_daemon.db.actions import action_upsert, action_values, member_insert
 from heatup_daemon.db.base import SqlStore
 from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow
 from heatup_daemon.enums import ActionKind, JoinRefusal, JoinStatus, Outcome, RunStatus
-from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW, join_verdict
+from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW
 from heatup_daemon.records import ActionRecord, JoinLimits, Run
+from heatup_daemon.warmth import reserve_places
 
 HAPPENED: Final = tuple(outcome for outcome in Outcome if outcome.may_have_happened)
 
@@ -94,39 +95,29 @@ class LedgerSql(SqlStore):
             index_elements=[JoinRow.run_id, JoinRow.channel_id]
         )
 
+        def place(channel_id: int) -> dict[str, Any]:
+            return {
+                "channel_id": channel_id,
+                "session_id": session_id,
+                "run_id": run.id,
+                "reserved_at": now,
+                "status": JoinStatus.RESERVED,
+            }
+
         def reserve(db: Connection) -> dict[str, JoinRefusal | None]:
             ids = {username: channel_id for channel_id, username in db.execute(query)}
             since = {"b_session_id": session_id, "b_since": now - RAMP_WINDOW}
-            taken = db.scalar(SESSION_JOINS.where(others), since)
-            left = limits.joins_left(int(taken or 0))
+            taken = int(db.scalar(SESSION_JOINS.where(others), since) or 0)
             hour = db.execute(
                 select(JoinRow.channel_id, func.count())
                 .where(JoinRow.channel_id.in_(list(ids.values())), HELD_SINCE, others)
                 .group_by(JoinRow.channel_id),
                 {"b_since": now - PACE_WINDOW},
             )
-            room = {channel_id: limits.room(count) for channel_id, count in hour}
-            verdicts: dict[str, JoinRefusal | None] = {}
-            reserved: list[dict[str, Any]] = []
-            for channel in channels:
-                channel_id = ids.get(channel)
-                verdicts[channel] = join_verdict(channel_id, left, room, limits)
-                if verdicts[channel] is not None:
-                    continue
-                assert channel_id is not None
-                room[channel_id] = room.get(channel_id, limits.per_channel_hour) - 1
-                left -= 1
-                reserved.append(
-                    {
-                        "channel_id": channel_id,
-                        "session_id": session_id,
-                        "run_id": run.id,
-                        "reserved_at": now,
-                        "status": JoinStatus.RESERVED,
-                    }
-                )
-            if reserved:
-                db.execute(insert, reserved)
+            counts = {channel_id: int(count) for channel_id, count in hour}
+            verdicts, granted = reserve_places(channels, ids, taken, counts, limits)
+            if granted:
+                db.execute(insert, [place(channel_id) for channel_id in granted])
             return verdicts
 
         return await self._write(reserve)

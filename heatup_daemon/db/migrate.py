@@ -17,6 +17,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from heatup_daemon.db import dialect
 from heatup_daemon.errors import BadRevision, HeatupError, SchemaNotAtHead
 
 # pg_advisory_xact_lock key of schema migrations ("heatup" in ASCII).
@@ -25,8 +26,8 @@ MIGRATION_LOCK: Final = 0x686561747570
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# Alembic is imported where it is used: most commands never migrate, and it is a fifth
-# of the command line's start-up time.
+# Alembic is imported where it is used: most commands never migrate, and importing it is a
+# large share of the command line's start-up time.
 
 
 def alembic_config() -> Config:
@@ -65,15 +66,15 @@ def configure_and_run(context: Any, connection: Connection, metadata: MetaData) 
     SQLite rebuilds tables to alter them (batch mode); foreign keys are switched off
     meanwhile, or dropping the old copy of a table would cascade into its children.
     """
-    sqlite = connection.dialect.name == "sqlite"
-    if sqlite:
+    rebuilds = dialect.rebuilds_tables(connection.dialect.name)
+    if rebuilds:
         _sqlite_pragma(connection, "PRAGMA foreign_keys=OFF")
     else:
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=sqlite,
+        render_as_batch=rebuilds,
         compare_type=True,
         include_object=_compared,
     )
@@ -82,7 +83,7 @@ def configure_and_run(context: Any, connection: Connection, metadata: MetaData) 
         # with a warning: ``_compared`` leaves them out of the comparison anyway.
         warnings.filterwarnings("ignore", "(Skipped|autogenerate skipping) .*expression-based")
         context.run_migrations()
-    if sqlite:
+    if rebuilds:
         broken = _sqlite_pragma(connection, "PRAGMA foreign_key_check")
         _sqlite_pragma(connection, "PRAGMA foreign_keys=ON")
         if broken:

@@ -9,7 +9,7 @@ timezone-aware UTC in Python.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -17,8 +17,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -31,9 +29,17 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.types import JSON
 
-from heatup_daemon.db.dialect import folded, index_nulls_first
+from heatup_daemon.db.dialect import (
+    BigId,
+    UTCDateTime,
+    folded,
+    index_nulls_first,
+    partial_index,
+    time_checks,
+)
+from heatup_daemon.db.texts import TEXT_LIMIT, ClippedString, ClippedText
 from heatup_daemon.enums import (
     ActionKind,
     Actor,
@@ -50,47 +56,11 @@ from heatup_daemon.enums import (
 )
 from heatup_daemon.session import TIME_FIELDS
 
-# SQLite has no 64-bit autoincrement type: only INTEGER PRIMARY KEY is an alias of the rowid.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-# Times the database itself keeps well-formed: finite on PostgreSQL; on SQLite, where any
-# column holds any value, text that SQLite reads as a date and time.
+# The rows of the partial indexes on a status.
+RESERVED: Final = f"status = '{JoinStatus.RESERVED}'"
+RUNNING: Final = f"status = '{RunStatus.RUNNING}'"
+# heatup's own time columns, which the database itself keeps well-formed (``time_checks``).
 SESSION_TIME_COLUMNS: Final = tuple(name for name in TIME_FIELDS if name != "created_at")
-
-
-def time_checks(column: str) -> tuple[CheckConstraint, CheckConstraint]:
-    finite = CheckConstraint(f"{column} IS NULL OR isfinite({column})", name=f"{column}_finite")
-    well_formed = CheckConstraint(
-        f"{column} IS NULL OR (typeof({column}) = 'text' "
-        f"AND {column} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
-        f"AND datetime({column}) IS NOT NULL)",
-        name=f"{column}_is_time",
-    )
-    return finite.ddl_if(dialect="postgresql"), well_formed.ddl_if(dialect="sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in Python on every backend (SQLite stores naive UTC text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: heatup stores aware UTC times only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # written by hand into SQLite
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
 class Base(DeclarativeBase):
@@ -107,6 +77,11 @@ class Base(DeclarativeBase):
 
 def _created_at() -> Mapped[datetime]:
     return mapped_column(UTCDateTime(), server_default=func.now(), nullable=False)
+
+
+def _enabled() -> Mapped[bool]:
+    boolean = Boolean(create_constraint=True, name="enabled_boolean")
+    return mapped_column(boolean, server_default=text("true"), nullable=False)
 
 
 # A row's standing (``session.standing``) as its place in ``Standing``'s order, in SQL an
@@ -150,23 +125,14 @@ class SessionRow(Base):
             "id",
         ),
         Index("ix_sessions_schedule_gateway_session_id", "schedule", "gateway_session_id"),
-        Index(
-            "ix_sessions_needs_reconcile",
-            "id",
-            sqlite_where=text("needs_reconcile"),
-            postgresql_where=text("needs_reconcile"),
-        ),
+        partial_index("ix_sessions_needs_reconcile", "id", where="needs_reconcile"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Admin-owned.
     gateway_session_id: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
     label: Mapped[str | None] = mapped_column(String(200))
-    enabled: Mapped[bool] = mapped_column(
-        Boolean(create_constraint=True, name="enabled_boolean"),
-        server_default=text("true"),
-        nullable=False,
-    )
+    enabled: Mapped[bool] = _enabled()
     schedule: Mapped[str] = mapped_column(String(100), nullable=False)
     jitter_seconds: Mapped[int] = mapped_column(Integer, server_default="0", nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC", nullable=False)
@@ -176,8 +142,8 @@ class SessionRow(Base):
     state: Mapped[str] = mapped_column(
         String(20), server_default=SessionState.ACTIVE.value, nullable=False
     )
-    state_reason: Mapped[str | None] = mapped_column(Text)
-    invalid_reason: Mapped[str | None] = mapped_column(Text)
+    state_reason: Mapped[str | None] = mapped_column(ClippedText)
+    invalid_reason: Mapped[str | None] = mapped_column(ClippedText)
     # The admin key (``db.sessions.admin_key``) as of the last time heatup applied the row:
     # a row whose key differs was inserted or edited since, and is reconciled.
     applied_key: Mapped[str | None] = mapped_column(Text)
@@ -213,11 +179,7 @@ class ChannelRow(Base):
     title: Mapped[str | None] = mapped_column(String(128))
     category: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
-    enabled: Mapped[bool] = mapped_column(
-        Boolean(create_constraint=True, name="enabled_boolean"),
-        server_default=text("true"),
-        nullable=False,
-    )
+    enabled: Mapped[bool] = _enabled()
     invalid_reason: Mapped[str | None] = mapped_column(Text)
     # Set when the gateway reports the channel unusable for several sessions.
     flagged_reason: Mapped[str | None] = mapped_column(Text)
@@ -250,12 +212,7 @@ class JoinRow(Base):
         Index("ix_channel_joins_channel_id_reserved_at", "channel_id", "reserved_at"),
         Index("ix_channel_joins_session_id_reserved_at", "session_id", "reserved_at"),
         # The places still reserved, by run: what a run's end settles.
-        Index(
-            "ix_channel_joins_reserved_run_id",
-            "run_id",
-            sqlite_where=text(f"status = '{JoinStatus.RESERVED}'"),
-            postgresql_where=text(f"status = '{JoinStatus.RESERVED}'"),
-        ),
+        partial_index("ix_channel_joins_reserved_run_id", "run_id", where=RESERVED),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -304,25 +261,14 @@ class RunRow(Base):
         Index("ix_warmup_runs_session_id_started_at", "session_id", "started_at"),
         Index("ix_warmup_runs_status_heartbeat_at", "status", "heartbeat_at"),
         # The reaper's question: the runs in flight of a node whose lease ran out.
-        Index(
-            "ix_warmup_runs_running_node_id",
-            "node_id",
-            sqlite_where=text(f"status = '{RunStatus.RUNNING}'"),
-            postgresql_where=text(f"status = '{RunStatus.RUNNING}'"),
-        ),
+        partial_index("ix_warmup_runs_running_node_id", "node_id", where=RUNNING),
         # The history by time: retention, the activity page's range, the hourly roll-up
         # (which counts by status from the index alone).
         Index("ix_warmup_runs_started_at_status", "started_at", "status"),
         # The activity page's node filter, newest first.
         Index("ix_warmup_runs_node_id", "node", "id"),
         # One run in flight per session, whichever process or trigger starts it.
-        Index(
-            "uq_warmup_runs_one_running",
-            "session_id",
-            unique=True,
-            sqlite_where=text(f"status = '{RunStatus.RUNNING}'"),
-            postgresql_where=text(f"status = '{RunStatus.RUNNING}'"),
-        ),
+        partial_index("uq_warmup_runs_one_running", "session_id", where=RUNNING, unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -354,7 +300,7 @@ class RunRow(Base):
     # The run's last sign of life: its start, then each gateway call it was cleared to make.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ClippedText)
 
     actions: Mapped[list[ActionRow]] = relationship(
         back_populates="run", order_by="ActionRow.seq", passive_deletes=True
@@ -368,13 +314,12 @@ class ActionRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "seq"),
         # The evidence against a pool channel (``note_channel_failure``): failures only.
-        Index(
+        partial_index(
             "ix_warmup_actions_channel_error_code_finished_at",
             "channel",
             "error_code",
             "finished_at",
-            sqlite_where=text("error_code IS NOT NULL"),
-            postgresql_where=text("error_code IS NOT NULL"),
+            where="error_code IS NOT NULL",
         ),
         CheckConstraint(sql_in("kind", ActionKind), name="kind"),
         CheckConstraint(sql_in("outcome", Outcome), name="outcome"),
@@ -393,7 +338,7 @@ class ActionRow(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    error_text: Mapped[str | None] = mapped_column(String(500))
+    error_text: Mapped[str | None] = mapped_column(ClippedString(TEXT_LIMIT))
     gateway_latency_s: Mapped[float | None] = mapped_column(Float)
 
     run: Mapped[RunRow] = relationship(back_populates="actions")
@@ -445,32 +390,35 @@ class AuditRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class RunHourRow(Base):
-    """The runs that started in an hour (UTC), by status: the console's charts read these
-    rather than the history (``db.activity`` keeps them). Every status has a row for each
-    hour rolled up, zero included, so an hour with no runs is told from one not yet
-    counted."""
+class _HourCount:
+    """A count of what started in an hour (UTC), by one value, as ``db.activity`` rolls the
+    history up: every value has a row for each hour rolled up, zero included, so an hour with
+    nothing is told from one not yet counted."""
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True, sort_order=-1)
+    # When a node last counted the hour (its own clock).
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, sort_order=1)
+
+
+class RunHourRow(_HourCount, Base):
+    """The runs that started in an hour, by status: the console's charts read these rather
+    than the history."""
 
     __tablename__ = "run_hours"
     __table_args__ = (CheckConstraint(sql_in("status", RunStatus), name="status"),)
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     runs: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    # When a node last counted the hour (its own clock).
-    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
-class ActionHourRow(Base):
-    """The actions of the runs that started in an hour (UTC), by outcome (as ``run_hours``)."""
+class ActionHourRow(_HourCount, Base):
+    """The actions of the runs that started in an hour, by outcome."""
 
     __tablename__ = "action_hours"
     __table_args__ = (CheckConstraint(sql_in("outcome", Outcome), name="outcome"),)
 
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
     actions: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class ChannelMembersRow(Base):

@@ -2,9 +2,9 @@
 database session. It implements the ports of ``heatup_daemon.stores`` (each consumer is
 given only the one it needs); its parts live beside it: ``registry`` (sessions, channels),
 ``runs`` (runs, actions, the session state runs change), ``ledger`` (the join ledger),
-``scheduling`` (reconcile,
-claims, housekeeping), ``leases`` (the nodes' leases and the reaper), ``console`` (what
-the web console reads) and ``activity`` (the history by the hour)."""
+``tokens`` (the LLM token ledger), ``scheduling`` (reconcile, claims, housekeeping),
+``leases`` (the nodes' leases and the reaper), ``console`` (what the web console reads)
+and ``activity`` (the history by the hour)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,14 @@ from heatup_daemon.db.ledger import LedgerSql
 from heatup_daemon.db.registry import RegistrySql
 from heatup_daemon.db.runs import RunSql
 from heatup_daemon.db.scheduling import SchedulingSql
+from heatup_daemon.db.tokens import TokenSql
 
 __all__ = ["Repository", "open_repository"]
 
 
-class Repository(RegistrySql, RunSql, LedgerSql, SchedulingSql, LeaseSql, ConsoleSql, ActivitySql):
+class Repository(
+    RegistrySql, RunSql, LedgerSql, TokenSql, SchedulingSql, LeaseSql, ConsoleSql, ActivitySql
+):
     """All of heatup's database operations over one engine. Construct once per process."""
 
 

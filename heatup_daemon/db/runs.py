@@ -6,7 +6,7 @@ import functools
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Select, bindparam, exists, func, select, update
@@ -23,8 +23,6 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionChannelRow,
     SessionRow,
-    TokenSettlementRow,
-    TokenUsageRow,
 )
 from heatup_daemon.db.registry import in_pool_sql
 from heatup_daemon.db.sessions import record_columns, record_from
@@ -268,7 +266,7 @@ class RunSql(SqlStore):
         statement = (
             update(SessionRow)
             .where(SessionRow.id == session_id)
-            .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason[:500])
+            .values(state=SessionState.NEEDS_ATTENTION, state_reason=reason)
         )
         await self._write(lambda db: db.execute(statement))
 
@@ -365,51 +363,6 @@ class RunSql(SqlStore):
         if not runs:
             raise NotFound(f"no run with id {run_id}")
         return runs[0]
-
-    async def tokens_spent(self, day: date) -> int:
-        query = select(TokenUsageRow.tokens).where(TokenUsageRow.day == day)
-        spent: int | None = await self._read(lambda db: db.scalar(query))
-        return int(spent or 0)
-
-    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
-        if tokens > budget:
-            return False
-        insert = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
-        reserve = insert.on_conflict_do_update(
-            index_elements=[TokenUsageRow.day],
-            set_={"tokens": TokenUsageRow.tokens + insert.excluded.tokens},
-            # The conflict's row is locked while this decides: no two nodes both fit.
-            where=TokenUsageRow.tokens + insert.excluded.tokens <= budget,
-        ).returning(TokenUsageRow.tokens)
-        record = self.insert(TokenSettlementRow).values(key=key, day=day, reserved=tokens)
-
-        def write(db: Connection) -> bool:
-            if db.scalar(reserve) is None:
-                return False
-            db.execute(record)
-            return True
-
-        return await self._write(write)
-
-    async def settle_tokens(self, key: str, spent: int) -> None:
-        settle = (
-            update(TokenSettlementRow)
-            .where(TokenSettlementRow.key == key, TokenSettlementRow.settled.is_(False))
-            .values(settled=True)
-            .returning(TokenSettlementRow.day, TokenSettlementRow.reserved)
-        )
-
-        def write(db: Connection) -> None:
-            reservation = db.execute(settle).one_or_none()
-            if reservation is None:  # settled already, or never reserved
-                return
-            db.execute(
-                update(TokenUsageRow)
-                .where(TokenUsageRow.day == reservation.day)
-                .values(tokens=TokenUsageRow.tokens + (spent - reservation.reserved))
-            )
-
-        await self._write(write)
 
 
 def runs_query(matching: RunFilter, before_id: int | None, limit: int) -> Select[Any]:

@@ -12,7 +12,7 @@ key on (session, slot) of ``warmup_runs`` stands behind the locks: rows are inse
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import Text, and_, bindparam, case, delete, func, or_, select, text, update
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from heatup_daemon.db.base import SqlStore, is_transient
+from heatup_daemon.db.dialect import UTCDateTime
 from heatup_daemon.db.models import (
     ActionRow,
     ChannelRow,
@@ -28,13 +29,18 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionRow,
     TokenSettlementRow,
-    UTCDateTime,
 )
-from heatup_daemon.db.sessions import admin_key, record_columns, record_from, standing_sql
+from heatup_daemon.db.sessions import (
+    admin_key,
+    born_sql,
+    record_columns,
+    record_from,
+    standing_sql,
+)
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.errors import DatabaseRefused
 from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, SessionCounts
-from heatup_daemon.session import Session, SessionRecord, refusals_of
+from heatup_daemon.session import Session, SessionRecord, born_by, refusals_of
 from heatup_daemon.stores import SlotPolicy
 
 R = TypeVar("R")
@@ -233,14 +239,10 @@ class SchedulingSql(SqlStore):
         return await self._write(trim)
 
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
-        born = func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
-        runnable = standing_sql() == Standing.ACTIVE.value
+        born, runnable = born_sql(), standing_sql() == Standing.ACTIVE.value
         aged = [
             _count(
-                and_(
-                    runnable,
-                    born <= bindparam(f"born_{d}", now - timedelta(days=d), type_=UTCDateTime()),
-                )
+                and_(runnable, born <= bindparam(f"born_{d}", born_by(now, d), type_=UTCDateTime()))
             )
             for d in days
         ]

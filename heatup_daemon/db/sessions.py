@@ -18,10 +18,17 @@ from sqlalchemy import Dialect, String, case, cast, func, literal, type_coerce
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator, TypeEngine
 
+from heatup_daemon.db.dialect import times_as_text
 from heatup_daemon.db.models import SessionRow
 from heatup_daemon.enums import SessionState, Standing
-from heatup_daemon.scheduling.slots import KEY_FIELDS, KEY_SEPARATOR
-from heatup_daemon.session import TIME_FIELDS, SessionRecord, Stamp, read_time
+from heatup_daemon.session import (
+    KEY_FIELDS,
+    KEY_SEPARATOR,
+    TIME_FIELDS,
+    SessionRecord,
+    Stamp,
+    read_time,
+)
 
 
 class LenientTime(TypeDecorator[Any]):
@@ -32,7 +39,7 @@ class LenientTime(TypeDecorator[Any]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":  # no parsing by the driver: the raw text or number
+        if times_as_text(dialect.name):  # no parsing by the driver: the raw text or number
             return dialect.type_descriptor(String())
         return dialect.type_descriptor(DateTime(timezone=True))
 
@@ -67,6 +74,12 @@ def standing_sql() -> ColumnElement[str]:
         (SessionRow.state != SessionState.ACTIVE.value, literal(Standing.NEEDS_ATTENTION.value)),
         else_=literal(Standing.ACTIVE.value),
     )
+
+
+def born_sql() -> ColumnElement[Any]:
+    """``session.born_at`` in SQL: the account's creation time where the row gives one,
+    else the row's registration."""
+    return func.coalesce(SessionRow.account_created_at, SessionRow.created_at)
 
 
 def admin_key() -> ColumnElement[str]:

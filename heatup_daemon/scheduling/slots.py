@@ -1,7 +1,7 @@
 """What becomes of a session's slots: the scheduler's decisions, pure.
 
 Stores call these on rows they hold locked and write the outcome in the same transaction
-(``ports.SlotPolicy``). Nothing here reads the clock or does I/O; the moment and the random
+(``stores.SlotPolicy``). Nothing here reads the clock or does I/O; the moment and the random
 number generator are arguments.
 
 Every slot leaves exactly one ``warmup_runs`` row, and a session's scheduled rows form a
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -32,7 +31,8 @@ from typing import Final
 from heatup_daemon.enums import Refusal, RunStatus, SessionState, SkipCause
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
 from heatup_daemon.records import Decision, SlotRow
-from heatup_daemon.session import Session, SessionRecord, admit, validate_record
+from heatup_daemon.session import KEY_FIELDS as KEY_FIELDS  # still read from here by tests
+from heatup_daemon.session import Session, SessionRecord, admit, key_fields, validate_record
 from heatup_daemon.timing.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 
 log = logging.getLogger(__name__)
@@ -201,41 +201,6 @@ def schedule_changed(record: SessionRecord) -> bool:
     return any(old.get(name) != new.get(name) for name in SCHEDULE_FIELDS)
 
 
-# The admin key's fields, in order (``db.sessions.admin_key`` builds it in SQL).
-KEY_FIELDS: Final = (
-    "gateway_session_id",
-    "schedule",
-    "jitter_seconds",
-    "timezone",
-    "enabled",
-    "state",
-    "label",
-    "account_created_at",
-)
-KEY_SEPARATOR: Final = "\x1f"
-
-
-def admin_key_of(values: Mapping[str, object]) -> str:
-    """The admin key of a row given as values (the in-memory store's rows): each field's
-    text, as ``db.sessions.admin_key`` builds it in SQL (nothing is empty, a boolean is
-    on or off)."""
-
-    def text(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return str(value)
-
-    return KEY_SEPARATOR.join(text(values[name]) for name in KEY_FIELDS)
-
-
-def key_fields(key: str | None) -> dict[str, str]:
-    if key is None:
-        return {}
-    return dict(zip(KEY_FIELDS, key.split(KEY_SEPARATOR, len(KEY_FIELDS) - 1), strict=False))
-
-
 def _time(value: object) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
@@ -257,4 +222,4 @@ def _as_applied(record: SessionRecord, decided: Decision) -> SessionRecord:
 def _unexpected(exc: Exception) -> str:
     # The scheduler logs the flag once; the traceback is for whoever debugs it.
     log.debug("cannot decide the next slot of a session row", exc_info=True)
-    return f"heatup cannot compute this row's next slot: {type(exc).__name__}: {exc}"[:500]
+    return f"heatup cannot compute this row's next slot: {type(exc).__name__}: {exc}"

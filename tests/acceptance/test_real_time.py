@@ -22,8 +22,8 @@ import pytest
 from heatup_daemon.db.leases import REAPED
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.conftest import HEATUP
-from tests.acceptance.daemons import SQL, Daemon, NotifySocket, sqlite_with_sessions, wait_until
-from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
+from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_with_sessions, wait_until
+from tests.acceptance.postgres import fresh_postgres_database, postgres_with_sessions
 from tests.judging import Row, assert_every_slot_once, assert_no_overlap, load_runs
 from tests.tools import faketime
 
@@ -181,14 +181,8 @@ SKEW_ENV = {
 
 @pytest.fixture
 def cluster_database() -> Iterator[str]:
-    server = postgres_server_url()
-    if server is None:
-        pytest.skip("the PostgreSQL variant: no PostgreSQL server (tests/run says so)")
-    url = create_postgres_database(server)
-    try:
+    with fresh_postgres_database() as url:
         yield url
-    finally:
-        drop_postgres_database(server, url)
 
 
 @pytest.mark.parametrize("skew", ["+5m", "-5m"])
@@ -196,14 +190,8 @@ def cluster_database() -> Iterator[str]:
 def test_a_node_whose_clock_is_five_minutes_off(
     cluster_database: str, gateway: str, tmp_path: Path, skew: str
 ) -> None:
-    url, sql = cluster_database, SQL(cluster_database)
-    env = {**os.environ, "HEATUP_DATABASE__URL": url}
-    subprocess.run([str(HEATUP), "db", "upgrade"], env=env, check=True, capture_output=True)
-    sql(
-        "INSERT INTO sessions (gateway_session_id, schedule, jitter_seconds, timezone, enabled, "
-        f"state) SELECT g, '20s', 5, 'UTC', true, 'active' FROM generate_series(1, "
-        f"{SKEW_SESSIONS}) g"
-    )
+    url = cluster_database
+    postgres_with_sessions(url, SKEW_SESSIONS, "20s", 5)
     right = Daemon(url, gateway, tmp_path, **SKEW_ENV).start("--node-name", "right")
     wrong = Daemon(url, gateway, tmp_path, **SKEW_ENV, **faketime(skew))
     wrong.start("--node-name", "wrong")

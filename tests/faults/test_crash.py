@@ -17,15 +17,7 @@ import pytest
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions, wait_until
 from tests.faults.conftest import Report
-from tests.judging import (
-    assert_every_slot_once,
-    assert_no_call_outside_a_run,
-    assert_no_completed_call_missing,
-    assert_no_overlap,
-    load_actions,
-    load_audit,
-    load_runs,
-)
+from tests.judging import assert_promises_kept, load_runs
 
 SESSIONS = 20
 PERIOD = timedelta(seconds=10)
@@ -62,13 +54,9 @@ def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Re
     assert code == 0, last.output()[-3000:]
     assert "Traceback" not in last.output()
 
-    rows = load_runs(f"sqlite+aiosqlite:///{database}")
-    audit = load_audit(audit_path)
+    judged = assert_promises_kept(f"sqlite+aiosqlite:///{database}", audit_path, PERIOD)
+    rows = judged.rows
     assert not [r for r in rows if r.status == "running"]
-    slots = assert_every_slot_once(rows, PERIOD)
-    assert_no_overlap(rows)
-    assert_no_call_outside_a_run(rows, audit)
-    calls = assert_no_completed_call_missing(load_actions(f"sqlite+aiosqlite:///{database}"), audit)
     cut = [
         r
         for r in rows
@@ -83,12 +71,12 @@ def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Re
     report(
         {
             "kills": kills,
-            "slot rows": slots,
+            "slot rows": judged.slot_rows,
             "runs": sum(1 for r in rows if r.status != "skipped"),
             "runs a kill cut (all interrupted)": len(cut),
             "runs after the last kill": len(after),
             "duplicated or lost slots": 0,
-            **calls,
+            **judged.calls,
         }
     )
 

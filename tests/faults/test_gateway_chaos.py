@@ -18,15 +18,7 @@ import pytest
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions
 from tests.faults.conftest import Report
-from tests.judging import (
-    assert_every_slot_once,
-    assert_no_call_outside_a_run,
-    assert_no_completed_call_missing,
-    assert_no_overlap,
-    load_actions,
-    load_audit,
-    load_runs,
-)
+from tests.judging import assert_promises_kept
 
 SESSIONS = 30
 PERIOD = timedelta(seconds=10)
@@ -89,12 +81,9 @@ def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report)
     assert code == 0, daemon.output()[-3000:]
     assert "Traceback" not in daemon.output()
 
-    sqlite_url = f"sqlite+aiosqlite:///{database}"
-    rows, actions, audit = load_runs(sqlite_url), load_actions(sqlite_url), load_audit(audit_path)
-    assert_every_slot_once(rows, PERIOD)
-    assert_no_overlap(rows)
-    assert_no_call_outside_a_run(rows, audit)  # and none during a flood wait
-    calls = assert_no_completed_call_missing(actions, audit)
+    # No call outside a run, and none during a flood wait.
+    judged = assert_promises_kept(f"sqlite+aiosqlite:///{database}", audit_path, PERIOD)
+    rows, actions, audit = judged.rows, judged.actions, judged.audit
     failed = [a for a in actions if a[2] == "failed"]
     assert all(code is not None for *_, code in failed), "a failure without its code"
     retries = most_attempts_for_one_call(database, audit)
@@ -113,6 +102,6 @@ def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report)
             "failures by code": dict(codes),
             "most attempts for one call": retries,
             "calls during a flood wait": 0,
-            **calls,
+            **judged.calls,
         }
     )

@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 
-from heatup_daemon.db.engine import _sqlite_events
-from heatup_daemon.db.group_commit import GroupWriter
+from heatup_daemon.db.sqlite import GroupWriter, WriterClosed, set_up
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, Trigger
 from heatup_daemon.records import ActionRecord
 from heatup_daemon.validation import validate_channel
@@ -26,7 +25,7 @@ from tests.conftest import migrated_repository
 @pytest.fixture
 def engine(tmp_path: Path) -> Any:
     made = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
-    _sqlite_events(made, 5000)
+    set_up(made, 5000)
     with made.begin() as connection:
         connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
         connection.execute(
@@ -101,6 +100,17 @@ async def test_a_failed_commit_fails_every_write_of_its_group(engine: Engine) ->
     assert rows(engine, "child") == []
 
 
+async def test_a_write_after_close_is_refused(engine: Engine) -> None:
+    """Not queued behind the end, where nobody would ever answer it."""
+    writer = GroupWriter(engine)
+    assert await writer.submit(insert("parent", 1)) == 1
+    writer.close()
+    with pytest.raises(WriterClosed):
+        writer.submit(insert("parent", 2))
+    writer.close()  # again: nothing more to do
+    assert rows(engine, "parent") == [1]
+
+
 async def test_the_fence_judges_the_lease_from_when_its_write_runs(tmp_path: Path) -> None:
     """A fence queued behind a long write is judged at the moment it runs: a lease that
     outlasted the call when it was asked, but not once the writer reached it, is short."""
@@ -113,8 +123,8 @@ async def test_the_fence_judges_the_lease_from_when_its_write_runs(tmp_path: Pat
         now = datetime.now(UTC)
         node = (await store.register_node("node-a", 10.5, now)).node
         run = await store.start_run(1, Trigger.CLI, now, node)
-        assert store._writer is not None
-        first = store._writer.submit(lambda db: time.sleep(0.8))  # a long write ahead
+        assert store._sqlite is not None
+        first = store._sqlite.writer.submit(lambda db: time.sleep(0.8))  # a long write ahead
         # Asked with 0.5 s to spare, answered after the long write.
         asked = asyncio.ensure_future(store.start_call(run.id, browse_in_flight(now), 10, now))
         await asyncio.sleep(0.1)  # it is queued
@@ -136,11 +146,10 @@ async def test_commits_are_durable_on_every_connection(tmp_path: Path) -> None:
     async with migrated_repository(url) as store:
         async with store.engine.connect() as connection:
             assert (await connection.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
-        assert store._twin is not None
-        with store._twin.connect() as twin:
+        assert store._sqlite is not None
+        with store._sqlite.twin.connect() as twin:
             assert twin.exec_driver_sql("PRAGMA synchronous").scalar() == 2
-        assert store._writer is not None
-        assert (
-            await store._writer.submit(lambda db: db.exec_driver_sql("PRAGMA synchronous").scalar())
-            == 2
+        synchronous = await store._sqlite.write(
+            lambda db: db.exec_driver_sql("PRAGMA synchronous").scalar()
         )
+        assert synchronous == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from heatup_daemon.db.models import NodeRow
+from heatup_daemon.db.texts import TEXT_LIMIT
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
 from heatup_daemon.records import POOL_JOINS_S, ActionRecord, Decision, JoinLimits, Node, StoredPlan
@@ -248,6 +250,21 @@ async def test_the_fence_needs_a_lease_that_outlasts_the_call(store: NodeStore) 
     assert (await store.get_run(run.id)).actions == ()  # refused: nothing written
     assert await store.start_call(run.id, in_flight(1), 30, NOW) is Clearance.CLEARED
     assert [a.error_code for a in (await store.get_run(run.id)).actions] == ["in_flight"]
+
+
+async def test_heatups_own_texts_are_clipped_where_they_enter_the_store(store: NodeStore) -> None:
+    await scheduled(store, 1)
+    session_id = (await store.get_session(1)).id
+    run = await store.start_run(1, Trigger.CLI, NOW, NODE)
+    long = "x" * (TEXT_LIMIT + 100)
+    failed = ActionRecord(1, ActionKind.BROWSE_DIALOGS, None, 1.0, 1.0, NOW, NOW, Outcome.FAILED)
+    await store.record_action(run.id, replace(failed, error_code="transient", error_text=long))
+    await store.finish_run(run.id, RunStatus.FAILED, long, NOW)
+    await store.mark_needs_attention(session_id, long)
+    view = await store.get_run(run.id)
+    assert view.error == long[:TEXT_LIMIT]
+    assert view.actions[0].error_text == long[:TEXT_LIMIT]
+    assert (await store.get_session(1)).state_reason == long[:TEXT_LIMIT]
 
 
 def in_flight(seq: int) -> ActionRecord:

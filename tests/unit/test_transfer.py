@@ -15,7 +15,7 @@ import pytest
 
 from heatup_daemon import transfer
 from heatup_daemon.enums import Actor, Format, Surface
-from heatup_daemon.session import SessionRecord
+from heatup_daemon.session import ROW_DEFAULTS, SessionRecord
 from heatup_daemon.transfer import CHUNK, FIELDS, Report, export, header, parse, register_all
 from heatup_daemon.validation import SessionSpec
 from heatup_daemon.views import Author, Imported
@@ -123,6 +123,7 @@ def test_the_format_is_told_by_the_name_else_the_first_character() -> None:
 
 def record(gateway_id: int, **values: object) -> SessionRecord:
     fields: dict[str, object] = {
+        **ROW_DEFAULTS,
         "id": gateway_id,
         "gateway_session_id": gateway_id,
         "label": 'a "quoted", label',
@@ -131,18 +132,8 @@ def record(gateway_id: int, **values: object) -> SessionRecord:
         "jitter_seconds": 120,
         "timezone": "Asia/Tokyo",
         "account_created_at": datetime(2023, 1, 2, 3, 4, tzinfo=UTC),
-        "state": "active",
-        "state_reason": None,
-        "invalid_reason": None,
-        "next_nominal_at": None,
-        "next_run_at": None,
-        "last_run_at": None,
-        "cooldown_until": None,
-        "flood_wait_at": None,
-        "flood_wait_s": None,
         "created_at": NOW,
         "key": "",
-        "applied_key": None,
     }
     fields.update(values)
     return SessionRecord(**fields)  # type: ignore[arg-type]

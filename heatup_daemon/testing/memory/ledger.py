@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from heatup_daemon.enums import JoinRefusal, JoinStatus, Outcome
-from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW, join_verdict
+from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW
 from heatup_daemon.records import ActionRecord, JoinLimits, Run
 from heatup_daemon.testing.memory.tables import MemoryTables
+from heatup_daemon.warmth import reserve_places
 
 
 class MemoryLedger(MemoryTables):
@@ -19,33 +20,25 @@ class MemoryLedger(MemoryTables):
     ) -> dict[str, JoinRefusal | None]:
         self._check()
         # This run's own places are left out of the counts and kept as they are (a retry).
-        held = {(join["channel_id"]) for join in self.ledger if join["run_id"] == run.id}
+        ids = {c: cid for c in channels if (cid := self._channel_id(c)) is not None}
         taken = self._held(now - RAMP_WINDOW, other_than=run.id, session_id=run.session.id)
-        left = limits.joins_left(taken)
-        room: dict[int, int] = {}
-        verdicts: dict[str, JoinRefusal | None] = {}
-        for channel in channels:
-            channel_id = self._channel_id(channel)
-            if channel_id is not None and channel_id not in room:
-                room[channel_id] = limits.room(
-                    self._held(now - PACE_WINDOW, other_than=run.id, channel_id=channel_id)
-                )
-            verdicts[channel] = join_verdict(channel_id, left, room, limits)
-            if verdicts[channel] is None:
-                assert channel_id is not None
-                room[channel_id] -= 1
-                left -= 1
-                if channel_id in held:
-                    continue
-                self.ledger.append(
-                    {
-                        "channel_id": channel_id,
-                        "session_id": run.session.id,
-                        "run_id": run.id,
-                        "reserved_at": now,
-                        "status": JoinStatus.RESERVED,
-                    }
-                )
+        counts = {
+            cid: self._held(now - PACE_WINDOW, other_than=run.id, channel_id=cid)
+            for cid in ids.values()
+        }
+        verdicts, granted = reserve_places(channels, ids, taken, counts, limits)
+        held = {join["channel_id"] for join in self.ledger if join["run_id"] == run.id}
+        self.ledger.extend(
+            {
+                "channel_id": channel_id,
+                "session_id": run.session.id,
+                "run_id": run.id,
+                "reserved_at": now,
+                "status": JoinStatus.RESERVED,
+            }
+            for channel_id in granted
+            if channel_id not in held
+        )
         return verdicts
 
     async def record_join(self, run: Run, record: ActionRecord) -> None:

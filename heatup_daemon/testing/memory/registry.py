@@ -7,8 +7,8 @@ from __future__ import annotations
 from heatup_daemon.config.sections import ChannelEntry
 from heatup_daemon.errors import AlreadyExists
 from heatup_daemon.records import ChannelView
-from heatup_daemon.session import SessionRecord
-from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS, MemoryTables
+from heatup_daemon.session import ROW_DEFAULTS, SessionRecord
+from heatup_daemon.testing.memory.tables import MemoryTables
 from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
 from heatup_daemon.views import CLI_AUTHOR, Author
 
@@ -26,7 +26,7 @@ class MemoryRegistry(MemoryTables):
             )
         session_id = self._next_id()
         self.sessions[session_id] = {
-            **SESSION_DEFAULTS,
+            **ROW_DEFAULTS,
             **spec.columns(enabled),
             "created_at": self._clock.now(),
         }

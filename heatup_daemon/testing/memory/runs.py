@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from heatup_daemon.db.texts import clipped
 from heatup_daemon.enums import Clearance, RunStatus, SessionState, Trigger
 from heatup_daemon.errors import AlreadyRunning, NotFound
 from heatup_daemon.pool import CHANNEL_FLAG_WINDOW, channel_flag
@@ -24,7 +25,7 @@ from heatup_daemon.records import (
     WarmthFacts,
 )
 from heatup_daemon.session import admit
-from heatup_daemon.testing.memory.tables import MemoryTables, new_run
+from heatup_daemon.testing.memory.tables import MemoryTables
 from heatup_daemon.warmth import WARMTH_WINDOW
 
 
@@ -40,23 +41,7 @@ class MemoryRuns(MemoryTables):
         running = self._running(session_id)
         if running is not None:
             raise AlreadyRunning(f"session {gateway_session_id} has run {running.id} in flight")
-        row = new_run(
-            id=self._next_id(),
-            session_id=session_id,
-            gateway_session_id=gateway_session_id,
-            trigger=trigger,
-            scheduled_for=None,
-            next_slot_at=None,
-            due_at=now,
-            status=RunStatus.RUNNING,
-            node=node.name,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            error=None,
-        )
-        self.runs[row.id] = row
-        self.run_nodes[row.id] = node.id
+        row = self._insert_run(session_id, gateway_session_id, trigger, node, now)
         return Run(row.id, session, trigger, now, now)
 
     async def runs_in_flight(self, node: Node) -> list[RunInFlight]:
@@ -110,7 +95,9 @@ class MemoryRuns(MemoryTables):
         self._check()
         run = self.runs[run_id]
         if run.status is RunStatus.RUNNING:
-            self._update(run_id, status=status, error=error, finished_at=at, heartbeat_at=at)
+            self._update(
+                run_id, status=status, error=clipped(error), finished_at=at, heartbeat_at=at
+            )
             if run.session_id in self.sessions:
                 self.sessions[run.session_id]["last_run_at"] = at
         self._settle(lambda join: join["run_id"] == run_id)
@@ -127,7 +114,7 @@ class MemoryRuns(MemoryTables):
     async def mark_needs_attention(self, session_id: int, reason: str) -> None:
         self._check()
         self.sessions[session_id].update(
-            state=SessionState.NEEDS_ATTENTION.value, state_reason=reason[:500]
+            state=SessionState.NEEDS_ATTENTION.value, state_reason=clipped(reason)
         )
 
     async def note_channel_failure(self, channel: str, code: str, at: datetime) -> str | None:
@@ -208,24 +195,3 @@ class MemoryRuns(MemoryTables):
         if run_id not in self.runs:
             raise NotFound(f"no run with id {run_id}")
         return self.runs[run_id]
-
-    async def tokens_spent(self, day: date) -> int:
-        self._check()
-        return self.tokens.get(day, 0)
-
-    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
-        self._check()
-        if self.tokens.get(day, 0) + tokens > budget:
-            return False
-        self.tokens[day] = self.tokens.get(day, 0) + tokens
-        self.settlements[key] = (day, tokens)
-        return True
-
-    async def settle_tokens(self, key: str, spent: int) -> None:
-        self._check()
-        reservation = self.settlements.get(key)
-        if reservation is None or key in self.settled:
-            return
-        day, reserved = reservation
-        self.tokens[day] += spent - reserved
-        self.settled.add(key)

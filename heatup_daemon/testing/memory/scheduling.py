@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
-from heatup_daemon.records import Claim, Decision, Node, Reconciled, Run, RunView, SessionCounts
-from heatup_daemon.session import read_time, refusals_of, standing
+from heatup_daemon.records import (
+    Claim,
+    Decision,
+    Node,
+    Reconciled,
+    Run,
+    RunView,
+    SessionCounts,
+    SlotRow,
+)
+from heatup_daemon.session import born_at, born_by, refusals_of, standing
 from heatup_daemon.stores import SlotPolicy
-from heatup_daemon.testing.memory.tables import MemoryTables, new_run
+from heatup_daemon.testing.memory.tables import MemoryTables
 
 
 class MemoryScheduling(MemoryTables):
@@ -58,7 +66,7 @@ class MemoryScheduling(MemoryTables):
         runs: list[Run] = []
         for d in decisions:
             for slot in d.rows:
-                run = self._insert_slot_row(d, slot.status, slot, node, now)
+                run = self._insert_slot_row(d, slot, node, now)
                 if run is not None and slot.status is RunStatus.RUNNING and d.session is not None:
                     runs.append(
                         Run(run.id, d.session, Trigger.SCHEDULE, run.due_at, now, run.scheduled_for)
@@ -66,38 +74,23 @@ class MemoryScheduling(MemoryTables):
         return Claim(tuple(decisions), tuple(runs))
 
     def _insert_slot_row(
-        self, decision: Decision, status: RunStatus, slot: Any, node: Node, now: datetime
+        self, decision: Decision, slot: SlotRow, node: Node, now: datetime
     ) -> RunView | None:
+        """The slot's row, unless the session has one for the slot already, or (a run) one
+        in flight: the unique keys of ``warmup_runs``."""
         session_id = decision.record.id
+        running = slot.status is RunStatus.RUNNING
         conflict = any(
             r.session_id == session_id
             and (
-                r.scheduled_for == slot.scheduled_for
-                or (status is RunStatus.RUNNING and r.status is RunStatus.RUNNING)
+                r.scheduled_for == slot.scheduled_for or (running and r.status is RunStatus.RUNNING)
             )
             for r in self.runs.values()
         )
         if conflict:
             return None
-        running = status is RunStatus.RUNNING
-        row = new_run(
-            id=self._next_id(),
-            session_id=session_id,
-            gateway_session_id=int(str(decision.record.gateway_session_id)),
-            trigger=Trigger.SCHEDULE,
-            scheduled_for=slot.scheduled_for,
-            next_slot_at=slot.next_slot_at,
-            due_at=slot.due_at,
-            status=status,
-            node=node.name,
-            started_at=now,
-            heartbeat_at=now if running else None,
-            finished_at=None if running else now,
-            error=slot.error,
-        )
-        self.runs[row.id] = row
-        self.run_nodes[row.id] = node.id
-        return row
+        gateway_session_id = int(str(decision.record.gateway_session_id))
+        return self._insert_run(session_id, gateway_session_id, Trigger.SCHEDULE, node, now, slot)
 
     async def next_due_at(self) -> datetime | None:
         self._check()
@@ -144,14 +137,14 @@ class MemoryScheduling(MemoryTables):
 
     async def sessions_aged(self, now: datetime, days: Sequence[int]) -> list[int]:
         self._check()
+        records = [self._record(session_id) for session_id in self.sessions]
         born = [
-            read_time(row["account_created_at"] or row["created_at"])
-            for session_id, row in self.sessions.items()
-            if standing(self._record(session_id)) is Standing.ACTIVE
+            born_at(record.account_created_at, record.created_at)
+            for record in records
+            if standing(record) is Standing.ACTIVE
         ]
         return [
-            sum(1 for b in born if isinstance(b, datetime) and b <= now - timedelta(days=d))
-            for d in days
+            sum(1 for b in born if isinstance(b, datetime) and b <= born_by(now, d)) for d in days
         ]
 
     async def counts(self, now: datetime) -> SessionCounts:

@@ -8,43 +8,12 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, SessionState
+from heatup_daemon.db.texts import clipped
+from heatup_daemon.enums import ActionKind, JoinStatus, RunStatus, Trigger
 from heatup_daemon.errors import DatabaseUnavailable, NotFound
-from heatup_daemon.records import ActionRecord, ChannelView, Decision, RunView
-from heatup_daemon.scheduling.slots import admin_key_of
-from heatup_daemon.session import TIME_FIELDS, SessionRecord, read_time
+from heatup_daemon.records import ActionRecord, ChannelView, Decision, Node, RunView, SlotRow
+from heatup_daemon.session import TIME_FIELDS, SessionRecord, admin_key_of, read_time
 from heatup_daemon.timing.clock import Clock, SystemClock
-
-SESSION_DEFAULTS: dict[str, Any] = {
-    "label": None,
-    "enabled": True,
-    "jitter_seconds": 0,
-    "timezone": "UTC",
-    "account_created_at": None,
-    "state": SessionState.ACTIVE.value,
-    "state_reason": None,
-    "invalid_reason": None,
-    "applied_key": None,
-    "next_nominal_at": None,
-    "next_run_at": None,
-    "last_run_at": None,
-    "cooldown_until": None,
-    "flood_wait_at": None,
-    "flood_wait_s": None,
-}
-
-
-def new_run(**fields: Any) -> RunView:
-    """A run row as a fresh insert leaves it: no plan, no actions yet."""
-    return RunView(
-        plan_source=None,
-        plan_model=None,
-        plan=None,
-        prompt_tokens=None,
-        completion_tokens=None,
-        actions=(),
-        **fields,
-    )
 
 
 class MemoryTables:
@@ -110,9 +79,48 @@ class MemoryTables:
             row.update(
                 next_nominal_at=d.next_nominal_at,
                 next_run_at=d.next_run_at,
-                invalid_reason=d.invalid_reason,
+                invalid_reason=clipped(d.invalid_reason),
                 applied_key=d.applied_key,
             )
+
+    def _insert_run(
+        self,
+        session_id: int,
+        gateway_session_id: int,
+        trigger: Trigger,
+        node: Node,
+        now: datetime,
+        slot: SlotRow | None = None,
+    ) -> RunView:
+        """A run row as a fresh insert leaves it (no plan, no actions yet), kept alive by
+        ``node``'s lease: a run started ``now`` (its slot's, or on request), or a slot's
+        row that ended as it was written (a skipped one)."""
+        status = RunStatus.RUNNING if slot is None else slot.status
+        running = status is RunStatus.RUNNING
+        row = RunView(
+            id=self._next_id(),
+            session_id=session_id,
+            gateway_session_id=gateway_session_id,
+            trigger=trigger,
+            scheduled_for=None if slot is None else slot.scheduled_for,
+            next_slot_at=None if slot is None else slot.next_slot_at,
+            due_at=now if slot is None else slot.due_at,
+            status=status,
+            node=node.name,
+            started_at=now,
+            heartbeat_at=now if running else None,
+            finished_at=None if running else now,
+            error=None if slot is None else clipped(slot.error),
+            plan_source=None,
+            plan_model=None,
+            plan=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+            actions=(),
+        )
+        self.runs[row.id] = row
+        self.run_nodes[row.id] = node.id
+        return row
 
     def _update(self, run_id: int, **changes: Any) -> None:
         self.runs[run_id] = replace(self.runs[run_id], **changes)
@@ -143,6 +151,7 @@ class MemoryTables:
         )
 
     def _write_action(self, run_id: int, record: ActionRecord) -> None:
+        record = replace(record, error_text=clipped(record.error_text))
         others = (a for a in self.runs[run_id].actions if a.seq != record.seq)
         self._update(run_id, actions=tuple(sorted((*others, record), key=lambda a: a.seq)))
 
