@@ -1,0 +1,206 @@
+"""A scenario drawn from a seed: the cluster's machines, the sessions and the channel pool,
+heatup's settings, how faulty each port is, and the timeline of events.
+
+Everything is decided here, from ``random.Random(seed)``, before the simulation starts: the
+same seed is the same scenario. Choices that depend on the moment (which sessions are due
+when an API burst comes) are made by the cluster from an event's own seeded generator.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Final
+
+from heatup_daemon.config import (
+    ChannelEntry,
+    ExecutorSettings,
+    GatewaySettings,
+    LLMSettings,
+    PlannerSettings,
+    PoolSettings,
+    SchedulerSettings,
+    ServiceSettings,
+    Settings,
+)
+from tests.sim.faults import Fault, Rates
+from tests.sim.gateway import GatewayRates
+
+# Event kinds that target one machine.
+MACHINE_EVENTS: Final = (Fault.CRASH, Fault.STOP, Fault.SKEW, Fault.PARTITION)
+SCHEDULES: Final = ("2m", "3m", "4m", "5m", "7m", "*/3 * * * *", "*/5 * * * *", "90s")
+CHANNEL_NAMES: Final = tuple(f"simchan{index:02d}" for index in range(12))
+SETTLE_S: Final = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    gateway_id: int
+    schedule: str
+    jitter_s: int
+    age_days: int
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happens at ``at_s``: to ``machine`` (-1: to the cluster), for
+    ``seconds`` (a partition, an outage, a restart's delay, a skew), ``count`` times (an API
+    burst's starts, an import's rows); ``flag`` varies it (a restart under another name, a
+    synchronous start, an import that skips invalid rows); ``seed`` draws its choices."""
+
+    at_s: float
+    kind: Fault
+    machine: int = -1
+    seconds: float = 0.0
+    count: int = 0
+    flag: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    duration_s: float
+    machines: int
+    sessions: tuple[SessionPlan, ...]
+    channels: tuple[str, ...]
+    private: frozenset[str]
+    deleted: frozenset[int]
+    time_scale: float
+    dispatch_s: float
+    reconcile_s: float
+    deadline_s: float
+    stop_timeout_s: float
+    pace: int
+    budget: int
+    breaker_failures: int
+    store_rates: Rates
+    gateway_rates: Rates
+    llm_rates: Rates
+    telegram: GatewayRates
+    events: tuple[Event, ...] = field(default=())
+    settle_s: float = SETTLE_S
+
+    @property
+    def end_s(self) -> float:
+        return self.duration_s + self.settle_s
+
+    def settings(self, name: str) -> Settings:
+        """The configuration of a node named ``name``: the same for every node."""
+        return Settings(
+            node_name=name,
+            gateway=GatewaySettings(retry_deadline_s=self.deadline_s),
+            llm=LLMSettings(
+                daily_token_budget=self.budget,
+                breaker_failures=self.breaker_failures,
+                breaker_cooloff_s=60.0,
+            ),
+            planner=PlannerSettings(seed=self.seed),
+            executor=ExecutorSettings(time_scale=self.time_scale),
+            scheduler=SchedulerSettings(
+                reconcile_seconds=self.reconcile_s,
+                dispatch_interval_seconds=self.dispatch_s,
+                max_concurrent_runs=50,
+            ),
+            pool=PoolSettings(max_joins_per_channel_per_hour=self.pace),
+            service=ServiceSettings(stop_timeout_s=self.stop_timeout_s),
+            channels=tuple(
+                ChannelEntry(username=name, title=name, category="sim") for name in self.channels
+            ),
+        )
+
+    @classmethod
+    def drawn(cls, seed: int, duration_s: float | None = None) -> Scenario:
+        rng = random.Random(seed)
+        duration = duration_s if duration_s is not None else rng.uniform(1800.0, 2400.0)
+        machines = rng.choice((2, 2, 3))
+        storm = rng.choice((0.3, 0.6, 1.0, 1.0, 1.5))
+        sessions = tuple(
+            SessionPlan(
+                gateway_id=100 + index,
+                schedule=rng.choice(SCHEDULES),
+                jitter_s=rng.choice((0, 0, 10, 30, 60)),
+                age_days=rng.choice((0, 1, 3, 7, 30, 90)),
+                enabled=rng.random() > 0.05,
+            )
+            for index in range(rng.randint(18, 30))
+        )
+        channels = CHANNEL_NAMES[: rng.randint(5, len(CHANNEL_NAMES))]
+        private = frozenset(rng.sample(channels, 1)) if rng.random() < 0.3 else frozenset()
+        deleted = frozenset(
+            plan.gateway_id for plan in sessions if rng.random() < 0.03
+        )  # accounts gone
+        return cls(
+            seed=seed,
+            duration_s=duration,
+            machines=machines,
+            sessions=sessions,
+            channels=tuple(channels),
+            private=private,
+            deleted=deleted,
+            time_scale=rng.choice((0.1, 0.25, 0.5, 1.0)),
+            dispatch_s=rng.choice((1.0, 2.0, 3.0)),
+            reconcile_s=rng.choice((5.0, 10.0, 20.0)),
+            deadline_s=rng.choice((15.0, 30.0, 45.0)),
+            stop_timeout_s=rng.choice((5.0, 30.0)),
+            pace=rng.randint(2, 8),
+            budget=rng.choice((20_000, 60_000, 200_000)),
+            breaker_failures=rng.randint(2, 5),
+            store_rates=Rates.drawn(rng, storm),
+            gateway_rates=Rates.drawn(rng, storm),
+            llm_rates=Rates.drawn(rng, storm),
+            telegram=GatewayRates(
+                flood_p=rng.uniform(0, 0.01) * storm, too_many_p=rng.uniform(0, 0.005) * storm
+            ),
+            events=_events(rng, duration, machines, storm),
+        )
+
+
+def _events(rng: random.Random, duration_s: float, machines: int, storm: float) -> tuple[Event, ...]:
+    events: list[Event] = []
+
+    def at() -> float:
+        return rng.uniform(20.0, duration_s)
+
+    def count(most: float) -> int:
+        return rng.randint(0, max(round(most * storm), 0))
+
+    for machine in range(machines):
+        for _ in range(count(2)):
+            events.append(Event(at(), Fault.CRASH, machine, rng.uniform(3, 120), flag=_coin(rng)))
+        for _ in range(count(1)):
+            events.append(Event(at(), Fault.STOP, machine, rng.uniform(5, 90), flag=_coin(rng)))
+        for _ in range(count(2)):
+            skew = rng.choice((-1, 1)) * rng.choice((2.0, 30.0, 300.0, 3600.0))
+            events.append(Event(at(), Fault.SKEW, machine, skew))
+        for _ in range(count(3)):
+            long = rng.random() < 0.4
+            seconds = rng.uniform(130, 300) if long else rng.uniform(2, 60)
+            events.append(Event(at(), Fault.PARTITION, machine, seconds))
+    for _ in range(count(2)):
+        events.append(Event(at(), Fault.OUTAGE, -1, rng.uniform(2, 90)))
+    for _ in range(rng.randint(3, 10)):
+        machine = rng.randrange(machines)
+        starts = rng.randint(2, 8)
+        events.append(
+            Event(at(), Fault.API_BURST, machine, count=starts, flag=_coin(rng), seed=_seed(rng))
+        )
+    for _ in range(rng.randint(0, 2)):
+        machine = rng.randrange(machines)
+        rows = rng.randint(2, 6)
+        events.append(
+            Event(at(), Fault.IMPORT, machine, count=rows, flag=_coin(rng), seed=_seed(rng))
+        )
+    for _ in range(rng.randint(2, 10)):
+        events.append(Event(at(), Fault.ADMIN_EDIT, rng.randrange(machines), seed=_seed(rng)))
+    events.sort(key=lambda event: (event.at_s, event.kind, event.machine))
+    return tuple(events)
+
+
+def _coin(rng: random.Random) -> bool:
+    return rng.random() < 0.5
+
+
+def _seed(rng: random.Random) -> int:
+    return rng.getrandbits(32)
