@@ -19,7 +19,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
 
@@ -31,17 +31,17 @@ from heatup_daemon.logs import context_fields
 from heatup_daemon.scheduling import scheduler as scheduler_module
 from heatup_daemon.validation import validate_channel, validate_session
 from tests.sim import events
-from tests.sim.faults import Fault, Faults, ported
+from tests.sim.faults import Faults, ported
 from tests.sim.gateway import GatewayWorld, SimGateway
 from tests.sim.invariants import Invariants
 from tests.sim.llm import LLMWorld, SimLLM
-from tests.sim.loop import EPOCH, OWNER, HostClock, VirtualLoop
+from tests.sim.loop import EPOCH, OWNER, HostClock, Owner, VirtualLoop
 from tests.sim.node import SimNode
 from tests.sim.scenario import Scenario
 from tests.sim.store import DatabaseClock, SimStore
 from tests.sim.trace import LogCapture, Trace, Violation, captured_logs
 
-CHECK_EVERY_S: Final = 5.0
+CHECK_EVERY_S: Final = 10.0
 # systemd's Restart=on-failure delay for a node that could not start or stopped on a failure.
 RESTART_S: Final = 5.0
 # How long the end's clean stop of every node may take (runs finish, writes wait out nothing).
@@ -51,7 +51,7 @@ STOP_WITHIN_S: Final = 900.0
 @dataclass
 class Result:
     seed: int
-    digest: str
+    trace: Trace
     violations: list[Violation]
     simulated_s: float
     faults: Counter[str]
@@ -64,11 +64,14 @@ class Result:
     callbacks: int
     trace_lines: int
     cpu_s: float
-    lines: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         return bool(self.violations)
+
+    @property
+    def digest(self) -> str:
+        return self.trace.digest()
 
 
 class Tasks:
@@ -78,21 +81,29 @@ class Tasks:
 
     def __init__(self) -> None:
         self._serial = 0
-        self._roots: dict[asyncio.Task[Any], int] = {}
+        self._roots: dict[asyncio.Task[Any], tuple[int, Owner | None]] = {}
 
-    def created(self, task: asyncio.Task[Any]) -> None:
+    def created(self, task: asyncio.Task[Any], owner: Owner | None) -> None:
         self._serial += 1
         root = self._serial
         if "run" in context_fields():
             parent = asyncio.current_task()
-            if parent is not None:
-                root = self._roots.get(parent, root)
-        self._roots[task] = root
-        task.add_done_callback(self._roots.pop)
+            if parent is not None and parent in self._roots:
+                root = self._roots[parent][0]
+        self._roots[task] = (root, owner)
+        if owner is not None:
+            owner.adopt(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        _, owner = self._roots.pop(task)
+        if owner is not None:
+            owner.forget(task)
 
     def root(self) -> int:
         task = asyncio.current_task()
-        return 0 if task is None else self._roots.get(task, 0)
+        held = None if task is None else self._roots.get(task)
+        return 0 if held is None else held[0]
 
 
 class Machine:
@@ -304,14 +315,12 @@ def host_time(loop: VirtualLoop) -> Iterator[None]:
         scheduler_module.HOST = host  # type: ignore[misc]
 
 
-def simulate(
-    seed: int, *, keep_trace: bool = False, verbose: bool = False, duration_s: float | None = None
-) -> Result:
+def simulate(seed: int, *, verbose: bool = False, duration_s: float | None = None) -> Result:
     """Run the scenario of ``seed`` to its end; what it found."""
     started = time.process_time()
     scenario = Scenario.drawn(seed, duration_s)
     loop = VirtualLoop(random.Random(f"{seed}:order"))
-    trace = Trace(loop.time, keep_trace)
+    trace = Trace(loop.time)
     cluster = Cluster(scenario, loop, trace)
 
     def owner() -> str:
@@ -331,6 +340,8 @@ def simulate(
     loop.set_exception_handler(unhandled)
     capture = LogCapture(trace, owner, verbose)
     gc_was = gc.isenabled()
+    gc.collect()
+    gc.freeze()  # what was alive before this run is not scanned again
     gc.disable()
     try:
         with captured_logs(capture, 10 if verbose else 30), host_time(loop):
@@ -348,7 +359,7 @@ def simulate(
     store = cluster.store
     return Result(
         seed=seed,
-        digest=trace.digest(),
+        trace=trace,
         violations=trace.violations,
         simulated_s=loop.time(),
         faults=cluster.faults,
@@ -361,7 +372,6 @@ def simulate(
         callbacks=loop.callbacks,
         trace_lines=trace.count,
         cpu_s=time.process_time() - started,
-        lines=trace.lines,
     )
 
 

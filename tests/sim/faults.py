@@ -76,7 +76,7 @@ class Rates:
             return rng.uniform(0, top) * storm
 
         return cls(
-            yield_p=p(0.5),
+            yield_p=p(0.3),
             delay_p=p(0.2),
             fail_p=p(0.04),
             lose_p=p(0.04),

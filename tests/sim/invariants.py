@@ -28,6 +28,7 @@ recorded once (``trace.Trace.violated``) under the invariant's name:
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable
 from datetime import date, datetime
@@ -84,11 +85,8 @@ def lease_gap(log: list[LeaseEntry], start_s: float, end_s: float) -> float | No
     gone, or its ``lease_until`` passed), or ``None`` if it held throughout. Times within
     ``EPSILON_S`` are the same moment (the store keeps microseconds)."""
     start_s, end_s = start_s + EPSILON_S, end_s - EPSILON_S
-    until: float | None = None
-    index = 0
-    while index < len(log) and log[index][0] <= start_s:
-        until = log[index][1]
-        index += 1
+    index = bisect.bisect_right(log, start_s, key=_written_at)
+    until = log[index - 1][1] if index else None
     if until is None or until < start_s:
         return start_s
     while index < len(log) and log[index][0] <= end_s:
@@ -100,6 +98,10 @@ def lease_gap(log: list[LeaseEntry], start_s: float, end_s: float) -> float | No
         until = new_until
         index += 1
     return until if until < end_s else None
+
+
+def _written_at(entry: LeaseEntry) -> float:
+    return entry[0]
 
 
 class Invariants:

@@ -35,7 +35,11 @@ class Owner(Protocol):
 
     dead: bool
 
-    def adopt(self, task: asyncio.Task[Any]) -> None: ...
+    def adopt(self, task: asyncio.Task[Any]) -> None:
+        """``task`` was made in this owner's context."""
+
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        """``task`` is done."""
 
 
 OWNER: contextvars.ContextVar[Owner | None] = contextvars.ContextVar("sim_owner", default=None)
@@ -56,7 +60,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
         self._ready: list[asyncio.Handle] = []  # type: ignore[assignment]
         self.batches = 0
         self.callbacks = 0
-        self.on_task: Callable[[asyncio.Task[Any]], None] | None = None
+        self.on_task: Callable[[asyncio.Task[Any], Owner | None], None] | None = None
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -75,6 +79,17 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def _process_events(self, event_list: list[Any]) -> None:
         """No I/O."""
 
+    def call_soon(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        """``BaseEventLoop.call_soon`` without the debug mode's checks."""
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
     # --- tasks belong to their owner ---------------------------------------------------------
 
     def create_task(  # type: ignore[override]
@@ -87,8 +102,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
         task = super().create_task(coro, name=name, context=context)
         owner = OWNER.get() if context is None else context.get(OWNER)
         if self.on_task is not None:
-            self.on_task(task)
-        if owner is not None:
+            self.on_task(task, owner)
+        elif owner is not None:
             owner.adopt(task)
         return task
 

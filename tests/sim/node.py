@@ -28,6 +28,7 @@ from heatup_daemon import transfer
 from heatup_daemon.api import routes, starting
 from heatup_daemon.api.state import ApiState
 from heatup_daemon.config import Settings
+from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import DatabaseUnavailable, HeatupError, InvalidValue, NotFound
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
@@ -35,7 +36,6 @@ from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
 from heatup_daemon.records import Author
-from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.scheduling.scheduler import Scheduler
 from heatup_daemon.stores import NodeStore
 from heatup_daemon.timing.clock import DatabaseClock
@@ -91,9 +91,10 @@ class SimNode:
         """A task made in this node's context belongs to it (a crash cancels it)."""
         if self.dead:
             task.cancel()
-            return
         self.tasks[task] = None
-        task.add_done_callback(self.tasks.pop)
+
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.pop(task, None)
 
     def crash(self) -> int:
         """Die at once: every task cancelled, nothing graceful reaches a port."""

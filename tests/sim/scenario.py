@@ -28,9 +28,12 @@ from tests.sim.gateway import GatewayRates
 
 # Event kinds that target one machine.
 MACHINE_EVENTS: Final = (Fault.CRASH, Fault.STOP, Fault.SKEW, Fault.PARTITION)
-SCHEDULES: Final = ("2m", "3m", "4m", "5m", "7m", "*/3 * * * *", "*/5 * * * *", "90s")
+SCHEDULES: Final = ("2m", "3m", "4m", "5m", "6m", "8m", "10m", "*/4 * * * *", "*/10 * * * *")
 CHANNEL_NAMES: Final = tuple(f"simchan{index:02d}" for index in range(12))
-SETTLE_S: Final = 300.0
+# Every scenario runs 30 simulated minutes, then heals and settles (a crashed node's lease
+# runs out, the reaper takes its runs) before every node stops.
+DURATION_S: Final = 1800.0
+SETTLE_S: Final = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ class Scenario:
     @classmethod
     def drawn(cls, seed: int, duration_s: float | None = None) -> Scenario:
         rng = random.Random(seed)
-        duration = duration_s if duration_s is not None else rng.uniform(1800.0, 2400.0)
+        duration = duration_s if duration_s is not None else DURATION_S
         machines = rng.choice((2, 2, 3))
         storm = rng.choice((0.3, 0.6, 1.0, 1.0, 1.5))
         sessions = tuple(
@@ -124,7 +127,7 @@ class Scenario:
                 age_days=rng.choice((0, 1, 3, 7, 30, 90)),
                 enabled=rng.random() > 0.05,
             )
-            for index in range(rng.randint(18, 30))
+            for index in range(rng.randint(14, 24))
         )
         channels = CHANNEL_NAMES[: rng.randint(5, len(CHANNEL_NAMES))]
         private = frozenset(rng.sample(channels, 1)) if rng.random() < 0.3 else frozenset()
@@ -140,8 +143,8 @@ class Scenario:
             private=private,
             deleted=deleted,
             time_scale=rng.choice((0.1, 0.25, 0.5, 1.0)),
-            dispatch_s=rng.choice((1.0, 2.0, 3.0)),
-            reconcile_s=rng.choice((5.0, 10.0, 20.0)),
+            dispatch_s=rng.choice((3.0, 5.0, 10.0)),
+            reconcile_s=rng.choice((10.0, 20.0, 30.0)),
             deadline_s=rng.choice((15.0, 30.0, 45.0)),
             stop_timeout_s=rng.choice((5.0, 30.0)),
             pace=rng.randint(2, 8),

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 # Log lines that are heatup's expected words for the faults the simulation injects, as
 # (logger, message template). Every other ERROR is a violation.
@@ -37,25 +37,22 @@ class Violation:
 
 
 class Trace:
-    """The lines of one simulated run, and what its invariants found."""
+    """The lines of one simulated run, and what its invariants found. Lines are kept as
+    their fields and written out (for the digest, or to be read) only when asked."""
 
-    def __init__(self, time: Callable[[], float], keep_lines: bool) -> None:
+    def __init__(self, time: Callable[[], float]) -> None:
         self._time = time
-        self._hash = hashlib.sha256()
-        self._keep = keep_lines
-        self.lines: list[str] = []
-        self.count = 0
+        self._entries: list[tuple[float, tuple[object, ...]]] = []
         self.violations: list[Violation] = []
         self._seen: set[tuple[str, str]] = set()
 
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
     def add(self, *fields: object) -> None:
         """One line: the virtual time, then ``fields``."""
-        line = f"{self._time():.6f} " + " ".join(map(str, fields))
-        self._hash.update(line.encode())
-        self._hash.update(b"\n")
-        self.count += 1
-        if self._keep:
-            self.lines.append(line)
+        self._entries.append((self._time(), fields))
 
     def violated(self, invariant: str, detail: str, key: str | None = None) -> None:
         """Record a violation: each distinct one once (or once per ``key``)."""
@@ -67,8 +64,16 @@ class Trace:
         self.violations.append(violation)
         self.add("VIOLATION", invariant, detail)
 
+    def lines(self) -> Iterator[str]:
+        for at, fields in self._entries:
+            yield f"{at:.6f} " + " ".join(map(str, fields))
+
     def digest(self) -> str:
-        return self._hash.hexdigest()
+        digest = hashlib.sha256()
+        for line in self.lines():
+            digest.update(line.encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
 
 
 class LogCapture(logging.Handler):
@@ -107,7 +112,7 @@ def _message(record: logging.LogRecord) -> str:
     return text
 
 
-class captured_logs:  # noqa: N801 - a context manager read as a phrase
+class captured_logs:
     """Route every log record to ``handler`` (and nowhere else) while the block runs."""
 
     def __init__(self, handler: logging.Handler, level: int) -> None:
@@ -134,9 +139,3 @@ class captured_logs:  # noqa: N801 - a context manager read as a phrase
             logging.getLogger(name).setLevel(old)
 
 
-def lines_of(trace: Trace) -> Iterator[str]:
-    yield from trace.lines
-
-
-def summary(values: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in values.items())
