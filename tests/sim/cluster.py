@@ -31,7 +31,7 @@ from heatup_daemon.logs import context_fields
 from heatup_daemon.scheduling import scheduler as scheduler_module
 from heatup_daemon.validation import validate_channel, validate_session
 from tests.sim import events
-from tests.sim.faults import Faults, ported
+from tests.sim.faults import Fault, Faults, Weather, ported
 from tests.sim.gateway import GatewayWorld, SimGateway
 from tests.sim.invariants import Invariants
 from tests.sim.llm import LLMWorld, SimLLM
@@ -124,6 +124,7 @@ class Cluster:
         self.loop = loop
         self.trace = trace
         self.faults: Counter[str] = Counter()
+        self.weather = Weather()
         self.tasks = Tasks()
         loop.on_task = self.tasks.created
         self.store = SimStore(DatabaseClock(loop.wall))
@@ -160,7 +161,7 @@ class Cluster:
         scenario, seed = self.scenario, f"{self.scenario.seed}:{node.name}:{node.seed}"
 
         def faults(port: str, rates: Any) -> Faults:
-            return Faults(random.Random(f"{seed}:{port}"), rates, self.faults)
+            return Faults(random.Random(f"{seed}:{port}"), rates, self.faults, self.weather)
 
         store = ported(
             self.store, node, faults("store", scenario.store_rates), self.note, self.invariants
@@ -187,6 +188,8 @@ class Cluster:
             if machine.node is None or not machine.node.dead:
                 raise RuntimeError(f"machine {machine.index} runs a node already")
         machine.generation += 1
+        if machine.generation > 1:
+            self.faults[Fault.RESTART] += 1
         name = f"node-{machine.index}"
         if new_name:
             name = f"node-{machine.index}-{machine.generation}"
@@ -264,8 +267,10 @@ class Cluster:
             self.invariants.check()
 
     async def _end(self) -> None:
-        """Heal every fault, let the cluster settle, stop every node cleanly."""
+        """Heal every fault (no partition, no fault drawn), let the cluster settle (a dead
+    node's lease runs out and the reaper ends its runs), stop every node cleanly."""
         self.ending = True
+        self.weather.calm = True
         self.note("end", "heal")
         for machine in self.machines:
             machine.cut = 0

@@ -110,6 +110,18 @@ def partition(cluster: Cluster, event: Event) -> None:
     _cut(cluster, [cluster.machines[event.machine]], event.seconds)
 
 
+def brownout(cluster: Cluster, event: Event) -> None:
+    """The gateway answers slowly (each request up to its deadline) for ``seconds``; with
+    ``flag``, the machine loses the database a little later, until the brownout ends (its
+    calls already cleared go on, and its lease cannot be renewed)."""
+    world = cluster.gateway
+    world.slow_until_s = max(world.slow_until_s, cluster.loop.time() + event.seconds)
+    if event.flag and event.machine >= 0:
+        later_s = random.Random(event.seed).uniform(2.0, min(40.0, event.seconds / 2))
+        machines = [cluster.machines[event.machine]]
+        cluster.loop.call_later(later_s, _cut, cluster, machines, event.seconds - later_s)
+
+
 def outage(cluster: Cluster, event: Event) -> None:
     _cut(cluster, cluster.machines, event.seconds)
 
@@ -232,6 +244,7 @@ HANDLERS: Final[dict[Fault, Callable[[Cluster, Event], None]]] = {
     Fault.SKEW: skew,
     Fault.PARTITION: partition,
     Fault.OUTAGE: outage,
+    Fault.BROWNOUT: brownout,
     Fault.API_BURST: api_burst,
     Fault.IMPORT: import_file,
     Fault.ADMIN_EDIT: admin_edit,

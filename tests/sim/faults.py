@@ -45,6 +45,7 @@ class Fault(StrEnum):
     RESTART = "restart"
     SKEW = "skew"
     OUTAGE = "outage"  # every node loses the database
+    BROWNOUT = "brownout"  # the gateway answers every request slowly for a while
     API_BURST = "api_burst"
     IMPORT = "import"
     ADMIN_EDIT = "admin_edit"
@@ -103,17 +104,29 @@ class Rates:
         return tuple(steps)
 
 
+class Weather:
+    """Whether faults are drawn at all (the end of a scenario heals them)."""
+
+    def __init__(self) -> None:
+        self.calm = False
+
+
 class Faults:
     """The per-call draws of one port of one node, and the count of every fault injected."""
 
-    def __init__(self, rng: random.Random, rates: Rates, counts: Counter[str]) -> None:
+    def __init__(
+        self, rng: random.Random, rates: Rates, counts: Counter[str], weather: Weather
+    ) -> None:
         self.rng = rng
         self.rates = rates
         self.counts = counts
+        self.weather = weather
         self._steps = rates.thresholds()
 
     def draw(self) -> Fault | None:
         roll = self.rng.random()
+        if self.weather.calm:
+            return None
         for threshold, fault in self._steps:
             if roll < threshold:
                 self.counts[fault] += 1

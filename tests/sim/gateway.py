@@ -94,6 +94,7 @@ class GatewayWorld:
     operations: list[Operation] = field(default_factory=list)
     by_action: dict[tuple[int | None, int | None], list[Operation]] = field(default_factory=dict)
     requests: int = 0
+    slow_until_s: float = -1.0  # a brownout: every request slow until then
     on_open: Callable[[Request], None] = lambda request: None
     on_close: Callable[[Request], None] = lambda request: None
 
@@ -204,6 +205,8 @@ class SimGateway:
 
     def _latency_s(self, fault: Fault | None) -> float:
         rng, deadline_s = self._faults.rng, self._deadline_s
+        if self._world.time() < self._world.slow_until_s:
+            return rng.uniform(deadline_s / 2, deadline_s)
         if fault is Fault.SLOW or fault is Fault.FAIL or fault is Fault.LOSE:
             return rng.uniform(0, deadline_s)
         if fault is Fault.TIMEOUT:
@@ -219,6 +222,8 @@ class SimGateway:
             raise SessionGone("deleted", f"{name}: the account is deleted")
         if operation.channel in world.private and name in ("join_chat", "resolve_username"):
             raise ChannelUnavailable(f"{name}: the channel is private", code="CHANNEL_PRIVATE")
+        if self._faults.weather.calm:
+            return
         if rng.random() < world.rates.flood_p:
             raise FloodWait(rng.choice((30, 120, 600)), f"{name}: FLOOD_WAIT")
         joined = world.members.get(operation.session, set())

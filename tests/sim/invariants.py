@@ -474,7 +474,7 @@ class Invariants:
                         f"rows ({before.id}, {after.id})",
                     )
                 elif before.next_slot_at != after.scheduled_for and not _between(
-                    anchors, seconds(before.started_at), seconds(after.started_at)
+                    anchors, seconds(before.started_at) - 1.0, seconds(after.started_at) + 1.0
                 ):
                     self._violated(
                         "slot_rows_chain",

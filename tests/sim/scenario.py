@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from heatup_daemon.config import (
+    CALL_SLACK_S,
+    RENEWAL_MARGIN_S,
     ChannelEntry,
     ExecutorSettings,
     GatewaySettings,
@@ -74,6 +76,8 @@ class Scenario:
     dispatch_s: float
     reconcile_s: float
     deadline_s: float
+    heartbeat_s: float
+    stale_s: float  # the lease's length
     stop_timeout_s: float
     pace: int
     budget: int
@@ -104,6 +108,8 @@ class Scenario:
             scheduler=SchedulerSettings(
                 reconcile_seconds=self.reconcile_s,
                 dispatch_interval_seconds=self.dispatch_s,
+                heartbeat_seconds=self.heartbeat_s,
+                stale_run_seconds=self.stale_s,
                 max_concurrent_runs=50,
             ),
             pool=PoolSettings(max_joins_per_channel_per_hour=self.pace),
@@ -134,6 +140,12 @@ class Scenario:
         deleted = frozenset(
             plan.gateway_id for plan in sessions if rng.random() < 0.03
         )  # accounts gone
+        deadline_s = rng.choice((15.0, 30.0, 45.0))
+        heartbeat_s = rng.choice((5.0, 15.0, 15.0))
+        # The shortest lease the configuration accepts, and more: a renewal interval, a
+        # gateway call's budget and the margin (``Settings._a_live_lease_covers_a_call``).
+        shortest_s = heartbeat_s + deadline_s + CALL_SLACK_S + RENEWAL_MARGIN_S
+        stale_s = 120.0 if rng.random() < 0.5 else shortest_s + rng.uniform(2.0, 40.0)
         return cls(
             seed=seed,
             duration_s=duration,
@@ -145,7 +157,9 @@ class Scenario:
             time_scale=rng.choice((0.1, 0.25, 0.5, 1.0)),
             dispatch_s=rng.choice((3.0, 5.0, 10.0)),
             reconcile_s=rng.choice((10.0, 20.0, 30.0)),
-            deadline_s=rng.choice((15.0, 30.0, 45.0)),
+            deadline_s=deadline_s,
+            heartbeat_s=heartbeat_s,
+            stale_s=max(stale_s, shortest_s + 1.0),
             stop_timeout_s=rng.choice((5.0, 30.0)),
             pace=rng.randint(2, 8),
             budget=rng.choice((20_000, 60_000, 200_000)),
@@ -183,6 +197,12 @@ def _events(rng: random.Random, duration_s: float, machines: int, storm: float) 
             events.append(Event(at(), Fault.PARTITION, machine, seconds))
     for _ in range(count(2)):
         events.append(Event(at(), Fault.OUTAGE, -1, rng.uniform(2, 90)))
+    for _ in range(count(1.5)):
+        machine = rng.randrange(machines)
+        seconds = rng.uniform(60, 240)
+        events.append(
+            Event(at(), Fault.BROWNOUT, machine, seconds, flag=_coin(rng), seed=_seed(rng))
+        )
     for _ in range(rng.randint(3, 10)):
         machine = rng.randrange(machines)
         starts = rng.randint(2, 8)
