@@ -149,6 +149,7 @@ class Cluster:
             for index in range(scenario.machines)
         ]
         self.ending = False
+        self.background: set[asyncio.Task[None]] = set()  # the harness's own tasks
         self.events = 0
         self.imported = 0
 
@@ -248,7 +249,9 @@ class Cluster:
     async def _register(self) -> None:
         store, scenario = self.store, self.scenario
         for name in scenario.channels:
-            await store.add_channel(validate_channel(username=name, title=name, category="sim", description=None))
+            await store.add_channel(
+                validate_channel(username=name, title=name, category="sim", description=None)
+            )
         for plan in scenario.sessions:
             spec = validate_session(
                 gateway_session_id=plan.gateway_id,
@@ -268,7 +271,7 @@ class Cluster:
 
     async def _end(self) -> None:
         """Heal every fault (no partition, no fault drawn), let the cluster settle (a dead
-    node's lease runs out and the reaper ends its runs), stop every node cleanly."""
+        node's lease runs out and the reaper ends its runs), stop every node cleanly."""
         self.ending = True
         self.weather.calm = True
         self.note("end", "heal")
@@ -286,7 +289,7 @@ class Cluster:
             if machine.node is not None and machine.main is not None:
                 machine.node.request_stop()
                 mains.append(machine.main)
-        done, pending = await asyncio.wait(mains, timeout=STOP_WITHIN_S)
+        _, pending = await asyncio.wait(mains, timeout=STOP_WITHIN_S)
         for task in pending:
             self.trace.violated("nodes_exit_cleanly", f"{task.get_name()} did not stop")
         self.invariants.check_end()
@@ -311,7 +314,7 @@ def host_time(loop: VirtualLoop) -> Iterator[None]:
     host = scheduler_module.HOST
     for module in modules:
         module.datetime = VirtualDatetime
-    scheduler_module.HOST = HostClock(loop)  # type: ignore[misc]
+    scheduler_module.HOST = HostClock(loop)  # type: ignore[misc,assignment]
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from heatup_daemon import transfer
 from heatup_daemon.validation import validate_session
 from tests.sim.faults import Fault
 from tests.sim.loop import OWNER
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from tests.sim.cluster import Cluster, Machine
     from tests.sim.node import SimNode
 
-IMPORT_HEADER: Final = "gateway_id,schedule,jitter_seconds,timezone,label,account_created_at,enabled"
+IMPORT_HEADER: Final = ",".join(transfer.FIELDS)
 FIRST_IMPORTED_ID: Final = 5000
 UNKNOWN_ID: Final = 999_999
 
@@ -87,7 +88,9 @@ def stop(cluster: Cluster, event: Event) -> None:
         await asyncio.sleep(event.seconds)
         _boot_again(cluster, machine, event.flag)
 
-    asyncio.ensure_future(then_restart())
+    task = asyncio.ensure_future(then_restart())
+    cluster.background.add(task)
+    task.add_done_callback(cluster.background.discard)
 
 
 def _restart_after(cluster: Cluster, machine: Machine, seconds: float, new_name: bool) -> None:

@@ -168,12 +168,13 @@ def ported(
 ) -> Any:
     """``target`` behind the database's faults, as ``node`` reaches it."""
     proxy = Proxy()
+    way = _Way(node, faults)
     for name in dir(type(target)):
         if name.startswith("_"):
             continue
         attribute = getattr(target, name)
         if inspect.iscoroutinefunction(attribute):
-            setattr(proxy, name, _faulty(name, attribute, node, faults, trace, watcher))
+            setattr(proxy, name, _faulty(name, attribute, way, trace, watcher))
     return proxy
 
 
@@ -181,48 +182,56 @@ def _unreachable(node: Reachable) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"database sim://shared is not reachable from {node.name}")
 
 
-def _faulty(
-    name: str,
-    method: Callable[..., Awaitable[Any]],
-    node: Reachable,
-    faults: Faults,
-    trace: Callable[..., None],
-    watcher: Watcher,
-) -> Callable[..., Awaitable[Any]]:
-    rates, rng = faults.rates, faults.rng
-    sleep = asyncio.sleep
+class _Way:
+    """The way between a node and the database, both ways."""
 
-    async def reach(fault: Fault | None) -> None:
+    def __init__(self, node: Reachable, faults: Faults) -> None:
+        self.node = node
+        self.faults = faults
+
+    async def there(self, fault: Fault | None) -> None:
         """The way to the database: refused, delayed, or through."""
+        node, rng, rates = self.node, self.faults.rng, self.faults.rates
         if node.partitioned:
-            await sleep(rng.uniform(*CONNECT_TIMEOUT_S))
+            await asyncio.sleep(rng.uniform(*CONNECT_TIMEOUT_S))
             raise _unreachable(node)
         if fault is Fault.DELAY:
-            await sleep(rng.uniform(0, rates.delay_s))
+            await asyncio.sleep(rng.uniform(0, rates.delay_s))
         else:
-            await sleep(0)
+            await asyncio.sleep(0)
             if fault is Fault.YIELD:
                 for _ in range(rng.randint(1, 4)):
-                    await sleep(0)
+                    await asyncio.sleep(0)
         if fault is Fault.FAIL:
             raise DatabaseUnavailable("database sim://shared refused the call before its commit")
         if fault is Fault.TIMEOUT and rng.random() < 0.5:
-            await sleep(rates.timeout_s)
+            await asyncio.sleep(rates.timeout_s)
             raise DatabaseUnavailable("database sim://shared timed out before its commit")
         if node.partitioned:  # it began while the call was on its way
             raise _unreachable(node)
 
-    async def back(fault: Fault | None) -> None:
+    async def back(self, fault: Fault | None) -> None:
         """The way back: the answer lost, late, or on time."""
+        rng, rates = self.faults.rng, self.faults.rates
         if fault is Fault.LOSE:
-            await sleep(0)
+            await asyncio.sleep(0)
             raise DatabaseUnavailable("the connection to sim://shared broke: its commit landed")
         if fault is Fault.TIMEOUT:
-            await sleep(rates.timeout_s)
+            await asyncio.sleep(rates.timeout_s)
             raise DatabaseUnavailable("database sim://shared timed out after its commit")
-        await sleep(rng.uniform(0, rates.slow_s) if fault is Fault.SLOW else 0)
-        if node.partitioned:
+        await asyncio.sleep(rng.uniform(0, rates.slow_s) if fault is Fault.SLOW else 0)
+        if self.node.partitioned:
             raise DatabaseUnavailable("the answer from sim://shared was lost in a partition")
+
+
+def _faulty(
+    name: str,
+    method: Callable[..., Awaitable[Any]],
+    way: _Way,
+    trace: Callable[..., None],
+    watcher: Watcher,
+) -> Callable[..., Awaitable[Any]]:
+    node, faults = way.node, way.faults
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         if node.dead:
@@ -230,18 +239,18 @@ def _faulty(
         fault = faults.draw()
         trace(node.name, "db", name, fault or "-", context_fields().get("run", "-"))
         try:
-            await reach(fault)
+            await way.there(fault)
         except BaseException:
             watcher.failed(node, name)
             raise
         try:
             result = await method(*args, **kwargs)
         except Exception:
-            await sleep(0)
+            await asyncio.sleep(0)  # a refusal travels back too
             raise
         watcher.landed(node, name, args, result)
         try:
-            await back(fault)
+            await way.back(fault)
         except BaseException:
             watcher.lost(node, name, args, result)
             raise

@@ -29,6 +29,7 @@ recorded once (``trace.Trace.violated``) under the invariant's name:
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable
 from datetime import date, datetime
@@ -136,7 +137,7 @@ class Invariants:
     def _violated(self, invariant: str, detail: str) -> None:
         self._trace.violated(invariant, detail)
 
-    # --- store calls as they land (faults.Watcher) ---------------------------------------------
+    # --- store calls as they land (faults.Watcher) -----------------------------------------
 
     def landed(self, node: Reachable, name: str, args: tuple[Any, ...], result: Any) -> None:
         if name in RUN_OPS:
@@ -180,7 +181,7 @@ class Invariants:
             ):
                 self._reanchored[record.id].append(at)
 
-    # --- gateway requests ------------------------------------------------------------------------
+    # --- gateway requests -----------------------------------------------------------------
 
     def request_opened(self, request: Request) -> None:
         operation = request.operation
@@ -249,7 +250,7 @@ class Invariants:
                 f"{gap:.1f} s)",
             )
 
-    # --- the whole store ---------------------------------------------------------------------------
+    # --- the whole store ------------------------------------------------------------------
 
     def check(self) -> None:
         """The invariants that hold at every moment."""
@@ -324,27 +325,32 @@ class Invariants:
                         "which it never joined",
                     )
 
-    # --- at the end ----------------------------------------------------------------------------------
+    # --- at the end -----------------------------------------------------------------------
 
     def _actions_match_gateway(self) -> None:
+        """An ``ok`` row has a call of its kind that succeeded (a join, or its check)."""
         by_action = self._gateway.by_action
         for run in self._store.runs.values():
             for action in run.actions:
+                wanted = GATEWAY_KINDS.get(action.kind)
+                if action.outcome is not Outcome.OK or wanted is None:
+                    continue
                 operations = by_action.get((run.id, action.seq), [])
-                if action.outcome is Outcome.OK and action.kind in GATEWAY_KINDS:
-                    wanted = GATEWAY_KINDS[action.kind]
-                    if not any(_answered(op, wanted) for op in operations):
-                        self._violated(
-                            "action_rows_match_gateway",
-                            f"run {run.id} action {action.seq} ({action.kind}) is ok, and no "
-                            "call of it succeeded",
-                        )
+                if not any(_answered(operation, wanted) for operation in operations):
+                    self._violated(
+                        "action_rows_match_gateway",
+                        f"run {run.id} action {action.seq} ({action.kind}) is ok, and no call "
+                        "of it succeeded",
+                    )
+        self._calls_have_rows()
+
+    def _calls_have_rows(self) -> None:
+        """A call has its row, and a join that happened is not recorded as failed."""
         runs = self._store.runs
         for operation in self._gateway.operations:
             run = runs.get(operation.run or 0)
-            row = None
-            if run is not None:
-                row = next((a for a in run.actions if a.seq == operation.seq), None)
+            actions = () if run is None else run.actions
+            row = next((a for a in actions if a.seq == operation.seq), None)
             if row is None:
                 self._violated(
                     "action_rows_match_gateway",
@@ -434,7 +440,9 @@ class Invariants:
         for day in days:
             spent = at_once(store.tokens_spent(day))
             if spent > budget:
-                self._violated("tokens_add_up", f"{day}: the ledger holds {spent} > budget {budget}")
+                self._violated(
+                    "tokens_add_up", f"{day}: the ledger holds {spent} > budget {budget}"
+                )
         if ledger < used:
             self._trace.violated(
                 "tokens_add_up",
@@ -466,7 +474,7 @@ class Invariants:
         for session_id, chain in rows.items():
             chain.sort(key=lambda run: (run.scheduled_for, run.id))
             anchors = self._reanchored.get(session_id, [])
-            for before, after in zip(chain, chain[1:], strict=False):
+            for before, after in itertools.pairwise(chain):
                 if before.scheduled_for == after.scheduled_for:
                     self._violated(
                         "slot_rows_chain",

@@ -20,7 +20,7 @@ import heapq
 import random
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -53,11 +53,18 @@ class Deadlock(RuntimeError):
 class VirtualLoop(asyncio.BaseEventLoop):
     """An event loop on virtual time: no I/O, no real sleeping, a seeded order."""
 
+    # BaseEventLoop's own state, which typeshed does not describe (``_ready`` is a list
+    # here: a batch is taken whole and shuffled).
+    _ready: list[asyncio.Handle]
+    _scheduled: list[asyncio.TimerHandle]
+    _timer_cancelled_count: int
+    _stopping: bool
+
     def __init__(self, rng: random.Random) -> None:
         super().__init__()
         self._now = 0.0
         self._rng = rng
-        self._ready: list[asyncio.Handle] = []  # type: ignore[assignment]
+        self._ready = []
         self.batches = 0
         self.callbacks = 0
         self.on_task: Callable[[asyncio.Task[Any], Owner | None], None] | None = None
@@ -125,13 +132,13 @@ class VirtualLoop(asyncio.BaseEventLoop):
         it; the timers of asyncio's futures go with their futures, which the cancellation of
         the owner's tasks cancels)."""
         cancelled = 0
-        for handle in self._scheduled:  # type: ignore[attr-defined]
+        for handle in self._scheduled:
             context: contextvars.Context | None = getattr(handle, "_context", None)
             if (
                 context is not None
                 and context.get(OWNER) is owner
                 and not handle.cancelled()
-                and not _asyncio_own(handle._callback)
+                and not _asyncio_own(getattr(handle, "_callback", None))
             ):
                 handle.cancel()
                 cancelled += 1
@@ -140,45 +147,50 @@ class VirtualLoop(asyncio.BaseEventLoop):
     # --- one step ----------------------------------------------------------------------------
 
     def _run_once(self) -> None:
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        if (
-            len(scheduled) > _COMPACT_AT
-            and self._timer_cancelled_count * 2 > len(scheduled)  # type: ignore[attr-defined]
-        ):
-            kept = [handle for handle in scheduled if not handle.cancelled()]
-            for handle in scheduled:
-                if handle.cancelled():
-                    handle._scheduled = False  # type: ignore[attr-defined]
-            heapq.heapify(kept)
-            scheduled[:] = kept
-            self._timer_cancelled_count = 0
-        while scheduled and scheduled[0].cancelled():
-            self._timer_cancelled_count -= 1
-            heapq.heappop(scheduled)._scheduled = False  # type: ignore[attr-defined]
+        scheduled = self._scheduled
+        self._drop_cancelled()
         batch = self._ready
-        if not batch and not self._stopping:  # type: ignore[attr-defined]
+        if not batch and not self._stopping:
             if not scheduled:
                 raise Deadlock("no callback is ready and no timer is set")
             self._now = max(self._now, scheduled[0].when())
         now = self._now
         while scheduled and scheduled[0].when() <= now:
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False  # type: ignore[attr-defined]
-            if handle.cancelled():
+            timer: Any = heapq.heappop(scheduled)
+            timer._scheduled = False
+            if timer.cancelled():
                 self._timer_cancelled_count -= 1
             else:
-                batch.append(handle)
-        self._ready = []  # type: ignore[assignment]
+                batch.append(timer)
+        self._ready = []
         if len(batch) > 1:
             self._rng.shuffle(batch)
         self.batches += 1
         self.callbacks += len(batch)
         for handle in batch:
             if not handle.cancelled():
-                handle._run()  # type: ignore[attr-defined]
+                handle._run()
+
+    def _drop_cancelled(self) -> None:
+        """Cancelled timers leave the heap: all of them once they are most of it, and
+        always those at its head (asyncio's own rule)."""
+        scheduled = self._scheduled
+        if len(scheduled) > _COMPACT_AT and self._timer_cancelled_count * 2 > len(scheduled):
+            kept = []
+            for timer in scheduled:
+                if timer.cancelled():
+                    cast(Any, timer)._scheduled = False
+                else:
+                    kept.append(timer)
+            heapq.heapify(kept)
+            scheduled[:] = kept
+            self._timer_cancelled_count = 0
+        while scheduled and scheduled[0].cancelled():
+            self._timer_cancelled_count -= 1
+            cast(Any, heapq.heappop(scheduled))._scheduled = False
 
 
-def _asyncio_own(callback: Callable[..., object]) -> bool:
+def _asyncio_own(callback: object) -> bool:
     """Whether a timer's callback is asyncio's own (a sleep's, a timeout's)."""
     return str(getattr(callback, "__module__", "")).startswith("asyncio")
 

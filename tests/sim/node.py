@@ -211,7 +211,8 @@ class SimNode:
         )
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait([stopper, fatal], return_when=asyncio.FIRST_COMPLETED)
+            waiters: list[asyncio.Future[Any]] = [stopper, fatal]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
         self.stopping = True

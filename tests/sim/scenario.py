@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from heatup_daemon.config import (
     CALL_SLACK_S,
@@ -174,51 +174,76 @@ class Scenario:
         )
 
 
-def _events(rng: random.Random, duration_s: float, machines: int, storm: float) -> tuple[Event, ...]:
-    events: list[Event] = []
-
-    def at() -> float:
-        return rng.uniform(20.0, duration_s)
-
-    def count(most: float) -> int:
-        return rng.randint(0, max(round(most * storm), 0))
-
+def _events(
+    rng: random.Random, duration_s: float, machines: int, storm: float
+) -> tuple[Event, ...]:
+    timeline = _Timeline(rng, duration_s, storm)
     for machine in range(machines):
-        for _ in range(count(2)):
-            events.append(Event(at(), Fault.CRASH, machine, rng.uniform(3, 120), flag=_coin(rng)))
-        for _ in range(count(1)):
-            events.append(Event(at(), Fault.STOP, machine, rng.uniform(5, 90), flag=_coin(rng)))
-        for _ in range(count(2)):
-            skew = rng.choice((-1, 1)) * rng.choice((2.0, 30.0, 300.0, 3600.0))
-            events.append(Event(at(), Fault.SKEW, machine, skew))
-        for _ in range(count(3)):
-            long = rng.random() < 0.4
-            seconds = rng.uniform(130, 300) if long else rng.uniform(2, 60)
-            events.append(Event(at(), Fault.PARTITION, machine, seconds))
-    for _ in range(count(2)):
-        events.append(Event(at(), Fault.OUTAGE, -1, rng.uniform(2, 90)))
-    for _ in range(count(1.5)):
-        machine = rng.randrange(machines)
-        seconds = rng.uniform(60, 240)
-        events.append(
-            Event(at(), Fault.BROWNOUT, machine, seconds, flag=_coin(rng), seed=_seed(rng))
-        )
-    for _ in range(rng.randint(3, 10)):
-        machine = rng.randrange(machines)
-        starts = rng.randint(2, 8)
-        events.append(
-            Event(at(), Fault.API_BURST, machine, count=starts, flag=_coin(rng), seed=_seed(rng))
-        )
-    for _ in range(rng.randint(0, 2)):
-        machine = rng.randrange(machines)
-        rows = rng.randint(2, 6)
-        events.append(
-            Event(at(), Fault.IMPORT, machine, count=rows, flag=_coin(rng), seed=_seed(rng))
-        )
-    for _ in range(rng.randint(2, 10)):
-        events.append(Event(at(), Fault.ADMIN_EDIT, rng.randrange(machines), seed=_seed(rng)))
+        timeline.machine_events(machine)
+    timeline.cluster_events(machines)
+    timeline.client_events(machines)
+    events = timeline.events
     events.sort(key=lambda event: (event.at_s, event.kind, event.machine))
     return tuple(events)
+
+
+class _Timeline:
+    """Events drawn at random moments; ``storm`` scales how many faults come."""
+
+    def __init__(self, rng: random.Random, duration_s: float, storm: float) -> None:
+        self.rng = rng
+        self.duration_s = duration_s
+        self.storm = storm
+        self.events: list[Event] = []
+
+    def at(self) -> float:
+        return self.rng.uniform(20.0, self.duration_s)
+
+    def count(self, most: float) -> int:
+        return self.rng.randint(0, max(round(most * self.storm), 0))
+
+    def add(self, kind: Fault, machine: int, seconds: float = 0.0, **more: Any) -> None:
+        self.events.append(Event(self.at(), kind, machine, seconds, **more))
+
+    def machine_events(self, machine: int) -> None:
+        """Crashes, clean stops, clock skews and partitions from the database."""
+        rng = self.rng
+        for _ in range(self.count(2)):
+            self.add(Fault.CRASH, machine, rng.uniform(3, 120), flag=_coin(rng))
+        for _ in range(self.count(1)):
+            self.add(Fault.STOP, machine, rng.uniform(5, 90), flag=_coin(rng))
+        for _ in range(self.count(2)):
+            skew = rng.choice((-1, 1)) * rng.choice((2.0, 30.0, 300.0, 3600.0))
+            self.add(Fault.SKEW, machine, skew)
+        for _ in range(self.count(3)):
+            long = rng.random() < 0.4
+            self.add(
+                Fault.PARTITION, machine, rng.uniform(130, 300) if long else rng.uniform(2, 60)
+            )
+
+    def cluster_events(self, machines: int) -> None:
+        """Outages of the database, and brownouts of the gateway."""
+        rng = self.rng
+        for _ in range(self.count(2)):
+            self.add(Fault.OUTAGE, -1, rng.uniform(2, 90))
+        for _ in range(self.count(1.5)):
+            machine = rng.randrange(machines)
+            seconds = rng.uniform(60, 240)
+            self.add(Fault.BROWNOUT, machine, seconds, flag=_coin(rng), seed=_seed(rng))
+
+    def client_events(self, machines: int) -> None:
+        """API bursts, console imports, admin edits."""
+        rng = self.rng
+        for _ in range(rng.randint(3, 10)):
+            machine = rng.randrange(machines)
+            starts = rng.randint(2, 8)
+            self.add(Fault.API_BURST, machine, count=starts, flag=_coin(rng), seed=_seed(rng))
+        for _ in range(rng.randint(0, 2)):
+            machine = rng.randrange(machines)
+            rows = rng.randint(2, 6)
+            self.add(Fault.IMPORT, machine, count=rows, flag=_coin(rng), seed=_seed(rng))
+        for _ in range(rng.randint(2, 10)):
+            self.add(Fault.ADMIN_EDIT, rng.randrange(machines), seed=_seed(rng))
 
 
 def _coin(rng: random.Random) -> bool:

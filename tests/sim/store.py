@@ -159,7 +159,9 @@ class SimStore(InMemoryStore):
     ) -> Imported:
         self._check()
         taken = {row["gateway_session_id"] for row in self.sessions.values()}
-        registered = {spec.gateway_session_id for spec, _ in rows if spec.gateway_session_id in taken}
+        registered = {
+            spec.gateway_session_id for spec, _ in rows if spec.gateway_session_id in taken
+        }
         if registered and not skip_registered:
             return Imported(registered, 0)
         fresh = [(spec, on) for spec, on in rows if spec.gateway_session_id not in registered]

@@ -137,5 +137,3 @@ class captured_logs:
         root.setLevel(level)
         for name, old in quiet.items():
             logging.getLogger(name).setLevel(old)
-
-
