@@ -27,7 +27,6 @@ import apscheduler.executors.base
 import apscheduler.schedulers.base
 import apscheduler.triggers.interval
 
-from heatup_daemon.logs import context_fields
 from heatup_daemon.scheduling import scheduler as scheduler_module
 from heatup_daemon.validation import validate_channel, validate_session
 from tests.sim import events
@@ -35,7 +34,7 @@ from tests.sim.faults import Fault, Faults, Weather, ported
 from tests.sim.gateway import GatewayWorld, SimGateway
 from tests.sim.invariants import Invariants
 from tests.sim.llm import LLMWorld, SimLLM
-from tests.sim.loop import EPOCH, OWNER, HostClock, Owner, VirtualLoop
+from tests.sim.loop import EPOCH, OWNER, HostClock, Owner, VirtualLoop, log_fields
 from tests.sim.node import SimNode
 from tests.sim.scenario import Scenario
 from tests.sim.store import DatabaseClock, SimStore
@@ -86,7 +85,7 @@ class Tasks:
     def created(self, task: asyncio.Task[Any], owner: Owner | None) -> None:
         self._serial += 1
         root = self._serial
-        if "run" in context_fields():
+        if "run" in log_fields():
             parent = asyncio.current_task()
             if parent is not None and parent in self._roots:
                 root = self._roots[parent][0]

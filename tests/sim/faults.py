@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.logs import context_fields
+from tests.sim.loop import log_fields
 
 # Seconds a call to a partitioned database waits before it fails (a connect timeout).
 CONNECT_TIMEOUT_S: Final = (0.05, 5.0)
@@ -237,7 +237,7 @@ def _faulty(
         if node.dead:
             raise asyncio.CancelledError
         fault = faults.draw()
-        trace(node.name, "db", name, fault or "-", context_fields().get("run", "-"))
+        trace(node.name, "db", name, fault or "-", log_fields().get("run", "-"))
         try:
             await way.there(fault)
         except BaseException:

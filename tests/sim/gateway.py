@@ -30,8 +30,8 @@ from heatup_daemon.errors import (
     TooManyChannels,
 )
 from heatup_daemon.gateway import ChannelRef, HistoryRead
-from heatup_daemon.logs import context_fields
 from tests.sim.faults import Fault, Faults
+from tests.sim.loop import log_fields
 
 # The requests each operation makes, as HttpGateway makes them.
 REQUESTS: Final = {
@@ -141,7 +141,7 @@ class SimGateway:
         world = self._world
         if getattr(self._node, "dead", False):
             raise asyncio.CancelledError
-        context = context_fields()
+        context = log_fields()
         run, seq = context.get("run"), context.get("action")
         operation = Operation(
             str(getattr(self._node, "name", "?")),

@@ -42,6 +42,7 @@ from heatup_daemon.session import read_time
 from tests.sim.faults import Reachable
 from tests.sim.gateway import GatewayWorld, Operation, Request
 from tests.sim.llm import LLMWorld
+from tests.sim.loop import log_fields
 from tests.sim.store import LeaseEntry, SimStore, seconds
 from tests.sim.trace import Trace
 
@@ -508,7 +509,5 @@ def _days_of(store: SimStore) -> set[date]:
 
 
 def _context_run() -> int | None:
-    from heatup_daemon.logs import context_fields
-
-    run = context_fields().get("run")
+    run = log_fields().get("run")
     return run if isinstance(run, int) else None

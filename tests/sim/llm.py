@@ -20,11 +20,11 @@ from typing import Final
 from heatup_daemon.config import PlannerSettings
 from heatup_daemon.enums import LLMOutcome, PlanSource
 from heatup_daemon.errors import PlannerUnavailable
-from heatup_daemon.logs import context_fields
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import MAX_ANSWER_TOKENS
 from heatup_daemon.planner.model import Plan, PlanContext
 from tests.sim.faults import Fault, Faults
+from tests.sim.loop import log_fields
 
 PROMPT_BASE: Final = 600
 PROMPT_PER_CHANNEL: Final = 14
@@ -87,7 +87,7 @@ class SimLLM:
             raise asyncio.CancelledError
         reserved = self.tokens_at_most(context)
         name = str(getattr(self._node, "name", "?"))
-        call = Call(self._node, context_fields().get("run"), world.today(), reserved, world.time())
+        call = Call(self._node, log_fields().get("run"), world.today(), reserved, world.time())
         world.calls.append(call)
         fault = faults.draw()
         try:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar, cast
 
+from heatup_daemon.logs import _context as _log_context
+
 T = TypeVar("T")
 
 # Every simulated run starts at this wall time (a Monday, no daylight saving change near).
@@ -43,6 +45,12 @@ class Owner(Protocol):
 
 
 OWNER: contextvars.ContextVar[Owner | None] = contextvars.ContextVar("sim_owner", default=None)
+
+
+def log_fields() -> dict[str, Any]:
+    """heatup's log context here (``logs.log_context``: the run, the action), read without
+    the copy ``logs.context_fields`` makes: the simulation reads it at every port call."""
+    return _log_context.get()
 
 
 class Deadlock(RuntimeError):
@@ -148,7 +156,8 @@ class VirtualLoop(asyncio.BaseEventLoop):
 
     def _run_once(self) -> None:
         scheduled = self._scheduled
-        self._drop_cancelled()
+        if (scheduled and scheduled[0].cancelled()) or self._timer_cancelled_count > _COMPACT_AT:
+            self._drop_cancelled()
         batch = self._ready
         if not batch and not self._stopping:
             if not scheduled:

@@ -36,6 +36,10 @@ CHANNEL_NAMES: Final = tuple(f"simchan{index:02d}" for index in range(12))
 # runs out, the reaper takes its runs) before every node stops.
 DURATION_S: Final = 1800.0
 SETTLE_S: Final = 200.0
+# Each node's settings, built once per scenario and name (pydantic-settings reads the
+# environment at each build).
+_SETTINGS: dict[tuple[int, str], Settings] = {}
+SETTINGS_KEPT: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,14 @@ class Scenario:
 
     def settings(self, name: str) -> Settings:
         """The configuration of a node named ``name``: the same for every node."""
+        settings = _SETTINGS.get((self.seed, name))
+        if settings is None:
+            settings = _SETTINGS[self.seed, name] = self._settings(name)
+            if len(_SETTINGS) > SETTINGS_KEPT:
+                del _SETTINGS[next(iter(_SETTINGS))]
+        return settings
+
+    def _settings(self, name: str) -> Settings:
         return Settings(
             node_name=name,
             gateway=GatewaySettings(retry_deadline_s=self.deadline_s),
@@ -133,7 +145,7 @@ class Scenario:
                 age_days=rng.choice((0, 1, 3, 7, 30, 90)),
                 enabled=rng.random() > 0.05,
             )
-            for index in range(rng.randint(14, 24))
+            for index in range(rng.randint(12, 22))
         )
         channels = CHANNEL_NAMES[: rng.randint(5, len(CHANNEL_NAMES))]
         private = frozenset(rng.sample(channels, 1)) if rng.random() < 0.3 else frozenset()
@@ -141,7 +153,7 @@ class Scenario:
             plan.gateway_id for plan in sessions if rng.random() < 0.03
         )  # accounts gone
         deadline_s = rng.choice((15.0, 30.0, 45.0))
-        heartbeat_s = rng.choice((5.0, 15.0, 15.0))
+        heartbeat_s = rng.choice((10.0, 15.0, 15.0))
         # The shortest lease the configuration accepts, and more: a renewal interval, a
         # gateway call's budget and the margin (``Settings._a_live_lease_covers_a_call``).
         shortest_s = heartbeat_s + deadline_s + CALL_SLACK_S + RENEWAL_MARGIN_S
