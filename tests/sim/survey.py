@@ -38,6 +38,7 @@ class Outcome:
     runs: int
     actions: int
     callbacks: int
+    lines: int  # of its trace: two runs of a seed that differ anywhere differ here too
     cpu_s: float
     error: str | None = None  # the harness itself failed
 
@@ -57,7 +58,7 @@ def run_seed(seed: int) -> Outcome:
     try:
         result = simulate(seed)
     except Exception as exc:  # reported as the seed's failure, with the replay command
-        return Outcome(seed, (), 0.0, 0, {}, 0, 0, 0, 0, 0, 0, 0.0, error=repr(exc))
+        return Outcome(seed, (), 0.0, 0, {}, 0, 0, 0, 0, 0, 0, 0, 0.0, error=repr(exc))
     return Outcome(
         seed=seed,
         violations=tuple((v.invariant, v.at_s, v.detail) for v in result.violations),
@@ -70,6 +71,7 @@ def run_seed(seed: int) -> Outcome:
         runs=result.runs,
         actions=result.actions,
         callbacks=result.callbacks,
+        lines=result.trace.count,
         cpu_s=result.cpu_s,
     )
 

@@ -18,7 +18,7 @@ from tests.sim.cluster import simulate
 from tests.sim.conftest import SimOptions
 from tests.sim.faults import Fault
 from tests.sim.scenario import DURATION_S
-from tests.sim.survey import Outcome, replay_command, survey
+from tests.sim.survey import Outcome, outcomes, replay_command, run_seed, survey
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 ARTIFACTS: Final = ROOT / "tests" / "artifacts"
@@ -105,6 +105,17 @@ def test_one_seed_gives_one_trace_in_another_process(whole_survey: SimOptions) -
         timeout=120,
     ).stdout.strip()
     assert there == here
+
+
+def test_one_seed_gives_one_outcome_in_the_workers(whole_survey: SimOptions) -> None:
+    """Seeds run in forked workers, after other seeds, as they run alone."""
+    seeds = [11, 3, 12, 4]
+    alone = {seed: run_seed(seed) for seed in seeds}
+    for outcome in outcomes(seeds, processes=2):
+        assert (outcome.lines, outcome.violations) == (
+            alone[outcome.seed].lines,
+            alone[outcome.seed].violations,
+        )
 
 
 def test_virtual_time_runs_half_an_hour_in_a_second(whole_survey: SimOptions) -> None:
