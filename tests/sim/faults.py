@@ -256,4 +256,5 @@ def _faulty(
             raise
         return result
 
+    call.__qualname__ = f"{name} (a call through the simulated database)"
     return call

@@ -37,13 +37,13 @@ from typing import Any, Final, TypeVar
 
 from heatup_daemon.config import Settings
 from heatup_daemon.enums import ActionKind, JoinStatus, Outcome, RunStatus
-from heatup_daemon.records import Claim, Decision, LeaseReading, Reconciled, RunView
+from heatup_daemon.records import LeaseReading, RunView
 from heatup_daemon.session import read_time
 from tests.sim.faults import Reachable
 from tests.sim.gateway import GatewayWorld, Operation, Request
 from tests.sim.llm import LLMWorld
 from tests.sim.loop import log_fields
-from tests.sim.store import LeaseEntry, SimStore, seconds
+from tests.sim.store import LeaseEntry, SimStore
 from tests.sim.trace import Trace
 
 T = TypeVar("T")
@@ -130,8 +130,10 @@ class Invariants:
         self.lease_ids: dict[int, set[int]] = defaultdict(set)  # id(node) -> lease rows
         self.token_troubled: set[int] = set()  # id(node)
         self.lost_reserved = 0
-        self._reanchored: dict[int, list[float]] = defaultdict(list)  # session row -> times
         self._born: dict[int, datetime] = {}  # gateway id -> its account's creation
+        self._stale_places: dict[tuple[int, int], datetime] = {}  # first seen held by an end
+        # Within this, a reaper's pass has settled what an ended run held.
+        self._sweep_s = 3 * settings.scheduler.heartbeat_seconds + 30.0
         gateway.on_open = self.request_opened
         gateway.on_close = self.request_closed
 
@@ -147,8 +149,6 @@ class Invariants:
                 self._executed_by(run, self._root())
         elif isinstance(result, LeaseReading):
             self.lease_ids[id(node)].add(result.node.id)
-        elif isinstance(result, Claim | Reconciled):
-            self._note_anchors(result.decisions)
 
     def lost(self, node: Reachable, name: str, args: tuple[Any, ...], result: Any) -> None:
         if name in TOKEN_OPS:
@@ -168,19 +168,6 @@ class Invariants:
         self._trace.add("run", run, "executed by task", root)
         if len(roots) > 1:
             self._violated("one_task_per_run", f"run {run} is executed by {len(roots)} tasks")
-
-    def _note_anchors(self, decisions: Iterable[Decision]) -> None:
-        """Where a decision placed a session's slots anew (a reconcile, or a claim of an
-        edited row): its chain of rows may break there."""
-        at = seconds(self._store.db_clock.now())
-        for decision in decisions:
-            record = decision.record
-            first = decision.rows[0].scheduled_for if decision.rows else None
-            moved = decision.next_nominal_at != record.next_nominal_at
-            if (not decision.rows and moved) or (
-                first is not None and first != read_time(record.next_nominal_at)
-            ):
-                self._reanchored[record.id].append(at)
 
     # --- gateway requests -----------------------------------------------------------------
 
@@ -263,6 +250,7 @@ class Invariants:
 
     def check_end(self) -> None:
         """Everything, once every node has stopped."""
+        self._sweep_s = 0.0  # every node stopped: nothing is reserved any more
         self.check()
         self._no_running(self._store.runs.values(), "every node stopped")
         self._actions_match_gateway()
@@ -299,16 +287,26 @@ class Invariants:
                 )
 
     def _reserved_places_of_running_runs(self) -> None:
-        runs = self._store.runs
+        """A place stays ``reserved`` only while its run runs, or until the next sweep of
+        the reaper (a late reservation of a run that was reaped meanwhile lands after the
+        reaper's settling, and the next one settles it)."""
+        runs, now = self._store.runs, self._store.db_clock.now()
+        stale = self._stale_places
         for place in self._store.ledger:
-            if place["status"] is JoinStatus.RESERVED:
-                run = runs.get(place["run_id"])
-                if run is None or run.status is not RunStatus.RUNNING:
-                    self._violated(
-                        "join_places_add_up",
-                        f"run {place['run_id']} ended holding a reserved place of channel "
-                        f"{place['channel_id']}",
-                    )
+            key = (place["run_id"], place["channel_id"])
+            run = runs.get(place["run_id"])
+            if place["status"] is not JoinStatus.RESERVED or (
+                run is not None and run.status is RunStatus.RUNNING
+            ):
+                stale.pop(key, None)
+                continue
+            since = stale.setdefault(key, now)
+            if (now - since).total_seconds() > self._sweep_s:
+                self._violated(
+                    "join_places_add_up",
+                    f"run {place['run_id']} ended, and its place of channel "
+                    f"{place['channel_id']} is still reserved {self._sweep_s:.0f} s later",
+                )
 
     def _joined_are_members(self) -> None:
         store, members = self._store, self._gateway.members
@@ -474,7 +472,7 @@ class Invariants:
                 rows[run.session_id].append(run)
         for session_id, chain in rows.items():
             chain.sort(key=lambda run: (run.scheduled_for, run.id))
-            anchors = self._reanchored.get(session_id, [])
+            anchors = self._store.anchors.get(session_id, [])
             for before, after in itertools.pairwise(chain):
                 if before.scheduled_for == after.scheduled_for:
                     self._violated(
@@ -482,8 +480,8 @@ class Invariants:
                         f"session {after.gateway_session_id}: slot {after.scheduled_for} has two "
                         f"rows ({before.id}, {after.id})",
                     )
-                elif before.next_slot_at != after.scheduled_for and not _between(
-                    anchors, seconds(before.started_at) - 1.0, seconds(after.started_at) + 1.0
+                elif before.next_slot_at != after.scheduled_for and not any(
+                    before.id <= anchor < after.id for anchor in anchors
                 ):
                     self._violated(
                         "slot_rows_chain",
@@ -497,10 +495,6 @@ def _answered(operation: Operation, wanted: str) -> bool:
     if operation.op == wanted and operation.result == "ok":
         return True
     return wanted == "join_channel" and operation.op == "is_member" and operation.member is True
-
-
-def _between(times: list[float], start_s: float, end_s: float) -> bool:
-    return any(start_s <= at <= end_s for at in times)
 
 
 def _days_of(store: SimStore) -> set[date]:

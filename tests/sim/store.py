@@ -18,9 +18,17 @@ from typing import Any
 
 from heatup_daemon.enums import Clearance, JoinStatus, SessionState
 from heatup_daemon.errors import AlreadyExists
-from heatup_daemon.records import CLI_AUTHOR, ActionRecord, Author, Imported, LeaseReading, Node
+from heatup_daemon.records import (
+    CLI_AUTHOR,
+    ActionRecord,
+    Author,
+    Decision,
+    Imported,
+    LeaseReading,
+    Node,
+)
 from heatup_daemon.scheduling.slots import KEY_FIELDS
-from heatup_daemon.session import SessionRecord
+from heatup_daemon.session import SessionRecord, read_time
 from heatup_daemon.testing import InMemoryStore
 from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
 from heatup_daemon.validation import SessionSpec
@@ -49,8 +57,24 @@ class SimStore(InMemoryStore):
         super().__init__(clock)  # type: ignore[arg-type]
         self.db_clock = clock
         self.lease_log: dict[int, list[LeaseEntry]] = {}
+        # Session row -> the last row id written when its slots were placed anew.
+        self.anchors: dict[int, list[int]] = {}
         self._keys: dict[tuple[Any, ...], str] = {}
         self._records: dict[tuple[Any, ...], SessionRecord] = {}
+
+    # --- where a session's chain of slots may break ----------------------------------------------
+
+    def _store(self, decisions: list[Decision]) -> None:
+        """Note each decision that places a session's slots anew (a reconcile that moves
+        them, a claim of an edited row): its chain of slot rows may break there. Noted by
+        the ids written so far (rows written after it have higher ids), not by a time: a
+        node stamps its rows with its own clock."""
+        for decision in decisions:
+            before = read_time(self.sessions[decision.record.id]["next_nominal_at"])
+            first = decision.rows[0].scheduled_for if decision.rows else decision.next_nominal_at
+            if first != before:
+                self.anchors.setdefault(decision.record.id, []).append(self._ids)
+        super()._store(decisions)
 
     # --- the same reads, remembered: a row read again unchanged is read as before ------------
 
