@@ -94,14 +94,14 @@ def pages(sessions: int) -> dict[str, str]:
     for one (a search, a filter, a far page, a sort on an unindexed column)."""
     middle = sessions // 2
     return {
-        "pool": "/ui",
-        "pool, by last run": "/ui?sort=last_run&order=desc",
-        "pool, by state": "/ui?sort=state",
-        "pool, by schedule": "/ui?sort=schedule",
-        "pool, search a gateway id": f"/ui?q={middle}",
-        "pool, search a label": "/ui?q=nobody-has-this-label",
-        "pool, page 5,000 by next run": "/ui?page=5000&sort=next_run",
-        "pool, state needs attention": "/ui?state=needs_attention",
+        "overview": "/ui",
+        "overview, by last run": "/ui?sort=last_run&order=desc",
+        "overview, by standing": "/ui?sort=standing",
+        "overview, by schedule": "/ui?sort=schedule",
+        "overview, search a gateway id": f"/ui?q={middle}",
+        "overview, search a label": "/ui?q=nobody-has-this-label",
+        "overview, page 5,000 by next run": "/ui?page=5000&sort=next_run",
+        "overview, standing needs attention": "/ui?standing=needs_attention",
         "session": f"/ui/sessions/{middle}",
         "run": "/ui/runs/5000000",
         "activity": "/ui/activity",

@@ -51,7 +51,7 @@ from bench.common import (
     workspace,
     write_results,
 )
-from heatup_daemon.config import GatewaySettings
+from heatup_daemon.config.sections import GatewaySettings
 from heatup_daemon.gateway import HttpGateway, tl
 from heatup_daemon.pool import DEFAULT_POOL
 

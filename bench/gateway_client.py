@@ -32,7 +32,7 @@ import httpx2
 import uvloop
 
 from bench.common import sandbox_for, workspace, write_results
-from heatup_daemon.config import GatewaySettings
+from heatup_daemon.config.sections import GatewaySettings
 from heatup_daemon.gateway import HttpGateway, tl
 
 BODY = {

@@ -25,7 +25,7 @@ import uvloop
 
 from bench.common import llm_stub, write_results
 from bench.planner import context
-from heatup_daemon.config import LLMSettings, PlannerSettings
+from heatup_daemon.config.sections import LLMSettings, PlannerSettings
 from heatup_daemon.planner.llm import LLMPlanner
 from heatup_daemon.timing.clock import SystemClock
 

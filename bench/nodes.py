@@ -92,7 +92,7 @@ def cluster(count: int, seconds: float) -> dict[str, Any]:
         with sandbox_for(folder, CLUSTER_SESSIONS) as gateway:
             env = {
                 "HEATUP_EXECUTOR__TIME_SCALE": "0.02",
-                "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
+                "HEATUP_SCHEDULER__RECONCILE_S": "1",
             }
             return run_nodes(db, gateway, folder, count, env, seconds)
 

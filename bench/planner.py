@@ -12,7 +12,8 @@ import time
 from datetime import UTC, datetime
 
 from bench.common import write_results
-from heatup_daemon.config import PlannerSettings, Settings
+from heatup_daemon.config.sections import PlannerSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.model import PlanContext
 from heatup_daemon.records import PoolChannel

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.common import Database, database, postgres_cpu_seconds, workspace, write_results
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db.repository import open_repository
 from heatup_daemon.scheduling.scheduler import RECONCILE_BATCH
 from heatup_daemon.scheduling.slots import Slots

@@ -7,7 +7,9 @@ and the words the log uses are derived from these; nothing else spells them out
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum, StrEnum
+from typing import Final
 
 
 class SessionState(StrEnum):
@@ -70,6 +72,16 @@ class ActionKind(StrEnum):
     def lasts(self) -> bool:
         """The action stays for its ``duration_seconds``."""
         return self in (ActionKind.READ_MESSAGES, ActionKind.IDLE)
+
+
+class ActionCode(StrEnum):
+    """The error codes heatup itself gives an action (the others are the gateway's):
+    ``in_flight`` its row before the gateway call (what a crash leaves), ``interrupted`` a
+    run cancelled during it, ``invalid`` a plan value the gateway client refused."""
+
+    IN_FLIGHT = "in_flight"
+    INTERRUPTED = "interrupted"
+    INVALID = "invalid"
 
 
 class Outcome(StrEnum):
@@ -192,6 +204,47 @@ class Change(StrEnum):
     ADD_CHANNEL = "add channel"
     ENABLE_CHANNEL = "enable channel"
     DISABLE_CHANNEL = "disable channel"
+
+
+class SessionSort(StrEnum):
+    """The console's session list orders, each a column of the list."""
+
+    GATEWAY_ID = "id"
+    STANDING = "standing"
+    SCHEDULE = "schedule"
+    LAST_RUN = "last_run"
+    NEXT_RUN = "next_run"
+    PROBLEM = "problem"
+
+
+class SessionAction(StrEnum):
+    """What the console's buttons and bulk form do to a session."""
+
+    ENABLE = "enable"
+    DISABLE = "disable"
+    REMOVE = "remove"
+    RUN = "run"
+
+
+_FIRST_BRACE: Final = re.compile(r"\s*\{")
+
+
+class Format(StrEnum):
+    """The files ``sessions import`` reads and ``sessions export`` writes."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+    @classmethod
+    def of(cls, name: str, text: str) -> Format:
+        """The format of a file named ``name`` holding ``text``: by its suffix, else by its
+        first character (``{`` for JSON Lines)."""
+        lowered = name.lower()
+        if lowered.endswith(".csv"):
+            return cls.CSV
+        if lowered.endswith((".jsonl", ".ndjson", ".json")):
+            return cls.JSONL
+        return cls.JSONL if _FIRST_BRACE.match(text) else cls.CSV  # no copy of the text
 
 
 def sql_in(column: str, values: type[StrEnum]) -> str:

@@ -1,8 +1,8 @@
 """This process's lease in the cluster, and the database's clock it reads with it.
 
 A process that runs runs (the daemon, ``heatup warmup``) registers a node when it starts,
-renews the node's lease every ``scheduler.heartbeat_seconds`` for
-``scheduler.stale_run_seconds``, and releases it at a clean stop: one write per process per
+renews the node's lease every ``scheduler.heartbeat_s`` for
+``scheduler.stale_run_s``, and releases it at a clean stop: one write per process per
 interval, however many runs it has in flight. A run is alive while its node's lease is; the
 fence before each gateway call (``RunRecorder.start_call``) asks that the lease outlast the
 call, and asks for a renewal when it would not.
@@ -15,6 +15,10 @@ metric (``heatup_clock_offset_seconds``), a warning in the log and a ``/readyz``
 A renewal that finds the node's row gone (another node judged this one dead, for instance
 after a network partition, and ended its runs) registers a new node: the runs already in
 flight meet their fence and stop, and new runs go on under the new lease.
+
+A daemon also marks its node alive on its host (``succession.Markers``): when it takes its
+lease it ends at once the runs of a predecessor on the same host that died, instead of
+leaving them to the lease.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final, Protocol, TypeVar
 
-from heatup_daemon.config import SchedulerSettings
+from heatup_daemon.config.sections import SchedulerSettings
 from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.records import LeaseReading, Node
 from heatup_daemon.stores import LeaseStore
+from heatup_daemon.succession import Markers, end_dead_predecessors
 from heatup_daemon.timing.clock import Clock, DatabaseClock
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,10 @@ R = TypeVar("R", LeaseReading, LeaseReading | None)
 CLOCK_OFFSET_WARN_S: Final = 1.0
 # The end the reaper gives the runs of a node whose lease ran out.
 REAPED: Final = "the process running it stopped (its node's lease ran out)"
+# The end a successor on the same host gives the runs of a node whose process is gone.
+ENDED_BY_SUCCESSOR: Final = (
+    "the process running it stopped (its successor on the host found it gone)"
+)
 # After a renewal failed (the database is unavailable), try again this soon.
 RETRY_S: Final = 2.0
 
@@ -61,9 +70,9 @@ class NodeLease:
     ) -> None:
         self._store = store
         self._name = name
-        # The lease lasts ``stale_run_seconds`` and is renewed every ``heartbeat_seconds``.
-        self._lease_s = timing.stale_run_seconds
-        self._renew_every_s = timing.heartbeat_seconds
+        # The lease lasts ``stale_run_s`` and is renewed every ``heartbeat_s``.
+        self._lease_s = timing.stale_run_s
+        self._renew_every_s = timing.heartbeat_s
         self._clock = clock
         self._database_clock = database_clock
         self._observer = observer
@@ -72,6 +81,7 @@ class NodeLease:
         self._renewed_at = 0.0  # monotonic
         self._clock_off = False
         self._failing = False
+        self._markers: Markers | None = None
 
     @property
     def node(self) -> Node:
@@ -95,7 +105,12 @@ class NodeLease:
         reading = await self._timed(
             lambda: self._store.register_node(self._name, self._lease_s, self._clock.now())
         )
-        self._node = reading.node
+        previous, self._node = self._node, reading.node
+        if self._markers is not None:
+            if previous is None or previous.id != reading.node.id:  # else its marker holds
+                if previous is not None:
+                    self._markers.unmark(previous)
+                self._markers.mark(reading.node)
         return reading.node
 
     async def renew(self) -> None:
@@ -138,11 +153,16 @@ class NodeLease:
 
     @contextlib.asynccontextmanager
     async def held(
-        self, on_failure: Callable[[BaseException], None] = lambda exc: None
+        self,
+        on_failure: Callable[[BaseException], None] = lambda exc: None,
+        markers: Markers | None = None,
     ) -> AsyncIterator[Node]:
         """Acquire the lease and keep renewing it while the block runs; release it after.
         ``on_failure`` hears of the renewal task dying of anything but an outage (a bug:
-        the process must stop, its runs would lose their lease)."""
+        the process must stop, its runs would lose their lease). With ``markers``, the
+        node is marked alive on this host while the lease is held, and the runs of nodes
+        whose process on this host is gone end first."""
+        self._markers = markers
         node = await self.acquire()
         keeper = asyncio.create_task(self.keep(), name="lease")
 
@@ -152,6 +172,8 @@ class NodeLease:
 
         keeper.add_done_callback(ended)
         try:
+            if markers is not None:
+                await end_dead_predecessors(markers, self._store, self._clock)
             yield node
         finally:
             keeper.cancel()
@@ -160,6 +182,8 @@ class NodeLease:
                 await self.release()
             except DatabaseUnavailable as exc:  # it runs out by itself
                 log.warning("could not release this node's lease: %s", exc)
+            if markers is not None and self._node is not None:
+                markers.unmark(self._node)
 
     async def _timed(self, write: Callable[[], Awaitable[R]]) -> R:
         sent = self._clock.monotonic()

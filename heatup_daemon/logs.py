@@ -1,5 +1,6 @@
-"""Logging for the daemon: one JSON object per line on stdout (journald keeps them); a short
-text form for people.
+"""Logging for the daemon: one JSON object per line on stdout; under systemd, when stdout is
+the journal's stream, the same records as journal fields (``journal``: the level is the
+priority, the context and the fields are ``HEATUP_*`` fields); a short text form for people.
 
 Every line logged inside a run carries ``session`` (the gateway session id) and ``run``, and
 inside an action ``action`` (its number in the plan), whoever logs it: the runner sets them
@@ -18,12 +19,14 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from heatup_daemon.journal import JournalSender, is_journal_stream, record_fields
 from heatup_daemon.redact import redact
 
 CONTEXT_FIELDS: Final = ("session", "run", "action")
@@ -57,8 +60,26 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def context_fields() -> dict[str, Any]:
-    return dict(_context.get())
+def entry_of(record: logging.LogRecord) -> dict[str, object]:
+    """The record's keys and values: its JSON line, and the journal's fields."""
+    entry: dict[str, object] = {
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "message": record.getMessage(),
+    }
+    entry.update(_context.get())
+    for field in CONTEXT_FIELDS:
+        value = getattr(record, field, None)
+        if value is not None:
+            entry[field] = value
+    extra = getattr(record, "fields", None)
+    if isinstance(extra, dict):
+        entry.update(extra)
+    if record.exc_info and record.exc_info[0] is not None:
+        entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        entry["traceback"] = "".join(traceback.format_exception(*record.exc_info))
+    return entry
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,27 +91,32 @@ class JsonFormatter(logging.Formatter):
         self._secrets = tuple(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(self._entry(record), self._secrets)
+        return redact(json.dumps(entry_of(record), default=str), self._secrets)
 
-    def _entry(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(_context.get())
-        for field in CONTEXT_FIELDS:
-            value = getattr(record, field, None)
-            if value is not None:
-                entry[field] = value
-        extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            entry.update(extra)
-        if record.exc_info and record.exc_info[0] is not None:
-            entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-            entry["traceback"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(entry, default=str)
+
+class JournalHandler(logging.Handler):
+    """Each record to the systemd journal as fields (``journal``), masked as the JSON line
+    is; a record the journal cannot take goes to stdout as its JSON line."""
+
+    def __init__(self, secrets: Iterable[str] = (), sender: JournalSender | None = None) -> None:
+        super().__init__()
+        self._secrets = tuple(secrets)
+        self._sender = sender or JournalSender()
+        self._json = JsonFormatter(self._secrets)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            try:
+                self._sender.send(record_fields(entry_of(record), record, self._secrets))
+            except OSError:
+                sys.stdout.write(self._json.format(record) + "\n")
+                sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._sender.close()
+        super().close()
 
 
 class TextFormatter(logging.Formatter):
@@ -102,9 +128,21 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record), self._secrets)
 
 
-def configure_logging(level: str, *, json_lines: bool = True, secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(secrets) if json_lines else TextFormatter(secrets))
+def configure_logging(
+    level: str,
+    *,
+    json_lines: bool = True,
+    secrets: Iterable[str] = (),
+    environ: Mapping[str, str] = os.environ,
+) -> None:
+    """JSON lines on stdout, or the journal's fields when stdout or stderr is the journal's
+    stream (``json_lines``); the short text form otherwise."""
+    handler: logging.Handler
+    if json_lines and is_journal_stream(environ):
+        handler = JournalHandler(secrets)
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter(secrets) if json_lines else TextFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

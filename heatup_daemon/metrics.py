@@ -61,6 +61,14 @@ class Metrics(Listener):
         Info("heatup_build", "heatup's version", registry=registry).info(
             {"version": __version__, "python": platform.python_version()}
         )
+        self._define_runs(registry)
+        self._define_planning(registry)
+        self._define_scheduling(registry)
+        self._define_registry(registry)
+        self._precreate()
+
+    def _define_runs(self, registry: CollectorRegistry) -> None:
+        """The metrics of runs, their actions and the gateway's answers."""
         self.runs = Counter(
             "heatup_runs",
             "Runs that ended, by status and trigger",
@@ -113,6 +121,9 @@ class Metrics(Listener):
             "Seconds of flood wait Telegram imposed",
             registry=registry,
         )
+
+    def _define_planning(self, registry: CollectorRegistry) -> None:
+        """The metrics of plans, the LLM and the joins a plan could not make."""
         self.llm_requests = Counter(
             "heatup_llm_requests",
             "LLM planning calls, by outcome",
@@ -135,6 +146,9 @@ class Metrics(Listener):
             ["reason"],
             registry=registry,
         )
+
+    def _define_scheduling(self, registry: CollectorRegistry) -> None:
+        """The metrics of the schedule: skipped slots, dispatch, the jobs, retention."""
         self.skipped_slots = Counter(
             "heatup_slots_skipped",
             "Scheduled slots recorded as skipped, by cause (late, in_flight, cooldown, coalesced)",
@@ -161,7 +175,7 @@ class Metrics(Listener):
         )
         self.dispatch_overruns = Counter(
             "heatup_dispatch_overruns",
-            "Dispatch passes that took longer than scheduler.dispatch_interval_seconds",
+            "Dispatch passes that took longer than scheduler.dispatch_interval_s",
             registry=registry,
         )
         self.dispatch_full = Counter(
@@ -187,10 +201,13 @@ class Metrics(Listener):
             "Runs (with their actions) deleted by history retention",
             registry=registry,
         )
+
+    def _define_registry(self, registry: CollectorRegistry) -> None:
+        """The metrics of the registry, the node and its database."""
         self.sessions = Gauge(
             "heatup_sessions",
-            "Registered sessions, by state (active, needs_attention, disabled, invalid)",
-            ["state"],
+            "Registered sessions, by standing (active, needs_attention, disabled, invalid)",
+            ["standing"],
             registry=registry,
         )
         self.ramp_stages = Gauge(
@@ -217,7 +234,6 @@ class Metrics(Listener):
         self.database_up = Gauge(
             "heatup_database_up", "1 while the database answers heatup", registry=registry
         )
-        self._precreate()
 
     def _precreate(self) -> None:
         """Series of known label values exist from the first scrape (at 0), so rates and
@@ -278,9 +294,6 @@ class Metrics(Listener):
         self.llm_latency.observe(seconds)
         self.llm_tokens.labels("prompt").inc(prompt)
         self.llm_tokens.labels("completion").inc(completion)
-
-    def join_dropped(self, reason: JoinRefusal, count: int = 1) -> None:
-        self.joins_dropped.labels(reason).inc(count)
 
     def slots_skipped(self, cause: SkipCause, count: int) -> None:
         self.runs.labels(RunStatus.SKIPPED, Trigger.SCHEDULE).inc(count)

@@ -2,8 +2,10 @@
 
 Start: the database must be reachable and at the newest schema (else exit 1 with the
 reason: systemd tries again); on SQLite, no other daemon may hold the database; the channel
-pool is seeded if empty; stale runs are reaped and pending admin edits applied; the
-scheduler's jobs start; the HTTP API listens; then systemd hears ``READY=1``.
+pool is seeded if empty; the node's lease is taken, and the runs of a predecessor on this
+host that died are ended at once (``succession``); stale runs are reaped and pending admin
+edits applied; the scheduler's jobs start; the HTTP API listens; then systemd hears
+``READY=1``.
 
 While running: ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stuck
 loop gets restarted) and a one-line ``STATUS=`` (which names a database outage). A database
@@ -22,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import random
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Final
 
 from heatup_daemon.api import ApiState, create_app
-from heatup_daemon.config import DatabaseSettings, Settings
+from heatup_daemon.config.sections import DatabaseSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.migrate import head_revision
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.enums import ExitCode
@@ -40,6 +45,7 @@ from heatup_daemon.lease import CLOCK_OFFSET_WARN_S, NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.run.events import RunObserver
 from heatup_daemon.scheduling.scheduler import Scheduler
+from heatup_daemon.succession import Markers
 from heatup_daemon.systemd import Notifier, watchdog_interval_s
 from heatup_daemon.wiring import Parts, build_parts, node_lease
 
@@ -132,7 +138,8 @@ async def _serve_with(
             if not fatal.done():
                 fatal.set_result(exc)
 
-        async with lease.held(on_failure=on_fatal):
+        markers = Markers.of(settings.database)
+        async with lease.held(on_failure=on_fatal, markers=markers):
             clock = lease.clock
             parts = build_parts(
                 settings, repository, clock, metrics, lease, *listeners, on_fatal=on_fatal
@@ -235,7 +242,7 @@ class _Daemon:
             exposition=self._metrics.exposition,
             clock=self._lease.clock,
             on_registered=scheduler.reconcile_soon,
-            pool_counts=scheduler.last_counts,
+            session_counts=scheduler.last_counts,
         )
         server = ReadyServer(
             server_config(
@@ -255,6 +262,7 @@ class _Daemon:
             return ExitCode.FAILURE
         log.info("the API listens on http://%s:%d", settings.api.host, settings.api.port)
         self._start_background(serving)
+        _responsive_loop()
         self._notifier.ready(await self.status())
         log.info("heatup is running as node %s", settings.node_name)
         if on_ready is not None:
@@ -363,3 +371,17 @@ class _Daemon:
             stopper.cancel()
         self._stopping = True
         return self._fatal.result() if self._fatal.done() else None
+
+
+# How soon a busy worker thread (an import's parsing, SQLite's writer) hands the interpreter
+# back to the event loop: 1 ms instead of Python's 5.
+SWITCH_INTERVAL_S: Final = 0.001
+
+
+def _responsive_loop() -> None:
+    """Keep the event loop's stalls short once the daemon runs: threads yield the
+    interpreter sooner, and what was built while starting is left out of the collector's
+    full passes (each such pass over a large registry's objects holds the loop)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()

@@ -20,38 +20,39 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Protocol
 
-from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, Trigger
+from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, SessionSort, Trigger
 from heatup_daemon.records import (
-    CLI_AUTHOR,
-    EVERY_SESSION,
     ActionRecord,
-    Activity,
-    AuditEntry,
-    Author,
-    ChannelLine,
     ChannelView,
     Claim,
     Decision,
-    Imported,
     JoinLimits,
     LeaseReading,
     Node,
-    Overview,
     PlanningFacts,
     Reconciled,
     Run,
-    RunFilter,
     RunInFlight,
     RunView,
     SessionCounts,
-    SessionPage,
-    SessionSearch,
-    SessionSort,
     StoredPlan,
     WarmthFacts,
 )
 from heatup_daemon.session import Session, SessionRecord
 from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.views import (
+    CLI_AUTHOR,
+    EVERY_SESSION,
+    Activity,
+    AuditEntry,
+    Author,
+    ChannelLine,
+    Imported,
+    Overview,
+    RunFilter,
+    SessionPage,
+    SessionSearch,
+)
 
 
 class SlotPolicy(Protocol):
@@ -247,6 +248,9 @@ class Console(Registry, Protocol):
     async def audit_of(self, gateway_session_id: int, limit: int) -> list[AuditEntry]:
         """The session's audit, newest first."""
 
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        """Which of ``gateway_ids`` are registered."""
+
     async def import_sessions(
         self,
         rows: Sequence[tuple[SessionSpec, bool]],
@@ -302,18 +306,26 @@ class LeaseStore(Protocol):
     async def release_node(self, node: Node) -> None:
         """Drop the node's lease (at a clean stop, once its runs have ended)."""
 
+    async def end_dead_node(self, node: Node, now: datetime) -> int:
+        """The node's process is known to be gone (``succession``): end its ``running``
+        runs ``interrupted`` and drop its lease, in one transaction, without waiting for the
+        lease to run out; how many runs ended. Nothing changes if the node's row has another
+        name (an id of another database's node)."""
+
 
 class TokenLedger(Protocol):
     """LLM tokens spent per UTC day by every node together."""
 
     async def tokens_spent(self, day: date) -> int: ...
 
-    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
-        """Count ``tokens`` against the day if the day's total stays within ``budget``,
-        atomically across nodes; whether it did."""
+    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
+        """Count ``tokens`` against the day under ``key`` (one plan's) if the day's total
+        stays within ``budget``, atomically across nodes; whether it did."""
 
-    async def spend_tokens(self, day: date, tokens: int) -> None:
-        """Count ``tokens`` against the day (fewer than zero: give a reservation back)."""
+    async def settle_tokens(self, key: str, spent: int) -> None:
+        """Count ``spent`` in place of what ``key`` reserved, once: settling a key again,
+        or one whose reservation never landed, changes nothing (an answer lost after its
+        commit may be asked again)."""
 
 
 class NodeStore(SchedulingStore, RunRecorder, Registry, TokenLedger, LeaseStore, Protocol):

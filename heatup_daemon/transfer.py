@@ -10,21 +10,25 @@ file. An export imports again as the same registry.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
+import gc
 import io
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
-from heatup_daemon.enums import Outcome
+from heatup_daemon.enums import Format, Outcome
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.records import Author, RunFilter, RunView
+from heatup_daemon.records import RunView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import Console
 from heatup_daemon.validation import SessionSpec, parse_account_created, show, validate_session
+from heatup_daemon.views import Author, RunFilter
 
 FIELDS: Final = (
     "gateway_id",
@@ -36,24 +40,10 @@ FIELDS: Final = (
     "enabled",
 )
 REQUIRED: Final = ("gateway_id", "schedule")
+# Rows written a transaction at a time by an import.
+CHUNK: Final = 2000
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
-
-
-class Format(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-
-    @classmethod
-    def of(cls, name: str, text: str) -> Format:
-        """The format of a file named ``name`` holding ``text``: by its suffix, else by its
-        first character (``{`` for JSON Lines)."""
-        lowered = name.lower()
-        if lowered.endswith(".csv"):
-            return cls.CSV
-        if lowered.endswith((".jsonl", ".ndjson", ".json")):
-            return cls.JSONL
-        return cls.JSONL if text.lstrip().startswith("{") else cls.CSV
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +89,81 @@ async def register_all(
     now: datetime,
 ) -> Report:
     """Import a file: nothing is written unless every row is valid and unregistered, or
-    with ``skip_invalid`` the good rows are; either way the report names each bad row."""
-    parsed = parse(text, kind, now)
-    read = len(parsed.rows) + len(parsed.problems)
+    with ``skip_invalid`` the good rows are; either way the report names each bad row.
+
+    The file is read and checked in a thread, and the rows are written ``CHUNK`` at a time,
+    each chunk a transaction of its own: the node's own work goes on between them. A
+    session another admin registers while the chunks are written is reported as taken,
+    and the rest are written.
+
+    The cyclic garbage collector is paused until the file's rows are gone: a 32 MiB file
+    is millions of new objects, and a collection that walks them holds every thread, the
+    event loop's too, for about a second. The rows hold no cycles; they are freed as soon
+    as the import ends."""
+    with _collector_paused():
+        parsed = await asyncio.to_thread(parse, text, kind, now)
+        try:
+            return await _write(registry, parsed, skip_invalid=skip_invalid, by=by)
+        finally:  # before the collector runs again
+            await asyncio.to_thread(release, parsed.rows, parsed.problems)
+
+
+async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:
     if parsed.problems and not skip_invalid:
-        return Report(read, 0, parsed.problems)
-    rows = [(row.spec, row.enabled) for row in parsed.rows]
-    imported = await registry.import_sessions(rows, skip_registered=skip_invalid, by=by)
-    line_of = {row.spec.gateway_session_id: row.line for row in parsed.rows}
+        return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
+    registered: set[int] = set()
+    for start in range(0, len(parsed.rows), CHUNK):
+        chunk = parsed.rows[start : start + CHUNK]
+        registered |= await registry.registered([row.spec.gateway_session_id for row in chunk])
+    written = 0
+    if not registered or skip_invalid:
+        for start in range(0, len(parsed.rows), CHUNK):
+            chunk = parsed.rows[start : start + CHUNK]
+            rows = [
+                (r.spec, r.enabled) for r in chunk if r.spec.gateway_session_id not in registered
+            ]
+            if rows:
+                imported = await registry.import_sessions(rows, skip_registered=True, by=by)
+                written += imported.written
+                registered |= imported.registered
+    return await asyncio.to_thread(_report, parsed, registered, written)
+
+
+def release(*lists: list[Any]) -> None:
+    """Empty ``lists`` a chunk at a time (in a worker thread): freeing millions of rows at
+    once is one call that holds every thread, the event loop's too, for most of a second."""
+    for items in lists:
+        while items:
+            del items[-CHUNK:]
+
+
+def _report(parsed: Parsed, registered: set[int], written: int) -> Report:
     taken = [
-        Problem(
-            line_of[gateway_id], f"a session with gateway id {gateway_id} is already registered"
-        )
-        for gateway_id in imported.registered
+        Problem(row.line, f"a session with gateway id {gid} is already registered")
+        for row in parsed.rows
+        if (gid := row.spec.gateway_session_id) in registered
     ]
     problems = sorted([*parsed.problems, *taken], key=lambda problem: problem.line)
-    return Report(read, imported.written, problems)
+    return Report(len(parsed.rows) + len(parsed.problems), written, problems)
+
+
+_imports = 0  # imports under way, the collector paused for them
+_collecting = True  # whether the collector ran before the first of them
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    global _imports, _collecting
+    if not _imports:
+        _collecting = gc.isenabled()
+        gc.disable()
+    _imports += 1
+    try:
+        yield
+    finally:
+        _imports -= 1
+        if not _imports and _collecting:
+            gc.enable()
 
 
 def parse(text: str, kind: Format, now: datetime) -> Parsed:
@@ -122,11 +171,14 @@ def parse(text: str, kind: Format, now: datetime) -> Parsed:
     rows: list[Row] = []
     problems: list[Problem] = []
     first_line: dict[int, int] = {}
+    # Read a record at a time: each is freed once looked at (millions freed at once would
+    # hold every thread).
+    records = _csv_records(text) if kind is Format.CSV else _jsonl_records(text)
     try:
-        records = list(_csv_records(text) if kind is Format.CSV else _jsonl_records(text))
+        first = next(records, None)
     except InvalidValue as exc:  # the file as a whole (a header): nothing to go on
         return Parsed([], [Problem(1, str(exc))])
-    for line, values in records:
+    for line, values in itertools.chain([] if first is None else [first], records):
         if isinstance(values, Problem):
             problems.append(values)
             continue
@@ -155,7 +207,7 @@ _EXTRA: Final = "\0extra"
 
 def _csv_records(text: str) -> Iterator[Record]:
     """Each row with the line it ends on (a quoted field may span lines)."""
-    reader = csv.DictReader(io.StringIO(text), restkey=_EXTRA)
+    reader = csv.DictReader(_each_line(text), restkey=_EXTRA)
     header = reader.fieldnames
     if not header:
         raise InvalidValue("the file is empty: a header line naming the fields comes first")
@@ -176,7 +228,7 @@ def _csv_records(text: str) -> Iterator[Record]:
 
 
 def _jsonl_records(text: str) -> Iterator[Record]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_each_line(text), start=1):
         if not raw.strip():
             continue
         try:
@@ -193,6 +245,17 @@ def _jsonl_records(text: str) -> Iterator[Record]:
             yield number, Problem(number, str(exc))
             continue
         yield number, {name: value for name, value in values.items() if value is not None}
+
+
+def _each_line(text: str) -> Iterator[str]:
+    """The lines of ``text``, their ends kept, one at a time: no copy of a large file whole,
+    and no call that holds every thread while it splits millions of lines."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _check_fields(names: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.gateway import Gateway, HttpGateway
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
@@ -40,14 +40,19 @@ class Parts:
 
 
 def node_lease(
-    settings: Settings, repository: PartsStore, metrics: Metrics | None = None
+    settings: Settings,
+    repository: PartsStore,
+    metrics: Metrics | None = None,
+    *,
+    name: str | None = None,
 ) -> NodeLease:
-    """This process's lease (not yet acquired), and with it the clock the process keeps:
-    the database's on PostgreSQL (``DatabaseClock``), the host's on SQLite (one host)."""
+    """This process's lease (not yet acquired) under ``name`` (``node_name`` by default),
+    and with it the clock the process keeps: the database's on PostgreSQL
+    (``DatabaseClock``), the host's on SQLite (one host)."""
     database_clock = None if settings.database.is_sqlite else DatabaseClock()
     return NodeLease(
         repository,
-        settings.node_name,
+        name or settings.node_name,
         settings.scheduler,
         clock=database_clock or SystemClock(),
         database_clock=database_clock,
@@ -98,6 +103,7 @@ def build_parts(
         joins=settings.join_policy,
         bounds=settings.planner,
         on_fatal=on_fatal,
+        store=repository,
     )
     return Parts(gateway, planner, runner, InFlight(runner))
 

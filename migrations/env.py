@@ -16,8 +16,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from heatup_daemon.config import DatabaseSettings
-from heatup_daemon.config_file import load_settings
+from heatup_daemon.config.file import load_settings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.migrate import configure_and_run
 from heatup_daemon.db.models import Base

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.repository import Repository
@@ -46,7 +46,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
             monkeypatch.delenv(name)
     for name in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("heatup_daemon.config_file.SYSTEM_CONFIG_PATH", tmp_path / "no-system.toml")
+    monkeypatch.setattr("heatup_daemon.config.file.SYSTEM_CONFIG_PATH", tmp_path / "no-system.toml")
     monkeypatch.chdir(tmp_path)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db.engine import create_engine
 
 # Per action kind, the gateway operation whose success completes it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import ActionKind
 from heatup_daemon.planner.model import PlanContext, PlannedAction
 

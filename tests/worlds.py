@@ -8,7 +8,8 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-from heatup_daemon.config import ExecutorSettings, GatewaySettings, PlannerSettings, Settings
+from heatup_daemon.config.sections import ExecutorSettings, GatewaySettings, PlannerSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner import Planner
@@ -26,7 +27,7 @@ START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 def quick_settings(**scheduler: Any) -> Settings:
     """heatup's defaults with no waits (time scale 0) and a seeded planner, with these
     scheduler settings; the gateway's deadline is short, so that a short
-    ``stale_run_seconds`` still covers a call."""
+    ``stale_run_s`` still covers a call."""
     return Settings(
         executor=ExecutorSettings(time_scale=0),
         planner=PlannerSettings(seed=1),

@@ -41,7 +41,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from heatup_daemon.config import ApiSettings
+from heatup_daemon.config.sections import ApiSettings
 
 COOKIE: Final = "heatup_console"
 COOKIE_LIFETIME_S: Final = 12 * 3600

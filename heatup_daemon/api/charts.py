@@ -4,16 +4,23 @@ script draws them and nothing is loaded for them, so the pages keep their strict
 
 - ``hourly``: a bar per hour, stacked by status or outcome (the runs per hour over a day
   or a week, the actions per hour by outcome);
-- ``against_limit``: a bar per channel with the pace it may not pass marked across them.
+- ``against_limit``: a bar per channel with the pace it may not pass marked across them;
+- ``overview_figures``: the overview page's figures of the last day and its three hourly
+  charts.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
+
+from heatup_daemon.db.activity import hour_of
+from heatup_daemon.enums import Outcome, RunStatus
+from heatup_daemon.views import Activity
 
 WIDTH: Final = 720
 HEIGHT: Final = 180
@@ -22,6 +29,16 @@ LEFT: Final = 48
 BOTTOM: Final = 22
 TOP: Final = 8
 ROW: Final = 18  # a bar's band in ``against_limit``
+
+# The order a chart stacks a run's statuses in, from its base: the good ones first.
+RUN_ORDER: Final = (
+    RunStatus.SUCCEEDED,
+    RunStatus.PARTIAL,
+    RunStatus.SKIPPED,
+    RunStatus.FAILED,
+    RunStatus.INTERRUPTED,
+    RunStatus.RUNNING,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,7 @@ def hourly(
     label: str,
     hours: Sequence[datetime],
     counts: Mapping[datetime, Mapping[str, int]],
+    *,
     order: Sequence[str],
     prefix: str,
     tick_every: int,
@@ -148,3 +166,48 @@ def against_limit(label: str, values: Sequence[tuple[str, int]], limit: int) -> 
         (("within", "within the pace"), ("over", "past it")),
         not values,
     )
+
+
+def overview_figures(history: Activity, now: datetime) -> dict[str, Any]:
+    """The last day's figures and the charts of the overview page, by the hour."""
+    day, week = last_hours(hour_of(now), 24), last_hours(hour_of(now), 7 * 24)
+    runs_day: Counter[str] = Counter()
+    for hour in day:
+        runs_day.update(history.runs.get(hour, {}))
+    statuses = [status.value for status in RUN_ORDER]
+    outcomes = [outcome.value for outcome in Outcome]
+    return {
+        "runs_day": {status: count for status, count in runs_day.items() if count},
+        "failures": sum(runs_day[s] for s in (RunStatus.FAILED, RunStatus.INTERRUPTED)),
+        "counted_at": history.counted_at,
+        "day_from": day[0],
+        "charts": (
+            hourly(
+                "Runs per hour, last 24 hours, by status",
+                day,
+                history.runs,
+                order=statuses,
+                prefix="status",
+                tick_every=3,
+                tick_format="%H:00",
+            ),
+            hourly(
+                "Runs per hour, last 7 days, by status",
+                week,
+                history.runs,
+                order=statuses,
+                prefix="status",
+                tick_every=24,
+                tick_format="%a %d",
+            ),
+            hourly(
+                "Actions per hour, last 24 hours, by outcome",
+                day,
+                history.actions,
+                order=outcomes,
+                prefix="outcome",
+                tick_every=3,
+                tick_format="%H:00",
+            ),
+        ),
+    }

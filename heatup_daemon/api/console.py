@@ -1,6 +1,6 @@
 """The web console's pages for operators, rendered on the server (Jinja2).
 
-- ``/ui``: the pool at a glance, its runs and actions by the hour over a day and a week
+- ``/ui``: the sessions at a glance, its runs and actions by the hour over a day and a week
   (``charts``), and the session list, sortable by any column, searched by gateway id or a
   label's start and filtered by state;
 - ``/ui/sessions/{gateway id}``: a session's warmth, a timeline of its runs, each with its
@@ -11,35 +11,32 @@
 
 A sign-in that acts also sees the forms that change things (``manage``). The pages follow
 the API's rules (``auth``): open on loopback with no token; with one, a login form exchanges
-a token for the console's cookie. No script runs on any page and nothing is loaded from
-elsewhere: the stylesheet is served from the package, and the Content-Security-Policy
-allows nothing else.
+a token for the console's cookie (``sign_in``). No script runs on any page and nothing is
+loaded from elsewhere: the stylesheet is served from the package, and the
+Content-Security-Policy allows nothing else.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from importlib.resources import files
 from typing import Annotated, Any, Final, TypeVar
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from heatup_daemon import __version__, transfer, warmth
 from heatup_daemon.api import auth, charts
 from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, state_of
-from heatup_daemon.db.activity import hour_of
-from heatup_daemon.enums import Outcome, RunStatus, Standing, Trigger
+from heatup_daemon.enums import Format, RunStatus, SessionSort, SessionState, Standing, Trigger
 from heatup_daemon.errors import InvalidValue, NotFound
-from heatup_daemon.records import Activity, RunFilter, SessionSearch, SessionSort
-from heatup_daemon.run.executor import IN_FLIGHT
-from heatup_daemon.transfer import Format
+from heatup_daemon.records import IN_FLIGHT
 from heatup_daemon.validation import parse_gateway_id
+from heatup_daemon.views import RunFilter, SessionSearch
 
 E = TypeVar("E", bound=StrEnum)
 PREFIX: Final = "/ui"
@@ -48,15 +45,6 @@ TIMELINE_RUNS: Final = 60
 AUDIT_ENTRIES: Final = 50
 RUN_REFRESH_S: Final = 2
 WEEK: Final = timedelta(days=7)
-# The order a chart stacks a run's statuses in, from its base: the good ones first.
-RUN_ORDER: Final = (
-    RunStatus.SUCCEEDED,
-    RunStatus.PARTIAL,
-    RunStatus.SKIPPED,
-    RunStatus.FAILED,
-    RunStatus.INTERRUPTED,
-    RunStatus.RUNNING,
-)
 HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -70,7 +58,7 @@ STYLESHEET: Final = files("heatup_daemon.api").joinpath("static/console.css").re
 # The columns of the session list, in order: (sort key, heading).
 COLUMNS: Final = (
     (SessionSort.GATEWAY_ID, "session"),
-    (SessionSort.STATE, "state"),
+    (SessionSort.STANDING, "standing"),
     (SessionSort.SCHEDULE, "schedule"),
     (SessionSort.LAST_RUN, "last run"),
     (SessionSort.NEXT_RUN, "next run"),
@@ -114,7 +102,14 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(when=_when, seconds=_seconds)
-    environment.globals.update(version=__version__, relative=_relative, in_flight_code=IN_FLIGHT)
+    environment.globals.update(
+        version=__version__,
+        relative=_relative,
+        in_flight_code=IN_FLIGHT,
+        run_statuses=tuple(RunStatus),
+        session_states=SessionState,
+    )
+    environment.tests.update(running=lambda status: status is RunStatus.RUNNING)
     return environment
 
 
@@ -155,99 +150,40 @@ async def stylesheet() -> Response:
     return Response(STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/login")
-async def login_form(
-    request: Request, state: State, target: Annotated[str, Query(alias="next")] = PREFIX
-) -> Response:
-    if state.settings.api.token is None:
-        return RedirectResponse(PREFIX, status_code=303)
-    return page(request, "login.html", title="sign in", target=_target(target), failed=False)
-
-
-@router.post("/login")
-async def login(request: Request, state: State) -> Response:
-    """Exchange a token (either kind) for the console's cookie."""
-    api = state.settings.api
-    if api.token is None:
-        return RedirectResponse(PREFIX, status_code=303)
-    form = _form(await request.body())
-    target = _target(form.get("next", PREFIX))
-    access = auth.token_access(form.get("token", ""), api)
-    if access is None:
-        return page(request, "login.html", 401, title="sign in", target=target, failed=True)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        auth.COOKIE,
-        auth.console_cookie(api, access),
-        max_age=auth.COOKIE_LIFETIME_S,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-@router.post("/logout")
-async def logout(request: Request, state: State) -> Response:
-    form = _form(await request.body())
-    if not auth.form_ok(request, state.settings.api, state.form_key, form.get(auth.FORM_FIELD, "")):
-        raise HTTPException(403, "the form's token is missing or stale: reload the page")
-    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
-    return response
-
-
-def _form(body: bytes) -> dict[str, str]:
-    """The login form's fields (the last of each name); nothing else is read."""
-    try:
-        fields = parse_qs(body.decode(), max_num_fields=4, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return {name: values[-1] for name, values in fields.items() if values}
-
-
-def _target(value: str) -> str:
-    """Where to go after signing in: a console page, never another site."""
-    if value.startswith(PREFIX) and not value.startswith("//") and "\\" not in value:
-        return value
-    return PREFIX
-
-
 @pages.get("")
-async def pool(
+async def overview(
     request: Request,
     state: State,
     sort: SessionSort = SessionSort.NEXT_RUN,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     q: Annotated[str, Query(max_length=200)] = "",
-    standing_text: Annotated[str, Query(alias="state", max_length=40)] = "",
+    standing_text: Annotated[str, Query(alias="standing", max_length=40)] = "",
 ) -> Response:
-    """The pool at a glance and a page of the session list, searched by gateway id or
+    """The sessions at a glance and a page of the session list, searched by gateway id or
     label and filtered by state."""
     try:
-        standing = _choice(Standing, "state", standing_text)
+        standing = _choice(Standing, "standing", standing_text)
     except InvalidValue as exc:
         return page(request, "error.html", 422, title="bad filter", detail=str(exc))
     now = state.clock.now()
-    overview = await state.registry.overview(now, state.pool_counts())
+    overview = await state.registry.overview(now, state.session_counts())
     history = await state.registry.activity(now - WEEK)
     search = SessionSearch(q, standing)
     listing = await state.registry.session_page(
         sort, order == "desc", (number - 1) * PAGE_SIZE, PAGE_SIZE, search
     )
-    # The whole pool's size is counted already; a search's matches are counted to a cap.
+    # The whole registry is counted already; a search's matches are counted to a cap.
     searched = bool(search.text.strip()) or standing is not None
     total = listing.total if searched else overview.sessions.sessions
     exact = not (searched and listing.more_than_total)
     last_page = max(1, -(-total // PAGE_SIZE)) if exact else None
     return page(
         request,
-        "pool.html",
-        title="pool",
+        "overview.html",
+        title="sessions",
         overview=overview,
-        **_pool_charts(history, now),
+        **charts.overview_figures(history, now),
         lines=listing.lines,
         total=total,
         exact=exact,
@@ -262,30 +198,6 @@ async def pool(
         standings=list(Standing),
         link=lambda **changes: _link(request, changes),
     )
-
-
-def _pool_charts(history: Activity, now: datetime) -> dict[str, Any]:
-    """The last day's figures and the charts of the pool page, by the hour."""
-    day, week = charts.last_hours(hour_of(now), 24), charts.last_hours(hour_of(now), 7 * 24)
-    runs_day: Counter[str] = Counter()
-    for hour in day:
-        runs_day.update(history.runs.get(hour, {}))
-    statuses = [status.value for status in RUN_ORDER]
-    outcomes = [outcome.value for outcome in Outcome]
-    return {
-        "runs_day": {status: count for status, count in runs_day.items() if count},
-        "failures": sum(runs_day[s] for s in (RunStatus.FAILED, RunStatus.INTERRUPTED)),
-        "counted_at": history.counted_at,
-        "day_from": day[0],
-        "charts": (
-            charts.hourly("Runs per hour, last 24 hours, by status", day, history.runs,
-                          statuses, "status", 3, "%H:00"),
-            charts.hourly("Runs per hour, last 7 days, by status", week, history.runs,
-                          statuses, "status", 24, "%a %d"),
-            charts.hourly("Actions per hour, last 24 hours, by outcome", day,
-                          history.actions, outcomes, "outcome", 3, "%H:00"),
-        ),
-    }  # fmt: skip
 
 
 def _link(request: Request, changes: Mapping[str, object], path: str = "") -> str:

@@ -18,24 +18,23 @@ with the problem named, and nothing is written.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Annotated, Final
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from heatup_daemon import transfer
 from heatup_daemon.api import auth, console, starting
-from heatup_daemon.api.state import ApiState, GatewayId, State
-from heatup_daemon.enums import Actor, Surface
-from heatup_daemon.errors import AlreadyExists, InvalidValue, NotFound
+from heatup_daemon.api.state import ApiState, GatewayId, State, status_of
+from heatup_daemon.enums import Actor, Format, SessionAction, Surface
+from heatup_daemon.errors import AlreadyExists, HeatupError, InvalidValue, NotFound
 from heatup_daemon.http_server import LARGE_BODIES
-from heatup_daemon.records import Author
-from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -44,9 +43,10 @@ from heatup_daemon.validation import (
     validate_edit,
     validate_session,
 )
+from heatup_daemon.views import Author
 
 MAX_FIELDS: Final = 1000
-SESSION_ACTIONS: Final = ("enable", "disable", "remove", "run")
+SESSION_ACTIONS: Final = ", ".join(SessionAction)
 REGISTER_FIELDS: Final = (
     "gateway_id",
     "schedule",
@@ -193,7 +193,7 @@ async def import_file(request: Request, state: State) -> Response:
     except Refused as refused:
         return _refused(request, refused)
     try:
-        text = raw.decode("utf-8-sig")
+        text = await asyncio.to_thread(raw.decode, "utf-8-sig")  # up to 32 MiB
     except UnicodeDecodeError:
         return _refused(request, Refused(422, "unreadable file", f"{name} is not UTF-8 text"))
     report = await transfer.register_all(
@@ -203,9 +203,11 @@ async def import_file(request: Request, state: State) -> Response:
     if report.written:
         state.on_registered()
     status = 422 if report.problems and not report.written else 200
-    return console.page(
+    page = console.page(
         request, "import.html", status, title="import sessions", report=report, filename=name
     )
+    await asyncio.to_thread(transfer.release, report.problems)  # perhaps millions
+    return page
 
 
 @router.get("/sessions/export")
@@ -229,9 +231,7 @@ async def bulk(request: Request, state: State) -> Response:
     """One session action for every session ticked; a page says how each went."""
     try:
         posted = await _posted(request, state)
-        action = posted.one("action")
-        if action not in SESSION_ACTIONS:
-            raise Refused(422, "no such action", f"choose one of {', '.join(SESSION_ACTIONS)}")
+        action = _session_action(posted.one("action"), 422, "choose one of")
         chosen = posted.every("id")
         if not chosen:
             raise Refused(422, "nothing chosen", "tick at least one session")
@@ -255,36 +255,42 @@ async def session_action(
 ) -> Response:
     try:
         posted = await _posted(request, state)
-        if action not in SESSION_ACTIONS:
-            raise Refused(404, "no such action", f"sessions can {', '.join(SESSION_ACTIONS)}")
-        _, run_id = await _act(state, gateway_session_id, action, posted.author)
+        chosen = _session_action(action, 404, "sessions can")
+        _, run_id = await _act(state, gateway_session_id, chosen, posted.author)
     except Refused as refused:
         return _refused(request, refused)
     if run_id is not None:
         return _to(f"/runs/{run_id}")
-    return _to("" if action == "remove" else f"/sessions/{gateway_session_id}")
+    return _to("" if chosen is SessionAction.REMOVE else f"/sessions/{gateway_session_id}")
+
+
+def _session_action(given: str, status: int, choices: str) -> SessionAction:
+    try:
+        return SessionAction(given)
+    except ValueError:
+        raise Refused(status, "no such action", f"{choices} {SESSION_ACTIONS}") from None
 
 
 async def _act(
-    state: ApiState, gateway_id: int, action: str, author: Author
+    state: ApiState, gateway_id: int, action: SessionAction, author: Author
 ) -> tuple[str, int | None]:
     """Do ``action`` to one session: what happened, and the run it started if any."""
     try:
-        if action == "remove":
+        if action is SessionAction.REMOVE:
             await state.registry.remove_session(gateway_id, by=author)
             return "removed; its run history is kept", None
-        if action in ("enable", "disable"):
-            await state.registry.set_session_enabled(gateway_id, action == "enable", by=author)
+        if action in (SessionAction.ENABLE, SessionAction.DISABLE):
+            enabled = action is SessionAction.ENABLE
+            await state.registry.set_session_enabled(gateway_id, enabled, by=author)
             state.on_registered()
             return f"{action}d", None
     except NotFound as exc:
         raise Refused(404, "no such session", str(exc)) from None
     try:
-        await starting.start(state, gateway_id, None)
-    except HTTPException as exc:
-        raise Refused(exc.status_code, "the run did not start", str(exc.detail)) from None
-    runs = await state.registry.history(gateway_id, 1)
-    return "run started", runs[0].id if runs else None
+        started = await starting.start(state, gateway_id, None)
+    except HeatupError as exc:
+        raise Refused(status_of(exc), "the run did not start", str(exc)) from None
+    return "run started", started.run.id
 
 
 @router.post("/sessions/{gateway_session_id}")

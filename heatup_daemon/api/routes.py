@@ -20,14 +20,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from heatup_daemon import __version__, warmth
-from heatup_daemon.api import auth, compat, console, manage, starting
-from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, authorized
-from heatup_daemon.errors import (
-    DatabaseUnavailable,
-    NotFound,
-)
+from heatup_daemon.api import auth, compat, console, manage, sign_in, starting
+from heatup_daemon.api.state import ApiState, GatewayId, RunId, State, authorized, status_of
+from heatup_daemon.errors import DatabaseUnavailable, HeatupError, NotFound
 from heatup_daemon.planner.model import Plan
 from heatup_daemon.records import Run, RunView
+from heatup_daemon.run.runner import RunResult
 from heatup_daemon.session import SessionRecord
 
 log = logging.getLogger(__name__)
@@ -128,18 +126,21 @@ def create_app(state: ApiState) -> FastAPI:
     app.state.heatup = state
     app.include_router(router)
     app.include_router(console.router)
+    app.include_router(sign_in.router)
     app.include_router(manage.router)  # before the pages: /ui/sessions/new is not an id
     app.include_router(console.pages)
-    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(HeatupError, _domain_error)
     app.add_middleware(auth.Boundary, api=state.settings.api)
     return app
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    """A read the database could not answer: 503, as an HTML page on the console."""
-    if request.url.path.startswith(console.PREFIX):
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """A domain error no route handled: its status; a database that could not answer the
+    console is an HTML page."""
+    assert isinstance(exc, HeatupError)
+    if isinstance(exc, DatabaseUnavailable) and request.url.path.startswith(console.PREFIX):
         return console.unavailable(request, str(exc))
-    return JSONResponse({"detail": str(exc)}, status_code=503)
+    return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
 
 @router.get("/healthz", response_model=Health)
@@ -208,12 +209,14 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> compat.WarmupAn
         if not planned.done():
             planned.set_result((run, plan))
 
-    task = await starting.start(state, gateway_session_id, on_plan)
+    task = (await starting.start(state, gateway_session_id, on_plan)).task
     waiters: list[asyncio.Future[Any]] = [planned, task]
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if not planned.done():
-        starting.raise_for(task)
-    run, plan = planned.result()
+    if planned.done():
+        run, plan = planned.result()
+    else:  # ended before its plan was told here (adopted by another request's read-back)
+        result = _result(task)
+        run, plan = result.run, result.plan
     view = await state.registry.get_run(run.id)
     return compat.started(gateway_session_id, view, list(plan.actions))
 
@@ -221,11 +224,21 @@ async def warmup(gateway_session_id: GatewayId, state: State) -> compat.WarmupAn
 @guarded.post("/warmup-sync/{gateway_session_id}", response_model=compat.WarmupAnswer)
 async def warmup_sync(gateway_session_id: GatewayId, state: State) -> compat.WarmupAnswer:
     """Run now and answer with the whole run when it ends."""
-    task = await starting.start(state, gateway_session_id, None)
+    task = (await starting.start(state, gateway_session_id, None)).task
     await asyncio.wait([task])
-    result = starting.raise_for(task)
+    result = _result(task)
     view = await state.registry.get_run(result.run.id)
     return compat.completed(gateway_session_id, view, list(result.plan.actions))
+
+
+def _result(task: asyncio.Task[RunResult]) -> RunResult:
+    """The run's result; a run that failed of a defect is a 500 naming its kind."""
+    try:
+        return starting.result_of(task)
+    except HeatupError:
+        raise
+    except Exception as exc:
+        raise HTTPException(500, f"internal error: {type(exc).__name__}") from None
 
 
 @guarded.get("/sessions", response_model=list[SessionOut])

@@ -1,16 +1,27 @@
-"""What the HTTP routes share: the daemon's parts they use, and who may call them."""
+"""What the HTTP routes share: the daemon's parts they use, who may call them, and the HTTP
+status of each domain error they may end with."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import Depends, Path, Request
 
 from heatup_daemon.api import auth
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
+from heatup_daemon.errors import (
+    AlreadyExists,
+    AlreadyRunning,
+    DatabaseUnavailable,
+    HeatupError,
+    InvalidValue,
+    NotFound,
+    SessionNotRunnable,
+    Stopping,
+)
 from heatup_daemon.records import SessionCounts
 from heatup_daemon.run.runner import InFlight, Runner
 from heatup_daemon.stores import Console
@@ -29,8 +40,9 @@ class ApiState:
     exposition: Callable[[], tuple[bytes, str]]
     clock: Clock  # the node's: what the API decides and shows is at its ``now``
     on_registered: Callable[[], None] = lambda: None
-    # The pool's counts as the daemon last took them, and when (None: count them per page).
-    pool_counts: Callable[[], tuple[SessionCounts, datetime] | None] = lambda: None
+    # The registry's counts as the daemon last took them, and when (None: count them per
+    # page).
+    session_counts: Callable[[], tuple[SessionCounts, datetime] | None] = lambda: None
     accepting: bool = True
     form_key: auth.FormKey = field(default_factory=auth.FormKey)
 
@@ -51,3 +63,20 @@ def authorized(request: Request, state: State) -> auth.Access:
     """Refuse (401) a request to a guarded route without a token or the console cookie, and
     (403) a write with the read token."""
     return auth.require(request, state.settings.api)
+
+
+# The domain errors a request may end with, and the HTTP status each stands for (the first
+# that matches; any other ``HeatupError``: 503).
+STATUS_OF: Final[tuple[tuple[type[HeatupError], int], ...]] = (
+    (NotFound, 404),
+    (InvalidValue, 422),
+    (AlreadyExists, 409),
+    (SessionNotRunnable, 409),
+    (AlreadyRunning, 409),
+    (Stopping, 503),
+    (DatabaseUnavailable, 503),
+)
+
+
+def status_of(exc: HeatupError) -> int:
+    return next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 503)

@@ -27,6 +27,7 @@ from heatup_daemon.errors import (
     SchemaNotAtHead,
     SessionNotRunnable,
 )
+from heatup_daemon.journal import is_journal_stream
 
 USAGE_ERRORS = (ConfigError, InvalidValue, NotFound, AlreadyExists, BadRevision)
 FAILURES = (DatabaseUnavailable, SchemaNotAtHead, SessionNotRunnable, AlreadyRunning)
@@ -70,5 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(code: int, exc: Exception) -> int:
-    sys.stderr.write(f"heatup: error: {exc}\n")
+    # Under systemd (ExecStartPre's `heatup db upgrade`, say) the journal takes a line's
+    # priority from a "<3>" before it: `journalctl -p err` shows why the command failed.
+    priority = "<3>" if is_journal_stream(streams=[sys.stderr]) else ""
+    sys.stderr.write(f"{priority}heatup: error: {exc}\n")
     return code

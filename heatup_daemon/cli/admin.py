@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from heatup_daemon.cli.common import say, settings_of, with_repository
-from heatup_daemon.config import DatabaseSettings
-from heatup_daemon.config_file import effective_settings, resolve_config_path
+from heatup_daemon.config.file import effective_settings, resolve_config_path
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.enums import ExitCode
 from heatup_daemon.errors import DatabaseUnavailable

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
-from heatup_daemon.config import Settings
-from heatup_daemon.config_file import load_settings
+from heatup_daemon.config.file import load_settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.repository import Repository, open_repository
 from heatup_daemon.enums import ExitCode
 
@@ -23,8 +23,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+def settings_of(args: argparse.Namespace, *, warn: bool = True) -> Settings:
+    """The settings; with ``warn``, each key given by its old name is told on stderr."""
+    settings = load_settings(args.config)
+    if warn:
+        for renamed in settings.renamed_keys:
+            print(f"heatup: warning: {renamed}", file=sys.stderr)
+    return settings
 
 
 def with_repository(

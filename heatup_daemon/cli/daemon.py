@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 
@@ -26,8 +27,10 @@ def run_daemon_command(args: argparse.Namespace) -> int:
     from heatup_daemon.logs import configure_logging
     from heatup_daemon.service import run_daemon
 
-    settings = settings_of(args)
+    settings = settings_of(args, warn=False)
     if args.node_name:
         settings = settings.model_copy(update={"node_name": args.node_name})
     configure_logging(settings.service.log_level, secrets=settings.secret_values())
+    for renamed in settings.renamed_keys:
+        logging.getLogger("heatup_daemon.config").warning("%s", renamed)
     return uvloop.run(run_daemon(settings, once=args.once))

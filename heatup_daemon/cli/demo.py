@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from heatup_daemon.cli.common import say
 from heatup_daemon.cli.output import LiveActions, print_table
-from heatup_daemon.config import Settings
-from heatup_daemon.config_file import load_settings
+from heatup_daemon.config.file import load_settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.enums import Outcome, RunStatus
 
 DEMO_DATABASE: Final = "heatup-demo.db"
@@ -61,8 +61,8 @@ def _demo_settings(config: Path | None) -> Settings:
             "executor": {**base.executor.model_dump(), "time_scale": DEMO_TIME_SCALE},
             "scheduler": {
                 **base.scheduler.model_dump(),
-                "reconcile_seconds": 2.0,
-                "dispatch_interval_seconds": 0.5,
+                "reconcile_s": 2.0,
+                "dispatch_interval_s": 0.5,
             },
             "service": {**base.service.model_dump(), "stop_timeout_s": 5.0},
             "gateway": {"base_url": "http://127.0.0.1:9"},  # replaced by the sandbox's

@@ -14,12 +14,10 @@ from heatup_daemon import transfer, warmth
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import print_json, print_table
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import ExitCode
+from heatup_daemon.enums import ExitCode, Format, SessionState
 from heatup_daemon.errors import InvalidValue
-from heatup_daemon.records import CLI_AUTHOR
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.timing.clock import SystemClock
-from heatup_daemon.transfer import Format
 from heatup_daemon.validation import (
     parse_account_created,
     parse_gateway_id,
@@ -28,6 +26,7 @@ from heatup_daemon.validation import (
     validate_edit,
     validate_session,
 )
+from heatup_daemon.views import CLI_AUTHOR
 
 SESSION_COLUMNS = (
     "GATEWAY ID",
@@ -47,7 +46,14 @@ CHANNEL_COLUMNS = ("USERNAME", "CATEGORY", "TITLE", "ENABLED", "PROBLEM")
 def add_parsers(commands: Any) -> None:
     sessions = commands.add_parser("sessions", help="register and manage sessions")
     sub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _session_changes(sub)
+    _session_files(sub)
+    _session_reads(sub)
+    channels = commands.add_parser("channels", help="manage the channel pool")
+    _channel_commands(channels.add_subparsers(dest="action", required=True, metavar="ACTION"))
 
+
+def _session_changes(sub: Any) -> None:
     add = sub.add_parser("add", help="register a session")
     add.add_argument("--gateway-id", required=True, help="the session's id in the gateway")
     add.add_argument("--schedule", required=True, help="interval (90s, 15m, 6h, 1d) or cron")
@@ -73,6 +79,17 @@ def add_parsers(commands: Any) -> None:
     edit.add_argument("--account-created", metavar="DATE", help="when the account was created")
     edit.set_defaults(handler=sessions_edit)
 
+    for name, handler, text in (
+        ("enable", sessions_enable, "schedule a session again (clears needs_attention)"),
+        ("disable", sessions_disable, "stop scheduling a session"),
+        ("remove", sessions_remove, "unregister a session (its history stays)"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("id", metavar="ID", help="gateway session id")
+        command.set_defaults(handler=handler)
+
+
+def _session_files(sub: Any) -> None:
     load = sub.add_parser("import", help="register many sessions from a CSV or JSONL file")
     load.add_argument("file", metavar="FILE", help="the file (- for standard input)")
     load.add_argument(
@@ -90,6 +107,8 @@ def add_parsers(commands: Any) -> None:
     dump.add_argument("--output", metavar="FILE", help="default: standard output")
     dump.set_defaults(handler=sessions_export)
 
+
+def _session_reads(sub: Any) -> None:
     listing = sub.add_parser("list", help="list registered sessions")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=sessions_list)
@@ -99,18 +118,8 @@ def add_parsers(commands: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=sessions_show)
 
-    for name, handler, text in (
-        ("enable", sessions_enable, "schedule a session again (clears needs_attention)"),
-        ("disable", sessions_disable, "stop scheduling a session"),
-        ("remove", sessions_remove, "unregister a session (its history stays)"),
-    ):
-        command = sub.add_parser(name, help=text)
-        command.add_argument("id", metavar="ID", help="gateway session id")
-        command.set_defaults(handler=handler)
 
-    channels = commands.add_parser("channels", help="manage the channel pool")
-    sub = channels.add_subparsers(dest="action", required=True, metavar="ACTION")
-
+def _channel_commands(sub: Any) -> None:
     add = sub.add_parser("add", help="add a public channel to the pool")
     add.add_argument("username", metavar="@USERNAME")
     add.add_argument("--category", help="interest category, e.g. news")
@@ -133,7 +142,7 @@ def add_parsers(commands: Any) -> None:
 
 def session_row(view: SessionRecord) -> tuple[object, ...]:
     problem = view.invalid_reason or (
-        f"{view.state}: {view.state_reason}" if view.state != "active" else None
+        f"{view.state}: {view.state_reason}" if view.state != SessionState.ACTIVE else None
     )
     return (
         view.gateway_session_id,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from heatup_daemon.cli.common import say, settings_of, with_repository
 from heatup_daemon.cli.output import LiveActions, format_time, print_json, print_table
-from heatup_daemon.config import ExecutorSettings
+from heatup_daemon.config.sections import ExecutorSettings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ExitCode, Outcome, RunStatus, Trigger
 from heatup_daemon.planner.context import plan_context
@@ -59,7 +60,9 @@ def run_warmup(args: argparse.Namespace) -> int:
 
     async def work(repository: Repository) -> int:
         await repository.seed_channels(settings.channels)  # an empty pool only, as at start
-        lease = node_lease(settings, repository)
+        # A node of its own: a daemon on this host under the same name would take this
+        # process's run for one whose start it lost, and run it too.
+        lease = node_lease(settings, repository, name=f"{settings.node_name}/warmup-{os.getpid()}")
         clock = lease.clock
         parts = build_parts(settings, repository, clock, Metrics(), lease, LiveActions())
         try:

@@ -35,14 +35,14 @@ from heatup_daemon.db.models import (
     SessionChannelRow,
 )
 from heatup_daemon.enums import Outcome, RunStatus
-from heatup_daemon.records import Activity
+from heatup_daemon.views import Activity
 
 HOUR: Final = timedelta(hours=1)
 # How long the hours are kept: the longest chart's week, and a day to spare.
 KEPT: Final = timedelta(days=8)
 # How far back a pass counts again before the latest hour it counted: longer than a run
 # lasts (minutes: a plan's few actions and their pauses) and than the reaper takes to end
-# one whose node died (``scheduler.stale_run_seconds``).
+# one whose node died (``scheduler.stale_run_s``).
 REVISED: Final = timedelta(hours=3)
 
 

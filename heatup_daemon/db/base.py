@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from heatup_daemon.config import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
+from heatup_daemon.config.sections import DEFAULT_BUSY_TIMEOUT_MS, masked_database_url
 from heatup_daemon.db import dialect
 from heatup_daemon.db.dialect import Ts
 from heatup_daemon.db.engine import WRITE, sqlite_twin

@@ -25,16 +25,15 @@ from heatup_daemon.db.models import (
 from heatup_daemon.db.registry import channel_columns, channel_view
 from heatup_daemon.db.scheduling import session_counts
 from heatup_daemon.db.sessions import record_columns, record_from, standing_sql
-from heatup_daemon.enums import JoinStatus, RunStatus, Standing
-from heatup_daemon.records import (
+from heatup_daemon.enums import JoinStatus, RunStatus, SessionSort, Standing
+from heatup_daemon.records import SessionCounts
+from heatup_daemon.views import (
     EVERY_SESSION,
     ChannelLine,
     Overview,
-    SessionCounts,
     SessionLine,
     SessionPage,
     SessionSearch,
-    SessionSort,
 )
 
 # A row's standing as its rank in ``Standing``'s order, in its index's own form.
@@ -45,7 +44,7 @@ STANDING_RANK: Final[ColumnElement[int]] = literal_column(STANDING_RANK_SQL)
 _ORDER: Final[Mapping[SessionSort, tuple[Any, str | None]]] = {
     SessionSort.GATEWAY_ID: (SessionRow.gateway_session_id, None),
     # Active first, then needing attention, disabled, invalid (``Standing``'s order).
-    SessionSort.STATE: (STANDING_RANK, None),
+    SessionSort.STANDING: (STANDING_RANK, None),
     SessionSort.SCHEDULE: (SessionRow.schedule, None),
     SessionSort.LAST_RUN: (SessionRow.last_run_at, "oldest"),
     SessionSort.NEXT_RUN: (SessionRow.next_run_at, "last"),

@@ -20,7 +20,7 @@ from heatup_daemon.db.base import SqlStore, rows_affected
 from heatup_daemon.db.ledger import ENDED_RUNS, settle_reserved
 from heatup_daemon.db.models import NodeRow, RunRow
 from heatup_daemon.enums import RunStatus
-from heatup_daemon.lease import REAPED
+from heatup_daemon.lease import ENDED_BY_SUCCESSOR, REAPED
 from heatup_daemon.records import LeaseReading, Node
 
 
@@ -53,6 +53,28 @@ class LeaseSql(SqlStore):
     async def release_node(self, node: Node) -> None:
         statement = delete(NodeRow).where(NodeRow.id == node.id)
         await self._write(lambda db: db.execute(statement))
+
+    async def end_dead_node(self, node: Node, now: datetime) -> int:
+        moment = self.shared_now(now)
+        name = self.locked(select(NodeRow.name).where(NodeRow.id == node.id), NodeRow)
+
+        def end(db: Connection) -> int:
+            if db.scalar(name) not in (None, node.name):
+                return 0
+            ended = db.execute(
+                update(RunRow)
+                .where(
+                    RunRow.status == RunStatus.RUNNING,
+                    RunRow.node_id == node.id,
+                    RunRow.node == node.name,
+                )
+                .values(status=RunStatus.INTERRUPTED, finished_at=moment, error=ENDED_BY_SUCCESSOR)
+            )
+            db.execute(delete(NodeRow).where(NodeRow.id == node.id))
+            db.execute(settle_reserved(ENDED_RUNS))
+            return rows_affected(ended)
+
+        return await self._write(end)
 
     async def reap_stale_runs(self, now: datetime, stale_s: float) -> int:
         moment = self.shared_now(now)

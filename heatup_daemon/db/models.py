@@ -43,6 +43,7 @@ from heatup_daemon.enums import (
     PlanSource,
     RunStatus,
     SessionState,
+    Standing,
     Surface,
     Trigger,
     sql_in,
@@ -112,9 +113,12 @@ def _created_at() -> Mapped[datetime]:
 # index holds: the console filters and sorts the session list by it through that index,
 # which only happens where a query has this very text (a test holds it to
 # ``session.standing`` on every combination of its columns, on both databases).
+_RANK: Final = {standing: rank for rank, standing in enumerate(Standing)}
 STANDING_RANK_SQL: Final = (
-    "(CASE WHEN invalid_reason IS NOT NULL THEN 3 WHEN enabled IS NOT TRUE THEN 2 "
-    "WHEN state <> 'active' THEN 1 ELSE 0 END)"
+    f"(CASE WHEN invalid_reason IS NOT NULL THEN {_RANK[Standing.INVALID]} "
+    f"WHEN enabled IS NOT TRUE THEN {_RANK[Standing.DISABLED]} "
+    f"WHEN state <> '{SessionState.ACTIVE}' THEN {_RANK[Standing.NEEDS_ATTENTION]} "
+    f"ELSE {_RANK[Standing.ACTIVE]} END)"
 )
 
 
@@ -169,7 +173,9 @@ class SessionRow(Base):
     # When the Telegram account was created; NULL: when the row was registered.
     account_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # heatup-owned.
-    state: Mapped[str] = mapped_column(String(20), server_default="active", nullable=False)
+    state: Mapped[str] = mapped_column(
+        String(20), server_default=SessionState.ACTIVE.value, nullable=False
+    )
     state_reason: Mapped[str | None] = mapped_column(Text)
     invalid_reason: Mapped[str | None] = mapped_column(Text)
     # The admin key (``db.sessions.admin_key``) as of the last time heatup applied the row:
@@ -247,8 +253,8 @@ class JoinRow(Base):
         Index(
             "ix_channel_joins_reserved_run_id",
             "run_id",
-            sqlite_where=text("status = 'reserved'"),
-            postgresql_where=text("status = 'reserved'"),
+            sqlite_where=text(f"status = '{JoinStatus.RESERVED}'"),
+            postgresql_where=text(f"status = '{JoinStatus.RESERVED}'"),
         ),
     )
 
@@ -301,8 +307,8 @@ class RunRow(Base):
         Index(
             "ix_warmup_runs_running_node_id",
             "node_id",
-            sqlite_where=text("status = 'running'"),
-            postgresql_where=text("status = 'running'"),
+            sqlite_where=text(f"status = '{RunStatus.RUNNING}'"),
+            postgresql_where=text(f"status = '{RunStatus.RUNNING}'"),
         ),
         # The history by time: retention, the activity page's range, the hourly roll-up
         # (which counts by status from the index alone).
@@ -314,8 +320,8 @@ class RunRow(Base):
             "uq_warmup_runs_one_running",
             "session_id",
             unique=True,
-            sqlite_where=text("status = 'running'"),
-            postgresql_where=text("status = 'running'"),
+            sqlite_where=text(f"status = '{RunStatus.RUNNING}'"),
+            postgresql_where=text(f"status = '{RunStatus.RUNNING}'"),
         ),
     )
 
@@ -400,6 +406,19 @@ class TokenUsageRow(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TokenSettlementRow(Base):
+    """One plan's reservation of LLM tokens, until it is settled with what the plan used:
+    a settlement asked twice (its answer lost after the commit) counts once. Kept with the
+    history's retention."""
+
+    __tablename__ = "llm_token_settlements"
+
+    key: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    reserved: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    settled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
 
 class AuditRow(Base):

@@ -13,25 +13,25 @@ from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, up
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from heatup_daemon.config import ChannelEntry
+from heatup_daemon.config.sections import ChannelEntry
 from heatup_daemon.db.base import SqlStore, record_of, rows_affected
 from heatup_daemon.db.models import AuditRow, ChannelRow, SessionRow
 from heatup_daemon.db.sessions import boolean_of, enabled_value, record_columns, record_from
 from heatup_daemon.enums import Change, SessionState
 from heatup_daemon.errors import AlreadyExists, NotFound
-from heatup_daemon.records import (
+from heatup_daemon.records import ChannelView
+from heatup_daemon.session import SessionRecord
+from heatup_daemon.validation import ChannelSpec, SessionSpec
+from heatup_daemon.views import (
     AUDITED_CHANNEL_FIELDS,
     AUDITED_SESSION_FIELDS,
     CLI_AUTHOR,
     AuditEntry,
     Author,
-    ChannelView,
     Imported,
     audited,
     jsonable,
 )
-from heatup_daemon.session import SessionRecord
-from heatup_daemon.validation import ChannelSpec, SessionSpec
 
 # Rows an import registers a statement; gateway ids it looks up a query (SQLite's limit on
 # parameters is 32,766).
@@ -78,6 +78,9 @@ class RegistrySql(SqlStore):
             "account_created_at": spec.account_created_at,
         }
         return await self._change_session(spec.gateway_session_id, values, Change.EDIT, by)
+
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        return await self._read(lambda db: _registered(db, gateway_ids))
 
     async def import_sessions(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db.activity import ActivitySql
 from heatup_daemon.db.console import ConsoleSql
 from heatup_daemon.db.engine import create_engine

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import Select, bindparam, exists, func, select, update
@@ -22,6 +23,7 @@ from heatup_daemon.db.models import (
     RunRow,
     SessionChannelRow,
     SessionRow,
+    TokenSettlementRow,
     TokenUsageRow,
 )
 from heatup_daemon.db.registry import in_pool_sql
@@ -47,13 +49,13 @@ from heatup_daemon.records import (
     PoolChannel,
     PoolJoins,
     Run,
-    RunFilter,
     RunInFlight,
     RunView,
     StoredPlan,
     WarmthFacts,
 )
 from heatup_daemon.session import Session, admit
+from heatup_daemon.views import RunFilter
 from heatup_daemon.warmth import WARMTH_WINDOW
 
 _RUNNING: Final = (RunRow.id == bindparam("b_run_id")) & (RunRow.status == RunStatus.RUNNING)
@@ -200,10 +202,17 @@ class RunSql(SqlStore):
         self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
     ) -> Clearance:
         fence, upsert = self._fence, action_upsert(self.dialect)
-        cleared = {"b_run_id": run_id, **self.shared_values(now, b_now=0, b_lease_by=budget_s)}
         values = action_values(run_id, record)
+        asked = time.monotonic()
 
         def clear(db: Connection) -> Clearance:
+            # On SQLite the moment is the caller's, moved on by the time the write waited
+            # for its turn: the lease must outlast the call from when the call can begin.
+            moment = now + timedelta(seconds=time.monotonic() - asked)
+            cleared = {
+                "b_run_id": run_id,
+                **self.shared_values(moment, b_now=0, b_lease_by=budget_s),
+            }
             if db.scalar(fence, cleared) is not None:
                 db.execute(upsert, values)
                 return Clearance.CLEARED
@@ -362,7 +371,7 @@ class RunSql(SqlStore):
         spent: int | None = await self._read(lambda db: db.scalar(query))
         return int(spent or 0)
 
-    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
         if tokens > budget:
             return False
         insert = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
@@ -372,15 +381,35 @@ class RunSql(SqlStore):
             # The conflict's row is locked while this decides: no two nodes both fit.
             where=TokenUsageRow.tokens + insert.excluded.tokens <= budget,
         ).returning(TokenUsageRow.tokens)
-        return await self._write(lambda db: db.scalar(reserve)) is not None
+        record = self.insert(TokenSettlementRow).values(key=key, day=day, reserved=tokens)
 
-    async def spend_tokens(self, day: date, tokens: int) -> None:
-        statement = self.insert(TokenUsageRow).values(day=day, tokens=tokens)
-        statement = statement.on_conflict_do_update(
-            index_elements=[TokenUsageRow.day],
-            set_={"tokens": TokenUsageRow.tokens + statement.excluded.tokens},
+        def write(db: Connection) -> bool:
+            if db.scalar(reserve) is None:
+                return False
+            db.execute(record)
+            return True
+
+        return await self._write(write)
+
+    async def settle_tokens(self, key: str, spent: int) -> None:
+        settle = (
+            update(TokenSettlementRow)
+            .where(TokenSettlementRow.key == key, TokenSettlementRow.settled.is_(False))
+            .values(settled=True)
+            .returning(TokenSettlementRow.day, TokenSettlementRow.reserved)
         )
-        await self._write(lambda db: db.execute(statement))
+
+        def write(db: Connection) -> None:
+            reservation = db.execute(settle).one_or_none()
+            if reservation is None:  # settled already, or never reserved
+                return
+            db.execute(
+                update(TokenUsageRow)
+                .where(TokenUsageRow.day == reservation.day)
+                .values(tokens=TokenUsageRow.tokens + (spent - reservation.reserved))
+            )
+
+        await self._write(write)
 
 
 def runs_query(matching: RunFilter, before_id: int | None, limit: int) -> Select[Any]:

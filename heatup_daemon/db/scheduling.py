@@ -21,7 +21,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from heatup_daemon.db.base import SqlStore, is_transient
-from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow, UTCDateTime
+from heatup_daemon.db.models import (
+    ActionRow,
+    ChannelRow,
+    JoinRow,
+    RunRow,
+    SessionRow,
+    TokenSettlementRow,
+    UTCDateTime,
+)
 from heatup_daemon.db.sessions import admin_key, record_columns, record_from, standing_sql
 from heatup_daemon.enums import Refusal, RunStatus, Standing, Trigger
 from heatup_daemon.errors import DatabaseRefused
@@ -207,6 +215,15 @@ class SchedulingSql(SqlStore):
                         select(JoinRow.id)
                         .where(JoinRow.reserved_at < before)
                         .order_by(JoinRow.reserved_at)
+                        .limit(limit)
+                    )
+                )
+            )
+            db.execute(
+                delete(TokenSettlementRow).where(
+                    TokenSettlementRow.key.in_(
+                        select(TokenSettlementRow.key)
+                        .where(TokenSettlementRow.day < before.date())
                         .limit(limit)
                     )
                 )

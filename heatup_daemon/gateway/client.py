@@ -3,12 +3,12 @@
 One ``aiohttp.ClientSession`` per process, bounded by ``gateway.max_connections``. aiohttp
 rather than httpx2 (which the openai SDK keeps): at the natural pace a request or two is on
 the wire while most pooled connections sit idle, and aiohttp hands out an idle connection in
-constant time where httpx2's pool checks every idle socket on every request: the gateway
-client's CPU per request is about half of httpx2's there, and a quarter with every connection
-busy (``bench/gateway_client.py``). Transient
+constant time where httpx2's pool checks every idle socket on every request
+(``bench/gateway_client.py`` measures both; the README gives the figures). Transient
 failures (5xx, 429, timeouts, resets, bodies that are not JSON) are retried with capped
 exponential backoff and full jitter until ``gateway.retry_attempts`` or
-``gateway.retry_deadline_s`` runs out; nothing else is retried.
+``gateway.retry_deadline_s`` runs out; nothing else is retried. The executor bounds a whole
+action's requests by one deadline on top (``run.executor``).
 
 Secrets stay out of everything this module produces: the bearer token lives only in the
 client's default headers, the session body is reduced to a few fields as it arrives, and
@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from heatup_daemon.config import GatewaySettings
+from heatup_daemon.config.sections import GatewaySettings
 from heatup_daemon.errors import (
     GatewayAuthFailed,
     GatewayError,

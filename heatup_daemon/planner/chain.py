@@ -17,8 +17,9 @@ process's next write to the ledger.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter
+import uuid
 from dataclasses import replace
 from datetime import date
 from typing import Final
@@ -93,8 +94,9 @@ class LLMWithFallback:
         self._ledger = ledger
         self._daily = daily_token_budget
         self._clock = clock
-        # Token counts not yet written (the database was away), by day.
-        self._owed: Counter[date] = Counter()
+        # Settlements not yet written (the database was away): what each plan's key used.
+        self._owed: dict[str, int] = {}
+        self._paying = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self.llm.aclose()
@@ -103,9 +105,9 @@ class LLMWithFallback:
         if not self.breaker.acquire():
             return self.fallback.plan_now(context, BREAKER_OPEN)
         reserved = self.llm.tokens_at_most(context)
-        day = self._clock.now().date()
+        key = str(uuid.uuid4())
         try:
-            refusal = await self._reserve(day, reserved)
+            refusal = await self._reserve(key, self._clock.now().date(), reserved)
         except BaseException:
             self.breaker.release()
             raise
@@ -116,7 +118,7 @@ class LLMWithFallback:
             plan = await self.llm.plan(context)
         except PlannerUnavailable as exc:
             self.breaker.failure()
-            await self._settle(day, reserved, exc.prompt_tokens + exc.completion_tokens)
+            await self._settle(key, exc.prompt_tokens + exc.completion_tokens)
             log.warning("LLM planning failed, the built-in planner plans this run: %s", exc)
             fallback = self.fallback.plan_now(context, str(exc))
             return replace(
@@ -126,22 +128,27 @@ class LLMWithFallback:
             self.breaker.release()
             raise
         self.breaker.success()
-        await self._settle(day, reserved, plan.prompt_tokens + plan.completion_tokens)
+        await self._settle(key, plan.prompt_tokens + plan.completion_tokens)
         return plan
 
-    async def _reserve(self, day: date, tokens: int) -> str | None:
-        """``None`` when ``tokens`` are reserved, else why the LLM may not be called."""
+    async def _reserve(self, key: str, day: date, tokens: int) -> str | None:
+        """``None`` when ``tokens`` are reserved under ``key``, else why the LLM may not be
+        called."""
         if self._daily <= 0:
             return BUDGET_SPENT
         try:
             await self._pay_owed()
-            reserved = await self._ledger.reserve_tokens(day, tokens, self._daily)
+            reserved = await self._ledger.reserve_tokens(key, day, tokens, self._daily)
         except DatabaseUnavailable:
+            self._owed[key] = 0  # the reservation may have landed: give it back
             return BUDGET_UNKNOWN
+        except asyncio.CancelledError:
+            self._owed[key] = 0  # no call will be made: give back what may have landed
+            raise
         return None if reserved else BUDGET_SPENT
 
-    async def _settle(self, day: date, reserved: int, spent: int) -> None:
-        self._owed[day] += spent - reserved
+    async def _settle(self, key: str, spent: int) -> None:
+        self._owed[key] = spent
         try:
             await self._pay_owed()
         except DatabaseUnavailable as exc:
@@ -152,7 +159,10 @@ class LLMWithFallback:
             )
 
     async def _pay_owed(self) -> None:
-        for day, tokens in list(self._owed.items()):
-            if tokens:
-                await self._ledger.spend_tokens(day, tokens)
-            del self._owed[day]
+        """Write the settlements owed, one payer at a time; each is written once however
+        often it is asked (``TokenLedger.settle_tokens``), so one whose answer was lost is
+        simply asked again."""
+        async with self._paying:
+            for key, spent in list(self._owed.items()):
+                await self._ledger.settle_tokens(key, spent)
+                del self._owed[key]

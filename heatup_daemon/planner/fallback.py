@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from typing import Final
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import ActionKind, PlanSource
 from heatup_daemon.planner.model import (
     MAX_ACTIONS,

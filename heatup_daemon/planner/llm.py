@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 
 import openai
 
-from heatup_daemon.config import LLMSettings, PlannerSettings
+from heatup_daemon.config.sections import LLMSettings, PlannerSettings
 from heatup_daemon.enums import LLMOutcome, PlanSource
 from heatup_daemon.errors import PlannerUnavailable
 from heatup_daemon.planner.model import MAX_ACTIONS, MIN_ACTIONS, Plan, PlanContext, PlanOut

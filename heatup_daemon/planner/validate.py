@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import ActionKind, JoinRefusal
 from heatup_daemon.errors import InvalidValue
 from heatup_daemon.planner.model import (

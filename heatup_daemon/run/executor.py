@@ -17,8 +17,11 @@
 - The fence: before each gateway call the action's in-flight row is written by a statement
   that succeeds only while the run is ``running`` and its node's lease outlasts the call
   (``RunRecorder.start_call``); a run the reaper ended makes no further call, and one whose
-  lease would not cover the call asks for a renewal first. Waits write nothing: the node's
-  lease (``lease.NodeLease``) keeps every run of the process alive.
+  lease would not cover the call asks for a renewal first. The call has one deadline,
+  ``call_budget_s``, for all its requests and their bodies (a read is up to three): it ends
+  while the lease the fence checked still holds, as ``transient`` if it ran out. Waits
+  write nothing: the node's lease (``lease.NodeLease``) keeps every run of the process
+  alive.
 - A graceful stop lets the action in progress finish, then ends the run ``interrupted``.
   Cancellation (an admin's disable, or a stop that ran out of time) stops at the next await;
   the action in flight is recorded as failed with code ``interrupted``.
@@ -31,10 +34,10 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
-from heatup_daemon.config import ExecutorSettings
-from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus
+from heatup_daemon.config.sections import ExecutorSettings
+from heatup_daemon.enums import ActionCode, ActionKind, Clearance, Outcome, RunStatus
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,
@@ -49,16 +52,16 @@ from heatup_daemon.errors import (
 from heatup_daemon.gateway import Gateway
 from heatup_daemon.logs import log_context
 from heatup_daemon.planner.model import Plan, PlannedAction
-from heatup_daemon.records import ActionRecord, Run
+from heatup_daemon.records import IN_FLIGHT, ActionRecord, Run
 from heatup_daemon.run.events import RunObserver
 from heatup_daemon.stores import RunRecorder
 from heatup_daemon.timing.clock import Clock
 
-INTERRUPTED: Final = "interrupted"
-IN_FLIGHT: Final = "in_flight"
 STOPPED: Final = "heatup stopped before the rest of the plan"
 LEASE_LOST: Final = "the run lost its lease: another node's reaper ended it"
 LEASE_SHORT: Final = "its node's lease could not be renewed to outlast the next gateway call"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,18 +161,30 @@ class _Run:
             error = f"{total - ok} of {total} actions did not succeed"
         return RunOutcome(status, error, tuple(self.records))
 
-    async def clear_call(self, in_flight: ActionRecord) -> None:
+    async def clear_call(self, in_flight: ActionRecord) -> float:
         """The fence before a gateway call: write the action's in-flight row, or stop the run
-        (``_Stop``) if it may not make the call."""
-        for _ in range(2):
+        (``_Stop``) if it may not make the call. Returns the call's deadline (event loop
+        time), counted from when the fence was asked: its write ran after that (behind a
+        queue of writes, or at its transaction's start), so the lease it checked outlasts
+        the deadline. A fence that waited out an outage is asked again, for a deadline that
+        leaves the call its time."""
+        loop, renewed = asyncio.get_running_loop(), False
+        for attempt in range(4):
+            asked = loop.time()
             clearance = await self.recorder.start_call(
                 self.run.id, in_flight, self.call_budget_s, self.clock.now()
             )
             if clearance is Clearance.CLEARED:
-                return
+                deadline = asked + self.call_budget_s
+                if deadline - loop.time() >= self.call_budget_s / 2 or attempt == 3:
+                    return deadline
+                continue  # it waited long: judge again from now
             if clearance is Clearance.REAPED:
                 raise _Stop(LEASE_LOST)
+            if renewed:
+                break
             await self.renew_lease()  # the lease would not outlast the call
+            renewed = True
         raise _Stop(LEASE_SHORT)
 
     async def stay(self, seconds: float) -> None:
@@ -202,7 +217,7 @@ class _Run:
             result.stop = await self._react(error)
             result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
-            result.fail("invalid", str(error)[:500])
+            result.fail(ActionCode.INVALID, str(error)[:500])
         await self._record(seq, action, started_at, started, result)
         if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
@@ -221,21 +236,31 @@ class _Run:
         if kind is ActionKind.IDLE:
             await self.stay(action.duration_seconds or 0.0)  # no gateway call
             return
-        await self.clear_call(self._in_flight(action, result))
+        deadline = await self.clear_call(self._in_flight(action, result))
         result.calling = True
         before = clock.monotonic()
         if kind is ActionKind.JOIN_CHANNEL:
             assert action.channel is not None
-            await gateway.join_channel(gateway_id, action.channel)
+            await self.within(deadline, gateway.join_channel(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
         elif kind is ActionKind.READ_MESSAGES:
             assert action.channel is not None
-            await gateway.read_history(gateway_id, action.channel)
+            await self.within(deadline, gateway.read_history(gateway_id, action.channel))
             result.latency_s = clock.monotonic() - before
             await self.stay(action.duration_seconds or 0.0)
         else:
-            await gateway.browse_dialogs(gateway_id)
+            await self.within(deadline, gateway.browse_dialogs(gateway_id))
             result.latency_s = clock.monotonic() - before
+
+    async def within(self, deadline: float, call: Awaitable[T]) -> T:
+        """``call``, cut short at the ``deadline`` its fence cleared it for."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await call
+        except TimeoutError:
+            raise GatewayUnavailable(
+                f"no answer within the call's deadline of {self.call_budget_s:g} s"
+            ) from None
 
     @staticmethod
     def _in_flight(action: PlannedAction, result: _Result) -> ActionRecord:
@@ -256,9 +281,11 @@ class _Run:
     async def _confirm_join(self, action: PlannedAction, result: _Result) -> None:
         """The join's answer was lost: ask, read-only, whether the session is a member."""
         assert action.channel is not None
-        await self.clear_call(self._in_flight(action, result))
+        deadline = await self.clear_call(self._in_flight(action, result))
         try:
-            member = await self.gateway.is_member(self.gateway_id, action.channel)
+            member = await self.within(
+                deadline, self.gateway.is_member(self.gateway_id, action.channel)
+            )
         except (GatewayError, InvalidValue):
             member = None
         if member:
@@ -346,10 +373,10 @@ class _Result:
             self.outcome, self.code = Outcome.OK, None
             self.text = "the stay after it was cut short: the run was cancelled"
         elif self.calling:  # the call may have reached Telegram
-            self.outcome, self.code = Outcome.UNKNOWN, INTERRUPTED
+            self.outcome, self.code = Outcome.UNKNOWN, ActionCode.INTERRUPTED
             self.text = "the run was cancelled during the gateway call: it may have happened"
         else:
-            self.fail(INTERRUPTED, "cancelled")
+            self.fail(ActionCode.INTERRUPTED, "cancelled")
 
     def skip(self, code: str, text: str) -> None:
         self.outcome, self.code, self.text = Outcome.SKIPPED, code, text

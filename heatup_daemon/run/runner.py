@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import ActionKind, RunStatus, Trigger
 from heatup_daemon.errors import (
     DatabaseRefused,
@@ -40,7 +40,7 @@ from heatup_daemon.planner.context import plan_context
 from heatup_daemon.planner.model import Plan, PlanContext
 from heatup_daemon.planner.validate import narrowed
 from heatup_daemon.ramp import JoinPolicy
-from heatup_daemon.records import ActionRecord, JoinLimits, Run
+from heatup_daemon.records import ActionRecord, JoinLimits, Run, RunInFlight
 from heatup_daemon.run.events import RunEnd, RunObserver
 from heatup_daemon.run.executor import Executor, RunOutcome
 from heatup_daemon.session import admit
@@ -51,6 +51,7 @@ from heatup_daemon.validation import handle
 log = logging.getLogger(__name__)
 
 PlanObserver = Callable[[Run, Plan], Awaitable[None]]
+UNCONFIRMED: Final = "heatup stopped before the run's start was confirmed"
 # The fatal rule's name for runs that fail of a defect (a refused write, a bug).
 DEFECTS: Final = "runs"
 
@@ -77,8 +78,12 @@ class Runner:
         joins: JoinPolicy,
         bounds: PlannerSettings,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
+        store: RunRecorder | None = None,
     ) -> None:
         self._recorder = recorder
+        # Writes that may not wait out an outage (``recorder``'s do): the ends of unconfirmed
+        # starts, asked again later if the database does not answer.
+        self._store = store or recorder
         self._planner = planner
         self._executor = executor
         self._observer = observer
@@ -87,14 +92,19 @@ class Runner:
         self._joins = joins
         self._bounds = bounds
         self._fatal = FatalRule(clock, on_fatal)
-        # Ends being written; they outlive a cancelled run task (see ``drain``).
-        self._finishing: set[asyncio.Future[RunStatus]] = set()
+        # Ends being written, by run id; they outlive a cancelled run task (see ``drain``).
+        self._finishing: dict[int, asyncio.Future[RunStatus]] = {}
 
     async def drain(self) -> None:
         """Until every run's end has been written (a cancelled run's end is written after
         its task is done)."""
         while self._finishing:
-            await asyncio.gather(*self._finishing, return_exceptions=True)
+            await asyncio.gather(*self._finishing.values(), return_exceptions=True)
+
+    @property
+    def finishing(self) -> frozenset[int]:
+        """The runs whose end is being written (their task may be done already)."""
+        return frozenset(self._finishing)
 
     async def start(self, gateway_session_id: int, trigger: Trigger) -> Run:
         """Insert the ``running`` row of an API or CLI run (see ``RunRecorder.start_run``)."""
@@ -103,23 +113,42 @@ class Runner:
         )
 
     async def orphans(self, known: frozenset[int]) -> list[Run]:
-        """This node's runs in flight that none of ``known`` is: their row was written but
-        the answer to its commit was lost, so no task runs them. Those whose session may run
-        are returned, to launch; the others are ended ``interrupted``."""
+        """This node's runs in flight that none of ``known`` is, nor a run whose end is being
+        written: their row was written but the answer to its commit was lost, so no task runs
+        them. Those whose session may run are returned, to launch; the others are ended
+        ``interrupted``. Raises ``DatabaseUnavailable`` rather than wait for the database."""
         now, adopted = self._clock.now(), []
-        for row in await self._recorder.runs_in_flight(self._lease.node):
-            if row.id in known:
-                continue
+        for row in await self._unconfirmed(known):
             try:
                 session = admit(row.record, now)
             except SessionNotRunnable as refused:
                 reason = f"its start could not be confirmed, and now {refused}"[:500]
-                await self._recorder.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
+                await self._store.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
                 continue
             adopted.append(
                 Run(row.id, session, row.trigger, row.due_at, row.started_at, row.scheduled_for)
             )
         return adopted
+
+    async def end_unconfirmed(self) -> int:
+        """At a stop, once no task runs here: end this node's runs whose start was never
+        confirmed (``interrupted``); how many. The reaper ends them if the database does not
+        answer now."""
+        ended = 0
+        try:
+            for row in await self._unconfirmed(frozenset()):
+                now = self._clock.now()
+                await self._store.finish_run(row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now)
+                ended += 1
+        except DatabaseUnavailable as exc:
+            log.warning("runs whose start was not confirmed are left to the reaper: %s", exc)
+        return ended
+
+    async def _unconfirmed(self, known: frozenset[int]) -> list[RunInFlight]:
+        # Taken before the read: an end written while it reads leaves its row running there.
+        skip = known | self.finishing
+        rows = await self._store.runs_in_flight(self._lease.node)
+        return [row for row in rows if row.id not in skip]
 
     async def run(
         self,
@@ -170,8 +199,8 @@ class Runner:
             raise
         finally:
             finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
-            self._finishing.add(finishing)
-            finishing.add_done_callback(self._finishing.discard)
+            self._finishing[run.id] = finishing
+            finishing.add_done_callback(lambda _: self._finishing.pop(run.id, None))
             final = await asyncio.shield(finishing)
         return RunResult(run, plan, outcome, final)
 
@@ -238,6 +267,13 @@ class InFlight:
         # A write of a running row may have landed unconfirmed: adopt before the next claim.
         self.adopt_pending = False
         self._adopting = asyncio.Lock()
+        # Writes of running rows between their commit and their launch (claims, starts), and
+        # an adoption that waits for them: a row committed but not launched is no orphan.
+        self._writing = 0
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
+        self._gate_open = asyncio.Event()
+        self._gate_open.set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -269,13 +305,34 @@ class InFlight:
         (``Runner.orphans``); ``on_plan`` observes the plan of a gateway id's run (an API
         client waits for it). Returns the runs launched."""
         async with self._adopting:
-            runs = await self._runner.orphans(self.run_ids)
-            self.adopt_pending = False
-            for run in runs:
-                with log_context(session=run.session.gateway_session_id, run=run.id):
-                    log.warning("adopting the run: its start was written, its answer lost")
-                self.launch(run, (on_plan or {}).get(run.session.gateway_session_id))
-            return runs
+            self._gate_open.clear()  # no new write of running rows; those under way end
+            try:
+                await self._no_writes.wait()
+                runs = await self._runner.orphans(self.run_ids)
+                self.adopt_pending = False
+                for run in runs:
+                    with log_context(session=run.session.gateway_session_id, run=run.id):
+                        log.warning("adopting the run: its start was written, its answer lost")
+                    self.launch(run, (on_plan or {}).get(run.session.gateway_session_id))
+                return runs
+            finally:
+                self._gate_open.set()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Around a write of ``running`` rows and the launch of their runs (a claim, an API
+        start): an adoption waits until it is over, and it waits for an adoption under way.
+        Leave it before adopting what the write may have left unconfirmed."""
+        while not self._gate_open.is_set():
+            await self._gate_open.wait()
+        self._writing += 1
+        self._no_writes.clear()
+        try:
+            yield
+        finally:
+            self._writing -= 1
+            if self._writing == 0:
+                self._no_writes.set()
 
     @contextlib.asynccontextmanager
     async def starting(self) -> AsyncIterator[None]:
@@ -289,6 +346,13 @@ class InFlight:
         finally:
             self._starting -= 1
             self._start_done.set()
+
+    def held_for(self, gateway_session_id: int) -> tuple[Run, asyncio.Task[RunResult]] | None:
+        """The run in flight here of the session with ``gateway_session_id``, and its task."""
+        for run, task in self._tasks.values():
+            if run.session.gateway_session_id == gateway_session_id:
+                return run, task
+        return None
 
     def task_of(self, run: Run) -> asyncio.Task[RunResult]:
         """The task of ``run``, in flight here."""
@@ -350,6 +414,8 @@ class InFlight:
             for waiter in waiters:
                 waiter.cancel()
         await self._runner.drain()
+        if self.adopt_pending:  # a start's row may have landed without its answer
+            await self._runner.end_unconfirmed()
 
     def hurry(self) -> None:
         """A second stop request: cancel every run now instead of waiting for its action."""

@@ -1,26 +1,21 @@
 """Turning the ``sessions`` table into runs: dispatch, reconcile, reap, housekeeping.
 
-- **dispatch** (a loop of its own): claims due sessions, most overdue first, while this
-  process has room (``scheduler.max_concurrent_runs``), in batches of one transaction each
-  (``SchedulingStore.claim_due``; the decisions are ``slots.Slots``), and starts the runs it
-  claimed. It sleeps until the earliest ``next_run_at`` (at most
-  ``scheduler.dispatch_interval_seconds``) and wakes early when a reconcile moved a slot or
-  a run ended. A pass that outlasts the interval counts in ``heatup_dispatch_overruns_total``.
-- **reconcile** (every ``scheduler.reconcile_seconds``): rows admins inserted or edited, and
+- **dispatch** (a loop of its own, ``dispatcher.Dispatcher``): claims due sessions while
+  this process has room and starts their runs.
+- **reconcile** (every ``scheduler.reconcile_s``): rows admins inserted or edited, and
   rows flagged for a bad value in heatup's own columns, are decided again; an unusable row
   gets ``invalid_reason`` and one log line per distinct problem. The channel pool is checked.
   Runs of sessions that may no longer run (``session.admit``) are cancelled.
-- **reap** (every ``scheduler.heartbeat_seconds``): the runs of a node whose lease ran out
+- **reap** (every ``scheduler.heartbeat_s``): the runs of a node whose lease ran out
   (its process died, or lost the database) end ``interrupted``, on the database's clock;
-  not until ``stale_run_seconds`` after a database outage, so that live nodes renew their
+  not until ``stale_run_s`` after a database outage, so that live nodes renew their
   leases first.
 - **refresh** (every ``REFRESH_S``): the gauges and the counts of the status line. The
   pool-wide counts read every row of ``sessions``; they are taken again only once they have
-  cost at most ``COUNTS_CPU_SHARE`` of the time since the last ones (on a million rows,
-  about every 100 s rather than every 15 s).
+  cost at most ``COUNTS_CPU_SHARE`` of the time since the last ones.
 - **retention** (a minute after start, then every ``RETENTION_S``): runs older than
   ``history.retention_days`` are deleted in batches.
-- **roll-up** (at start, then every ``scheduler.roll_up_seconds``): the history's latest
+- **roll-up** (at start, then every ``scheduler.roll_up_s``): the history's latest
   hours are counted again for the console's charts (``db.activity``; the first pass after
   an upgrade counts the last week).
 
@@ -35,24 +30,27 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from heatup_daemon.config import HistorySettings, SchedulerSettings
-from heatup_daemon.enums import Job, Refusal, RunStatus, SkipCause
-from heatup_daemon.errors import DatabaseUnavailable
+from heatup_daemon.config.sections import HistorySettings, SchedulerSettings
+from heatup_daemon.enums import Job, Refusal
 from heatup_daemon.fatal import FatalRule
 from heatup_daemon.lease import NodeLease
-from heatup_daemon.logs import log_context
 from heatup_daemon.ramp import Ramp, stage_counts
-from heatup_daemon.records import Decision, SessionCounts
+from heatup_daemon.records import SessionCounts
 from heatup_daemon.run.runner import InFlight
-from heatup_daemon.scheduling.jobs import JobMetrics, Jobs
-from heatup_daemon.scheduling.slots import CatchUp, Slots
+from heatup_daemon.scheduling.dispatcher import (
+    Dispatcher,
+    DispatchMetrics,
+    count_refused,
+    log_verdict,
+)
+from heatup_daemon.scheduling.jobs import Jobs
+from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.stores import SchedulingStore, SlotPolicy
 from heatup_daemon.timing.clock import Clock, SystemClock
 
@@ -62,27 +60,17 @@ log = logging.getLogger(__name__)
 # host's), so they are given in the host's time, whatever clock the node decides by.
 HOST: Final = SystemClock()
 RECONCILE_BATCH: Final = 10_000
-CLAIM_BATCH: Final = 500
 RETENTION_BATCH: Final = 1_000
 REFRESH_S: Final = 15.0
 # The share of one core the pool-wide counts may take (they read every row of sessions).
 COUNTS_CPU_SHARE: Final = 0.01
-# At most one warning this often that due runs wait for a free place.
-FULL_WARNING_S: Final = 60.0
 RETENTION_S: Final = 3600.0
 RETENTION_FIRST_S: Final = 60.0
 # At a stop, how long a housekeeping pass in progress may take to finish.
 JOB_DRAIN_S: Final = 10.0
-# When the earliest due row is locked by another node, look again this soon, not at once.
-BUSY_RETRY_S: Final = 0.02
 
 
-class SchedulerMetrics(JobMetrics, Protocol):
-    def run_dispatched(self, lag_s: float) -> None: ...
-    def dispatch_finished(self, seconds: float, overran: bool) -> None: ...
-    def dispatch_waited_for_room(self) -> None: ...
-    def slots_skipped(self, cause: SkipCause, count: int) -> None: ...
-    def decisions_refused(self, count: int) -> None: ...
+class SchedulerMetrics(DispatchMetrics, Protocol):
     def history_trimmed(self, runs: int) -> None: ...
     def set_gauges(
         self, counts: SessionCounts, ramp_stages: dict[str, int], in_flight: int
@@ -113,22 +101,17 @@ class Scheduler:
         self._metrics = metrics
         self._clock = clock
         self._lease = lease
-        self._slots = policy or Slots(settings.misfire_grace_seconds, rng or random.Random())
+        self._slots = policy or Slots(settings.misfire_grace_s, rng or random.Random())
         self._on_fatal = on_fatal
         self.jobs = Jobs(clock, metrics, FatalRule(clock, on_fatal), self._outage_began)
-        self._stopping = False
-        self._dispatching = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self.dispatcher = Dispatcher(
+            settings, store, in_flight, metrics, clock, lease, self._slots, self.jobs
+        )
         self._aps: AsyncIOScheduler | None = None
-        self._dispatcher: asyncio.Task[None] | None = None
-        # Dispatch (re)starts: overdue slots are spread out (``slots.CatchUp``).
-        self._catch_up_pending = True
-        self._catch_up: CatchUp | None = None
         self.counts = SessionCounts()
         self._stages: dict[str, int] = {}
         self._counted_at: float | None = None
         self._counted_when: datetime | None = None
-        self._full_said_at: float | None = None
         self._count_every_s = REFRESH_S
 
     # --- life cycle -------------------------------------------------------------------
@@ -136,7 +119,7 @@ class Scheduler:
     @property
     def running(self) -> bool:
         """The dispatcher runs (started, not stopping, its loop alive)."""
-        return self._dispatcher is not None and not self._dispatcher.done() and not self._stopping
+        return self.dispatcher.running
 
     async def prepare(self, *, reconcile: bool = True, count: bool = True) -> None:
         """Before the jobs start: reap runs whose process died, apply every pending admin
@@ -166,16 +149,16 @@ class Scheduler:
         # before their budget allows); retention soon, so that a daemon restarted more often
         # than its interval still trims the history; the reap after its interval.
         jobs: tuple[tuple[Job, float, float, Callable[[], Awaitable[Any]]], ...] = (
-            (Job.RECONCILE, self._settings.reconcile_seconds, 0.0, self.reconcile),
+            (Job.RECONCILE, self._settings.reconcile_s, 0.0, self.reconcile),
             (
                 Job.REAP,
-                self._settings.heartbeat_seconds,
-                self._settings.heartbeat_seconds,
+                self._settings.heartbeat_s,
+                self._settings.heartbeat_s,
                 self.reap,
             ),
             (Job.REFRESH, REFRESH_S, 0.0, self.refresh),
             (Job.RETENTION, RETENTION_S, RETENTION_FIRST_S, self.trim_history),
-            (Job.ROLL_UP, self._settings.roll_up_seconds, 0.0, self.roll_up),
+            (Job.ROLL_UP, self._settings.roll_up_s, 0.0, self.roll_up),
         )
         now = HOST.now()
         for name, interval_s, first_s, job in jobs:
@@ -194,8 +177,7 @@ class Scheduler:
             )
         aps.start()
         self._aps = aps
-        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=Job.DISPATCH)
-        self._dispatcher.add_done_callback(self._dispatcher_ended)
+        self.dispatcher.start().add_done_callback(self._dispatcher_ended)
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -216,16 +198,16 @@ class Scheduler:
 
     def wake(self) -> None:
         """Look for due sessions now (a slot moved, or room was made)."""
-        self._wake.set()
+        self.dispatcher.wake()
+
+    async def dispatch(self, now: datetime | None = None) -> int:
+        """One dispatch pass (``Dispatcher.dispatch``)."""
+        return await self.dispatcher.dispatch(now)
 
     async def stop(self, timeout_s: float) -> None:
         """Stop claiming; let runs in flight finish their current action for up to
         ``timeout_s``; cancel the rest (they end ``interrupted``)."""
-        self._stopping = True
-        async with self._dispatching:  # a claim in progress completes (and starts its runs)
-            if self._dispatcher is not None:  # it sleeps, or waits for this lock
-                self._dispatcher.cancel()
-                await asyncio.gather(self._dispatcher, return_exceptions=True)
+        await self.dispatcher.stop()
         if self._aps is not None and self._aps.running:
             # A housekeeping pass in progress finishes; APScheduler would cancel it.
             self._aps.pause()
@@ -237,148 +219,21 @@ class Scheduler:
         """Dispatch what is due now, wait for those runs; return how many were started.
         (An operator's explicit request: what is overdue is not spread out.)"""
         await self.prepare()
-        self._catch_up_pending = False
+        self.dispatcher.catch_up_pending = False
         cutoff = self._clock.now()
         started = 0
         while True:
             count = await self.dispatch(now=cutoff)
             started += count
             if len(self._in_flight):
-                await self._in_flight.wait_for_room(self._settings.dispatch_interval_seconds)
+                await self._in_flight.wait_for_room(self._settings.dispatch_interval_s)
             elif count == 0:
                 await self._in_flight.wait_all()
                 return started
 
     def _outage_began(self) -> None:
-        self._catch_up_pending = True  # what falls due meanwhile is spread out after
+        self.dispatcher.catch_up_pending = True  # what falls due meanwhile is spread out after
         self._in_flight.adopt_pending = True  # a write in flight may have landed unconfirmed
-
-    # --- dispatch ---------------------------------------------------------------------
-
-    async def _dispatch_forever(self) -> None:
-        interval_s = self._settings.dispatch_interval_seconds
-        dispatch = self.jobs.guarded(Job.DISPATCH, self.dispatch)
-        while True:
-            started = self._clock.monotonic()
-            done = await dispatch()
-            took_s = self._clock.monotonic() - started
-            self._metrics.dispatch_finished(took_s, took_s > interval_s)
-            await self._sleep(await self._until_due(interval_s) if done else interval_s)
-
-    async def _until_due(self, cap_s: float) -> float:
-        """Seconds until the next row comes due (at most ``cap_s``)."""
-        if len(self._in_flight) >= self._settings.max_concurrent_runs:
-            await self._in_flight.wait_for_room(cap_s)  # full: the next chance is a run ending
-            return 0.0
-        try:
-            # Shielded: a stop cancels this loop, never a query halfway.
-            due = await asyncio.shield(self._store.next_due_at())
-        except DatabaseUnavailable:
-            return cap_s
-        if due is None:
-            return cap_s
-        if self._catch_up is not None:
-            due = self._catch_up.claimable_at(due)
-        wait_s = (due - self._clock.now()).total_seconds()
-        return min(cap_s, max(wait_s, BUSY_RETRY_S))
-
-    async def _note_full(self) -> None:
-        """Runs in flight fill ``max_concurrent_runs``: when due runs wait for a free place
-        meanwhile, count it, and say so in the log once a minute, with the remedy."""
-        try:
-            due = await asyncio.shield(self._store.next_due_at())
-        except DatabaseUnavailable:
-            return
-        now = self._clock.now()
-        if due is None or due > now:
-            return
-        self._metrics.dispatch_waited_for_room()
-        at = self._clock.monotonic()
-        if self._full_said_at is not None and at - self._full_said_at < FULL_WARNING_S:
-            return
-        self._full_said_at = at
-        log.warning(
-            "%d runs in flight, as many as scheduler.max_concurrent_runs allows: due runs "
-            "wait for a free place (the oldest for %.0f s); raise max_concurrent_runs",
-            len(self._in_flight),
-            (now - due).total_seconds(),
-        )
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
-        self._wake.clear()
-
-    async def dispatch(self, now: datetime | None = None) -> int:
-        """Claim due sessions while there is room and start their runs; return how many
-        started."""
-        async with self._dispatching:
-            if self._in_flight.adopt_pending:  # a claim's commit answer may have been lost
-                await self._in_flight.adopt_orphans()
-            if self._catch_up_pending:
-                await self._begin_catch_up()
-            started = 0
-            while not self._stopping:
-                room = self._settings.max_concurrent_runs - len(self._in_flight)
-                if room <= 0:
-                    await self._note_full()
-                    break
-                moment = now or self._clock.now()
-                limit = min(room, CLAIM_BATCH)
-                claim = await self._store.claim_due(
-                    self._slots, moment, limit, self._lease.node, self._due_by(moment)
-                )
-                self._report(claim.decisions)
-                for run in claim.runs:
-                    self._metrics.run_dispatched((self._clock.now() - run.due_at).total_seconds())
-                    self._in_flight.launch(run)
-                started += len(claim.runs)
-                if len(claim.decisions) < limit:
-                    break
-            return started
-
-    async def _begin_catch_up(self) -> None:
-        now = self._clock.now()
-        oldest = await self._store.next_due_at()
-        self._catch_up_pending = False
-        self._catch_up = CatchUp.of(oldest, now, self._settings.misfire_grace_seconds)
-        if self._catch_up is not None:
-            log.info(
-                "slots fell due while dispatch was away: the runs of the last %.0f s start "
-                "over the next %.0f s, in due order",
-                self._catch_up.window.total_seconds(),
-                self._catch_up.window.total_seconds(),
-            )
-
-    def _due_by(self, now: datetime) -> datetime | None:
-        """How far due rows may be claimed: all, or as far as a catch-up has come."""
-        if self._catch_up is None:
-            return None
-        cutoff = self._catch_up.cutoff(now)
-        if cutoff is None:
-            self._catch_up = None
-            log.info("caught up with the slots that fell due while dispatch was away")
-        return cutoff
-
-    def _report(self, decisions: Sequence[Decision]) -> None:
-        skipped: Counter[SkipCause] = Counter()
-        self._count_refused(decisions)
-        for decision in decisions:
-            self._log_verdict(decision)
-            for row in decision.rows:
-                if row.status is RunStatus.SKIPPED and row.cause is not None:
-                    skipped[row.cause] += 1
-                    with log_context(session=decision.record.gateway_session_id):
-                        log.debug("slot %s skipped: %s", row.scheduled_for, row.error)
-        for cause, count in skipped.items():
-            self._metrics.slots_skipped(cause, count)
-        if skipped:
-            causes = ", ".join(f"{count} {cause}" for cause, count in skipped.most_common())
-            log.info("%d slots recorded as skipped (%s)", sum(skipped.values()), causes)
 
     # --- reconcile --------------------------------------------------------------------
 
@@ -390,9 +245,9 @@ class Scheduler:
         while True:
             batch = await self._store.reconcile(self._slots, now, after_id, RECONCILE_BATCH)
             examined += batch.examined
-            self._count_refused(batch.decisions)
+            count_refused(self._metrics, batch.decisions)
             for decision in batch.decisions:
-                self._log_verdict(decision)
+                log_verdict(decision)
                 if decision.next_run_at is not None:
                     self.wake()
             if batch.examined < RECONCILE_BATCH:
@@ -410,34 +265,15 @@ class Scheduler:
                 self._in_flight.cancel(session_id, reason)
         return examined
 
-    def _count_refused(self, decisions: Sequence[Decision]) -> None:
-        refused = sum(1 for decision in decisions if decision.refused)
-        if refused:
-            self._metrics.decisions_refused(refused)
-
-    @staticmethod
-    def _log_verdict(decision: Decision) -> None:
-        """One line per distinct problem of a row, and one when it is usable again."""
-        record, reason = decision.record, decision.invalid_reason
-        if reason == record.invalid_reason:
-            return
-        with log_context(session=record.gateway_session_id):
-            if reason is None:
-                log.info("session row %d is usable again", record.id)
-            else:
-                log.warning("session row %d is not usable: %s", record.id, reason)
-
     # --- reap and housekeeping ----------------------------------------------------------
 
     async def reap(self) -> int:
         if self.jobs.in_outage:
             await self._store.next_due_at()  # still out: this raises, and the outage goes on
             self.jobs.answered()
-        if self.jobs.back_within(self._settings.stale_run_seconds):
+        if self.jobs.back_within(self._settings.stale_run_s):
             return 0  # live runs first renew the leases the outage left stale
-        reaped = await self._store.reap_stale_runs(
-            self._clock.now(), self._settings.stale_run_seconds
-        )
+        reaped = await self._store.reap_stale_runs(self._clock.now(), self._settings.stale_run_s)
         if reaped:
             log.warning("marked %d runs interrupted: their process stopped", reaped)
         return reaped

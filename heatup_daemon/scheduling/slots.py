@@ -12,7 +12,7 @@ becomes:
   dispatch was behind (their nominal time has passed too) coalesce into one ``skipped`` row
   after it;
 - a **skipped** row standing for it and every later slot that has passed: when it is late
-  by more than ``scheduler.misfire_grace_seconds`` (heatup was down, or could not keep up),
+  by more than ``scheduler.misfire_grace_s`` (heatup was down, or could not keep up),
   or when a run of the session is still in flight;
 - a **skipped** row standing for every slot up to the end of a cooldown (a flood wait).
 

@@ -233,7 +233,7 @@ def test_metrics_are_clean_under_promtool(api: httpx2.Client) -> None:
         assert re.search(rf"^{name}(_bucket|_sum|_count)?[{{ ]", text, re.M), name
     labels = set(re.findall(r"[{,](\w+)=", text))
     assert not labels & {"session", "session_id", "gateway_session_id", "channel", "run"}
-    assert re.search(r'^heatup_sessions\{state="active"\} 3\.0$', text, re.M)
+    assert re.search(r'^heatup_sessions\{standing="active"\} 3\.0$', text, re.M)
 
 
 def test_dashboard_and_rules_name_real_metrics(api: httpx2.Client) -> None:

@@ -184,7 +184,7 @@ def recounted(page: Page) -> bool:
     return figure(page, "sessions-disabled") == 1 and figure(page, "sessions-invalid") == 1
 
 
-def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
+def test_the_sessions_at_a_glance(page: Page, console: Console) -> None:
     sign_in(page, console.url)
     wait_until(lambda: recounted(page), timeout_s=30, interval_s=1)
     assert "Sessions counted" in page.inner_text("#sessions-counted")
@@ -214,7 +214,7 @@ def test_the_pool_at_a_glance(page: Page, console: Console) -> None:
     assert "needs attention" in revoked.inner_text() and "REVOKED" in revoked.inner_text()
     invalid = row_of(page, INVALID)
     assert "invalid" in invalid.inner_text() and "schedule" in invalid.inner_text()
-    shot(page, "pool")
+    shot(page, "overview")
 
 
 def states(page: Page) -> list[str]:
@@ -232,12 +232,12 @@ def charted(chart: Locator) -> dict[str, int]:
 
 def test_the_session_list_sorts_by_any_column(page: Page, console: Console) -> None:
     sign_in(page, console.url)
-    page.click("table.sessions th >> text=state")
-    page.wait_for_url(re.compile(r"sort=state&order=asc"))
+    page.click("table.sessions th >> text=standing")
+    page.wait_for_url(re.compile(r"sort=standing&order=asc"))
     ascending = states(page)
     assert ascending[0] == "active" and ascending[-1] == "invalid"
-    page.click("table.sessions th >> text=state")
-    page.wait_for_url(re.compile(r"sort=state&order=desc"))
+    page.click("table.sessions th >> text=standing")
+    page.wait_for_url(re.compile(r"sort=standing&order=desc"))
     assert states(page)[0] == "invalid"
     assert page.get_attribute("th[aria-sort]", "aria-sort") == "descending"
     page.click("table.sessions th >> text=session")
@@ -538,7 +538,7 @@ def test_the_session_list_is_searched_and_filtered(page: Page, console: Console)
     ids = page.locator("table.sessions tbody tr td:first-child a").all_inner_texts()
     assert ids == [str(REVOKED)]
     page.fill("#q", "")
-    page.select_option("#state", "disabled")
+    page.select_option("#standing", "disabled")
     page.click("form.search button")
     ids = page.locator("table.sessions tbody tr td:first-child a").all_inner_texts()
     disabled = console.sql("SELECT gateway_session_id FROM sessions WHERE enabled = 0 "

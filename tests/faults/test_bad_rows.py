@@ -17,10 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from heatup_daemon.config import (
-    DatabaseSettings,
-    Settings,
-)
+from heatup_daemon.config.sections import DatabaseSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.repository import Repository

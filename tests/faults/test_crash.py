@@ -5,7 +5,9 @@ the history (ok, or unknown when the process died during it), every run a kill c
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from heatup_daemon.testing import sandbox_process
-from tests.acceptance.daemons import Daemon, sqlite_with_sessions
+from tests.acceptance.daemons import Daemon, sqlite_with_sessions, wait_until
 from tests.faults.conftest import Report
 from tests.judging import (
     assert_every_slot_once,
@@ -30,13 +32,13 @@ PERIOD = timedelta(seconds=10)
 STALE_S = 5.0
 ENV = {
     "HEATUP_EXECUTOR__TIME_SCALE": "0.05",
-    "HEATUP_SCHEDULER__STALE_RUN_SECONDS": str(STALE_S),
-    "HEATUP_SCHEDULER__HEARTBEAT_SECONDS": "0.5",
+    "HEATUP_SCHEDULER__STALE_RUN_S": str(STALE_S),
+    "HEATUP_SCHEDULER__HEARTBEAT_S": "0.5",
     # A short lease must still outlast a gateway call: short calls.
     "HEATUP_GATEWAY__READ_TIMEOUT_S": "1",
     "HEATUP_GATEWAY__RETRY_DEADLINE_S": "2",
-    "HEATUP_SCHEDULER__RECONCILE_SECONDS": "1",
-    "HEATUP_SCHEDULER__DISPATCH_INTERVAL_SECONDS": "0.5",
+    "HEATUP_SCHEDULER__RECONCILE_S": "1",
+    "HEATUP_SCHEDULER__DISPATCH_INTERVAL_S": "0.5",
 }
 
 
@@ -89,3 +91,41 @@ def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Re
             **calls,
         }
     )
+
+
+def running_runs(database: Path) -> set[int]:
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        return {row[0] for row in db.execute("SELECT id FROM warmup_runs WHERE status = 'running'")}
+
+
+@pytest.mark.timeout(120)
+def test_a_restart_ends_its_killed_predecessors_runs_at_once(
+    tmp_path: Path, report: Report
+) -> None:
+    """The lease as shipped (120 s): a daemon restarted on the same host ends the runs its
+    killed predecessor left ``running`` as soon as it starts, not when that lease runs out."""
+    database = tmp_path / "succession.db"
+    url = sqlite_with_sessions(database, SESSIONS, "10s", 2)
+    env = {"HEATUP_EXECUTOR__TIME_SCALE": "0.1"}  # runs of several seconds
+    with sandbox_process() as gateway:
+        first = Daemon(url, gateway, tmp_path, **env).start()
+        try:
+            wait_until(lambda: len(running_runs(database)) >= 3, timeout_s=30)
+        finally:
+            first.kill()
+        killed_at = time.monotonic()
+        cut = running_runs(database)
+        second = Daemon(url, gateway, tmp_path, **env).start()
+        try:
+            wait_until(lambda: not cut & running_runs(database), timeout_s=60, interval_s=0.05)
+            ended_after_s = time.monotonic() - killed_at
+            code, _ = second.stop()
+        finally:
+            second.kill()
+    assert code == 0, second.output()[-3000:]
+    ended = [r for r in load_runs(url) if r.id in cut]
+    assert cut and all(r.status == "interrupted" for r in ended), ended
+    assert all("successor" in (r.error or "") for r in ended), ended
+    assert "stopped on this host without ending its runs" in second.output()
+    assert ended_after_s < 20, ended_after_s
+    report({"runs the kill cut": len(cut), "ended after the kill s": round(ended_after_s, 1)})

@@ -11,16 +11,10 @@ from sqlalchemy import text
 
 from heatup_daemon.db.activity import HOUR, KEPT, REVISED, hour_of
 from heatup_daemon.db.repository import Repository
-from heatup_daemon.enums import ActionKind, Outcome, RunStatus, Standing, Trigger
-from heatup_daemon.records import (
-    ActionRecord,
-    JoinLimits,
-    Node,
-    RunFilter,
-    SessionSearch,
-    SessionSort,
-)
+from heatup_daemon.enums import ActionKind, Outcome, RunStatus, SessionSort, Standing, Trigger
+from heatup_daemon.records import ActionRecord, JoinLimits, Node
 from heatup_daemon.validation import validate_channel
+from heatup_daemon.views import RunFilter, SessionSearch
 from tests.builders import join_record, session_spec
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -138,9 +132,9 @@ async def test_the_session_list_sorts_and_pages(repository: Repository) -> None:
             f"WHERE gateway_session_id = {gateway_id}",
         )
     assert await gateway_ids(repository, SessionSort.GATEWAY_ID, True) == [6, 5, 4, 3, 2, 1]
-    assert await gateway_ids(repository, SessionSort.STATE, False) == [1, 5, 6, 4, 3, 2]
+    assert await gateway_ids(repository, SessionSort.STANDING, False) == [1, 5, 6, 4, 3, 2]
     # Descending, ties go by gateway id descending too: the exact reverse (an index's walk).
-    assert await gateway_ids(repository, SessionSort.STATE, True) == [2, 3, 4, 6, 5, 1]
+    assert await gateway_ids(repository, SessionSort.STANDING, True) == [2, 3, 4, 6, 5, 1]
     # Sessions with no next run come last in either order.
     assert (await gateway_ids(repository, SessionSort.NEXT_RUN, False))[:3] == [6, 1, 5]
     assert (await gateway_ids(repository, SessionSort.NEXT_RUN, True))[:3] == [5, 1, 6]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from heatup_daemon.config import GatewaySettings
+from heatup_daemon.config.sections import GatewaySettings
 from heatup_daemon.errors import (
     ChannelUnavailable,
     FloodWait,

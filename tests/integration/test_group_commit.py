@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from heatup_daemon.db.engine import _sqlite_events
 from heatup_daemon.db.group_commit import GroupWriter
+from heatup_daemon.enums import ActionKind, Clearance, Outcome, Trigger
+from heatup_daemon.records import ActionRecord
+from heatup_daemon.validation import validate_channel
+from tests.builders import session_spec
+from tests.conftest import migrated_repository
 
 
 @pytest.fixture
@@ -92,3 +99,48 @@ async def test_a_failed_commit_fails_every_write_of_its_group(engine: Engine) ->
     assert all(isinstance(a, Exception) and "FOREIGN KEY" in str(a) for a in answers)
     assert rows(engine, "parent") == [3]
     assert rows(engine, "child") == []
+
+
+async def test_the_fence_judges_the_lease_from_when_its_write_runs(tmp_path: Path) -> None:
+    """A fence queued behind a long write is judged at the moment it runs: a lease that
+    outlasted the call when it was asked, but not once the writer reached it, is short."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fence.db'}"
+    async with migrated_repository(url) as store:
+        await store.add_channel(
+            validate_channel(username="news", title=None, category=None, description=None)
+        )
+        await store.add_session(session_spec(1))
+        now = datetime.now(UTC)
+        node = (await store.register_node("node-a", 10.5, now)).node
+        run = await store.start_run(1, Trigger.CLI, now, node)
+        assert store._writer is not None
+        first = store._writer.submit(lambda db: time.sleep(0.8))  # a long write ahead
+        # Asked with 0.5 s to spare, answered after the long write.
+        asked = asyncio.ensure_future(store.start_call(run.id, browse_in_flight(now), 10, now))
+        await asyncio.sleep(0.1)  # it is queued
+        await first
+        assert await asked is Clearance.LEASE_SHORT
+        assert await store.start_call(run.id, browse_in_flight(now), 9, now) is Clearance.CLEARED
+
+
+def browse_in_flight(now: datetime) -> ActionRecord:
+    return ActionRecord(
+        1, ActionKind.BROWSE_DIALOGS, None, None, None, now, now, Outcome.UNKNOWN, "in_flight"
+    )
+
+
+async def test_commits_are_durable_on_every_connection(tmp_path: Path) -> None:
+    """``synchronous=FULL`` on the repository's connections, the async engine's and the
+    twin's that writes and reads: a commit heatup answered survives a power cut."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'durable.db'}"
+    async with migrated_repository(url) as store:
+        async with store.engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
+        assert store._twin is not None
+        with store._twin.connect() as twin:
+            assert twin.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert store._writer is not None
+        assert (
+            await store._writer.submit(lambda db: db.exec_driver_sql("PRAGMA synchronous").scalar())
+            == 2
+        )

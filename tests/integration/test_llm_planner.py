@@ -13,7 +13,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from heatup_daemon.config import LLMSettings, PlannerSettings, Settings
+from heatup_daemon.config.sections import LLMSettings, PlannerSettings
+from heatup_daemon.config.settings import Settings
+from heatup_daemon.errors import DatabaseUnavailable
 from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
@@ -222,6 +224,42 @@ async def test_plans_at_once_never_overshoot_the_budget(stub: Stub, clock: FakeC
     finally:
         for planner in planners:
             await planner.aclose()
+
+
+class SlowLedger(InMemoryStore):
+    """A ledger that yields inside each write, as a database does, and loses the answer of
+    its first settlement after committing it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers_lost = 0
+
+    async def reserve_tokens(self, key: str, day: Any, tokens: int, budget: int) -> bool:
+        await asyncio.sleep(0.001)
+        return await super().reserve_tokens(key, day, tokens, budget)
+
+    async def settle_tokens(self, key: str, spent: int) -> None:
+        await asyncio.sleep(0.001)
+        await super().settle_tokens(key, spent)
+        if not self.answers_lost:
+            self.answers_lost += 1
+            raise DatabaseUnavailable("the answer to the commit was lost")
+
+
+async def test_plans_at_once_count_what_each_used_exactly_once(
+    stub: Stub, clock: FakeClock
+) -> None:
+    stub.scenario("good")
+    ledger = SlowLedger()
+    planner = make_planner(stub, clock, ledger, daily_token_budget=10_000_000)
+    try:
+        plans = await asyncio.gather(*(planner.plan(CONTEXT) for _ in range(10)))
+        plans.append(await planner.plan(CONTEXT))  # asks again what a lost answer left owed
+        assert all(plan.source == "llm" for plan in plans) and ledger.answers_lost == 1
+        used = sum(plan.prompt_tokens + plan.completion_tokens for plan in plans)
+        assert await ledger.tokens_spent(clock.now().date()) == used
+    finally:
+        await planner.aclose()
 
 
 async def test_tokens_spent_while_the_database_is_away_are_counted(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from heatup_daemon.api import ApiState, create_app
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.repository import Repository

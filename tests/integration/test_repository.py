@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import Actor, Surface
 from heatup_daemon.errors import AlreadyExists, NotFound
-from heatup_daemon.records import Author
 from heatup_daemon.validation import validate_channel, validate_session
+from heatup_daemon.views import Author
 
 
 def spec(gateway_id: int = 1, schedule: str = "6h", **changes: object):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text, update
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.models import NodeRow, SessionRow
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, RunStatus, Trigger
@@ -113,7 +113,7 @@ async def test_restart_skips_long_missed_slots_without_a_stampede(world: Integra
 
 
 async def test_slots_missed_within_the_grace_coalesce_into_one_run(world: Integration) -> None:
-    world.settings = quick_settings(misfire_grace_seconds=3600)
+    world.settings = quick_settings(misfire_grace_s=3600)
     await world.node("node-a")
     await world.add(21, "10m")
     await world.scheduler.prepare()
@@ -307,7 +307,7 @@ async def test_the_fence_asks_for_a_lease_that_outlasts_the_call(world: Integrat
     node = world.nodes[0]
     run = await world.repository.start_run(132, Trigger.CLI, START, node.lease.node)
     now = world.clock.now()
-    budget_s = world.settings.scheduler.stale_run_seconds + 1  # longer than any lease
+    budget_s = world.settings.scheduler.stale_run_s + 1  # longer than any lease
     assert await world.repository.start_call(run.id, IN_FLIGHT, budget_s, now) is (
         Clearance.LEASE_SHORT
     )

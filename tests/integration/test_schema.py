@@ -14,17 +14,17 @@ from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from heatup_daemon.config import DatabaseSettings
+from heatup_daemon.config.sections import DatabaseSettings
 from heatup_daemon.db import migrate
 from heatup_daemon.db.console import page_rows
 from heatup_daemon.db.engine import create_engine
 from heatup_daemon.db.models import Base, RunRow, SessionRow
 from heatup_daemon.db.runs import runs_query
 from heatup_daemon.db.scheduling import marked_rows
-from heatup_daemon.enums import Standing
+from heatup_daemon.enums import SessionSort, Standing
 from heatup_daemon.errors import SchemaNotAtHead
-from heatup_daemon.records import EVERY_SESSION, RunFilter, SessionSearch, SessionSort
 from heatup_daemon.scheduling.slots import KEY_FIELDS
+from heatup_daemon.views import EVERY_SESSION, RunFilter, SessionSearch
 
 # The migration that installs the edit trigger (its module name starts with a digit).
 reconcile_marker = importlib.import_module(

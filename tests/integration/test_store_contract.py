@@ -16,14 +16,7 @@ from sqlalchemy import update
 from heatup_daemon.db.models import NodeRow
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import AlreadyExists, AlreadyRunning, NotFound, SessionNotRunnable
-from heatup_daemon.records import (
-    POOL_JOINS_S,
-    ActionRecord,
-    Decision,
-    JoinLimits,
-    Node,
-    StoredPlan,
-)
+from heatup_daemon.records import POOL_JOINS_S, ActionRecord, Decision, JoinLimits, Node, StoredPlan
 from heatup_daemon.scheduling.slots import Slots
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import NodeStore
@@ -309,8 +302,8 @@ async def test_history_retention_and_the_token_ledger(store: NodeStore) -> None:
     assert await store.delete_history(NOW - timedelta(days=30), 100) == 1
     assert len(await store.history(1)) == 1
     day = NOW.date()
-    await store.spend_tokens(day, 500)
-    await store.spend_tokens(day, 250)
+    assert await store.reserve_tokens("plan-1", day, 500, 10_000)
+    assert await store.reserve_tokens("plan-2", day, 250, 10_000)
     assert (await store.tokens_spent(day), await store.tokens_spent(date_after(day))) == (750, 0)
 
 
@@ -465,6 +458,29 @@ async def test_a_reaped_run_gives_back_its_places_unless_a_join_was_in_flight(
     assert await held(store, one) == 1
 
 
+async def test_a_dead_nodes_successor_ends_its_runs_and_lease_at_once(store: NodeStore) -> None:
+    node, one, two = await ledger_of(store)
+    await scheduled(store, 3)
+    other = (await store.register_node("node-b", 60, NOW)).node
+    three = await store.start_run(3, Trigger.CLI, NOW, other)
+    limits = JoinLimits(per_day=5, per_channel_hour=5)
+    await store.reserve_joins(one, ["nasa", "espn"], limits, NOW)
+    await store.reserve_joins(two, ["espn"], limits, NOW)
+    assert await store.start_call(one.id, join_in_flight("espn"), 10, NOW) is Clearance.CLEARED
+    # The process is gone, its lease still runs: a node of this id with another name is
+    # another database's, and is left alone.
+    assert await store.end_dead_node(Node(node.id, "node-z"), NOW) == 0
+    assert await store.end_dead_node(node, NOW) == 2
+    for run in (one, two):
+        view = await store.get_run(run.id)
+        assert view.status is RunStatus.INTERRUPTED and "successor" in (view.error or "")
+    assert (await store.get_run(three.id)).status is RunStatus.RUNNING  # another node's
+    assert await store.renew_node(node, 60, NOW) is None  # its lease went with its runs
+    assert await held(store, one) == 1 and await held(store, two) == 0  # as a reap settles
+    assert await store.end_dead_node(node, NOW) == 0  # a second successor changes nothing
+    assert await store.renew_node(other, 60, NOW) is not None
+
+
 async def test_a_removed_sessions_run_still_gives_back_its_places(store: NodeStore) -> None:
     _, one, two = await ledger_of(store)
     limits = JoinLimits(per_day=5, per_channel_hour=1)
@@ -487,9 +503,23 @@ async def test_refusals_of_any_number_of_runs_in_flight(store: NodeStore) -> Non
 
 async def test_token_reservations_never_overshoot_the_budget(store: NodeStore) -> None:
     day = NOW.date()
-    fits = await asyncio.gather(*(store.reserve_tokens(day, 100, 550) for _ in range(20)))
+    keys = [f"plan-{n}" for n in range(20)]
+    fits = await asyncio.gather(*(store.reserve_tokens(key, day, 100, 550) for key in keys))
     assert sum(fits) == 5 and await store.tokens_spent(day) == 500
-    assert not await store.reserve_tokens(day, 600, 550)  # more than the budget at all
-    await store.spend_tokens(day, -80)  # a plan cost less than it reserved
-    assert await store.reserve_tokens(day, 100, 550)
+    assert not await store.reserve_tokens("big", day, 600, 550)  # more than the budget at all
+    granted = [key for key, fit in zip(keys, fits, strict=True) if fit]
+    await store.settle_tokens(granted[0], 20)  # a plan cost less than it reserved
+    assert await store.reserve_tokens("next", day, 100, 550)
     assert await store.tokens_spent(day) == 520
+
+
+async def test_a_settlement_counts_once_however_often_it_is_asked(store: NodeStore) -> None:
+    day = NOW.date()
+    assert await store.reserve_tokens("plan", day, 1_000, 10_000)
+    for _ in range(3):  # its answer lost twice: asked again
+        await store.settle_tokens("plan", 1_200)
+    await store.settle_tokens("refused", 0)  # never reserved: nothing to give back
+    assert await store.tokens_spent(day) == 1_200
+    # Retention takes settlements with the history.
+    await store.delete_history(NOW + timedelta(days=2), 100)
+    assert await store.reserve_tokens("plan", day, 100, 10_000)  # the key is free again

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from heatup_daemon.config import PoolSettings, RampSettings, Settings
+from heatup_daemon.config.sections import PoolSettings, RampSettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.db.repository import Repository
 from heatup_daemon.enums import ActionKind, PlanSource, Trigger
 from heatup_daemon.errors import AlreadyRunning, SessionNotRunnable

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from heatup_daemon.api import auth
 from heatup_daemon.api.auth import Access
-from heatup_daemon.config import ApiSettings
+from heatup_daemon.config.sections import ApiSettings
 
 TOKEN = SecretStr("a-token-of-some-length")
 READER = SecretStr("a-read-only-token-of-length")

@@ -25,7 +25,15 @@ def test_an_hours_bars_stack_in_order_and_scale_to_the_axis() -> None:
     hours = last_hours(NOON, 3)
     assert hours == [NOON - timedelta(hours=2), NOON - timedelta(hours=1), NOON]
     counts = {hours[0]: {"failed": 10, "succeeded": 40}, hours[2]: {"succeeded": 100}}
-    chart = hourly("runs", hours, counts, ["succeeded", "failed"], "status", 1, "%H")
+    chart = hourly(
+        "runs",
+        hours,
+        counts,
+        order=["succeeded", "failed"],
+        prefix="status",
+        tick_every=1,
+        tick_format="%H",
+    )
     plot = HEIGHT - BOTTOM - TOP
     first, second, third = chart.bars
     assert (first.kind, second.kind, third.kind) == (
@@ -41,7 +49,15 @@ def test_an_hours_bars_stack_in_order_and_scale_to_the_axis() -> None:
 
 
 def test_a_chart_with_nothing_counted_says_so() -> None:
-    chart = hourly("runs", last_hours(NOON, 24), {}, ["succeeded"], "status", 3, "%H")
+    chart = hourly(
+        "runs",
+        last_hours(NOON, 24),
+        {},
+        order=["succeeded"],
+        prefix="status",
+        tick_every=3,
+        tick_format="%H",
+    )
     assert chart.empty and chart.bars == ()
 
 

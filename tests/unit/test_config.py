@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from heatup_daemon.config import MASK, SECRET_KEYS, GatewaySettings, Settings
-from heatup_daemon.config_file import effective_settings, load_settings
+from heatup_daemon.config.file import effective_settings, load_settings
+from heatup_daemon.config.sections import MASK, SECRET_KEYS, GatewaySettings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config.toml"
@@ -28,7 +29,7 @@ def config_error(path: Path | None = None) -> str:
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
     settings = load_settings()
-    assert settings.scheduler.reconcile_seconds == 10
+    assert settings.scheduler.reconcile_s == 10
     assert settings.api.port == 8080
     assert settings.database.url == f"sqlite+aiosqlite:///{tmp_path / 'heatup.db'}"
     assert settings.gateway.token is None
@@ -69,7 +70,7 @@ def test_precedence_file_then_environment_then_credentials(
 ) -> None:
     path = write(
         tmp_path,
-        "node_name = 'from-file'\n[scheduler]\nmax_concurrent_runs = 5\nreconcile_seconds = 3\n",
+        "node_name = 'from-file'\n[scheduler]\nmax_concurrent_runs = 5\nreconcile_s = 3\n",
     )
     settings = load_settings(path)
     assert (settings.node_name, settings.scheduler.max_concurrent_runs) == ("from-file", 5)
@@ -79,7 +80,7 @@ def test_precedence_file_then_environment_then_credentials(
     monkeypatch.setenv("HEATUP_GATEWAY__TOKEN", "env-token")
     settings = load_settings(path)
     assert settings.scheduler.max_concurrent_runs == 7
-    assert settings.scheduler.reconcile_seconds == 3  # untouched keys keep the file's value
+    assert settings.scheduler.reconcile_s == 3  # untouched keys keep the file's value
     assert settings.node_name == "from-env"
     assert settings.gateway.token is not None
     assert settings.gateway.token.get_secret_value() == "env-token"
@@ -103,7 +104,7 @@ def test_config_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     system = write(tmp_path, "node_name = 'system'\n", "system.toml")
     from_env = write(tmp_path, "node_name = 'env'\n", "env.toml")
     explicit = write(tmp_path, "node_name = 'explicit'\n", "explicit.toml")
-    monkeypatch.setattr("heatup_daemon.config_file.SYSTEM_CONFIG_PATH", system)
+    monkeypatch.setattr("heatup_daemon.config.file.SYSTEM_CONFIG_PATH", system)
     assert load_settings().node_name == "system"
     monkeypatch.setenv("HEATUP_CONFIG", str(from_env))
     assert load_settings().node_name == "env"
@@ -130,12 +131,12 @@ def test_database_urls_get_async_drivers(monkeypatch: pytest.MonkeyPatch) -> Non
             "greater than or equal to 1",
         ),
         (
-            "[scheduler]\nreconcile_seconds = 'soon'\n",
-            "config key scheduler.reconcile_seconds: value 'soon' is not allowed",
+            "[scheduler]\nreconcile_s = 'soon'\n",
+            "config key scheduler.reconcile_s: value 'soon' is not allowed",
         ),
         (
             "[scheduler]\nreconcile = 5\n",
-            "config key scheduler.reconcile: unknown key; allowed here: reconcile_seconds,",
+            "config key scheduler.reconcile: unknown key; allowed here: reconcile_s,",
         ),
         ("[schedular]\nx = 1\n", "config key schedular: unknown key; allowed here: node_name,"),
         (
@@ -144,14 +145,14 @@ def test_database_urls_get_async_drivers(monkeypatch: pytest.MonkeyPatch) -> Non
         ),
         ("[executor]\nlong_pause_chance = 1.5\n", "config key executor.long_pause_chance"),
         (
-            "[scheduler]\nheartbeat_seconds = 100\n",
-            "scheduler.stale_run_seconds (120) must exceed scheduler.heartbeat_seconds (100) + "
+            "[scheduler]\nheartbeat_s = 100\n",
+            "scheduler.stale_run_s (120) must exceed scheduler.heartbeat_s (100) + "
             "gateway.retry_deadline_s (45) + 2 s, so that between two renewals a live run's "
             "lease always covers the gateway call it makes: raise it above 147",
         ),
         (
             "[gateway]\nretry_deadline_s = 300\nread_timeout_s = 60\n",
-            "scheduler.stale_run_seconds (120) must exceed",
+            "scheduler.stale_run_s (120) must exceed",
         ),
         (
             "[api]\nhost = '0.0.0.0'\n",
@@ -219,7 +220,7 @@ def test_missing_file_named_by_environment(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_invalid_toml_says_where(tmp_path: Path) -> None:
-    error = config_error(write(tmp_path, "[scheduler]\nreconcile_seconds = \n"))
+    error = config_error(write(tmp_path, "[scheduler]\nreconcile_s = \n"))
     assert "is not valid TOML" in error and "line 2" in error
 
 
@@ -342,3 +343,24 @@ def test_a_database_url_heatup_refuses_is_shown_masked(
     message = str(refused.value)
     assert "secret" not in message and "hunter2" not in message
     assert f"config key database.url: value {shown}" in message
+
+
+def test_the_schedulers_old_key_names_are_read_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[scheduler]\nreconcile_seconds = 3\nheartbeat_s = 10\n")
+    monkeypatch.setenv("HEATUP_SCHEDULER__STALE_RUN_SECONDS", "90")
+    settings = load_settings(path)
+    assert (settings.scheduler.reconcile_s, settings.scheduler.stale_run_s) == (3, 90)
+    assert settings.scheduler.heartbeat_s == 10
+    assert sorted(settings.renamed_keys) == [
+        "scheduler.reconcile_seconds is now scheduler.reconcile_s; the old name is read "
+        "until the next release",
+        "scheduler.stale_run_seconds is now scheduler.stale_run_s; the old name is read "
+        "until the next release",
+    ]
+    # Both names given: the new one is the value.
+    both = write(tmp_path, "[scheduler]\nroll_up_seconds = 5\nroll_up_s = 7\n", "both.toml")
+    assert load_settings(both).scheduler.roll_up_s == 7
+    monkeypatch.delenv("HEATUP_SCHEDULER__STALE_RUN_SECONDS")
+    assert load_settings(write(tmp_path, "", "new.toml")).renamed_keys == []

@@ -94,7 +94,7 @@ def test_metric_label_sets_are_the_enums() -> None:
     assert labels(metrics, "heatup_actions_total", "outcome") == set(Outcome)
     assert labels(metrics, "heatup_runs_total", "status") == set(RunStatus) - {RunStatus.RUNNING}
     assert labels(metrics, "heatup_runs_total", "trigger") == set(Trigger)
-    assert labels(metrics, "heatup_sessions", "state") == set(Standing)
+    assert labels(metrics, "heatup_sessions", "standing") == set(Standing)
 
 
 async def test_the_log_speaks_the_enums_values(caplog: pytest.LogCaptureFixture) -> None:
@@ -117,7 +117,7 @@ async def test_the_log_speaks_the_enums_values(caplog: pytest.LogCaptureFixture)
     assert "join_channel @nasa: ok" in lines[1]["message"]
 
     # A claim that skipped slots says so with the causes' own words.
-    world = World(store, settings=quick_settings(misfire_grace_seconds=60), clock=FakeClock(NOW))
+    world = World(store, settings=quick_settings(misfire_grace_s=60), clock=FakeClock(NOW))
     await world.node()
     await world.scheduler.reconcile()
     store.sessions[1].update(

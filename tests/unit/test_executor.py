@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from heatup_daemon.config import ExecutorSettings, SchedulerSettings
+from heatup_daemon.config.sections import ExecutorSettings, SchedulerSettings
 from heatup_daemon.enums import ActionKind, Clearance, Outcome, PlanSource, RunStatus, Trigger
 from heatup_daemon.errors import (
     ChannelUnavailable,
@@ -70,13 +71,16 @@ class SpyStore(InMemoryStore):
 
 
 class Harness:
-    def __init__(self, settings: ExecutorSettings = SETTINGS) -> None:
+    def __init__(
+        self, settings: ExecutorSettings = SETTINGS, call_budget_s: float = CALL_BUDGET_S
+    ) -> None:
+        self.call_budget_s = call_budget_s
         self.clock = FakeClock(START)
         self.gateway = FakeGateway()
         self.store = SpyStore(self.clock)
         self.observer = RecordingObserver()
         self.settings = settings
-        timing = SchedulerSettings(stale_run_seconds=LEASE_S, heartbeat_seconds=15)
+        timing = SchedulerSettings(stale_run_s=LEASE_S, heartbeat_s=15)
         self.lease = NodeLease(self.store, "n1", timing, clock=self.clock)
         self.run_id = 0
 
@@ -87,7 +91,7 @@ class Harness:
             self.settings,
             self.observer,
             clock=self.clock,
-            call_budget_s=CALL_BUDGET_S,
+            call_budget_s=self.call_budget_s,
             renew_lease=self.lease.renew,
             rng=random.Random(4),
         )
@@ -446,3 +450,32 @@ async def test_a_failed_confirmation_leaves_the_join_unknown() -> None:
     result = await h.run(JOIN_A)
     assert result.actions[0].outcome is Outcome.UNKNOWN
     assert result.actions[0].error_code == "transient"
+
+
+class TrickleGateway(FakeGateway):
+    """A read made of three requests, each answered ``each_s`` late (the loop's seconds)."""
+
+    def __init__(self, each_s: float) -> None:
+        super().__init__()
+        self.each_s = each_s
+        self.requests_answered = 0
+
+    async def read_history(self, gateway_session_id: int, username: str, limit: int = 20) -> Any:
+        for _ in range(3):  # resolve, history, read
+            await asyncio.sleep(self.each_s)
+            self.requests_answered += 1
+        return await super().read_history(gateway_session_id, username, limit)
+
+
+async def test_an_action_ends_within_the_budget_its_fence_cleared() -> None:
+    # Each request is within the budget; the three of one read are not.
+    h = Harness(call_budget_s=0.05)
+    h.gateway = TrickleGateway(each_s=0.03)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    outcome = await h.run(READ_A)
+    assert loop.time() - began < 0.05 + 0.02  # cut at the deadline, not after the third
+    assert h.gateway.requests_answered == 1
+    assert h.outcomes() == [("read_messages", "failed", "transient")]
+    assert "deadline of 0.05 s" in (h.actions[0].error_text or "")  # type: ignore[attr-defined]
+    assert outcome.status is RunStatus.FAILED

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.planner.chain import CircuitBreaker
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import system_prompt, user_prompt

@@ -88,7 +88,7 @@ async def test_late_slots_are_one_skipped_row_and_the_schedule_goes_on() -> None
 
 
 async def test_slots_passed_within_the_grace_coalesce_with_a_row_of_their_own() -> None:
-    w = await world(misfire_grace_seconds=3600)
+    w = await world(misfire_grace_s=3600)
     await w.add_session(1, "10m")
     await w.scheduler.prepare()
     await w.tick()
@@ -282,7 +282,7 @@ async def test_a_job_failing_for_a_minute_for_another_reason_is_fatal() -> None:
 
 
 async def test_the_reaper_ends_the_runs_of_a_dead_node_but_waits_after_an_outage() -> None:
-    w = await world(stale_run_seconds=60, heartbeat_seconds=10)
+    w = await world(stale_run_s=60, heartbeat_s=10)
     live = w.nodes[0]
     dying = await w.node("n2")  # another process, which dies
     await w.add_session(1)
@@ -337,8 +337,8 @@ async def test_retention_deletes_old_history_in_batches(monkeypatch: pytest.Monk
 
 async def test_readiness_does_not_wait_for_the_first_reconcile_it_runs_at_once() -> None:
     """The daemon's start: ``prepare`` without the reconcile, then the reconcile job starts
-    at once (not after ``reconcile_seconds``), so a new row gets its slot straight away."""
-    w = await world(reconcile_seconds=3600)
+    at once (not after ``reconcile_s``), so a new row gets its slot straight away."""
+    w = await world(reconcile_s=3600)
     session_id = await w.add_session(1)
     await w.scheduler.prepare(reconcile=False)
     assert w.store.sessions[session_id]["next_run_at"] is None  # READY comes here

@@ -3,13 +3,22 @@ problem at its line."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from heatup_daemon import transfer
+from heatup_daemon.enums import Actor, Format, Surface
 from heatup_daemon.session import SessionRecord
-from heatup_daemon.transfer import FIELDS, Format, export, header, parse
+from heatup_daemon.transfer import CHUNK, FIELDS, Report, export, header, parse, register_all
+from heatup_daemon.validation import SessionSpec
+from heatup_daemon.views import Author, Imported
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -164,3 +173,90 @@ def test_an_export_imports_as_the_same_registry(kind: Format) -> None:
     ]
     if kind is Format.JSONL:
         assert set(json.loads(text.splitlines()[0])) <= set(FIELDS)
+
+
+class Registered:
+    """The registry's side of an import: what is registered, and each chunk written."""
+
+    def __init__(self, *taken: int) -> None:
+        self.ids = set(taken)
+        self.chunks: list[int] = []
+        self.taken_meanwhile: set[int] = set()  # registered by another admin mid-import
+
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        return self.ids & set(gateway_ids)
+
+    async def import_sessions(
+        self, rows: Sequence[tuple[SessionSpec, bool]], *, skip_registered: bool, by: Author
+    ) -> Imported:
+        self.ids |= self.taken_meanwhile
+        ids = {spec.gateway_session_id for spec, _ in rows}
+        taken = self.ids & ids
+        assert skip_registered
+        self.chunks.append(len(ids - taken))
+        self.ids |= ids
+        return Imported(taken, len(ids - taken))
+
+
+def many(count: int) -> str:
+    return "gateway_id,schedule\n" + "".join(f"{n},6h\n" for n in range(1, count + 1))
+
+
+async def import_into(registry: Registered, text: str, *, skip_invalid: bool = False) -> Report:
+    return await register_all(
+        registry,  # type: ignore[arg-type]
+        text,
+        Format.CSV,
+        skip_invalid=skip_invalid,
+        by=Author(Surface.CLI, Actor.CLI),
+        now=NOW,
+    )
+
+
+async def test_an_import_is_read_off_the_loop_and_written_a_chunk_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+
+    def parse_here(*args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return parse(*args)
+
+    monkeypatch.setattr(transfer, "parse", parse_here)
+    registry = Registered()
+    report = await import_into(registry, many(2 * CHUNK + 5))
+    assert threads and threads[0] != threading.get_ident()
+    assert registry.chunks == [CHUNK, CHUNK, 5]
+    assert (report.read, report.written, report.problems) == (2 * CHUNK + 5, 2 * CHUNK + 5, [])
+
+
+async def test_one_registered_id_refuses_the_import_before_any_chunk() -> None:
+    registry = Registered(CHUNK + 3)
+    report = await import_into(registry, many(2 * CHUNK))
+    assert registry.chunks == [] and report.written == 0
+    assert [str(p) for p in report.problems] == [
+        f"line {CHUNK + 4}: a session with gateway id {CHUNK + 3} is already registered"
+    ]
+
+
+async def test_a_session_registered_meanwhile_is_reported_and_the_rest_written() -> None:
+    registry = Registered()
+    registry.taken_meanwhile = {2 * CHUNK}  # another admin, while the first chunk is written
+    report = await import_into(registry, many(2 * CHUNK))
+    assert report.written == 2 * CHUNK - 1 and registry.chunks == [CHUNK, CHUNK - 1]
+    assert [p.line for p in report.problems] == [2 * CHUNK + 1]
+
+
+async def test_the_collector_is_paused_while_a_file_is_imported_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    during: list[bool] = []
+
+    def parse_here(*args: Any) -> Any:
+        during.append(gc.isenabled())
+        return parse(*args)
+
+    monkeypatch.setattr(transfer, "parse", parse_here)
+    assert gc.isenabled()
+    await asyncio.gather(*(import_into(Registered(), many(10)) for _ in range(3)))
+    assert during == [False, False, False] and gc.isenabled()

@@ -4,12 +4,13 @@ serves."""
 
 from __future__ import annotations
 
-from heatup_daemon.config import ChannelEntry
+from heatup_daemon.config.sections import ChannelEntry
 from heatup_daemon.errors import AlreadyExists
-from heatup_daemon.records import CLI_AUTHOR, Author, ChannelView
+from heatup_daemon.records import ChannelView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS, MemoryTables
 from heatup_daemon.validation import ChannelSpec, SessionSpec, validate_channel
+from heatup_daemon.views import CLI_AUTHOR, Author
 
 
 class MemoryRegistry(MemoryTables):

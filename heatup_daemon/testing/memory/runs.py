@@ -213,13 +213,19 @@ class MemoryRuns(MemoryTables):
         self._check()
         return self.tokens.get(day, 0)
 
-    async def reserve_tokens(self, day: date, tokens: int, budget: int) -> bool:
+    async def reserve_tokens(self, key: str, day: date, tokens: int, budget: int) -> bool:
         self._check()
         if self.tokens.get(day, 0) + tokens > budget:
             return False
         self.tokens[day] = self.tokens.get(day, 0) + tokens
+        self.settlements[key] = (day, tokens)
         return True
 
-    async def spend_tokens(self, day: date, tokens: int) -> None:
+    async def settle_tokens(self, key: str, spent: int) -> None:
         self._check()
-        self.tokens[day] = self.tokens.get(day, 0) + tokens
+        reservation = self.settlements.get(key)
+        if reservation is None or key in self.settled:
+            return
+        day, reserved = reservation
+        self.tokens[day] += spent - reserved
+        self.settled.add(key)

@@ -132,6 +132,9 @@ class MemoryScheduling(MemoryTables):
             (j for j in self.ledger if j["reserved_at"] < before), key=lambda j: j["reserved_at"]
         )[:limit]
         self.ledger = [j for j in self.ledger if not any(j is gone for gone in stale)]
+        for key in [k for k, (day, _) in self.settlements.items() if day < before.date()][:limit]:
+            del self.settlements[key]
+            self.settled.discard(key)
         return len(old)
 
     async def roll_up(self, now: datetime) -> int:

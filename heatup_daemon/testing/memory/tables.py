@@ -57,7 +57,11 @@ class MemoryTables:
         self.runs: dict[int, RunView] = {}
         self.ledger: list[dict[str, Any]] = []  # the join ledger's rows
         self.tokens: dict[date, int] = {}
+        # Token reservations by key: (day, reserved); the keys settled.
+        self.settlements: dict[str, tuple[date, int]] = {}
+        self.settled: set[str] = set()
         self.leases: dict[int, datetime] = {}  # node id -> lease_until
+        self.node_names: dict[int, str] = {}  # node id -> its name, as the nodes table keeps
         self.run_nodes: dict[int, int] = {}  # run id -> the node whose lease keeps it
         self.unavailable = False
         self._clock = clock or SystemClock()

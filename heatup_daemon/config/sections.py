@@ -1,45 +1,33 @@
-"""One typed, frozen settings object for the whole daemon.
-
-Sources, lowest to highest precedence:
-
-1. built-in defaults (the shipped ``config.toml`` states each of them);
-2. a TOML file: ``--config``, else ``$HEATUP_CONFIG``, else ``/etc/heatup/config.toml`` if it
-   exists;
-3. environment variables ``HEATUP_<SECTION>__<KEY>`` (``HEATUP_NODE_NAME`` for top-level keys);
-4. credential files named ``gateway.token``, ``llm.api_key``, ``api.token`` in systemd's
-   ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=`` in ``heatup.service``).
-
-Secrets are refused in the TOML file: it is usually world-readable and kept in version control.
-Reading the file, and showing the settings, is ``config_file``'s.
-"""
+"""The settings' sections, each a typed, frozen model of one ``[section]`` of
+``config.toml``, and the values they share (the database URL's rules, the secrets' keys).
+``settings.Settings`` gathers them."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self
 
 import httpx2
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from heatup_daemon.errors import ConfigError, InvalidValue
+from heatup_daemon.errors import InvalidValue
 from heatup_daemon.pool import DEFAULT_POOL
-from heatup_daemon.ramp import DEFAULT_STAGES, JoinPolicy, Ramp
+from heatup_daemon.ramp import DEFAULT_STAGES, Ramp
 from heatup_daemon.redact import redact
 from heatup_daemon.validation import validate_channel
 
@@ -121,13 +109,27 @@ def _not_empty(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-def _check_range(name: str, low: float, high: float) -> None:
-    if low > high:
-        raise ValueError(f"{name}_min_s ({low}) must not exceed {name}_max_s ({high})")
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Ranged(_Section):
+    """A section with ``NAME_min_s`` and ``NAME_max_s`` keys for each of ``RANGES``: the
+    least may not exceed the most."""
+
+    SECTION: ClassVar[str]
+    RANGES: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        for name in self.RANGES:
+            low, high = getattr(self, f"{name}_min_s"), getattr(self, f"{name}_max_s")
+            if low > high:
+                raise ValueError(
+                    f"{self.SECTION}.{name}_min_s ({low}) must not exceed "
+                    f"{self.SECTION}.{name}_max_s ({high})"
+                )
+        return self
 
 
 class DatabaseSettings(_Section):
@@ -206,21 +208,19 @@ class LLMSettings(_Section):
         return self.base_url is not None or self.api_key is not None
 
 
-class PlannerSettings(_Section):
+class PlannerSettings(_Ranged):
+    SECTION, RANGES = "planner", ("read", "idle")
+
     read_min_s: float = Field(default=5.0, ge=0, le=3600)
     read_max_s: float = Field(default=45.0, ge=0, le=3600)
     idle_min_s: float = Field(default=5.0, ge=0, le=3600)
     idle_max_s: float = Field(default=30.0, ge=0, le=3600)
     seed: int | None = None
 
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        _check_range("planner.read", self.read_min_s, self.read_max_s)
-        _check_range("planner.idle", self.idle_min_s, self.idle_max_s)
-        return self
 
+class ExecutorSettings(_Ranged):
+    SECTION, RANGES = "executor", ("delay", "long_pause")
 
-class ExecutorSettings(_Section):
     time_scale: float = Field(default=1.0, ge=0, le=100)
     delay_min_s: float = Field(default=3.0, ge=0, le=3600)
     delay_max_s: float = Field(default=10.0, ge=0, le=3600)
@@ -228,21 +228,51 @@ class ExecutorSettings(_Section):
     long_pause_min_s: float = Field(default=5.0, ge=0, le=3600)
     long_pause_max_s: float = Field(default=10.0, ge=0, le=3600)
 
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        _check_range("executor.delay", self.delay_min_s, self.delay_max_s)
-        _check_range("executor.long_pause", self.long_pause_min_s, self.long_pause_max_s)
-        return self
+
+# The [scheduler] keys that ended in _seconds, as every other section's end in _s: the old
+# names are read, with a warning, until the next release.
+RENAMED_SCHEDULER_KEYS: Final = {
+    f"{name}_seconds": f"{name}_s"
+    for name in (
+        "reconcile",
+        "misfire_grace",
+        "stale_run",
+        "heartbeat",
+        "dispatch_interval",
+        "roll_up",
+    )
+}
 
 
 class SchedulerSettings(_Section):
-    reconcile_seconds: float = Field(default=10.0, gt=0, le=3600)
-    misfire_grace_seconds: float = Field(default=300.0, ge=0, le=86400)
+    reconcile_s: float = Field(default=10.0, gt=0, le=3600)
+    misfire_grace_s: float = Field(default=300.0, ge=0, le=86400)
     max_concurrent_runs: int = Field(default=20_000, ge=1, le=100_000)
-    stale_run_seconds: float = Field(default=120.0, gt=0, le=86400)
-    heartbeat_seconds: float = Field(default=15.0, gt=0, le=3600)
-    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    roll_up_seconds: float = Field(default=60.0, gt=0, le=3600)
+    stale_run_s: float = Field(default=120.0, gt=0, le=86400)
+    heartbeat_s: float = Field(default=15.0, gt=0, le=3600)
+    dispatch_interval_s: float = Field(default=1.0, gt=0, le=60)
+    roll_up_s: float = Field(default=60.0, gt=0, le=3600)
+    # The old names this section was given (``Settings.renamed_keys`` tells them).
+    _old_names: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_old_names(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        old: tuple[str, ...] = ()
+        if isinstance(data, Mapping):
+            old = tuple(key for key in data if key in RENAMED_SCHEDULER_KEYS)
+            values = dict(data)
+            for key in old:
+                value = values.pop(key)
+                values.setdefault(RENAMED_SCHEDULER_KEYS[key], value)  # the new name wins
+            data = values
+        section = handler(data)
+        section._old_names = old
+        return section
+
+    @property
+    def old_names(self) -> tuple[str, ...]:
+        return self._old_names
 
 
 class RampSettings(_Section):
@@ -368,119 +398,3 @@ DEFAULT_CHANNELS: Final = tuple(
     ChannelEntry(username=username, title=title, category=category, description=description)
     for username, title, category, description in DEFAULT_POOL
 )
-
-
-class Settings(BaseSettings):
-    """Everything heatup reads from its configuration. Build it with ``load_settings``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
-
-    node_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    llm: LLMSettings = Field(default_factory=LLMSettings)
-    planner: PlannerSettings = Field(default_factory=PlannerSettings)
-    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
-    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
-    history: HistorySettings = Field(default_factory=HistorySettings)
-    ramp: RampSettings = Field(default_factory=RampSettings)
-    pool: PoolSettings = Field(default_factory=PoolSettings)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    service: ServiceSettings = Field(default_factory=ServiceSettings)
-    channels: tuple[ChannelEntry, ...] = Field(default_factory=lambda: DEFAULT_CHANNELS)
-
-    @property
-    def call_budget_s(self) -> float:
-        """The longest one gateway call may take, retries included: a run's lease must last
-        this much more before it may make one."""
-        return self.gateway.retry_deadline_s + CALL_SLACK_S
-
-    @model_validator(mode="after")
-    def _a_live_lease_covers_a_call(self) -> Self:
-        # A node renews its lease (stale_run_seconds long) every heartbeat_seconds; a run
-        # may start a call only while the lease outlasts it.
-        scheduler = self.scheduler
-        needed = scheduler.heartbeat_seconds + self.call_budget_s + RENEWAL_MARGIN_S
-        if scheduler.stale_run_seconds <= needed:
-            raise ValueError(
-                f"scheduler.stale_run_seconds ({scheduler.stale_run_seconds:g}) must exceed "
-                f"scheduler.heartbeat_seconds ({scheduler.heartbeat_seconds:g}) + "
-                f"gateway.retry_deadline_s ({self.gateway.retry_deadline_s:g}) + "
-                f"{CALL_SLACK_S + RENEWAL_MARGIN_S:g} s, so that between two renewals a live "
-                f"run's lease always covers the gateway call it makes: raise it above "
-                f"{needed:g}"
-            )
-        return self
-
-    @property
-    def join_policy(self) -> JoinPolicy:
-        return JoinPolicy(self.ramp.ramp, self.pool.max_joins_per_channel_per_hour)
-
-    def secret_values(self) -> tuple[str, ...]:
-        """Every secret of the configuration, to be masked wherever it might appear."""
-        values = [
-            secret.get_secret_value()
-            for secret in (
-                self.gateway.token,
-                self.llm.api_key,
-                self.api.token,
-                self.api.read_token,
-            )
-            if secret is not None
-        ]
-        password = make_url(self.database.url).password
-        if password:
-            values.append(str(password))
-        return tuple(values)
-
-    @field_validator("channels")
-    @classmethod
-    def _unique_channels(cls, value: tuple[ChannelEntry, ...]) -> tuple[ChannelEntry, ...]:
-        seen: set[str] = set()
-        for entry in value:
-            if entry.username in seen:
-                raise ValueError(f"channel @{entry.username} is listed twice")
-            seen.add(entry.username)
-        return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file's values arrive as init arguments (its path is known only at run
-        # time), so they rank lowest; credential files rank highest.
-        return (CredentialsSource(settings_cls), env_settings, init_settings)
-
-
-class CredentialsSource(PydanticBaseSettingsSource):
-    """Secrets from files named by their dotted key in ``$CREDENTIALS_DIRECTORY``."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ reads the whole directory
-
-    def __call__(self) -> dict[str, Any]:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            return {}
-        values: dict[str, Any] = {}
-        for key in SECRET_KEYS:
-            path = Path(directory) / key
-            try:
-                secret = path.read_text(encoding="utf-8").strip()
-            except FileNotFoundError:
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"credential file {path} cannot be read: {exc}") from None
-            section, name = key.split(".")
-            values.setdefault(section, {})[name] = secret
-        return values

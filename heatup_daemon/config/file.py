@@ -12,15 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from heatup_daemon.config import (
+from heatup_daemon.config.sections import (
     CONFIG_PATH_ENV,
     ENV_PREFIX,
     MASK,
     SECRET_KEYS,
     SYSTEM_CONFIG_PATH,
-    Settings,
     masked_database_url,
 )
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.errors import ConfigError
 from heatup_daemon.redact import redact
 from heatup_daemon.validation import show
