@@ -17,6 +17,7 @@ import contextvars
 import gc
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ import apscheduler.executors.base
 import apscheduler.schedulers.base
 import apscheduler.triggers.interval
 
+from heatup_daemon.planner import chain as chain_module
 from heatup_daemon.scheduling import scheduler as scheduler_module
 from heatup_daemon.validation import validate_channel, validate_session
 from tests.sim import events
@@ -296,9 +298,10 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def host_time(loop: VirtualLoop) -> Iterator[None]:
+def host_time(loop: VirtualLoop, seed: int) -> Iterator[None]:
     """APScheduler and the scheduler's housekeeping keep the host's time: the loop's. So
-    does every timer heatup reads beside its ``Clock``."""
+    does every timer heatup reads beside its ``Clock``; and the planner chain's keys
+    (``uuid.uuid4``) are drawn from the seed."""
 
     class VirtualDatetime(datetime):
         @classmethod
@@ -320,6 +323,12 @@ def host_time(loop: VirtualLoop) -> Iterator[None]:
     # The refresh job times its counts (and spaces them by their cost): on the loop's clock,
     # where they cost nothing, never on the host's, where a busy machine would change the run.
     scheduling.time = SimpleNamespace(perf_counter=loop.time)
+    chain: Any = chain_module
+    keys = random.Random(f"{seed}:keys")
+    drawn = SimpleNamespace(uuid4=lambda: uuid.UUID(int=keys.getrandbits(128), version=4))
+    ids = getattr(chain, "uuid", None)
+    if ids is not None:
+        chain.uuid = drawn
     try:
         yield
     finally:
@@ -327,6 +336,8 @@ def host_time(loop: VirtualLoop) -> Iterator[None]:
             module.datetime = original
         scheduling.HOST = host
         scheduling.time = timer
+        if ids is not None:
+            chain.uuid = ids
 
 
 def simulate(seed: int, *, verbose: bool = False, duration_s: float | None = None) -> Result:
@@ -346,9 +357,10 @@ def simulate(seed: int, *, verbose: bool = False, duration_s: float | None = Non
     def unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error, future = context.get("exception"), context.get("future")
         what = getattr(future, "get_coro", lambda: future)()
+        name = getattr(what, "__qualname__", type(what).__name__)  # no address: one trace
         trace.violated(
             "no_unexpected_errors",
-            f"{owner()}: {context.get('message')}: {error!r} in {what!r}"[:400],
+            f"{owner()}: {context.get('message')}: {error!r} in {name}"[:400],
         )
 
     loop.set_exception_handler(unhandled)
@@ -358,7 +370,7 @@ def simulate(seed: int, *, verbose: bool = False, duration_s: float | None = Non
     gc.freeze()  # what was alive before this run is not scanned again
     gc.disable()
     try:
-        with captured_logs(capture, 10 if verbose else 30), host_time(loop):
+        with captured_logs(capture, 10 if verbose else 30), host_time(loop, seed):
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(cluster.run())
@@ -393,7 +405,8 @@ def _drain(loop: VirtualLoop, trace: Trace) -> None:
     """Cancel what is left (the harness's own tasks), and report a node's task left over."""
     left = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in left:
-        trace.add("left", task.get_name())
+        coro = task.get_coro()
+        trace.add("left", getattr(coro, "__qualname__", "?"))  # a name, not a counter's
         task.cancel()
     if left:
         loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))

@@ -35,7 +35,7 @@ from collections.abc import Coroutine, Iterable
 from datetime import date, datetime
 from typing import Any, Final, TypeVar
 
-from heatup_daemon.config import Settings
+from heatup_daemon.config.settings import Settings
 from heatup_daemon.enums import ActionKind, JoinStatus, Outcome, RunStatus
 from heatup_daemon.records import LeaseReading, RunView
 from heatup_daemon.session import read_time
@@ -133,7 +133,7 @@ class Invariants:
         self._born: dict[int, datetime] = {}  # gateway id -> its account's creation
         self._stale_places: dict[tuple[int, int], datetime] = {}  # first seen held by an end
         # Within this, a reaper's pass has settled what an ended run held.
-        self._sweep_s = 3 * settings.scheduler.heartbeat_seconds + 30.0
+        self._sweep_s = 3 * settings.scheduler.heartbeat_s + 30.0
         gateway.on_open = self.request_opened
         gateway.on_close = self.request_closed
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Final
 
-from heatup_daemon.config import PlannerSettings
+from heatup_daemon.config.sections import PlannerSettings
 from heatup_daemon.enums import LLMOutcome, PlanSource
 from heatup_daemon.errors import PlannerUnavailable
 from heatup_daemon.planner.fallback import FallbackPlanner

@@ -26,20 +26,20 @@ from fastapi import HTTPException
 
 from heatup_daemon import transfer
 from heatup_daemon.api import routes, starting
-from heatup_daemon.api.state import ApiState
-from heatup_daemon.config import Settings
-from heatup_daemon.enums import Actor, Surface
-from heatup_daemon.errors import DatabaseUnavailable, HeatupError, InvalidValue, NotFound
+from heatup_daemon.api.state import ApiState, status_of
+from heatup_daemon.config.settings import Settings
+from heatup_daemon.enums import Actor, Format, Surface
+from heatup_daemon.errors import DatabaseUnavailable, HeatupError, InvalidValue
 from heatup_daemon.lease import NodeLease
 from heatup_daemon.metrics import Metrics
 from heatup_daemon.planner.chain import CircuitBreaker, LLMWithFallback
 from heatup_daemon.planner.fallback import FallbackPlanner
 from heatup_daemon.planner.llm import LLMPlanner
-from heatup_daemon.records import Author
 from heatup_daemon.scheduling.scheduler import Scheduler
 from heatup_daemon.stores import NodeStore
 from heatup_daemon.timing.clock import DatabaseClock
 from heatup_daemon.validation import validate_edit
+from heatup_daemon.views import Author
 from heatup_daemon.wiring import Parts, build_parts
 from tests.sim.loop import HostClock
 
@@ -207,7 +207,7 @@ class SimNode:
             exposition=metrics.exposition,
             clock=lease.clock,
             on_registered=scheduler.reconcile_soon,
-            pool_counts=scheduler.last_counts,
+            session_counts=scheduler.last_counts,
         )
         stopper = asyncio.ensure_future(self._stop.wait())
         try:
@@ -236,8 +236,8 @@ class SimNode:
             return 202
         except HTTPException as exc:
             return exc.status_code
-        except DatabaseUnavailable:  # the app's handler: 503
-            return 503
+        except HeatupError as exc:  # the app's handler of domain errors
+            return status_of(exc)
 
     async def console_act(self, gateway_id: int, action: str) -> str:
         """A console button (``manage._act``): enable, disable, remove or run."""
@@ -252,12 +252,8 @@ class SimNode:
                 api.on_registered()
             else:
                 await starting.start(api, gateway_id, None)
-        except NotFound:
-            return "404"
-        except HTTPException as exc:
-            return str(exc.status_code)
-        except DatabaseUnavailable:
-            return "503"
+        except HeatupError as exc:
+            return str(status_of(exc))
         return "ok"
 
     async def console_edit(self, gateway_id: int, changes: dict[str, object | None]) -> str:
@@ -269,12 +265,10 @@ class SimNode:
             record = await api.registry.get_session(gateway_id)
             spec = validate_edit(record.public(), changes, api.clock.now())
             await api.registry.edit_session(spec, by=CONSOLE)
-        except NotFound:
-            return "404"
         except InvalidValue as exc:
             return f"422 {exc}"
-        except DatabaseUnavailable:
-            return "503"
+        except HeatupError as exc:
+            return str(status_of(exc))
         api.on_registered()
         return "ok"
 
@@ -287,7 +281,7 @@ class SimNode:
             report = await transfer.register_all(
                 api.registry,
                 text,
-                transfer.Format.CSV,
+                Format.CSV,
                 skip_invalid=skip_invalid,
                 by=CONSOLE,
                 now=api.clock.now(),

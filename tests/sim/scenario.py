@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from heatup_daemon.config import (
+from heatup_daemon.config.sections import (
     CALL_SLACK_S,
     RENEWAL_MARGIN_S,
     ChannelEntry,
@@ -23,8 +23,8 @@ from heatup_daemon.config import (
     PoolSettings,
     SchedulerSettings,
     ServiceSettings,
-    Settings,
 )
+from heatup_daemon.config.settings import Settings
 from tests.sim.faults import Fault, Rates
 from tests.sim.gateway import GatewayRates
 
@@ -118,10 +118,10 @@ class Scenario:
             planner=PlannerSettings(seed=self.seed),
             executor=ExecutorSettings(time_scale=self.time_scale),
             scheduler=SchedulerSettings(
-                reconcile_seconds=self.reconcile_s,
-                dispatch_interval_seconds=self.dispatch_s,
-                heartbeat_seconds=self.heartbeat_s,
-                stale_run_seconds=self.stale_s,
+                reconcile_s=self.reconcile_s,
+                dispatch_interval_s=self.dispatch_s,
+                heartbeat_s=self.heartbeat_s,
+                stale_run_s=self.stale_s,
                 max_concurrent_runs=50,
             ),
             pool=PoolSettings(max_joins_per_channel_per_hour=self.pace),

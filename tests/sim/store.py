@@ -18,20 +18,13 @@ from typing import Any
 
 from heatup_daemon.enums import Clearance, JoinStatus, SessionState
 from heatup_daemon.errors import AlreadyExists
-from heatup_daemon.records import (
-    CLI_AUTHOR,
-    ActionRecord,
-    Author,
-    Decision,
-    Imported,
-    LeaseReading,
-    Node,
-)
+from heatup_daemon.records import ActionRecord, Decision, LeaseReading, Node
 from heatup_daemon.scheduling.slots import KEY_FIELDS
 from heatup_daemon.session import SessionRecord, read_time
 from heatup_daemon.testing import InMemoryStore
 from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
 from heatup_daemon.validation import SessionSpec
+from heatup_daemon.views import CLI_AUTHOR, Author, Imported
 from tests.sim.loop import EPOCH
 
 # (virtual seconds when written, lease_until in virtual seconds, or None: the row dropped)
@@ -173,6 +166,11 @@ class SimStore(InMemoryStore):
         if enabled:
             row.update(state=SessionState.ACTIVE.value, state_reason=None)
         return self._record(session_id)
+
+    async def registered(self, gateway_ids: Sequence[int]) -> set[int]:
+        self._check()
+        taken = {row["gateway_session_id"] for row in self.sessions.values()}
+        return {gateway_id for gateway_id in gateway_ids if gateway_id in taken}
 
     async def import_sessions(
         self,

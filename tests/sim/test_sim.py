@@ -26,8 +26,9 @@ ARTIFACTS: Final = ROOT / "tests" / "artifacts"
 # The seeds that found each known defect on the code before its fix (issue 30), and the
 # invariant each broke: each must pass once its defect is fixed.
 REGRESSIONS: Final = [
-    pytest.param(5, "one_task_per_run", id="item-1-run-launched-twice"),
-    pytest.param(1, "tokens_add_up", id="item-2-token-ledger-below-use"),
+    pytest.param(1, "one_task_per_run", id="item-1-a-run-launched-twice"),
+    pytest.param(0, "tokens_add_up", id="item-2-the-token-ledger-below-use"),
+    pytest.param(4, "calls_within_lease", id="item-3-a-call-outlasts-its-lease"),
 ]
 
 
