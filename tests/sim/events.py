@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from heatup_daemon import transfer
+from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
 from heatup_daemon.validation import validate_session
 from tests.sim.faults import Fault
 from tests.sim.loop import OWNER
@@ -40,7 +41,7 @@ def play(cluster: Cluster, event: Event) -> None:
 
 def _live(machine: Machine) -> SimNode | None:
     node = machine.node
-    if node is None or machine.main is None or machine.main.done():
+    if node is None or node.dead or machine.main is None or machine.main.done():
         return None
     return node
 
@@ -217,8 +218,6 @@ def admin_edit(cluster: Cluster, event: Event) -> None:
             label="added",
         )
         row_id = store._next_id()
-        from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
-
         store.sessions[row_id] = {
             **SESSION_DEFAULTS,
             **spec.columns(True),

@@ -29,16 +29,16 @@ recorded once (``trace.Trace.violated``) under the invariant's name:
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable
 from datetime import date, datetime
 from typing import Any, Final, TypeVar
 
 from heatup_daemon.config.settings import Settings
-from heatup_daemon.enums import ActionKind, JoinStatus, Outcome, RunStatus
+from heatup_daemon.enums import JoinStatus, RunStatus
 from heatup_daemon.records import LeaseReading, RunView
 from heatup_daemon.session import read_time
+from tests.sim import history
 from tests.sim.faults import Reachable
 from tests.sim.gateway import GatewayWorld, Operation, Request
 from tests.sim.llm import LLMWorld
@@ -65,11 +65,6 @@ RUN_OPS: Final = frozenset(
     }
 )
 EPSILON_S: Final = 1e-5
-GATEWAY_KINDS: Final = {
-    ActionKind.JOIN_CHANNEL: "join_channel",
-    ActionKind.READ_MESSAGES: "read_history",
-    ActionKind.BROWSE_DIALOGS: "browse_dialogs",
-}
 
 
 def at_once(coro: Coroutine[Any, Any, T]) -> T:
@@ -253,11 +248,11 @@ class Invariants:
         self._sweep_s = 0.0  # every node stopped: nothing is reserved any more
         self.check()
         self._no_running(self._store.runs.values(), "every node stopped")
-        self._actions_match_gateway()
-        self._places_match_gateway()
+        history.actions_match_gateway(self._store, self._gateway, self._violated)
+        history.places_match_gateway(self._store, self._gateway, self._violated)
         self._within_limits()
         self._tokens(final=True)
-        self._slot_chains()
+        history.slot_chains(self._store, self._violated)
 
     def check_stopped(self, node: Reachable) -> None:
         """A node has stopped cleanly: none of its runs is still ``running``."""
@@ -325,65 +320,6 @@ class Invariants:
                     )
 
     # --- at the end -----------------------------------------------------------------------
-
-    def _actions_match_gateway(self) -> None:
-        """An ``ok`` row has a call of its kind that succeeded (a join, or its check)."""
-        by_action = self._gateway.by_action
-        for run in self._store.runs.values():
-            for action in run.actions:
-                wanted = GATEWAY_KINDS.get(action.kind)
-                if action.outcome is not Outcome.OK or wanted is None:
-                    continue
-                operations = by_action.get((run.id, action.seq), [])
-                if not any(_answered(operation, wanted) for operation in operations):
-                    self._violated(
-                        "action_rows_match_gateway",
-                        f"run {run.id} action {action.seq} ({action.kind}) is ok, and no call "
-                        "of it succeeded",
-                    )
-        self._calls_have_rows()
-
-    def _calls_have_rows(self) -> None:
-        """A call has its row, and a join that happened is not recorded as failed."""
-        runs = self._store.runs
-        for operation in self._gateway.operations:
-            run = runs.get(operation.run or 0)
-            actions = () if run is None else run.actions
-            row = next((a for a in actions if a.seq == operation.seq), None)
-            if row is None:
-                self._violated(
-                    "action_rows_match_gateway",
-                    f"run {operation.run} action {operation.seq}: a {operation.op} call has no row",
-                )
-            elif operation.joined and not row.outcome.may_have_happened:
-                self._violated(
-                    "action_rows_match_gateway",
-                    f"run {operation.run} action {operation.seq}: the join happened, and its row "
-                    f"says {row.outcome} ({row.error_code})",
-                )
-
-    def _places_match_gateway(self) -> None:
-        store = self._store
-        places = {
-            (place["run_id"], store.channels[place["channel_id"]]["username"]): place["status"]
-            for place in store.ledger
-            if place["channel_id"] in store.channels
-        }
-        for operation in self._gateway.operations:
-            if not operation.joined:
-                continue
-            status = places.get((operation.run, operation.channel))
-            if status is None:
-                self._violated(
-                    "join_places_add_up",
-                    f"run {operation.run} joined @{operation.channel} without a place",
-                )
-            elif status is JoinStatus.RELEASED:
-                self._violated(
-                    "join_places_add_up",
-                    f"run {operation.run} joined @{operation.channel}, and its place was given "
-                    "back",
-                )
 
     def _within_limits(self) -> None:
         """Within one simulated hour: a channel's joins within its pace, a session's within
@@ -462,39 +398,6 @@ class Invariants:
                 f"the ledger holds {ledger} tokens: the calls used {used}, and at most "
                 f"{excused} more may stand reserved",
             )
-
-    def _slot_chains(self) -> None:
-        """Each session's scheduled rows, in slot order: each starts where the one before
-        ended, unless the slots were placed anew in between."""
-        rows: dict[int, list[RunView]] = defaultdict(list)
-        for run in self._store.runs.values():
-            if run.scheduled_for is not None and run.session_id is not None:
-                rows[run.session_id].append(run)
-        for session_id, chain in rows.items():
-            chain.sort(key=lambda run: (run.scheduled_for, run.id))
-            anchors = self._store.anchors.get(session_id, [])
-            for before, after in itertools.pairwise(chain):
-                if before.scheduled_for == after.scheduled_for:
-                    self._violated(
-                        "slot_rows_chain",
-                        f"session {after.gateway_session_id}: slot {after.scheduled_for} has two "
-                        f"rows ({before.id}, {after.id})",
-                    )
-                elif before.next_slot_at != after.scheduled_for and not any(
-                    before.id <= anchor < after.id for anchor in anchors
-                ):
-                    self._violated(
-                        "slot_rows_chain",
-                        f"session {after.gateway_session_id}: row {before.id} leaves off at "
-                        f"{before.next_slot_at}, and the next row {after.id} is for "
-                        f"{after.scheduled_for}",
-                    )
-
-
-def _answered(operation: Operation, wanted: str) -> bool:
-    if operation.op == wanted and operation.result == "ok":
-        return True
-    return wanted == "join_channel" and operation.op == "is_member" and operation.member is True
 
 
 def _days_of(store: SimStore) -> set[date]:
