@@ -93,17 +93,32 @@ class RegistrySql(SqlStore):
         already registered are returned; unless ``skip_registered``, nothing is written
         when there is one."""
 
+        # A session registered by another admin after the read below (on PostgreSQL a
+        # committed insert is seen by the next statement) is passed over, not an error.
+        add = (
+            self.insert(SessionRow)
+            .on_conflict_do_nothing(index_elements=[SessionRow.gateway_session_id])
+            .returning(SessionRow.gateway_session_id)
+        )
+
         def register(db: Connection) -> Imported:
             registered = _registered(db, [spec.gateway_session_id for spec, _ in rows])
             if registered and not skip_registered:
                 return Imported(registered, 0)
             fresh = [(spec, enabled) for spec, enabled in rows
                      if spec.gateway_session_id not in registered]  # fmt: skip
+            written = 0
             for start in range(0, len(fresh), IMPORT_CHUNK):
                 chunk = fresh[start : start + IMPORT_CHUNK]
-                db.execute(insert(SessionRow), [s.columns(e) for s, e in chunk])
-                db.execute(insert(AuditRow), [_registration(by, s, e) for s, e in chunk])
-            return Imported(registered, len(fresh))
+                added = set(db.scalars(add, [s.columns(e) for s, e in chunk]))
+                registered |= {s.gateway_session_id for s, _ in chunk} - added
+                audits = [
+                    _registration(by, s, e) for s, e in chunk if s.gateway_session_id in added
+                ]
+                if audits:
+                    db.execute(insert(AuditRow), audits)
+                written += len(added)
+            return Imported(registered, written)
 
         return await self._write(register)
 
