@@ -16,9 +16,10 @@ The records they pass are in ``records``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from heatup_daemon.enums import Clearance, JoinRefusal, Refusal, RunStatus, SessionSort, Trigger
 from heatup_daemon.records import (
@@ -53,6 +54,8 @@ from heatup_daemon.views import (
     SessionPage,
     SessionSearch,
 )
+
+T = TypeVar("T")
 
 
 class SlotPolicy(Protocol):
@@ -343,3 +346,21 @@ __all__ = [
     "SlotPolicy",
     "TokenLedger",
 ]
+
+
+async def carried(call: Awaitable[T], pending: set[asyncio.Future[Any]] | None = None) -> T:
+    """``call`` (a store operation) carried to its end even if its caller is cancelled
+    meanwhile: a write is never cut halfway. A failure that nobody awaits then is retrieved
+    here, not left for the event loop to report as an error. ``pending`` holds the call
+    while it runs (a store waits for them all before it closes)."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    if pending is not None:
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

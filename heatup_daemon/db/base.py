@@ -44,6 +44,7 @@ from heatup_daemon.db.migrate import ensure_at_head
 from heatup_daemon.db.sqlite import SqliteThreads
 from heatup_daemon.errors import DatabaseRefused, DatabaseUnavailable
 from heatup_daemon.records import PoolJoins
+from heatup_daemon.stores import carried
 
 R = TypeVar("R")
 # One transaction's work: a function of a connection, run inside the transaction.
@@ -124,10 +125,7 @@ def _uncancellable(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(operation)
     async def run(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
-        task = asyncio.ensure_future(operation(self, *args, **kwargs))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return await asyncio.shield(task)
+        return await carried(operation(self, *args, **kwargs), self._pending)
 
     return run
 

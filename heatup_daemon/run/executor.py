@@ -54,7 +54,7 @@ from heatup_daemon.logs import log_context
 from heatup_daemon.planner.model import Plan, PlannedAction
 from heatup_daemon.records import IN_FLIGHT, ActionRecord, Run
 from heatup_daemon.run.events import RunObserver
-from heatup_daemon.stores import RunRecorder
+from heatup_daemon.stores import RunRecorder, carried
 from heatup_daemon.timing.clock import Clock
 
 STOPPED: Final = "heatup stopped before the rest of the plan"
@@ -208,7 +208,7 @@ class _Run:
                 await self._act(action, result)
         except asyncio.CancelledError:
             result.cancelled()
-            await asyncio.shield(self._record(seq, action, started_at, started, result))
+            await carried(self._record(seq, action, started_at, started, result))
             raise
         except GatewayError as error:
             result.fail(error.code, str(error)[:500])

@@ -26,7 +26,7 @@ from heatup_daemon.records import Decision
 from heatup_daemon.run.runner import InFlight
 from heatup_daemon.scheduling.jobs import JobMetrics, Jobs
 from heatup_daemon.scheduling.slots import CatchUp
-from heatup_daemon.stores import SchedulingStore, SlotPolicy
+from heatup_daemon.stores import SchedulingStore, SlotPolicy, carried
 from heatup_daemon.timing.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Dispatcher:
             return 0.0
         try:
             # Shielded: a stop cancels this loop, never a query halfway.
-            due = await asyncio.shield(self._store.next_due_at())
+            due = await carried(self._store.next_due_at())
         except DatabaseUnavailable:
             return cap_s
         if due is None:
@@ -127,7 +127,7 @@ class Dispatcher:
         """Runs in flight fill ``max_concurrent_runs``: when due runs wait for a free place
         meanwhile, count it, and say so in the log once a minute, with the remedy."""
         try:
-            due = await asyncio.shield(self._store.next_due_at())
+            due = await carried(self._store.next_due_at())
         except DatabaseUnavailable:
             return
         now = self._clock.now()

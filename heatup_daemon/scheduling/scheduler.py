@@ -163,7 +163,7 @@ class Scheduler:
         now = HOST.now()
         for name, interval_s, first_s, job in jobs:
             aps.add_job(
-                self.jobs.guarded(name, job),
+                self._housekeeping(name, job),
                 "interval",
                 seconds=interval_s,
                 id=name,
@@ -178,6 +178,21 @@ class Scheduler:
         aps.start()
         self._aps = aps
         self.dispatcher.start().add_done_callback(self._dispatcher_ended)
+
+    def _housekeeping(
+        self, name: Job, job: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[None]]:
+        """``job`` as APScheduler runs it: judged (``Jobs.guarded``), and a pass a stop cuts
+        short ends quietly (APScheduler would log the cancellation as the job's error)."""
+        guarded = self.jobs.guarded(name, job)
+
+        async def run() -> None:
+            try:
+                await guarded()
+            except asyncio.CancelledError:
+                log.info("the %s pass was cut short: heatup is stopping", name)
+
+        return run
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from heatup_daemon import transfer
-from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
+from heatup_daemon.session import ROW_DEFAULTS
 from heatup_daemon.validation import validate_session
 from tests.sim.faults import Fault
 from tests.sim.loop import OWNER
@@ -219,7 +219,7 @@ def admin_edit(cluster: Cluster, event: Event) -> None:
         )
         row_id = store._next_id()
         store.sessions[row_id] = {
-            **SESSION_DEFAULTS,
+            **ROW_DEFAULTS,
             **spec.columns(True),
             "created_at": store.db_clock.now(),
         }

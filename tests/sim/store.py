@@ -20,9 +20,8 @@ from heatup_daemon.enums import Clearance, JoinStatus, SessionState
 from heatup_daemon.errors import AlreadyExists
 from heatup_daemon.records import ActionRecord, Decision, LeaseReading, Node
 from heatup_daemon.scheduling.slots import KEY_FIELDS
-from heatup_daemon.session import SessionRecord, read_time
+from heatup_daemon.session import ROW_DEFAULTS, SessionRecord, read_time
 from heatup_daemon.testing import InMemoryStore
-from heatup_daemon.testing.memory.tables import SESSION_DEFAULTS
 from heatup_daemon.validation import SessionSpec
 from heatup_daemon.views import CLI_AUTHOR, Author, Imported
 from tests.sim.loop import EPOCH
@@ -191,7 +190,7 @@ class SimStore(InMemoryStore):
             raise AlreadyExists("an import names one gateway id twice")
         for spec, enabled in fresh:
             self.sessions[self._next_id()] = {
-                **SESSION_DEFAULTS,
+                **ROW_DEFAULTS,
                 **spec.columns(enabled),
                 "created_at": self.db_clock.now(),
             }

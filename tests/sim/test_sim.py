@@ -29,6 +29,11 @@ REGRESSIONS: Final = [
     pytest.param(1, "one_task_per_run", id="item-1-a-run-launched-twice"),
     pytest.param(0, "tokens_add_up", id="item-2-the-token-ledger-below-use"),
     pytest.param(4, "calls_within_lease", id="item-3-a-call-outlasts-its-lease"),
+    # Found on the fixed code, then fixed: a stop's cancellation logged as a job's error, a
+    # store call's failure nobody retrieved, a node that did not stop.
+    pytest.param(17, "no_unexpected_errors", id="a-housekeeping-pass-cut-by-a-stop"),
+    pytest.param(3, "no_unexpected_errors", id="a-failure-nobody-retrieved"),
+    pytest.param(14, "nodes_exit_cleanly", id="a-node-that-did-not-stop"),
 ]
 
 
