@@ -211,13 +211,13 @@ class _Run:
             await carried(self._record(seq, action, started_at, started, result))
             raise
         except GatewayError as error:
-            result.fail(error.code, str(error)[:500])
+            result.fail(error.code, str(error))
             if action.action is ActionKind.JOIN_CHANNEL and isinstance(error, GatewayUnavailable):
                 await self._confirm_join(action, result)
             result.stop = await self._react(error)
             result.channel_problem = isinstance(error, ChannelUnavailable)
         except InvalidValue as error:  # a plan value the gateway client refused locally
-            result.fail(ActionCode.INVALID, str(error)[:500])
+            result.fail(ActionCode.INVALID, str(error))
         await self._record(seq, action, started_at, started, result)
         if result.channel_problem and result.code is not None and action.channel is not None:
             # After the action row: those rows are the evidence the flag is decided on.
@@ -293,7 +293,7 @@ class _Run:
             result.text = "joined (confirmed after the gateway's answer was lost)"
         elif member is None:
             result.outcome = Outcome.UNKNOWN
-            result.text = f"{result.text} (whether it joined is unknown)"[:500]
+            result.text = f"{result.text} (whether it joined is unknown)"
 
     async def _react(self, error: GatewayError) -> str | None:
         """Apply GATEWAY.md's consequence of ``error``; return why the run stops, if it does."""

@@ -122,7 +122,7 @@ class Runner:
             try:
                 session = admit(row.record, now)
             except SessionNotRunnable as refused:
-                reason = f"its start could not be confirmed, and now {refused}"[:500]
+                reason = f"its start could not be confirmed, and now {refused}"
                 await self._store.finish_run(row.id, RunStatus.INTERRUPTED, reason, now)
                 continue
             adopted.append(
@@ -185,11 +185,11 @@ class Runner:
             status, error = RunStatus.INTERRUPTED, "the run was cancelled"
             raise
         except DatabaseUnavailable as exc:
-            error = f"the database was unavailable: {exc}"[:500]
+            error = f"the database was unavailable: {exc}"
             raise
         except DatabaseRefused as exc:  # a defect: the run cannot go on, and it counts
             log.error("run %d failed: %s", run.id, exc)
-            error = str(exc)[:500]
+            error = str(exc)
             self._fatal.failed(DEFECTS, exc)
             raise
         except Exception as exc:

@@ -31,7 +31,6 @@ from typing import Final
 from heatup_daemon.enums import Refusal, RunStatus, SessionState, SkipCause
 from heatup_daemon.errors import InvalidState, InvalidValue, SessionNotRunnable
 from heatup_daemon.records import Decision, SlotRow
-from heatup_daemon.session import KEY_FIELDS as KEY_FIELDS  # still read from here by tests
 from heatup_daemon.session import Session, SessionRecord, admit, key_fields, validate_record
 from heatup_daemon.timing.schedule import NominalTimes, jittered, nominal_times, slot_at_or_after
 

@@ -30,7 +30,7 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The admin key's columns (``slots.KEY_FIELDS`` as of this revision).
+# The admin key's columns (``session.KEY_FIELDS`` as of this revision).
 KEY_COLUMNS: Final = (
     "gateway_session_id",
     "schedule",

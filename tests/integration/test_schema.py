@@ -23,7 +23,7 @@ from heatup_daemon.db.runs import runs_query
 from heatup_daemon.db.scheduling import marked_rows
 from heatup_daemon.enums import SessionSort, Standing
 from heatup_daemon.errors import SchemaNotAtHead
-from heatup_daemon.scheduling.slots import KEY_FIELDS
+from heatup_daemon.session import KEY_FIELDS
 from heatup_daemon.views import EVERY_SESSION, RunFilter, SessionSearch
 
 # The migration that installs the edit trigger (its module name starts with a digit).
@@ -333,7 +333,7 @@ async def test_the_console_reads_a_large_pool_through_its_indexes(engine: AsyncE
     attention = SessionSearch("", Standing.NEEDS_ATTENTION)
     filtered = page_rows(SessionSort.NEXT_RUN, False, attention, 0, 101)
     assert "ix_sessions_standing" in await plan_of(engine, filtered)
-    by_state = page_rows(SessionSort.STATE, True, EVERY_SESSION, 0, 101)
+    by_state = page_rows(SessionSort.STANDING, True, EVERY_SESSION, 0, 101)
     assert "ix_sessions_standing" in await plan_of(engine, by_state)
     for descending in (False, True):  # one index each way: a never run session is oldest
         by_last_run = page_rows(SessionSort.LAST_RUN, descending, EVERY_SESSION, 0, 101)
