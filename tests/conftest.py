@@ -22,6 +22,7 @@ from tests.databases import (
     drop_postgres_database,
     postgres_server_url,
 )
+from tests.figures import Figures
 
 BACKENDS = ["sqlite"] + (["postgresql"] if postgres_server_url() else [])
 
@@ -32,10 +33,25 @@ settings.load_profile("heatup")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--long-faults",
+        "--long",
+        "--long-faults",  # its name before every slow test had a long variant
         action="store_true",
-        help="run the fault scenarios' long variants (minutes each) instead of the short ones",
+        dest="long",
+        help="run the long variants of the slow tests (minutes each) instead of the short ones",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # pytest-xdist's workers send their reports on
+        config.pluginmanager.register(Figures(), "heatup-figures")
+
+
+@pytest.fixture
+def long_variant(request: pytest.FixtureRequest) -> bool:
+    """Whether to run a slow test's long variant (``pytest --long``): more of the same
+    (kills, phases, examples, minutes), where the short one, which the test command runs,
+    already checks every promise once."""
+    return bool(request.config.getoption("long"))
 
 
 @pytest.fixture(autouse=True)

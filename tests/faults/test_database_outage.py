@@ -17,7 +17,8 @@ from heatup_daemon.db.leases import REAPED
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import Daemon, NotifySocket, wait_until
-from tests.faults.conftest import PrivatePostgres, Report
+from tests.faults.conftest import PrivatePostgres
+from tests.figures import Report
 from tests.judging import (
     assert_every_slot_once,
     assert_no_call_outside_a_run,
@@ -51,9 +52,9 @@ def readiness(port: int) -> tuple[int, dict[str, str]]:
 
 @pytest.mark.timeout(600)
 def test_a_database_outage_under_load(
-    private_postgres: PrivatePostgres, tmp_path: Path, long_faults: bool, report: Report
+    private_postgres: PrivatePostgres, tmp_path: Path, long_variant: bool, report: Report
 ) -> None:
-    outage_s = 60 if long_faults else 15
+    outage_s = 60 if long_variant else 15
     url = private_postgres.url
     subprocess.run(
         [str(HEATUP), "db", "upgrade"],

@@ -15,7 +15,7 @@ import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_with_sessions, wait_until
-from tests.faults.conftest import Report
+from tests.figures import Report
 
 RUNS = 200
 STOP_TIMEOUT_S = 5.0
