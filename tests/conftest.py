@@ -142,7 +142,10 @@ def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[...,
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every async test fails if it leaves a task running."""
+    """Every async test fails if it leaves a task running. The slow tests come first: on
+    pytest-xdist's workers, the quick ones then fill the gaps instead of a slow one starting
+    last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.obj = _fail_on_leaked_tasks(item.obj)

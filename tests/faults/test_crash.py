@@ -40,6 +40,7 @@ ENV = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_moments(tmp_path: Path, long_variant: bool, report: Report) -> None:
     kills = 50 if long_variant else 10

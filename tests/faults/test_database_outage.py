@@ -50,6 +50,7 @@ def readiness(port: int) -> tuple[int, dict[str, str]]:
     return response.status_code, response.json()["checks"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_database_outage_under_load(
     private_postgres: PrivatePostgres, tmp_path: Path, long_variant: bool, report: Report

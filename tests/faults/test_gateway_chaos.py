@@ -68,6 +68,7 @@ def most_attempts_for_one_call(database: Path, audit: list[dict[str, Any]]) -> i
     return max(attempts.values())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_gateway_in_trouble(tmp_path: Path, long_variant: bool, report: Report) -> None:
     duration_s = 300 if long_variant else 40

@@ -52,6 +52,7 @@ def assert_valid(plan: dict[str, Any]) -> None:
             assert action["channel"] is None, action
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_llm_that_fails_every_way(tmp_path: Path, long_variant: bool, report: Report) -> None:
     phases = PHASES * (4 if long_variant else 1)
