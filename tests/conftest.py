@@ -22,6 +22,7 @@ from tests.databases import (
     drop_postgres_database,
     postgres_server_url,
 )
+from tests.figures import Figures
 
 BACKENDS = ["sqlite"] + (["postgresql"] if postgres_server_url() else [])
 
@@ -32,10 +33,25 @@ settings.load_profile("heatup")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--long-faults",
+        "--long",
+        "--long-faults",  # its name before every slow test had a long variant
         action="store_true",
-        help="run the fault scenarios' long variants (minutes each) instead of the short ones",
+        dest="long",
+        help="run the long variants of the slow tests (minutes each) instead of the short ones",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # pytest-xdist's workers send their reports on
+        config.pluginmanager.register(Figures(), "heatup-figures")
+
+
+@pytest.fixture
+def long_variant(request: pytest.FixtureRequest) -> bool:
+    """Whether to run a slow test's long variant (``pytest --long``): more of the same
+    (kills, phases, examples, minutes), where the short one, which the test command runs,
+    already checks every promise once."""
+    return bool(request.config.getoption("long"))
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +142,10 @@ def _fail_on_leaked_tasks(test: Callable[..., Awaitable[None]]) -> Callable[...,
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every async test fails if it leaves a task running."""
+    """Every async test fails if it leaves a task running. The slow tests come first: on
+    pytest-xdist's workers, the quick ones then fill the gaps instead of a slow one starting
+    last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.obj = _fail_on_leaked_tasks(item.obj)

@@ -44,6 +44,7 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str,
     drop_postgres_database(server, url)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_new_accounts_and_busy_channels(setup: tuple[str, int], tmp_path: Path) -> None:
     url, nodes = setup

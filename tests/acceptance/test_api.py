@@ -21,6 +21,9 @@ from tests.acceptance.daemons import Daemon, register, wait_until
 from tests.seed import assert_seed_shape
 from tests.tools import tool
 
+# One pytest-xdist worker runs this module: its tests share one daemon, whose state they build on.
+pytestmark = pytest.mark.xdist_group("api")
+
 TOKEN = "api-token-for-tests"
 
 

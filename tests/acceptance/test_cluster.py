@@ -83,6 +83,7 @@ def wait_ready(daemon: Daemon) -> None:
     assert daemon.process is not None and daemon.process.poll() is None, daemon.output()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_three_nodes_three_kills_every_slot_once(cluster_database: str, tmp_path: Path) -> None:
     audit_path = tmp_path / "audit.jsonl"

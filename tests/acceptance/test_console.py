@@ -30,6 +30,9 @@ from tests.acceptance.daemons import SQL, Daemon, register, wait_until
 from tests.sandboxes import SandboxControl, running_sandbox
 from tests.tools import tool
 
+# One pytest-xdist worker runs this module: its tests share one daemon and one browser.
+pytestmark = pytest.mark.xdist_group("console")
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TOKEN = "console-token-for-tests"
 READER = "console-read-token-for-tests"

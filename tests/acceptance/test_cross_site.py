@@ -22,6 +22,9 @@ from tests.acceptance.daemons import SQL, Daemon, register
 from tests.sandboxes import SandboxControl, running_sandbox
 from tests.tools import tool
 
+# One pytest-xdist worker runs this module: its tests share one daemon and one browser.
+pytestmark = pytest.mark.xdist_group("cross-site")
+
 REGISTERED = 5
 UNKNOWN = 6  # auto_register would register it on a /warmup
 REBINDING = "rebinding.attacker.example"

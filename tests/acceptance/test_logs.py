@@ -19,6 +19,9 @@ from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import SQL, Daemon, register, wait_until
 
 # Joins of @privatechan fail CHANNEL_PRIVATE; any other join gets a flood wait.
+# One pytest-xdist worker runs this module: its tests read one daemon's story.
+pytestmark = pytest.mark.xdist_group("logs")
+
 WORLD = """
 [limits]
 flood_joins = 0

@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any, Final
 from uuid import uuid4
 
+import pytest
+
 from tests.tools import tool
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 RUN: Final = uuid4().hex[:8]
 # The host's trust store: pip inside a build reaches PyPI through it.
 CERTIFICATES: Final = Path("/etc/ssl/certs")
+# The images are made once per test process (conftest.py): on pytest-xdist's workers, the
+# tests that use them run on one worker, in one go.
+ON_THE_IMAGES_WORKER: Final = pytest.mark.xdist_group("container-images")
 
 
 def docker(*args: str, timeout_s: float = 600, check: bool = True) -> str:
@@ -59,6 +64,14 @@ def base_image(folder: Path) -> str:
     )
     rootfs.unlink()
     return name
+
+
+def stand_in(name: str, base: str) -> str:
+    """The stand-in image ``images/NAME`` on ``base``, built from nothing."""
+    tag = f"heatup-test-{name}:{RUN}"
+    folder = Path(__file__).parent / "images" / name
+    docker("build", "--no-cache", "--build-arg", f"BASE={base}", "-t", tag, str(folder))
+    return tag
 
 
 def context(folder: Path) -> Path:

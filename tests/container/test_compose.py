@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -21,7 +20,9 @@ import pytest
 import yaml
 
 from heatup_daemon.testing import free_port
-from tests.container.docker import ROOT, RUN, compose_binary, docker, remove_image
+from tests.container.docker import ON_THE_IMAGES_WORKER, ROOT, RUN, compose_binary
+
+pytestmark = [ON_THE_IMAGES_WORKER, pytest.mark.slow]
 
 TOKEN = "compose-api-token-for-tests"
 GATEWAY_TOKEN = "compose-gateway-token-for-tests"
@@ -80,15 +81,10 @@ class Stack:
         return done.stdout
 
 
-def stand_in(name: str, base: str) -> str:
-    tag = f"heatup-test-{name}:{RUN}"
-    folder = Path(__file__).parent / "images" / name
-    docker("build", "--no-cache", "--build-arg", f"BASE={base}", "-t", tag, str(folder))
-    return tag
-
-
 @pytest.fixture(scope="module")
-def stack(base: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    stand_ins: Callable[[], tuple[str, str]], image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("compose")
     secrets = folder / "secrets"
     secrets.mkdir(mode=0o755)
@@ -102,7 +98,7 @@ def stack(base: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> It
     }
     (folder / "override.yaml").write_text(override)
     started = time.monotonic()
-    postgres, prometheus = stand_in("postgres", base), stand_in("prometheus", base)
+    postgres, prometheus = stand_ins()
     heatup_port, prometheus_port = free_port(), free_port()
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -128,11 +124,10 @@ def stack(base: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     try:
         made("up", "--detach", "--wait", "--no-build", *SERVICES)
-        print(f"\nstand-ins built and the stack up in {time.monotonic() - started:.0f} s")
+        print(f"\nstand-ins ready and the stack up in {time.monotonic() - started:.0f} s")
         yield made
     finally:
         made("down", "--volumes", "--timeout", "60")
-        remove_image(postgres, prometheus)
 
 
 def query(stack: Stack, expression: str) -> list[dict[str, Any]]:

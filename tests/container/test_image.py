@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from tests.container.docker import (
+    ON_THE_IMAGES_WORKER,
     RUN,
     docker,
     inspect,
@@ -24,6 +25,8 @@ from tests.container.docker import (
     wait_healthy,
 )
 from tests.tools import tool
+
+pytestmark = [ON_THE_IMAGES_WORKER, pytest.mark.slow]
 
 TOKEN = "container-api-token-for-tests"
 GATEWAY_TOKEN = "container-gateway-token-for-tests"

@@ -1,59 +1,27 @@
-"""What every fault scenario shares: figures to report, the short or long variant, real
-processes, and a PostgreSQL cluster of the test's own that it may stop."""
+"""What every fault scenario shares: figures to report (``tests/figures.py``), real processes,
+and a PostgreSQL cluster of the test's own that it may stop."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from heatup_daemon.testing import free_port
+from tests.figures import Report, reporter
 from tests.tools import tool
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-Report = Callable[[dict[str, Any]], None]
-
-
-@pytest.fixture
-def long_faults(request: pytest.FixtureRequest) -> bool:
-    """The long variants (``pytest --long-faults``) run for minutes; CI runs the short ones."""
-    return bool(request.config.getoption("--long-faults"))
 
 
 @pytest.fixture
 def report(request: pytest.FixtureRequest) -> Report:
     """Record a scenario's figures: printed at the end of the run, and written to
     ``tests/artifacts/faults.json``."""
-
-    def record(figures: dict[str, Any]) -> None:
-        print(f"\n{request.node.name}: {json.dumps(figures, default=str)}")
-        results = request.config.stash.setdefault(FIGURES, {})
-        results[request.node.name] = figures
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "faults.json").write_text(json.dumps(results, indent=2, default=str))
-
-    return record
-
-
-FIGURES = pytest.StashKey[dict[str, dict[str, Any]]]()
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    results = config.stash.get(FIGURES, {})
-    if not results:
-        return
-    terminalreporter.section("fault scenarios: figures")
-    for name, figures in results.items():
-        terminalreporter.write_line(name)
-        for key, value in figures.items():
-            terminalreporter.write_line(f"    {key}: {value}")
+    return reporter(request)
 
 
 class PrivatePostgres:

@@ -26,7 +26,7 @@ from heatup_daemon.errors import InvalidValue
 from heatup_daemon.session import validate_record
 from heatup_daemon.testing import FakeClock
 from tests.builders import session_spec
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.worlds import World
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -195,7 +195,7 @@ async def judge(repository: Repository, now: datetime, figures: Figures) -> None
 
 
 @pytest.mark.timeout(900)
-def test_any_hand_edit(database_url: str, long_faults: bool, report: Report) -> None:
+def test_any_hand_edit(database_url: str, long_variant: bool, report: Report) -> None:
     figures = Figures()
 
     async def migrate_once() -> None:
@@ -208,7 +208,7 @@ def test_any_hand_edit(database_url: str, long_faults: bool, report: Report) -> 
     asyncio.run(migrate_once())
 
     @settings(
-        max_examples=200 if long_faults else 25,
+        max_examples=200 if long_variant else 25,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

@@ -16,7 +16,7 @@ import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions, wait_until
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.judging import assert_promises_kept, load_runs
 
 SESSIONS = 20
@@ -34,9 +34,10 @@ ENV = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sigkill_at_random_moments(tmp_path: Path, long_faults: bool, report: Report) -> None:
-    kills = 50 if long_faults else 10
+def test_sigkill_at_random_moments(tmp_path: Path, long_variant: bool, report: Report) -> None:
+    kills = 50 if long_variant else 10
     rng = random.Random(20261126)
     database = tmp_path / "crash.db"
     url = sqlite_with_sessions(database, SESSIONS, "10s", 2)

@@ -15,7 +15,8 @@ from heatup_daemon.db.leases import REAPED
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, NotifySocket, wait_until
 from tests.acceptance.postgres import postgres_with_sessions
-from tests.faults.conftest import PrivatePostgres, Report
+from tests.faults.conftest import PrivatePostgres
+from tests.figures import Report
 from tests.judging import assert_promises_kept, query
 
 SESSIONS = 40
@@ -50,11 +51,12 @@ def assert_unavailable_said(port: int) -> None:
     assert page.status_code == 503 and "database unavailable" in page.text
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_database_outage_under_load(
-    private_postgres: PrivatePostgres, tmp_path: Path, long_faults: bool, report: Report
+    private_postgres: PrivatePostgres, tmp_path: Path, long_variant: bool, report: Report
 ) -> None:
-    outage_s = 60 if long_faults else 15
+    outage_s = 60 if long_variant else 15
     url = private_postgres.url
     postgres_with_sessions(url, SESSIONS, "10s", 2)
     audit_path = tmp_path / "audit.jsonl"

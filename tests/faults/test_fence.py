@@ -14,7 +14,7 @@ import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions, wait_until
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.judging import load_audit
 
 SESSIONS = 40

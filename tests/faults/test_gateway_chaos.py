@@ -17,7 +17,7 @@ import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.judging import assert_promises_kept
 
 SESSIONS = 30
@@ -60,9 +60,10 @@ def most_attempts_for_one_call(database: Path, audit: list[dict[str, Any]]) -> i
     return max(attempts.values())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_gateway_in_trouble(tmp_path: Path, long_faults: bool, report: Report) -> None:
-    duration_s = 300 if long_faults else 40
+def test_a_gateway_in_trouble(tmp_path: Path, long_variant: bool, report: Report) -> None:
+    duration_s = 300 if long_variant else 40
     database = tmp_path / "chaos.db"
     url = sqlite_with_sessions(database, SESSIONS, "10s", 3)
     audit_path = tmp_path / "audit.jsonl"

@@ -22,7 +22,7 @@ from heatup_daemon.testing import heatup_server, sandbox_process
 from tests.acceptance import daemons
 from tests.acceptance.conftest import HEATUP
 from tests.acceptance.daemons import Daemon, register, wait_until
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.judging import load_audit
 
 API_TOKEN = "planted-api-token-0123456789"

@@ -20,7 +20,7 @@ from heatup_daemon.pool import DEFAULT_POOL
 from heatup_daemon.testing import heatup_server, sandbox_process
 from heatup_daemon.validation import USERNAME_RE
 from tests.acceptance.daemons import Daemon, sqlite_with_sessions
-from tests.faults.conftest import Report
+from tests.figures import Report
 from tests.judging import load_audit
 
 SESSIONS = 40
@@ -52,9 +52,10 @@ def assert_valid(plan: dict[str, Any]) -> None:
             assert action["channel"] is None, action
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_an_llm_that_fails_every_way(tmp_path: Path, long_faults: bool, report: Report) -> None:
-    phases = PHASES * (4 if long_faults else 1)
+def test_an_llm_that_fails_every_way(tmp_path: Path, long_variant: bool, report: Report) -> None:
+    phases = PHASES * (4 if long_variant else 1)
     database = tmp_path / "llm.db"
     url = sqlite_with_sessions(database, SESSIONS, "10s", 5)
     audit_path = tmp_path / "audit.jsonl"

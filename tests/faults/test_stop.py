@@ -15,7 +15,7 @@ import pytest
 
 from heatup_daemon.testing import sandbox_process
 from tests.acceptance.daemons import Daemon, NotifySocket, sqlite_with_sessions, wait_until
-from tests.faults.conftest import Report
+from tests.figures import Report
 
 RUNS = 200
 STOP_TIMEOUT_S = 5.0
@@ -33,6 +33,7 @@ def running(database: Path) -> int:
     return int(row[0])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("signals", [1, 2])
 def test_stop_with_200_runs_in_flight(
@@ -100,6 +101,7 @@ def test_stop_with_200_runs_in_flight(
     assert "Traceback" not in daemon.output()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_every_signal_sequence_exits_0(gateway: str, tmp_path: Path, report: Report) -> None:
     """A second SIGTERM or SIGINT at any moment of a quick stop: while heatup stops, as it

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from random import Random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert
 from sqlalchemy.engine import Engine
@@ -177,9 +177,21 @@ def targeted(zone_name: str, change: zones.Transition) -> Iterator[str]:
     yield f"0,30 {before.hour}-{min(before.hour + 2, 23)} * * *"
 
 
-def test_every_zone_through_every_change_of_a_year() -> None:
+def area(zone_name: str) -> str:
+    """A zone's area: the first part of its name (``Europe``), or ``-`` for a name of one
+    part (``UTC``, ``GB``)."""
+    return zone_name.split("/")[0] if "/" in zone_name else "-"
+
+
+AREAS = sorted({area(zone_name) for zone_name in ZONES})
+# The areas none of whose zones changes its clocks in 2026.
+WITHOUT_CHANGES_IN_2026 = {"Brazil", "Etc", "Indian"}
+
+
+@pytest.mark.parametrize("zone_area", AREAS)  # an area a test: they run side by side
+def test_every_zone_through_every_change_of_a_year(zone_area: str) -> None:
     covered_zones = covered_changes = 0
-    for zone_name in ZONES:
+    for zone_name in (name for name in ZONES if area(name) == zone_area):
         changes = transitions(zone_name, range(2026, 2027))
         covered_zones += 1
         if not changes:  # no daylight saving: slots are the plain local times
@@ -190,7 +202,8 @@ def test_every_zone_through_every_change_of_a_year() -> None:
             for text in targeted(zone_name, change):
                 check_chain(text, zone_name, change.at - timedelta(hours=2),
                             change.at + timedelta(hours=2), Random(1))  # fmt: skip
-    assert covered_zones == len(ZONES) and covered_changes > 300
+    assert covered_zones > 0
+    assert (covered_changes > 0) == (zone_area not in WITHOUT_CHANGES_IN_2026), covered_changes
 
 
 @functools.cache
@@ -227,7 +240,9 @@ def cron_near_a_change(draw: st.DrawFn) -> tuple[str, str, datetime]:
     return f"{minute} {hour} {day} * {weekday}", zone_name, start
 
 
-@settings(max_examples=200)
+# Drawing a zone scans its 28 years of changes the first time (cached after): slow, on a
+# machine whose cores the other test workers share, but not a sign of a bad strategy.
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(cron_near_a_change(), st.integers(0, 2**32))
 def test_drawn_expressions_near_every_zones_changes(
     case: tuple[str, str, datetime], seed: int
@@ -236,11 +251,12 @@ def test_drawn_expressions_near_every_zones_changes(
     check_chain(text, zone_name, start, start + timedelta(hours=30), Random(seed))
 
 
-def test_the_zone_data_changes_exactly_where_transitions_say() -> None:
+@pytest.mark.parametrize("zone_area", AREAS)
+def test_the_zone_data_changes_exactly_where_transitions_say(zone_area: str) -> None:
     """Every six hours through 2026 in every zone, the offset changes only across a
     transition (a finer grid than the daily scan that found them)."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    for zone_name in ZONES:
+    for zone_name in (name for name in ZONES if area(name) == zone_area):
         zone = zoneinfo.ZoneInfo(zone_name)
         found = {t.at: t for t in transitions(zone_name, range(2026, 2027))}
         at, offset = start, zones.offset_at(zone, start)
