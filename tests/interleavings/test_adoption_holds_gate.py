@@ -9,8 +9,8 @@ import asyncio
 from typing import Any
 
 from heatup_daemon.api import starting
-from heatup_daemon.api.state import ApiState
 from heatup_daemon.enums import Trigger
+from tests.interleavings import api_state
 from tests.unit.test_scheduler import world
 
 
@@ -33,18 +33,7 @@ async def test_an_api_start_hangs_behind_an_adoption_in_an_outage() -> None:
     dispatching = asyncio.create_task(w.scheduler.dispatch())
     await asyncio.sleep(0.05)
 
-    async def healthy() -> dict[str, str]:
-        return {}
-
-    state = ApiState(
-        settings=w.settings,
-        registry=store,
-        runner=node.runner,  # type: ignore[arg-type]
-        in_flight=node.in_flight,
-        health=healthy,
-        exposition=node.metrics.exposition,
-        clock=w.clock,
-    )
+    state = api_state(w, node)
     api = asyncio.create_task(starting.start(state, 2, None))
     stop = asyncio.create_task(w.scheduler.dispatcher.stop())
     done, _ = await asyncio.wait([api, stop], timeout=2.0)  # FakeClock: retries are instant

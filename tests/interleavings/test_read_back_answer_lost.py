@@ -8,9 +8,9 @@ import asyncio
 from typing import Any
 
 from heatup_daemon.api import starting
-from heatup_daemon.api.state import ApiState
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseUnavailable
+from tests.interleavings import api_state
 from tests.unit.test_scheduler import world
 
 
@@ -32,18 +32,7 @@ async def test_a_start_adopted_by_another_read_back_answers_unavailable() -> Non
 
     store.start_run = commit_then_lose  # type: ignore[method-assign]
 
-    async def healthy() -> dict[str, str]:
-        return {}
-
-    state = ApiState(
-        settings=w.settings,
-        registry=store,
-        runner=node.runner,  # type: ignore[arg-type]
-        in_flight=node.in_flight,
-        health=healthy,
-        exposition=node.metrics.exposition,
-        clock=w.clock,
-    )
+    state = api_state(w, node)
     a = asyncio.create_task(starting.start(state, 1, None))
     b = asyncio.create_task(starting.start(state, 2, None))
     for _ in range(20):  # A fails, reads back: its adoption waits for B's write to end

@@ -8,9 +8,9 @@ import contextlib
 from typing import Any
 
 from heatup_daemon.api import starting
-from heatup_daemon.api.state import ApiState
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseUnavailable
+from tests.interleavings import api_state
 from tests.unit.test_scheduler import world
 
 
@@ -27,18 +27,7 @@ async def test_clean_stop_with_an_unconfirmed_start() -> None:
 
     store.start_run = commit_then_drop  # type: ignore[method-assign]
 
-    async def healthy() -> dict[str, str]:
-        return {}
-
-    state = ApiState(
-        settings=w.settings,
-        registry=store,
-        runner=node.runner,  # type: ignore[arg-type]
-        in_flight=node.in_flight,
-        health=healthy,
-        exposition=node.metrics.exposition,
-        clock=w.clock,
-    )
+    state = api_state(w, node)
     with contextlib.suppress(DatabaseUnavailable):  # its answer lost, its read-back too
         await starting.start(state, 1, None)
     store.unavailable = False  # the database is back ...
