@@ -73,30 +73,35 @@ def seed_plan(actions: list[PlannedAction]) -> list[SeedAction]:
 
 def started(gateway_session_id: int, view: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
     run = view.shown()
-    source = run.plan_source or "-"
-    return WarmupAnswer(
-        session_id=str(gateway_session_id),
-        status=STARTED,
-        message=(
-            f"warm-up started for session {gateway_session_id}: run {run.id}, "
-            f"{len(actions)} actions planned by {source}"
-        ),
-        action_plan=seed_plan(actions),
-        execution_summary=None,
-        run=run,
+    message = (
+        f"warm-up started for session {gateway_session_id}: run {run.id}, "
+        f"{len(actions)} actions planned by {run.plan_source or '-'}"
     )
+    return _answer(gateway_session_id, run, actions, STARTED, message, None)
 
 
 def completed(gateway_session_id: int, view: RunView, actions: list[PlannedAction]) -> WarmupAnswer:
     run = view.shown()
     summary = summarize(str(gateway_session_id), run.actions)
+    message = (
+        f"warm-up completed for session {gateway_session_id}: run {run.id} {run.status}, "
+        f"{summary.successful_actions} of {summary.total_actions} actions succeeded"
+    )
+    return _answer(gateway_session_id, run, actions, COMPLETED, message, summary)
+
+
+def _answer(
+    gateway_session_id: int,
+    run: RunView,
+    actions: list[PlannedAction],
+    status: str,
+    message: str,
+    summary: ExecutionSummary | None,
+) -> WarmupAnswer:
     return WarmupAnswer(
         session_id=str(gateway_session_id),
-        status=COMPLETED,
-        message=(
-            f"warm-up completed for session {gateway_session_id}: run {run.id} {run.status}, "
-            f"{summary.successful_actions} of {summary.total_actions} actions succeeded"
-        ),
+        status=status,
+        message=message,
         action_plan=seed_plan(actions),
         execution_summary=summary,
         run=run,
