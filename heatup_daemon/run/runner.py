@@ -379,7 +379,8 @@ class InFlight:
         """Until a run ends (or ``timeout_s`` passes)."""
         self._ended.clear()
         try:
-            await asyncio.wait_for(self._ended.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see ``Dispatcher._sleep``
+                await self._ended.wait()
         except TimeoutError:
             pass
 

@@ -99,7 +99,7 @@ class Dispatcher:
     async def forever(self) -> None:
         interval_s = self._settings.dispatch_interval_s
         dispatch = self._jobs.guarded(Job.DISPATCH, self.dispatch)
-        while True:
+        while not self.stopping:
             started = self._clock.monotonic()
             done = await dispatch()
             took_s = self._clock.monotonic() - started
@@ -149,7 +149,10 @@ class Dispatcher:
         if seconds <= 0:
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+            # the event is set, and a stop would then wait for this loop forever.
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         except TimeoutError:
             pass
         self._wake.clear()

@@ -91,7 +91,8 @@ class Jobs:
     async def finished(self, timeout_s: float) -> None:
         """Until no pass is in progress, for at most ``timeout_s``."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see ``Dispatcher._sleep``
+                await self._idle.wait()
 
     def answered(self) -> None:
         """The database answered: an outage, if one was going on, is over."""
