@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from heatup_daemon.config.settings import Settings
@@ -65,6 +65,7 @@ RUN_OPS: Final = frozenset(
     }
 )
 EPSILON_S: Final = 1e-5
+DAY: Final = timedelta(days=1)
 
 
 def at_once(coro: Coroutine[Any, Any, T]) -> T:
@@ -355,12 +356,14 @@ class Invariants:
                 )
 
     def _note_births(self) -> None:
-        """When each session's account was created, as its row says (kept after a
-        removal)."""
+        """When each gateway id's account was created, as the oldest of its rows says (kept
+        after a removal; a gateway id registered again is the same Telegram account)."""
+        born_at = self._born
         for row in self._store.sessions.values():
             born = read_time(row["account_created_at"] or row["created_at"])
-            if isinstance(born, datetime):
-                self._born[row["gateway_session_id"]] = born
+            gateway_id = row["gateway_session_id"]
+            if isinstance(born, datetime) and born < born_at.get(gateway_id, born + DAY):
+                born_at[gateway_id] = born
 
     def _ages(self) -> dict[int, int]:
         now = self._store.db_clock.now()

@@ -5,7 +5,9 @@ contract suite holds to the SQL stores), as PostgreSQL behaves for several nodes
   before a gateway call) are made on the database's own clock, the loop's true time, never
   on the ``now`` a node passes: ``SqlStore.shared_now`` on PostgreSQL.
 - The console's writes the in-memory store leaves out (edit, enable and disable, import),
-  as ``db/registry.py`` makes them: one transaction each.
+  as ``db/registry.py`` makes them: one transaction each; and a run's write to its
+  session's row (a cooldown, ``needs_attention``) after an admin removed the row changes
+  nothing, as an UPDATE does (the in-memory store raises ``KeyError`` there).
 - Every lease row's history (written, renewed, dropped) is kept, so that the invariants can
   tell whether a node's lease held over a span of virtual time.
 """
@@ -140,6 +142,21 @@ class SimStore(InMemoryStore):
         self, run_id: int, record: ActionRecord, budget_s: float, now: datetime
     ) -> Clearance:
         return await super().start_call(run_id, record, budget_s, self.db_clock.now())
+
+    # --- as the SQL store does it -------------------------------------------------------------
+
+    async def set_cooldown(
+        self, session_id: int, until: datetime, wait_s: int, at: datetime
+    ) -> None:
+        """An UPDATE of a row an admin removed meanwhile changes nothing (the in-memory
+        store raises ``KeyError`` there: the contract suite does not hold it to this)."""
+        if session_id in self.sessions or self.unavailable:
+            await super().set_cooldown(session_id, until, wait_s, at)
+
+    async def mark_needs_attention(self, session_id: int, reason: str) -> None:
+        """As ``set_cooldown``: nothing, for a removed row."""
+        if session_id in self.sessions or self.unavailable:
+            await super().mark_needs_attention(session_id, reason)
 
     # --- the console's writes -------------------------------------------------------------------
 
