@@ -21,8 +21,7 @@ from typing import Any
 from heatup_daemon.enums import Clearance, JoinStatus, SessionState
 from heatup_daemon.errors import AlreadyExists
 from heatup_daemon.records import ActionRecord, Decision, LeaseReading, Node
-from heatup_daemon.scheduling.slots import KEY_FIELDS
-from heatup_daemon.session import ROW_DEFAULTS, SessionRecord, read_time
+from heatup_daemon.session import KEY_FIELDS, ROW_DEFAULTS, SessionRecord, read_time
 from heatup_daemon.testing import InMemoryStore
 from heatup_daemon.validation import SessionSpec
 from heatup_daemon.views import CLI_AUTHOR, Author, Imported
