@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
 
 DEFAULT_SEEDS = 1000
-DEFAULT_PROCESSES = 2
+# On a worker of tests/run, one process: the other workers' daemons need the other core.
+DEFAULT_PROCESSES = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
