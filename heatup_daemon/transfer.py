@@ -109,8 +109,8 @@ async def register_all(
 
 
 async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: Author) -> Report:
-    if parsed.problems and not skip_invalid:
-        return Report(len(parsed.rows) + len(parsed.problems), 0, parsed.problems)
+    if parsed.problems and not skip_invalid:  # the report's own list: the parsed ones are freed
+        return Report(len(parsed.rows) + len(parsed.problems), 0, list(parsed.problems))
     registered: set[int] = set()
     for start in range(0, len(parsed.rows), CHUNK):
         chunk = parsed.rows[start : start + CHUNK]
