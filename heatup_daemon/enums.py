@@ -131,16 +131,18 @@ class Refusal(StrEnum):
 
 class JoinRefusal(StrEnum):
     """Why the join ledger refuses a planned join: the account's ramp, the channel's pace
-    (the label of ``heatup_joins_dropped_total``), or a channel no longer in the pool."""
+    (the label of ``heatup_joins_dropped_total``), a channel no longer in the pool, or a
+    session an admin removed while its run was in flight (its ramp is no longer known)."""
 
     RAMP = "ramp"
     CHANNEL_PACE = "channel_pace"
     GONE = "gone"
+    SESSION_REMOVED = "session_removed"
 
     @property
     def looks_after_accounts(self) -> bool:
-        """A join dropped to look after accounts (counted), not for a channel gone."""
-        return self is not JoinRefusal.GONE
+        """A join dropped to look after accounts (counted), not for a row gone."""
+        return self not in (JoinRefusal.GONE, JoinRefusal.SESSION_REMOVED)
 
 
 class Job(StrEnum):

@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from heatup_daemon.db.actions import action_upsert, action_values, member_insert
 from heatup_daemon.db.base import SqlStore
-from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow
+from heatup_daemon.db.models import ActionRow, ChannelRow, JoinRow, RunRow, SessionRow
 from heatup_daemon.enums import ActionKind, JoinRefusal, JoinStatus, Outcome, RunStatus
 from heatup_daemon.ramp import PACE_WINDOW, RAMP_WINDOW
 from heatup_daemon.records import ActionRecord, JoinLimits, Run
@@ -46,6 +46,7 @@ CHANNEL_JOINS: Final = (
     .where(HELD_SINCE)
     .group_by(ChannelRow.username)
 )
+_SESSION_ID: Final = select(SessionRow.id).where(SessionRow.id == bindparam("b_session_id"))
 _CHANNEL_ID: Final = select(ChannelRow.id).where(ChannelRow.username == bindparam("b_username"))
 
 
@@ -105,6 +106,10 @@ class LedgerSql(SqlStore):
             }
 
         def reserve(db: Connection) -> dict[str, JoinRefusal | None]:
+            # A session removed while its run was in flight has no ramp left to judge by.
+            # (A removal that commits after this read fails the insert on its foreign key.)
+            if db.scalar(_SESSION_ID, {"b_session_id": session_id}) is None:
+                return dict.fromkeys(channels, JoinRefusal.SESSION_REMOVED)
             ids = {username: channel_id for channel_id, username in db.execute(query)}
             since = {"b_session_id": session_id, "b_since": now - RAMP_WINDOW}
             taken = int(db.scalar(SESSION_JOINS.where(others), since) or 0)

@@ -439,6 +439,16 @@ async def test_a_retried_reservation_changes_nothing(store: NodeStore) -> None:
     assert facts.channel_joins_last_hour == {"nasa": 1}
 
 
+async def test_a_removed_sessions_run_reserves_no_join(store: NodeStore) -> None:
+    _, one, _ = await ledger_of(store)
+    limits = JoinLimits(per_day=5, per_channel_hour=5)
+    assert await store.reserve_joins(one, ["nasa"], limits, NOW) == {"nasa": None}
+    await store.remove_session(1)  # while its run is in flight: the ramp it had is gone
+    verdicts = await store.reserve_joins(one, ["espn"], limits, NOW)
+    assert verdicts == {"espn": "session_removed"}
+    assert (await store.planning_facts(one.session, NOW)).channel_joins_last_hour == {"nasa": 1}
+
+
 def join_in_flight(channel: str) -> ActionRecord:
     return ActionRecord(
         1, ActionKind.JOIN_CHANNEL, channel, None, None, NOW, NOW, Outcome.UNKNOWN, "in_flight"

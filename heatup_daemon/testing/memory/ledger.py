@@ -19,6 +19,8 @@ class MemoryLedger(MemoryTables):
         self, run: Run, channels: Sequence[str], limits: JoinLimits, now: datetime
     ) -> dict[str, JoinRefusal | None]:
         self._check()
+        if run.session.id not in self.sessions:  # removed while its run was in flight
+            return dict.fromkeys(channels, JoinRefusal.SESSION_REMOVED)
         # This run's own places are left out of the counts and kept as they are (a retry).
         ids = {c: cid for c in channels if (cid := self._channel_id(c)) is not None}
         taken = self._held(now - RAMP_WINDOW, other_than=run.id, session_id=run.session.id)
