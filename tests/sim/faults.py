@@ -151,7 +151,7 @@ class Watcher(Protocol):
     def lost(self, node: Reachable, name: str, args: tuple[Any, ...], result: Any) -> None:
         """The call had committed, and its answer never reached the node."""
 
-    def failed(self, node: Reachable, name: str) -> None:
+    def failed(self, node: Reachable, name: str, args: tuple[Any, ...]) -> None:
         """The call did nothing (refused, timed out or cancelled before its commit)."""
 
 
@@ -241,7 +241,7 @@ def _faulty(
         try:
             await way.there(fault)
         except BaseException:
-            watcher.failed(node, name)
+            watcher.failed(node, name, args)
             raise
         try:
             result = await method(*args, **kwargs)

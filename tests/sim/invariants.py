@@ -125,6 +125,7 @@ class Invariants:
         self._open: dict[int, Counter[int]] = defaultdict(Counter)  # session -> run -> open
         self.lease_ids: dict[int, set[int]] = defaultdict(set)  # id(node) -> lease rows
         self.token_troubled: set[int] = set()  # id(node)
+        self.unended: dict[int, set[int]] = defaultdict(set)  # id(node) -> runs whose end failed
         self.lost_reserved = 0
         self._born: dict[int, datetime] = {}  # gateway id -> its account's creation
         self._stale_places: dict[tuple[int, int], datetime] = {}  # first seen held by an end
@@ -139,6 +140,8 @@ class Invariants:
     # --- store calls as they land (faults.Watcher) -----------------------------------------
 
     def landed(self, node: Reachable, name: str, args: tuple[Any, ...], result: Any) -> None:
+        if name == "finish_run":
+            self.unended[id(node)].discard(args[0])
         if name in RUN_OPS:
             run = _context_run()
             if run is not None:
@@ -152,9 +155,11 @@ class Invariants:
             if name == "reserve_tokens" and result is True:
                 self.lost_reserved += int(args[-2])
 
-    def failed(self, node: Reachable, name: str) -> None:
+    def failed(self, node: Reachable, name: str, args: tuple[Any, ...]) -> None:
         if name in TOKEN_OPS:
             self.token_troubled.add(id(node))
+        elif name == "finish_run":  # left to the reaper, unless a later end lands
+            self.unended[id(node)].add(args[0])
 
     def _executed_by(self, run: int, root: int) -> None:
         roots = self.run_roots[run]
@@ -256,10 +261,20 @@ class Invariants:
         history.slot_chains(self._store, self._violated)
 
     def check_stopped(self, node: Reachable) -> None:
-        """A node has stopped cleanly: none of its runs is still ``running``."""
+        """A node has stopped cleanly: none of its runs is still ``running``, except those
+        whose end the database did not take (the README: left to the reaper, and
+        ``check_end`` sees them ended). A node whose lease's release did not land could not
+        reach the database at its stop: all its runs are the reaper's."""
         leases = self.lease_ids[id(node)]
         store = self._store
-        runs = (run for run in store.runs.values() if store.run_nodes.get(run.id) in leases)
+        if any(store.lease_log.get(lease, [(0.0, None)])[-1][1] is not None for lease in leases):
+            return
+        unended = self.unended[id(node)]
+        runs = (
+            run
+            for run in store.runs.values()
+            if store.run_nodes.get(run.id) in leases and run.id not in unended
+        )
         self._no_running(runs, f"{node.name} stopped cleanly")
 
     def _no_running(self, runs: Iterable[RunView], when: str) -> None:

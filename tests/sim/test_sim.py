@@ -34,6 +34,8 @@ REGRESSIONS: Final = [
     pytest.param(14, "nodes_exit_cleanly", id="a-stop-waits-for-a-dispatcher-that-waits-for-it"),
     pytest.param(3, "no_unexpected_errors", id="a-shielded-read-fails-unretrieved-after-a-stop"),
     pytest.param(17, "no_unexpected_errors", id="a-stop-cancels-a-housekeeping-pass-logged-error"),
+    pytest.param(359, "join_places_add_up", id="a-removed-sessions-run-reserves-joins"),
+    pytest.param(795, "no_running_after_clean_stop", id="a-run-whose-end-a-stop-cannot-write"),
 ]
 
 
