@@ -171,10 +171,12 @@ class Dispatcher:
                 if room <= 0:
                     await self._note_full()
                     break
-                moment = now or self._clock.now()
                 limit = min(room, CLAIM_BATCH)
                 try:
                     async with self._in_flight.writing():  # no adoption between claim and launch
+                        # Read once the gate lets it by: the runs' start and the slots'
+                        # verdicts are as of the claim, not of a wait for an adoption.
+                        moment = now or self._clock.now()
                         claim = await self._store.claim_due(
                             self._slots, moment, limit, self._lease.node, self._due_by(moment)
                         )
