@@ -31,7 +31,9 @@ from tests.sandboxes import SandboxControl
 from tests.systemd.conftest import TOKEN, Report
 from tests.systemd.machine import Machine, now_us, source_copy, wait_for, wheels
 
-pytestmark = pytest.mark.timeout(300)
+# In order, on one xdist worker: each test goes on from where the one before left the
+# machine. Slow: the machine is minutes to make, and its worker should start with it.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("systemd"), pytest.mark.slow]
 
 SESSIONS: Final = range(1, 11)  # healthy in the sandbox's world
 PERIOD: Final = timedelta(seconds=10)
