@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -80,8 +81,12 @@ def _session_changes(sub: Any) -> None:
     edit.set_defaults(handler=sessions_edit)
 
     for name, handler, text in (
-        ("enable", sessions_enable, "schedule a session again (clears needs_attention)"),
-        ("disable", sessions_disable, "stop scheduling a session"),
+        (
+            "enable",
+            partial(set_session_enabled, enabled=True),
+            "schedule a session again (clears needs_attention)",
+        ),
+        ("disable", partial(set_session_enabled, enabled=False), "stop scheduling a session"),
         ("remove", sessions_remove, "unregister a session (its history stays)"),
     ):
         command = sub.add_parser(name, help=text)
@@ -132,8 +137,8 @@ def _channel_commands(sub: Any) -> None:
     listing.set_defaults(handler=channels_list)
 
     for name, handler, text in (
-        ("disable", channels_disable, "stop using a channel in plans"),
-        ("enable", channels_enable, "use a disabled channel again"),
+        ("disable", partial(set_channel_enabled, enabled=False), "stop using a channel in plans"),
+        ("enable", partial(set_channel_enabled, enabled=True), "use a disabled channel again"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("username", metavar="@USERNAME")
@@ -301,19 +306,11 @@ def _shown(value: object) -> object:
     return value
 
 
-def _set_session_enabled(args: argparse.Namespace, enabled: bool) -> int:
+def set_session_enabled(args: argparse.Namespace, *, enabled: bool) -> int:
     gateway_id = parse_gateway_id(args.id)
     with_repository(settings_of(args), lambda repo: repo.set_session_enabled(gateway_id, enabled))
     say(f"session {gateway_id} {'enabled' if enabled else 'disabled'}")
     return ExitCode.OK
-
-
-def sessions_enable(args: argparse.Namespace) -> int:
-    return _set_session_enabled(args, True)
-
-
-def sessions_disable(args: argparse.Namespace) -> int:
-    return _set_session_enabled(args, False)
 
 
 def sessions_remove(args: argparse.Namespace) -> int:
@@ -355,16 +352,8 @@ def channels_list(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _set_channel_enabled(args: argparse.Namespace, enabled: bool) -> int:
+def set_channel_enabled(args: argparse.Namespace, *, enabled: bool) -> int:
     username = parse_username(args.username)
     with_repository(settings_of(args), lambda repo: repo.set_channel_enabled(username, enabled))
     say(f"channel @{username} {'enabled' if enabled else 'disabled'}")
     return ExitCode.OK
-
-
-def channels_disable(args: argparse.Namespace) -> int:
-    return _set_channel_enabled(args, False)
-
-
-def channels_enable(args: argparse.Namespace) -> int:
-    return _set_channel_enabled(args, True)
