@@ -154,9 +154,11 @@ class SqlStore:
             else None
         )
 
-    def locked(self, query: Select[*Ts], of: Any, *, skip_taken: bool = False) -> Select[*Ts]:
+    def locked(
+        self, query: Select[*Ts], of: Any, *, skip_taken: bool = False, key_share: bool = False
+    ) -> Select[*Ts]:
         """``query`` locking the rows of ``of`` it reads (``dialect.locked``)."""
-        return dialect.locked(self.dialect, query, of, skip_taken=skip_taken)
+        return dialect.locked(self.dialect, query, of, skip_taken=skip_taken, key_share=key_share)
 
     def shared_now(self, now: datetime, plus_s: float = 0.0) -> ColumnElement[datetime]:
         """The moment a decision that nodes share (a lease, a reap, a fence) is made at, plus

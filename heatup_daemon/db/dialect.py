@@ -170,15 +170,19 @@ def locks_rows(dialect: str) -> bool:
     return not is_sqlite(dialect)
 
 
-def locked(dialect: str, query: Select[*Ts], of: Any, *, skip_taken: bool = False) -> Select[*Ts]:
+def locked(
+    dialect: str, query: Select[*Ts], of: Any, *, skip_taken: bool = False, key_share: bool = False
+) -> Select[*Ts]:
     """``query``, locking the rows of ``of`` it reads where the database locks rows.
 
     A transaction waits for a row another one holds; with ``skip_taken`` it leaves that row
-    to the other (a claim or a reap: another node is deciding the row right now).
+    to the other (a claim or a reap: another node is deciding the row right now). With
+    ``key_share`` the lock only keeps the row from being deleted (or its key changed) until
+    the transaction ends: ``FOR KEY SHARE``, which updates of other columns do not wait for.
     """
     if not locks_rows(dialect):
         return query
-    return query.with_for_update(of=of, skip_locked=skip_taken)
+    return query.with_for_update(of=of, skip_locked=skip_taken, key_share=key_share)
 
 
 def rebuilds_tables(dialect: str) -> bool:

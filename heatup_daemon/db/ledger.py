@@ -88,6 +88,8 @@ class LedgerSql(SqlStore):
             .order_by(ChannelRow.id)  # one lock order for every node: no deadlock
         )
         query = self.locked(query, ChannelRow)
+        # The session's row is kept from removal until the places are written.
+        alive = self.locked(_SESSION_ID, SessionRow, key_share=True)
         session_id = run.session.id
         # This run's own places are left out of the counts and kept as they are, so that a
         # retry of a reservation whose commit did land decides the same and adds nothing.
@@ -107,8 +109,7 @@ class LedgerSql(SqlStore):
 
         def reserve(db: Connection) -> dict[str, JoinRefusal | None]:
             # A session removed while its run was in flight has no ramp left to judge by.
-            # (A removal that commits after this read fails the insert on its foreign key.)
-            if db.scalar(_SESSION_ID, {"b_session_id": session_id}) is None:
+            if db.scalar(alive, {"b_session_id": session_id}) is None:
                 return dict.fromkeys(channels, JoinRefusal.SESSION_REMOVED)
             ids = {username: channel_id for channel_id, username in db.execute(query)}
             since = {"b_session_id": session_id, "b_since": now - RAMP_WINDOW}
