@@ -72,7 +72,7 @@ class RunInFlight:
     due_at: datetime
     started_at: datetime
     scheduled_for: datetime | None
-    record: SessionRecord
+    record: SessionRecord | None  # None: an admin removed the session meanwhile
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,7 +164,8 @@ class RunSql(SqlStore):
                 RunRow.scheduled_for.label("run_scheduled_for"),
                 *record_columns(),
             )
-            .join(SessionRow, SessionRow.id == RunRow.session_id)
+            # Outer: the row of a session removed meanwhile is this node's to end.
+            .outerjoin(SessionRow, SessionRow.id == RunRow.session_id)
             .where(RunRow.node_id == node.id, RunRow.status == RunStatus.RUNNING)
         )
         rows = await self._read(lambda db: db.execute(query).all())
@@ -175,7 +176,7 @@ class RunSql(SqlStore):
                 row.run_due_at,
                 row.run_started_at,
                 row.run_scheduled_for,
-                record_from(row),
+                record_from(row) if row.id is not None else None,
             )
             for row in rows
         ]

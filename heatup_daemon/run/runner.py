@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from heatup_daemon.config.sections import PlannerSettings
-from heatup_daemon.enums import ActionKind, RunStatus, Trigger
+from heatup_daemon.enums import ActionKind, Refusal, RunStatus, Trigger
 from heatup_daemon.errors import (
     DatabaseRefused,
     DatabaseUnavailable,
@@ -120,6 +120,8 @@ class Runner:
         now, adopted = self._clock.now(), []
         for row in await self._unconfirmed(known):
             try:
+                if row.record is None:
+                    raise SessionNotRunnable("its session was removed", refusal=Refusal.REMOVED)
                 session = admit(row.record, now)
             except SessionNotRunnable as refused:
                 reason = f"its start could not be confirmed, and now {refused}"

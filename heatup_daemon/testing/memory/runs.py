@@ -53,12 +53,10 @@ class MemoryRuns(MemoryTables):
                 run.due_at,
                 run.started_at,
                 run.scheduled_for,
-                self._record(run.session_id),
+                self._record(run.session_id) if run.session_id in self.sessions else None,
             )
             for run in self.runs.values()
-            if run.status is RunStatus.RUNNING
-            and self.run_nodes.get(run.id) == node.id
-            and run.session_id in self.sessions
+            if run.status is RunStatus.RUNNING and self.run_nodes.get(run.id) == node.id
         ]
 
     async def set_run_plan(self, run_id: int, plan: StoredPlan) -> None:
