@@ -34,6 +34,11 @@ class DatabaseUnavailable(HeatupError):
     connections). Transient: heatup waits and tries again; it never exits for it."""
 
 
+class ImportCut(DatabaseUnavailable):
+    """An import written in chunks lost the database part way: the message says how many
+    sessions were registered and how to register the rest."""
+
+
 class DatabaseRefused(HeatupError):
     """The database refused a statement: a constraint, a missing column, too many bound
     values, a disk error. A defect (of heatup, of a hand edit, of the database), not an

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from heatup_daemon.enums import Format, Outcome
-from heatup_daemon.errors import InvalidValue
+from heatup_daemon.errors import DatabaseUnavailable, ImportCut, InvalidValue
 from heatup_daemon.records import RunView
 from heatup_daemon.session import SessionRecord
 from heatup_daemon.stores import Console
@@ -123,10 +123,26 @@ async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: A
                 (r.spec, r.enabled) for r in chunk if r.spec.gateway_session_id not in registered
             ]
             if rows:
-                imported = await registry.import_sessions(rows, skip_registered=True, by=by)
+                try:
+                    imported = await registry.import_sessions(rows, skip_registered=True, by=by)
+                except DatabaseUnavailable as exc:
+                    raise _cut(exc, written, len(parsed.rows), chunk[0].line) from exc
                 written += imported.written
                 registered |= imported.registered
     return await asyncio.to_thread(_report, parsed, registered, written)
+
+
+def _cut(exc: DatabaseUnavailable, written: int, rows: int, line: int) -> DatabaseUnavailable:
+    """An outage before the first chunk landed writes nothing; after it, the error says what
+    was registered (each chunk is a transaction of its own) and how to go on."""
+    if not written:
+        return exc
+    return ImportCut(
+        f"{exc}: {written} of {rows} sessions were registered, from the file's first rows "
+        f"up to line {line - 1}; import the same file again with --skip-invalid (in the "
+        "console: register the good rows and skip the others) to register the rest; the "
+        "registered ones are reported as already registered"
+    )
 
 
 def release(*lists: list[Any]) -> None:
