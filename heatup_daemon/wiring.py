@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ def build_parts(
     a defect for a minute (``fatal.FatalRule``)."""
     seed = settings.planner.seed
     observer = Observers(metrics, RunLog(), *listeners)
-    recorder = DurableRecorder(repository, clock)
+    cut_short = asyncio.Event()  # a stop ran out of time: writes stop waiting out an outage
+    recorder = DurableRecorder(repository, clock, cut_short)
     if gateway is None:
         gateway = HttpGateway(settings.gateway, clock=clock, observe=metrics.gateway_request)
     if planner is None:
@@ -106,6 +108,7 @@ def build_parts(
         bounds=settings.planner,
         on_fatal=on_fatal,
         store=repository,
+        cut_short=cut_short,
     )
     return Parts(gateway, planner, runner, InFlight(runner))
 

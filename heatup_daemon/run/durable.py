@@ -1,6 +1,8 @@
 """Writes that must land: a run's plan, each action, the session state a run changes, the
 run's end, its lease. While the database is unavailable they are retried, with capped
-backoff, until it answers again; the run waits (and makes no gateway call) meanwhile.
+backoff, until it answers again; the run waits (and makes no gateway call) meanwhile. Once
+a stop has run out of time (``cut_short`` is set), a write is tried once more and then
+given up (``DatabaseUnavailable``): the reaper ends what it leaves ``running``.
 
 Every write retried here is idempotent, so one that landed before its acknowledgement was
 lost is not stored twice: actions are unique per (run, seq), joins per (session, channel),
@@ -9,6 +11,7 @@ and the rest are updates to a value.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -40,9 +43,12 @@ BACKOFF_MAX_S: Final = 10.0
 class DurableRecorder:
     """A ``RunRecorder`` whose writes wait out database outages."""
 
-    def __init__(self, recorder: RunRecorder, clock: Clock) -> None:
+    def __init__(
+        self, recorder: RunRecorder, clock: Clock, cut_short: asyncio.Event | None = None
+    ) -> None:
         self._recorder = recorder
         self._clock = clock
+        self._cut_short = cut_short or asyncio.Event()
 
     async def _durably(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
         delay_s = BACKOFF_INITIAL_S
@@ -51,17 +57,30 @@ class DurableRecorder:
             try:
                 result = await write()
             except DatabaseUnavailable as exc:
+                if self._cut_short.is_set():
+                    raise
                 if not warned:
                     log.warning(
                         "cannot write %s yet, retrying until the database answers: %s", what, exc
                     )
                     warned = True
-                await self._clock.sleep(delay_s)
+                await self._pause(delay_s)
                 delay_s = min(delay_s * 2, BACKOFF_MAX_S)
                 continue
             if warned:
                 log.info("wrote %s after the database came back", what)
             return result
+
+    async def _pause(self, delay_s: float) -> None:
+        """The backoff's sleep, cut short by a stop that ran out of time."""
+        sleeping = asyncio.ensure_future(self._clock.sleep(delay_s))
+        cut = asyncio.ensure_future(self._cut_short.wait())
+        try:
+            await asyncio.wait([sleeping, cut], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            cut.cancel()
+            await asyncio.wait([sleeping, cut])  # both gone before this returns
 
     async def start_run(
         self, gateway_session_id: int, trigger: Trigger, now: datetime, node: Node

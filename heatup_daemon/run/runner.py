@@ -52,8 +52,19 @@ log = logging.getLogger(__name__)
 
 PlanObserver = Callable[[Run, Plan], Awaitable[None]]
 UNCONFIRMED: Final = "heatup stopped before the run's start was confirmed"
+BEFORE_IT_BEGAN: Final = "the run was cancelled before it began"
+# A write whose answer was lost has landed within this, or never: the server finishes a
+# commit it has begun (a flush) within seconds of its client giving up on it.
+UNCERTAIN_S: Final = 30.0
 # The fatal rule's name for runs that fail of a defect (a refused write, a bug).
 DEFECTS: Final = "runs"
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A done callback: the failure of a future nobody awaits is retrieved (it is logged
+    where it happens)."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +90,11 @@ class Runner:
         bounds: PlannerSettings,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
         store: RunRecorder | None = None,
+        cut_short: asyncio.Event | None = None,
     ) -> None:
         self._recorder = recorder
+        # Set when a stop runs out of time: ``recorder``'s writes stop waiting out an outage.
+        self._cut_short = cut_short or asyncio.Event()
         # Writes that may not wait out an outage (``recorder``'s do): the ends of unconfirmed
         # starts, asked again later if the database does not answer.
         self._store = store or recorder
@@ -94,6 +108,40 @@ class Runner:
         self._fatal = FatalRule(clock, on_fatal)
         # Ends being written, by run id; they outlive a cancelled run task (see ``drain``).
         self._finishing: dict[int, asyncio.Future[RunStatus]] = {}
+        self._begun: set[int] = set()  # runs whose task took its first step, until it ends
+
+    def cut_short(self) -> None:
+        """A stop ran out of time: the writes of runs and their ends are tried once more,
+        then left to the reaper, instead of waiting out an outage."""
+        self._cut_short.set()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def ended(self, run: Run, cancelled: bool) -> None:
+        """``run``'s task is done. Cancelled before its first step, its own ``finally`` never
+        ran: its end is written here (``interrupted``)."""
+        if run.id in self._begun:
+            self._begun.discard(run.id)
+        elif cancelled:
+            with log_context(session=run.session.gateway_session_id, run=run.id):
+                now = self._clock.monotonic()
+                ending = self._ending(run, RunStatus.INTERRUPTED, BEFORE_IT_BEGAN, (), now)
+            ending.add_done_callback(_retrieved)
+
+    def _ending(
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None,
+        actions: tuple[ActionRecord, ...],
+        started: float,
+    ) -> asyncio.Future[RunStatus]:
+        """Write ``run``'s end in a task of its own, which a cancelled run task outlives."""
+        finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
+        self._finishing[run.id] = finishing
+        finishing.add_done_callback(lambda _: self._finishing.pop(run.id, None))
+        return finishing
 
     async def drain(self) -> None:
         """Until every run's end has been written (a cancelled run's end is written after
@@ -166,6 +214,7 @@ class Runner:
     async def _run(
         self, run: Run, on_plan: PlanObserver | None, stop: asyncio.Event | None
     ) -> RunResult:
+        self._begun.add(run.id)
         started = self._clock.monotonic()
         status = RunStatus.FAILED
         error: str | None = "the run ended unexpectedly"
@@ -200,10 +249,7 @@ class Runner:
             self._fatal.failed(DEFECTS, exc)
             raise
         finally:
-            finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
-            self._finishing[run.id] = finishing
-            finishing.add_done_callback(lambda _: self._finishing.pop(run.id, None))
-            final = await asyncio.shield(finishing)
+            final = await asyncio.shield(self._ending(run, status, error, actions, started))
         return RunResult(run, plan, outcome, final)
 
     async def _reserve(
@@ -249,6 +295,9 @@ class Runner:
                 log.error("the end of run %d cannot be written: %s", run.id, exc)
                 self._fatal.failed(DEFECTS, exc)
                 raise
+            except DatabaseUnavailable as exc:  # a stop out of time gave up waiting
+                log.warning("the end of run %d is left to the reaper: %s", run.id, exc)
+                raise
             if final is not status:
                 error = f"ended by the reaper first ({final}); the run saw: {error or status}"
             seconds = self._clock.monotonic() - started
@@ -266,8 +315,10 @@ class InFlight:
         self._ended = asyncio.Event()  # set whenever a run ends (room for another)
         self._starting = 0  # API starts writing their running row
         self._start_done = asyncio.Event()  # one of them ended
-        # A write of a running row may have landed unconfirmed: adopt before the next claim.
-        self.adopt_pending = False
+        # A write of a running row may have landed unconfirmed: adopt before the next claim,
+        # and again until a read made UNCERTAIN_S after it (``adopt_pending``).
+        self._pending = False
+        self._uncertain_until = 0.0
         self._adopting = asyncio.Lock()
         # Writes of running rows between their commit and their launch (claims, starts), and
         # an adoption that waits for them: a row committed but not launched is no orphan.
@@ -292,6 +343,19 @@ class InFlight:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def adopt_pending(self) -> bool:
+        """Whether a write of ``running`` rows may have landed without its answer, and no
+        read-back made ``UNCERTAIN_S`` after it has looked since (a commit its client gave
+        up on can still become visible after a first read-back)."""
+        return self._pending
+
+    @adopt_pending.setter
+    def adopt_pending(self, pending: bool) -> None:
+        self._pending = pending
+        if pending:
+            self._uncertain_until = self._runner.monotonic() + UNCERTAIN_S
+
     def launch(self, run: Run, on_plan: PlanObserver | None = None) -> asyncio.Task[RunResult]:
         """Run ``run`` in its own task, counted in flight until it ends."""
         name = f"run {run.id} of session {run.session.gateway_session_id}"
@@ -310,8 +374,10 @@ class InFlight:
             self._gate_open.clear()  # no new write of running rows; those under way end
             try:
                 await self._no_writes.wait()
+                began = self._runner.monotonic()
                 runs = await self._runner.orphans(self.run_ids)
-                self.adopt_pending = False
+                if began >= self._uncertain_until:
+                    self._pending = False
                 for run in runs:
                     with log_context(session=run.session.gateway_session_id, run=run.id):
                         log.warning("adopting the run: its start was written, its answer lost")
@@ -364,6 +430,7 @@ class InFlight:
         held = self._tasks.get(run.session.id)
         if held is not None and held[1] is task:
             del self._tasks[run.session.id]
+        self._runner.ended(run, task.cancelled())
         if not task.cancelled() and task.exception() is not None:
             log.debug("%s ended with %r", task.get_name(), task.exception())
         self._ended.set()
@@ -403,6 +470,7 @@ class InFlight:
             tasks = [task for _, task in self._tasks.values()]
             remaining_s = deadline - loop.time()
             if remaining_s <= 0:  # out of time: cancel what runs (and what starts later)
+                self._runner.cut_short()  # and no write waits out an outage any more
                 for task in tasks:
                     task.cancel()
             # Until every run known now has ended, or a start ended (it may add one).
@@ -416,12 +484,16 @@ class InFlight:
             )
             for waiter in waiters:
                 waiter.cancel()
+            await asyncio.wait(waiters)  # gone before the next round (or the return)
         await self._runner.drain()
-        if self.adopt_pending:  # a start's row may have landed without its answer
-            await self._runner.end_unconfirmed()
+        # Whatever no task ran here: a start's row that landed without its answer, or a run
+        # whose end was given up. One read; the reaper ends them if the database is away.
+        await self._runner.end_unconfirmed()
 
     def hurry(self) -> None:
-        """A second stop request: cancel every run now instead of waiting for its action."""
+        """A second stop request: cancel every run now instead of waiting for its action
+        (or for the database, through an outage)."""
         self._stop.set()
+        self._runner.cut_short()
         for _, task in self._tasks.values():
             task.cancel()
