@@ -61,7 +61,7 @@ DEFECTS: Final = "runs"
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
-    """A done callback: the failure of a future nobody awaits is retrieved (it is logged
+    """A done callback: the failure of a future nobody may await is retrieved (it is logged
     where it happens)."""
     if not future.cancelled():
         future.exception()
@@ -126,8 +126,7 @@ class Runner:
         elif cancelled:
             with log_context(session=run.session.gateway_session_id, run=run.id):
                 now = self._clock.monotonic()
-                ending = self._ending(run, RunStatus.INTERRUPTED, BEFORE_IT_BEGAN, (), now)
-            ending.add_done_callback(_retrieved)
+                self._ending(run, RunStatus.INTERRUPTED, BEFORE_IT_BEGAN, (), now)
 
     def _ending(
         self,
@@ -141,6 +140,7 @@ class Runner:
         finishing = asyncio.ensure_future(self._finish(run, status, error, actions, started))
         self._finishing[run.id] = finishing
         finishing.add_done_callback(lambda _: self._finishing.pop(run.id, None))
+        finishing.add_done_callback(_retrieved)  # a cancelled run task no longer awaits it
         return finishing
 
     async def drain(self) -> None:
