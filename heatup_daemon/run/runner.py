@@ -22,6 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final
 
 from heatup_daemon.config.sections import PlannerSettings
@@ -109,6 +110,9 @@ class Runner:
         # Ends being written, by run id; they outlive a cancelled run task (see ``drain``).
         self._finishing: dict[int, asyncio.Future[RunStatus]] = {}
         self._begun: set[int] = set()  # runs whose task took its first step, until it ends
+        # Runs whose task is done but whose end the database did not take: never adopted
+        # (a task ran them), their end tried again by the next adoption and at the stop.
+        self._unended: dict[int, tuple[RunStatus, str | None]] = {}
 
     def cut_short(self) -> None:
         """A stop ran out of time: the writes of runs and their ends are tried once more,
@@ -143,11 +147,11 @@ class Runner:
         finishing.add_done_callback(_retrieved)  # a cancelled run task no longer awaits it
         return finishing
 
-    async def drain(self) -> None:
+    async def drain(self, timeout_s: float | None = None) -> None:
         """Until every run's end has been written (a cancelled run's end is written after
-        its task is done)."""
-        while self._finishing:
-            await asyncio.gather(*self._finishing.values(), return_exceptions=True)
+        its task is done), or ``timeout_s`` has passed."""
+        if self._finishing:  # not gather: a timeout must not cancel the writes
+            await asyncio.wait(list(self._finishing.values()), timeout=timeout_s)
 
     @property
     def finishing(self) -> frozenset[int]:
@@ -167,6 +171,9 @@ class Runner:
         ``interrupted``. Raises ``DatabaseUnavailable`` rather than wait for the database."""
         now, adopted = self._clock.now(), []
         for row in await self._unconfirmed(known):
+            if row.id in self._unended:  # a task ran it: its end is tried again, never it
+                await self._end_again(row.id, now)
+                continue
             try:
                 if row.record is None:
                     raise SessionNotRunnable("its session was removed", refusal=Refusal.REMOVED)
@@ -188,16 +195,28 @@ class Runner:
         try:
             for row in await self._unconfirmed(frozenset()):
                 now = self._clock.now()
-                await self._store.finish_run(row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now)
+                if row.id in self._unended:
+                    await self._end_again(row.id, now)
+                else:
+                    await self._store.finish_run(row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now)
                 ended += 1
-        except DatabaseUnavailable as exc:
-            log.warning("runs whose start was not confirmed are left to the reaper: %s", exc)
+        except (DatabaseUnavailable, DatabaseRefused) as exc:
+            log.warning("runs whose end could not be written are left to the reaper: %s", exc)
         return ended
+
+    async def _end_again(self, run_id: int, now: datetime) -> None:
+        """Write the end the database did not take when the run's task wrote it."""
+        status, error = self._unended[run_id]
+        await self._store.finish_run(run_id, status, error, now)
+        del self._unended[run_id]
 
     async def _unconfirmed(self, known: frozenset[int]) -> list[RunInFlight]:
         # Taken before the read: an end written while it reads leaves its row running there.
         skip = known | self.finishing
         rows = await self._store.runs_in_flight(self._lease.node)
+        running = {row.id for row in rows}
+        for run_id in self._unended.keys() - running:  # ended since (the reaper)
+            del self._unended[run_id]
         return [row for row in rows if row.id not in skip]
 
     async def run(
@@ -216,6 +235,7 @@ class Runner:
     ) -> RunResult:
         self._begun.add(run.id)
         started = self._clock.monotonic()
+        cancelled = False
         status = RunStatus.FAILED
         error: str | None = "the run ended unexpectedly"
         actions: tuple[ActionRecord, ...] = ()
@@ -233,7 +253,7 @@ class Runner:
             status, error, actions = outcome.status, outcome.error, outcome.actions
             self._fatal.recovered(DEFECTS)
         except asyncio.CancelledError:
-            status, error = RunStatus.INTERRUPTED, "the run was cancelled"
+            status, error, cancelled = RunStatus.INTERRUPTED, "the run was cancelled", True
             raise
         except DatabaseUnavailable as exc:
             error = f"the database was unavailable: {exc}"
@@ -249,7 +269,11 @@ class Runner:
             self._fatal.failed(DEFECTS, exc)
             raise
         finally:
-            final = await asyncio.shield(self._ending(run, status, error, actions, started))
+            try:
+                final = await asyncio.shield(self._ending(run, status, error, actions, started))
+            except DatabaseUnavailable:
+                if not cancelled:  # a cancelled run ends cancelled: its end is the reaper's
+                    raise
         return RunResult(run, plan, outcome, final)
 
     async def _reserve(
@@ -294,9 +318,11 @@ class Runner:
             except DatabaseRefused as exc:  # its end cannot be written: it stays running
                 log.error("the end of run %d cannot be written: %s", run.id, exc)
                 self._fatal.failed(DEFECTS, exc)
+                self._unended[run.id] = (status, error)
                 raise
             except DatabaseUnavailable as exc:  # a stop out of time gave up waiting
                 log.warning("the end of run %d is left to the reaper: %s", run.id, exc)
+                self._unended[run.id] = (status, error)
                 raise
             if final is not status:
                 error = f"ended by the reaper first ({final}); the run saw: {error or status}"
@@ -378,6 +404,8 @@ class InFlight:
                 runs = await self._runner.orphans(self.run_ids)
                 if began >= self._uncertain_until:
                     self._pending = False
+                if self.stopping:  # none is launched now: the stop ends them
+                    return []
                 for run in runs:
                     with log_context(session=run.session.gateway_session_id, run=run.id):
                         log.warning("adopting the run: its start was written, its answer lost")
@@ -485,7 +513,13 @@ class InFlight:
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.wait(waiters)  # gone before the next round (or the return)
-        await self._runner.drain()
+        # Ends still being written (a task cancelled earlier may have left one): within the
+        # same time, then cut short.
+        while self._runner.finishing:
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                self._runner.cut_short()
+            await self._runner.drain(remaining_s if remaining_s > 0 else None)
         # Whatever no task ran here: a start's row that landed without its answer, or a run
         # whose end was given up. One read; the reaper ends them if the database is away.
         await self._runner.end_unconfirmed()

@@ -1,4 +1,6 @@
-"""InFlight.launch creates the run's task; a cancel that reaches it before its first step
+"""Once a defect, kept as its test.
+
+InFlight.launch creates the run's task; a cancel that reaches it before its first step
 (hurry() on a second SIGTERM, or reconcile's InFlight.cancel, run in the same loop iteration
 as the dispatcher's launch) throws CancelledError into a coroutine that never started:
 Runner._run's try/finally never runs, so the run's end is never written. Nothing adopts it

@@ -1,4 +1,6 @@
-"""runs_in_flight (db/runs.py, and the in-memory twin) inner-joins sessions, so a running
+"""Once a defect, kept as its test.
+
+Runs_in_flight (db/runs.py, and the in-memory twin) inner-joins sessions, so a running
 row whose session an admin removed is invisible to Runner.orphans and to
 Runner.end_unconfirmed. An API start whose commit answer was lost, whose session is removed
 before the read-back, stays `running` for the node's whole life (its lease is renewed, the

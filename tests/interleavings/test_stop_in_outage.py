@@ -1,4 +1,6 @@
-"""InFlight.stop ends with Runner.drain(), which awaits every run's _finish; _finish writes
+"""Once a defect, kept as its test.
+
+InFlight.stop ends with Runner.drain(), which awaits every run's _finish; _finish writes
 the end through the DurableRecorder, which retries until the database answers. A stop that
 comes during a database outage (the runs it cancels cannot write their end) therefore never
 returns while the outage lasts, and a second SIGTERM (hurry) cancels run tasks, not the
