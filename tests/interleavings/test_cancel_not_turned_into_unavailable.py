@@ -10,12 +10,11 @@ import asyncio
 from typing import Any
 
 from heatup_daemon.errors import DatabaseUnavailable
-from tests.interleavings.test_stop_in_outage import HangingGateway
-from tests.unit.test_scheduler import world
+from tests.unit.test_scheduler import Hanging, world
 
 
 async def test_a_cancelled_run_task_ends_cancelled_even_when_its_end_is_given_up() -> None:
-    gateway = HangingGateway()
+    gateway = Hanging()
     w = await world(gateway)
     await w.add_session(1)
     await w.scheduler.prepare()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from heatup_daemon.db import registry as db_registry
 from heatup_daemon.enums import Actor, Format, Surface
 from heatup_daemon.views import Author
 from tests.conftest import migrated_repository
-from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,16 +35,6 @@ async def main():
     await repo.close(); await engine.dispose()
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    server = postgres_server_url()
-    if server is None:
-        pytest.skip("a PostgreSQL server: tests/run finds or starts one")
-    url = create_postgres_database(server)
-    yield url
-    drop_postgres_database(server, url)
 
 
 async def test_a_session_registered_meanwhile_is_reported_and_the_rest_written(

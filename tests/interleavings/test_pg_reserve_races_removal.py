@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from heatup_daemon.errors import DatabaseRefused
 from heatup_daemon.records import JoinLimits
 from tests.builders import session_spec
 from tests.conftest import migrated_repository
-from tests.databases import create_postgres_database, drop_postgres_database, postgres_server_url
 
 REPO = Path(__file__).resolve().parents[2]  # the repository (tests/interleavings/..)
 
@@ -38,16 +36,6 @@ async def main():
     await repo.close(); await engine.dispose()
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    server = postgres_server_url()
-    if server is None:
-        pytest.skip("needs PostgreSQL (HEATUP_TEST_DATABASE_URL)")
-    url = create_postgres_database(server)
-    yield url
-    drop_postgres_database(server, url)
 
 
 async def test_a_removal_between_the_check_and_the_insert_is_refused_not_a_defect(

@@ -17,25 +17,12 @@ import pytest
 
 from heatup_daemon.api import starting
 from heatup_daemon.errors import DatabaseUnavailable
-from heatup_daemon.testing import FakeGateway
 from tests.interleavings import api_state
-from tests.unit.test_scheduler import world
-
-
-class HangingGateway(FakeGateway):
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def _call(self, operation: str, gateway_session_id: int, channel: str | None) -> None:
-        self.calls.append((operation, gateway_session_id, channel))
-        self.entered.set()
-        await self.release.wait()
+from tests.unit.test_scheduler import Hanging, world
 
 
 async def test_a_read_back_at_a_stop_adopts_a_run_whose_end_was_given_up() -> None:
-    gateway = HangingGateway()
+    gateway = Hanging()
     w = await world(gateway)
     await w.add_session(1)
     await w.scheduler.prepare()

@@ -11,26 +11,11 @@ from __future__ import annotations
 
 import asyncio
 
-from heatup_daemon.testing import FakeGateway
-from tests.unit.test_scheduler import world
-
-
-class HangingGateway(FakeGateway):
-    """Every call waits until the test lets it go (a slow Telegram)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def _call(self, operation: str, gateway_session_id: int, channel: str | None) -> None:
-        self.calls.append((operation, gateway_session_id, channel))
-        self.entered.set()
-        await self.release.wait()
+from tests.unit.test_scheduler import Hanging, world
 
 
 async def test_a_stop_during_an_outage_returns() -> None:
-    gateway = HangingGateway()
+    gateway = Hanging()
     w = await world(gateway)
     await w.add_session(1)
     await w.scheduler.prepare()
