@@ -172,7 +172,8 @@ class Runner:
         now, adopted = self._clock.now(), []
         for row in await self._unconfirmed(known):
             if row.id in self._unended:  # a task ran it: its end is tried again, never it
-                await self._end_again(row.id, now)
+                with contextlib.suppress(DatabaseRefused):  # logged when first refused
+                    await self._end_again(row.id, now)
                 continue
             try:
                 if row.record is None:
@@ -195,10 +196,16 @@ class Runner:
         try:
             for row in await self._unconfirmed(frozenset()):
                 now = self._clock.now()
-                if row.id in self._unended:
-                    await self._end_again(row.id, now)
-                else:
-                    await self._store.finish_run(row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now)
+                try:
+                    if row.id in self._unended:
+                        await self._end_again(row.id, now)
+                    else:
+                        await self._store.finish_run(
+                            row.id, RunStatus.INTERRUPTED, UNCONFIRMED, now
+                        )
+                except DatabaseRefused as exc:  # this row's end: the others are still ended
+                    log.warning("the end of run %d is left to the reaper: %s", row.id, exc)
+                    continue
                 ended += 1
         except (DatabaseUnavailable, DatabaseRefused) as exc:
             log.warning("runs whose end could not be written are left to the reaper: %s", exc)

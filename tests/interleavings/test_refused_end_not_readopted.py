@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseRefused
 from tests.unit.test_scheduler import world
 
 
-async def test_a_run_whose_end_was_refused_is_executed_again_by_an_adoption() -> None:
+async def run_whose_end_is_refused(times: int) -> Any:
     w = await world()
     await w.add_session(1)
     await w.scheduler.prepare()
-    store, in_flight = w.store, w.in_flight
-    finish_run, refusals = store.finish_run, [1]
+    store = w.store
+    finish_run, refusals = store.finish_run, [1] * times
 
     async def disk_full_once(*args: Any) -> Any:
         if refusals:
@@ -31,15 +32,32 @@ async def test_a_run_whose_end_was_refused_is_executed_again_by_an_adoption() ->
 
     store.finish_run = disk_full_once  # type: ignore[method-assign]
     assert await w.tick() == 1  # the run made its calls; its end was refused
+    return w, refusals
+
+
+async def test_a_run_whose_end_was_refused_is_not_executed_again_by_an_adoption() -> None:
+    w, refusals = await run_whose_end_is_refused(1)
+    store, in_flight = w.store, w.in_flight
     [run] = store.runs.values()
     calls_once = len(w.gateway.calls)
     assert calls_once > 0 and not refusals
     in_flight.adopt_pending = True  # later, a reconcile pass meets an outage (_outage_began)
-    await w.tick()  # the next dispatch pass adopts first
+    await w.tick()  # the next dispatch pass adopts first: it writes the end again
     calls = len(w.gateway.calls)
     assert len(store.runs) == 1, "a new slot was claimed"
+    assert store.runs[run.id].status is not RunStatus.RUNNING
     await w.scheduler.stop(1)
     await w.nodes[0].lease.release()
     assert calls == calls_once, (
         f"run {run.id} was executed twice: {calls_once} gateway calls, then {calls}"
     )
+
+
+async def test_an_end_refused_again_fails_neither_the_adoption_nor_the_stop() -> None:
+    w, refusals = await run_whose_end_is_refused(3)
+    [run] = w.store.runs.values()
+    w.in_flight.adopt_pending = True
+    await w.tick()  # the adoption's second try is refused too: dispatch goes on
+    await w.scheduler.stop(1)  # the stop's third try is refused: the stop ends all the same
+    await w.nodes[0].lease.release()
+    assert not refusals and w.store.runs[run.id].status is RunStatus.RUNNING  # the reaper's
