@@ -126,20 +126,20 @@ async def _write(registry: Console, parsed: Parsed, *, skip_invalid: bool, by: A
                 try:
                     imported = await registry.import_sessions(rows, skip_registered=True, by=by)
                 except DatabaseUnavailable as exc:
+                    if not written:  # nothing landed yet: the outage as it is
+                        raise
                     raise _cut(exc, written, len(parsed.rows), chunk[0].line) from exc
                 written += imported.written
                 registered |= imported.registered
     return await asyncio.to_thread(_report, parsed, registered, written)
 
 
-def _cut(exc: DatabaseUnavailable, written: int, rows: int, line: int) -> DatabaseUnavailable:
-    """An outage before the first chunk landed writes nothing; after it, the error says what
-    was registered (each chunk is a transaction of its own) and how to go on."""
-    if not written:
-        return exc
+def _cut(exc: DatabaseUnavailable, written: int, rows: int, line: int) -> ImportCut:
+    """What an import that lost the database after ``written`` rows landed says: each chunk
+    is a transaction of its own (the one under way may have landed too), and how to go on."""
     return ImportCut(
-        f"{exc}: {written} of {rows} sessions were registered, from the file's first rows "
-        f"up to line {line - 1}; import the same file again with --skip-invalid (in the "
+        f"{exc}: at least {written} of {rows} sessions were registered, from the file's first "
+        f"rows up to line {line - 1}; import the same file again with --skip-invalid (in the "
         "console: register the good rows and skip the others) to register the rest; the "
         "registered ones are reported as already registered"
     )
