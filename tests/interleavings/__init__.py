@@ -26,3 +26,18 @@ def api_state(world: Any, node: Any) -> ApiState:
         exposition=node.metrics.exposition,
         clock=world.clock,
     )
+
+
+def fail_first(store: Any, name: str, times: int, error: Exception) -> list[int]:
+    """Make ``store``'s method ``name`` raise ``error`` on its first ``times`` calls; the
+    list returned empties as they are spent."""
+    method, left = getattr(store, name), [1] * times
+
+    async def failing(*args: Any) -> Any:
+        if left:
+            left.pop()
+            raise error
+        return await method(*args)
+
+    setattr(store, name, failing)
+    return left

@@ -17,7 +17,7 @@ import pytest
 
 from heatup_daemon.api import starting
 from heatup_daemon.errors import DatabaseUnavailable
-from tests.interleavings import api_state
+from tests.interleavings import api_state, fail_first
 from tests.unit.test_scheduler import Hanging, world
 
 
@@ -51,15 +51,7 @@ async def test_a_read_back_at_a_stop_adopts_a_run_whose_end_was_given_up() -> No
     api = asyncio.create_task(starting.start(api_state(w, node), 2, None))
     await asyncio.wait_for(entered.wait(), 2)
 
-    finish_run, blips = store.finish_run, [1]
-
-    async def blip_once(*args: Any) -> Any:
-        if blips:
-            blips.pop()
-            raise DatabaseUnavailable("a blip")
-        return await finish_run(*args)
-
-    store.finish_run = blip_once  # type: ignore[method-assign]
+    blips = fail_first(store, "finish_run", 1, DatabaseUnavailable("a blip"))
     stop = asyncio.create_task(in_flight.stop(0.05))
     for _ in range(200):  # until R's task has ended (its end given up)
         await asyncio.sleep(0.01)

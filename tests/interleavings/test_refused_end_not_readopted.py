@@ -14,6 +14,7 @@ from typing import Any
 
 from heatup_daemon.enums import RunStatus
 from heatup_daemon.errors import DatabaseRefused
+from tests.interleavings import fail_first
 from tests.unit.test_scheduler import world
 
 
@@ -22,15 +23,8 @@ async def run_whose_end_is_refused(times: int) -> Any:
     await w.add_session(1)
     await w.scheduler.prepare()
     store = w.store
-    finish_run, refusals = store.finish_run, [1] * times
-
-    async def disk_full_once(*args: Any) -> Any:
-        if refusals:
-            refusals.pop()
-            raise DatabaseRefused("could not extend file: No space left on device")
-        return await finish_run(*args)
-
-    store.finish_run = disk_full_once  # type: ignore[method-assign]
+    disk_full = DatabaseRefused("could not extend file: No space left on device")
+    refusals = fail_first(store, "finish_run", times, disk_full)
     assert await w.tick() == 1  # the run made its calls; its end was refused
     return w, refusals
 
